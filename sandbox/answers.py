@@ -1,0 +1,107 @@
+"""How free-text model answers turn into booleans and numbers, and back into text.
+
+VisProg users write ``Eval("{ANSWER0} + {ANSWER1} == 6")`` over VQA answers such as ``"2"``
+or ``"Yes."``; these helpers give those answers the meaning the user intended.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_YES = {"yes", "true", "y", "yeah", "yep", "correct", "right"}
+_NO = {"no", "false", "n", "nope", "incorrect", "wrong"}
+_WORDS = {
+    "zero": 0, "none": 0, "one": 1, "two": 2, "three": 3,
+    "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11,
+    "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
+}  # fmt: skip
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?$")
+_MAX_NUMBER_CHARS = 64
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, trim, drop trailing punctuation and a leading article: ``"Yes." -> "yes"``."""
+    t = text.strip().lower()
+    t = re.sub(r"[\s.!?,;:]+$", "", t)
+    t = re.sub(r"^(the|a|an)\s+", "", t)
+    return t
+
+
+def as_bool(value: object) -> bool | None:
+    """``True``/``False`` for yes/no-like answers (and booleans), else None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        t = normalize_answer(value)
+        if t in _YES:
+            return True
+        if t in _NO:
+            return False
+    return None
+
+
+def as_number(value: object) -> int | float | None:
+    """A number for numeric answers (``"2"``, ``" 3.5 "``, ``"two"``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if not isinstance(value, str) or len(value) > _MAX_NUMBER_CHARS:
+        return None
+    t = normalize_answer(value).replace(",", "")
+    if t in _WORDS:
+        return _WORDS[t]
+    if _NUMBER.match(t):
+        number = float(t)
+        if not math.isfinite(number):
+            return None
+        return int(number) if number.is_integer() and "e" not in t and "." not in t else number
+    return None
+
+
+def to_text(value: object) -> str:
+    """Text for a value: booleans become yes/no, whole floats lose their ``.0``."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if value is None:
+        return "none"
+    return str(value)
+
+
+def normalize_for_eval(text: str) -> str:
+    """Canonical short answer: yes/no for boolean answers, digits for numbers, else trimmed."""
+    b = as_bool(text)
+    if b is not None:
+        return "yes" if b else "no"
+    n = as_number(text)
+    if n is not None:
+        return to_text(n)
+    return text.strip()
+
+
+_FIRST_NUMBER = re.compile(
+    r"\b(\d+(?:\.\d+)?|" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")\b", re.I
+)
+
+
+def short_answer(raw: str, question: str = "") -> str:
+    """A model's free-text answer reduced to what Eval expects: ``yes``/``no`` when it starts
+    with one, a number for "how many" questions, else its first sentence without the
+    trailing period."""
+    text = raw.strip().strip('"').strip()
+    first = re.split(r"(?<=[.!?])\s|\n", text, maxsplit=1)[0].strip()
+    head = re.split(r"[\s,.!;:]+", first.lower(), maxsplit=1)[0] if first else ""
+    b = as_bool(head)
+    if b is not None:
+        return "yes" if b else "no"
+    if re.match(r"^\s*(how many|what is the number|count)\b", question.lower()):
+        m = _FIRST_NUMBER.search(first)
+        if m:
+            n = as_number(m.group(1))
+            if n is not None:
+                return to_text(n)
+    return re.sub(r"[.!]+$", "", first).strip()

@@ -1,0 +1,308 @@
+"""Type-check a parsed line program against a tool catalog before anything runs.
+
+The checker binds every argument to a parameter (positional ones in declared order),
+resolves tool names case-insensitively and through aliases, checks types along the data
+flow, and reports *every* problem as a :class:`ProgramError` whose message is written for a
+repair prompt (what is wrong, and what would be right).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Mapping
+
+from .errors import ErrorCode, ProgramError, ProgramInvalid, VisChainError
+from .expressions import compile_expression
+from .ir import Arg, BoundProgram, BoundStep, Const, Expr, Program, Ref, Step, Value, value_names
+from .signatures import ANY, Catalog, ParamSpec, Signature
+
+IMAGE = "Image"
+
+
+def check(
+    program: Program,
+    catalog: Catalog,
+    *,
+    inputs: Mapping[str, str] | Collection[str] | None = None,
+) -> BoundProgram:
+    """Check ``program``; return it bound to its tools, or raise :class:`ProgramInvalid`.
+
+    ``inputs`` names the caller's inputs (all images unless a mapping gives their types).
+    When it is None, a free name used where an Image is expected is taken to be an image
+    input; any other free name is an error.
+    """
+    bound, errors = _Checker(program, catalog, inputs).run()
+    if errors:
+        raise ProgramInvalid(errors)
+    return bound
+
+
+def diagnose(
+    program: Program,
+    catalog: Catalog,
+    *,
+    inputs: Mapping[str, str] | Collection[str] | None = None,
+) -> list[ProgramError]:
+    """Every problem ``check`` would report, as a list (empty when the program is fine)."""
+    return _Checker(program, catalog, inputs).run()[1]
+
+
+def literal_type(value: object) -> str:
+    """The type name of a literal written in a program."""
+    if isinstance(value, bool):
+        return "Bool"
+    if isinstance(value, (int, float)):
+        return "Number"
+    if isinstance(value, str):
+        return "Text"
+    if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+        return "TextList"
+    return ANY
+
+
+def suggest(name: str, candidates: Collection[str]) -> str:
+    """A "did you mean" phrase (empty when nothing is close)."""
+    lowered = {c.lower(): c for c in candidates}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    options = " or ".join(f"'{lowered[c]}'" for c in close)
+    return f"; did you mean {options}?"
+
+
+class _Checker:
+    def __init__(
+        self,
+        program: Program,
+        catalog: Catalog,
+        inputs: Mapping[str, str] | Collection[str] | None,
+    ) -> None:
+        self.program = program
+        self.catalog = catalog
+        self.infer_inputs = inputs is None
+        if inputs is None:
+            self.inputs: dict[str, str] = {}
+        elif isinstance(inputs, Mapping):
+            self.inputs = dict(inputs)
+        else:
+            self.inputs = dict.fromkeys(inputs, IMAGE)
+        self.types: dict[str, str] = dict(self.inputs)
+        self.lines: dict[str, int] = {}
+        self.later = {s.target: s.line for s in program.steps}
+        self.errors: list[ProgramError] = []
+
+    def run(self) -> tuple[BoundProgram, list[ProgramError]]:
+        steps = []
+        for step in self.program.steps:
+            if step.target in self.inputs:
+                self.error(
+                    ErrorCode.REDEFINED,
+                    f"'{step.target}' is an input image; choose another name",
+                    step,
+                    step.col,
+                )
+            bound = self.step(step)
+            self.types[step.target] = bound.output_type
+            self.lines[step.target] = step.line
+            steps.append(bound)
+        result = self.program.result_name
+        return (
+            BoundProgram(self.program, tuple(steps), inputs=dict(self.inputs), result=result),
+            self.errors,
+        )
+
+    def error(self, code: ErrorCode, message: str, step: Step, col: int) -> None:
+        self.errors.append(ProgramError(code, message, step.line, col, step.target))
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def step(self, step: Step) -> BoundStep:
+        if not step.is_call:
+            arg = step.args[0]
+            value = arg.value
+            out = ANY
+            if isinstance(value, Ref):
+                out = self.ref_type(value.name, step, arg, None) or ANY
+            elif isinstance(value, Const):
+                out = literal_type(value.value)
+            deps = frozenset({value.name}) if isinstance(value, Ref) else frozenset()
+            return BoundStep(step.target, None, {"value": value}, deps, step.line, step.text, out)
+
+        assert step.tool is not None
+        sig = self.catalog.signature(step.tool)
+        if sig is None:
+            hint = suggest(step.tool, self.catalog.tool_names())
+            self.error(ErrorCode.UNKNOWN_TOOL, f"unknown tool '{step.tool}'{hint}", step, step.col)
+            deps = set()
+            for arg in step.args:
+                deps |= value_names(arg.value)
+            return BoundStep(step.target, None, {}, frozenset(deps), step.line, step.text, ANY)
+
+        bound = self.bind(sig, step)
+        deps: set[str] = set()
+        args: dict[str, Value] = {}
+        for param in sig.params:
+            if param.name in bound:
+                arg = bound[param.name]
+                value = self.value(sig, param, arg, step)
+                args[param.name] = value
+                deps |= value_names(value)
+            elif not param.required:
+                args[param.name] = Const(param.default)
+        return BoundStep(
+            step.target, sig.name, args, frozenset(deps), step.line, step.text, sig.output
+        )
+
+    def bind(self, sig: Signature, step: Step) -> dict[str, Arg]:
+        bound: dict[str, Arg] = {}
+        positional = [a for a in step.args if a.name is None]
+        if len(positional) > len(sig.params):
+            extra = positional[len(sig.params)]
+            self.error(
+                ErrorCode.TOO_MANY_ARGUMENTS,
+                f"{sig.name} takes {len(sig.params)} argument(s) "
+                f"({_param_list(sig)}), got {len(positional)}",
+                step,
+                extra.col,
+            )
+        for param, arg in zip(sig.params, positional, strict=False):
+            bound[param.name] = arg
+        names = [p.name for p in sig.params]
+        for arg in step.args:
+            if arg.name is None:
+                continue
+            param = sig.param(arg.name)
+            if param is None:
+                hint = suggest(arg.name, names)
+                self.error(
+                    ErrorCode.UNKNOWN_ARGUMENT,
+                    f"{sig.name} has no argument '{arg.name}'{hint} "
+                    f"(its arguments: {_param_list(sig)})",
+                    step,
+                    arg.col,
+                )
+                continue
+            if param.name in bound:
+                self.error(
+                    ErrorCode.ARGUMENT_TWICE,
+                    f"argument '{param.name}' of {sig.name} is given twice",
+                    step,
+                    arg.col,
+                )
+                continue
+            bound[param.name] = arg
+        for param in sig.params:
+            if param.required and param.name not in bound:
+                self.error(
+                    ErrorCode.MISSING_ARGUMENT,
+                    f"{sig.name} needs argument '{param.name}' ({param.type})",
+                    step,
+                    step.col,
+                )
+        return bound
+
+    # --- values -----------------------------------------------------------------------------
+
+    def value(self, sig: Signature, param: ParamSpec, arg: Arg, step: Step) -> Value:
+        value = arg.value
+        where = f"argument '{param.name}' of {sig.name}"
+        if param.is_expression and isinstance(value, (Const, Expr)):
+            source = value.source if isinstance(value, Expr) else value.value
+            if isinstance(source, str):
+                return self.expression(source, step, arg)
+        if isinstance(value, Expr):
+            self.error(
+                ErrorCode.WRONG_TYPE,
+                f"{where} takes a {param.type} value, not an expression like '{value.source}'; "
+                "compute it in an Eval step first",
+                step,
+                arg.col,
+            )
+            return value
+        if isinstance(value, Ref):
+            src = self.ref_type(value.name, step, arg, param.type)
+            if src is not None and not self.catalog.assignable(src, param.type):
+                origin = (
+                    f"from line {self.lines[value.name]}"
+                    if value.name in self.lines
+                    else "an input"
+                )
+                self.error(
+                    ErrorCode.WRONG_TYPE,
+                    f"{where} expects {param.type}, but {value.name} is {src} ({origin})",
+                    step,
+                    arg.col,
+                )
+            return value
+        if isinstance(value, Const):
+            if value.value is None and not param.required:
+                return value
+            problem = self.catalog.literal_error(value.value, param.type)
+            if problem:
+                self.error(ErrorCode.WRONG_TYPE, f"{where}: {problem}", step, arg.col)
+            return value
+        # ListOf
+        item = self.catalog.item_type(param.type)
+        if item is None:
+            self.error(
+                ErrorCode.WRONG_TYPE, f"{where} expects {param.type}, not a list", step, arg.col
+            )
+            return value
+        for element in value.items:
+            if isinstance(element, Ref):
+                src = self.ref_type(element.name, step, arg, item)
+                if src is not None and not self.catalog.assignable(src, item):
+                    self.error(
+                        ErrorCode.WRONG_TYPE,
+                        f"{where} expects a list of {item}, but {element.name} is {src}",
+                        step,
+                        arg.col,
+                    )
+            elif isinstance(element, Const):
+                problem = self.catalog.literal_error(element.value, item)
+                if problem:
+                    self.error(ErrorCode.WRONG_TYPE, f"{where}: {problem}", step, arg.col)
+        return value
+
+    def expression(self, source: str, step: Step, arg: Arg) -> Value:
+        try:
+            compiled = compile_expression(source)
+        except VisChainError as exc:
+            self.error(ErrorCode.BAD_EXPRESSION, f"in '{source}': {exc.message}", step, arg.col)
+            return Expr(source, frozenset())
+        for name in sorted(compiled.names):
+            self.ref_type(name, step, arg, None)
+        return Expr(source, compiled.names)
+
+    def ref_type(self, name: str, step: Step, arg: Arg | None, expected: str | None) -> str | None:
+        """The type of a variable, or None (after reporting) when it is not defined yet."""
+        if name in self.types:
+            return self.types[name]
+        col = arg.col if arg else step.col
+        if name in self.later and self.later[name] >= step.line:
+            self.error(
+                ErrorCode.UNDEFINED_NAME,
+                f"'{name}' is used before it is defined (on line {self.later[name]})",
+                step,
+                col,
+            )
+            return None
+        if self.infer_inputs and expected is not None and IMAGE in expected.split("|"):
+            self.inputs[name] = IMAGE
+            self.types[name] = IMAGE
+            return IMAGE
+        known = [n for n in self.types if n not in self.inputs]
+        hint = suggest(name, list(self.types))
+        listing = ", ".join(known[-8:]) or "none yet"
+        inputs = ", ".join(self.inputs) or "none"
+        self.error(
+            ErrorCode.UNDEFINED_NAME,
+            f"'{name}' is not defined{hint} (variables so far: {listing}; inputs: {inputs})",
+            step,
+            col,
+        )
+        return None
+
+
+def _param_list(sig: Signature) -> str:
+    return ", ".join(p.name if p.required else f"{p.name}={p.default!r}" for p in sig.params)

@@ -1,0 +1,120 @@
+"""Limits on untrusted programs, and the budget that enforces them while code runs.
+
+Everything an LLM writes runs under a :class:`Budget`: each evaluated node costs one unit of
+work, values are measured before they are built (so ``'a' * 10**10`` fails without
+allocating), and a deadline is checked as the work proceeds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+from .errors import ErrorCode, LimitExceeded
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds for one evaluation (an Eval step, or one Python program)."""
+
+    max_int_bits: int = 4096  # about 1,200 decimal digits
+    max_str_len: int = 1_000_000
+    max_items: int = 1_000_000  # elements of one list/tuple/dict/range
+    max_total_items: int = 5_000_000  # elements created over a whole evaluation
+    max_ops: int = 2_000_000  # evaluated nodes
+    max_depth: int = 64  # nesting of calls and expressions
+    max_loop_iterations: int = 100_000  # per loop
+    time_limit: float | None = 10.0  # seconds per evaluation
+    max_program_chars: int = 200_000
+    max_line_chars: int = 10_000
+    max_steps: int = 20_000  # steps (lines) of one line program
+
+    def with_(self, **changes: object) -> Limits:
+        return replace(self, **changes)
+
+
+@dataclass
+class Budget:
+    """Live counters for one evaluation; raises :class:`LimitExceeded` when one runs out."""
+
+    limits: Limits = field(default_factory=Limits)
+    deadline: float | None = None
+    cancel: threading.Event | None = None
+    ops: int = 0
+    items: int = 0
+    depth: int = 0
+
+    def __post_init__(self) -> None:
+        if self.limits.time_limit is not None:
+            own = time.monotonic() + self.limits.time_limit
+            self.deadline = own if self.deadline is None else min(self.deadline, own)
+
+    def tick(self, n: int = 1) -> None:
+        """Spend ``n`` units of work; every so often also check the clock and cancellation."""
+        self.ops += n
+        if self.ops > self.limits.max_ops:
+            raise LimitExceeded(
+                f"program did too much work (more than {self.limits.max_ops:,} operations)",
+                code=ErrorCode.STEP_LIMIT,
+            )
+        if self.ops & 0x3F == 0:
+            self.check_time()
+
+    def check_time(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise LimitExceeded("evaluation was cancelled", code=ErrorCode.CANCELLED)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise LimitExceeded("evaluation ran out of time", code=ErrorCode.TIME_LIMIT)
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > self.limits.max_depth:
+            raise LimitExceeded(
+                f"nesting deeper than {self.limits.max_depth} levels",
+                code=ErrorCode.DEPTH_LIMIT,
+            )
+
+    def leave(self) -> None:
+        self.depth -= 1
+
+    # --- sizes, checked before a value is built -------------------------------------------
+
+    def check_int(self, value: int) -> int:
+        if value.bit_length() > self.limits.max_int_bits:
+            bits = self.limits.max_int_bits
+            raise LimitExceeded(f"number too large (over {bits} bits)", code=ErrorCode.SIZE_LIMIT)
+        return value
+
+    def check_str_len(self, n: int) -> None:
+        if n > self.limits.max_str_len:
+            raise LimitExceeded(
+                f"string too long ({n:,} characters; limit {self.limits.max_str_len:,})",
+                code=ErrorCode.SIZE_LIMIT,
+            )
+
+    def check_items(self, n: int) -> None:
+        """Account for a collection of ``n`` elements about to be created."""
+        if n > self.limits.max_items:
+            raise LimitExceeded(
+                f"collection too large ({n:,} items; limit {self.limits.max_items:,})",
+                code=ErrorCode.SIZE_LIMIT,
+            )
+        self.items += n
+        if self.items > self.limits.max_total_items:
+            raise LimitExceeded(
+                f"program created too many items (over {self.limits.max_total_items:,})",
+                code=ErrorCode.SIZE_LIMIT,
+            )
+
+    def check_value(self, value: object) -> object:
+        """Measure a freshly produced value of a basic type."""
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return self.check_int(value)
+        if isinstance(value, str):
+            self.check_str_len(len(value))
+        elif isinstance(value, (list, tuple, dict, set, frozenset)):
+            self.check_items(len(value))
+        return value

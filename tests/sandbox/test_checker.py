@@ -1,0 +1,155 @@
+"""The checker, against a small catalog written here (the sandbox imports no tools)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from sandbox import (
+    Const,
+    ErrorCode,
+    Expr,
+    ParamSpec,
+    ProgramInvalid,
+    Signature,
+    check,
+    diagnose,
+    parse,
+)
+
+
+class SmallCatalog:
+    """Four tools and simple type rules: enough to exercise every checker rule."""
+
+    def __init__(self) -> None:
+        self.sigs = {
+            "loc": Signature(
+                "Loc",
+                (ParamSpec("image", "Image"), ParamSpec("object", "Text")),
+                "ObjectList",
+                aliases=("DETECT",),
+            ),
+            "crop": Signature(
+                "Crop", (ParamSpec("image", "Image"), ParamSpec("box", "ObjectList")), "Image"
+            ),
+            "count": Signature("Count", (ParamSpec("object", "ObjectList"),), "Number"),
+            "eval": Signature("Eval", (ParamSpec("expr", "Expression"),), "Any"),
+            "classify": Signature(
+                "Classify",
+                (
+                    ParamSpec("object", "ObjectList"),
+                    ParamSpec("categories", "TextList"),
+                    ParamSpec("top", "Number", required=False, default=1),
+                ),
+                "ObjectList",
+            ),
+        }
+        for sig in list(self.sigs.values()):
+            for alias in sig.aliases:
+                self.sigs[alias.lower()] = sig
+
+    def signature(self, name: str) -> Signature | None:
+        return self.sigs.get(name.lower())
+
+    def tool_names(self) -> Sequence[str]:
+        return ["Loc", "DETECT", "Crop", "Count", "Eval", "Classify"]
+
+    def assignable(self, source: str, target: str) -> bool:
+        return "Any" in (source, target) or source == target or source in target.split("|")
+
+    def literal_error(self, value: object, target: str) -> str | None:
+        ok = {
+            "Text": isinstance(value, str),
+            "Number": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "TextList": isinstance(value, (str, tuple)),
+        }.get(target, False)
+        return None if ok else f"expects {target}, got {value!r}"
+
+    def item_type(self, target: str) -> str | None:
+        return "Text" if target == "TextList" else None
+
+
+CAT = SmallCatalog()
+
+
+def errors(text: str, **kwargs: object) -> list[tuple[ErrorCode, int]]:
+    return [(e.code, e.line) for e in diagnose(parse(text), CAT, **kwargs)]  # type: ignore[arg-type]
+
+
+def test_binds_keywords_positionals_defaults_and_aliases() -> None:
+    bound = check(
+        parse("B=detect(IMAGE, 'boat')\nC=Crop(image=IMAGE, box=B)\nN=count(B)\nL=Classify(B, ['a'])"),
+        CAT,
+    )
+    b, c, n, lst = bound.steps
+    assert b.tool == "Loc" and b.args["object"] == Const("boat")
+    assert c.deps == frozenset({"IMAGE", "B"})
+    assert n.output_type == "Number"
+    assert lst.args["top"] == Const(1)  # default filled in
+    assert bound.inputs == {"IMAGE": "Image"}
+    assert bound.result == "L"
+
+
+def test_expression_arguments_bind_their_names() -> None:
+    bound = check(parse("B=Loc(IMAGE, 'x')\nN=Count(B)\nA=Eval('{N} > 2')\nZ=EVAL(N == 3)"), CAT)
+    assert bound.steps[2].args["expr"] == Expr("{N} > 2", frozenset({"N"}))
+    assert bound.steps[2].deps == frozenset({"N"})
+    assert bound.steps[3].deps == frozenset({"N"})
+
+
+def test_unknown_tool_with_suggestion() -> None:
+    with pytest.raises(ProgramInvalid) as info:
+        check(parse("B=Lco(image=IMAGE, object='x')"), CAT)
+    err = info.value.errors[0]
+    assert err.code == ErrorCode.UNKNOWN_TOOL
+    assert "did you mean 'Loc'" in err.message
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("B=Loc(image=IMAGE, objects='x')", ErrorCode.UNKNOWN_ARGUMENT),
+        ("B=Loc(image=IMAGE)", ErrorCode.MISSING_ARGUMENT),
+        ("B=Loc(IMAGE, 'x', 3)", ErrorCode.TOO_MANY_ARGUMENTS),
+        ("B=Loc(IMAGE, 'x', image=IMAGE)", ErrorCode.ARGUMENT_TWICE),
+        ("B=Loc(image=IMAGE, object=3)", ErrorCode.WRONG_TYPE),
+        ("B=Loc(image=IMAGE, object='x')\nC=Crop(image=B, box=B)", ErrorCode.WRONG_TYPE),
+        ("B=Loc(image=IMAGE, object='x')\nC=Loc(image=IMAGE, object=B)", ErrorCode.WRONG_TYPE),
+        ("C=Crop(image=IMAGE, box=B)\nB=Loc(image=IMAGE, object='x')", ErrorCode.UNDEFINED_NAME),
+        ("N=Count(object=NOPE)", ErrorCode.UNDEFINED_NAME),
+        ("A=Eval('{MISSING} > 1')", ErrorCode.UNDEFINED_NAME),
+        ("A=Eval('1 +')", ErrorCode.BAD_EXPRESSION),
+        ("A=Eval('().__class__')", ErrorCode.BAD_EXPRESSION),
+        ("B=Loc(image=IMAGE, object='x' + 'y')", ErrorCode.WRONG_TYPE),
+        ("B=Classify(object=X, categories=[1, 2])", ErrorCode.UNDEFINED_NAME),
+        ("B=Loc(image=IMAGE, object='x')\nC=Classify(object=B, categories=[B])", ErrorCode.WRONG_TYPE),
+        ("B=Loc(image=IMAGE, object='x')\nC=Count(object=[B])", ErrorCode.WRONG_TYPE),
+        ("RESULT=NOWHERE", ErrorCode.UNDEFINED_NAME),
+    ],
+)
+def test_each_error_code(text: str, code: ErrorCode) -> None:
+    assert code in [c for c, _ in errors(text)]
+
+
+def test_every_problem_at_once_with_lines() -> None:
+    found = errors("B=Loc(image=IMAGE)\nC=Cropp(image=IMAGE, box=B)\nN=Count(object=Q)")
+    assert found == [
+        (ErrorCode.MISSING_ARGUMENT, 1),
+        (ErrorCode.UNKNOWN_TOOL, 2),
+        (ErrorCode.UNDEFINED_NAME, 3),
+    ]
+
+
+def test_inputs_given_explicitly_are_strict_and_unused_inputs_are_fine() -> None:
+    assert errors("B=Loc(image=LEFT, object='x')", inputs=["LEFT", "RIGHT"]) == []
+    assert errors("B=Loc(image=IMAGEE, object='x')", inputs=["IMAGE"]) == [(ErrorCode.UNDEFINED_NAME, 1)]
+    assert errors("IMAGE=Loc(image=IMAGE, object='x')", inputs=["IMAGE"])[0][0] == ErrorCode.REDEFINED
+
+
+def test_messages_are_fit_for_a_repair_prompt() -> None:
+    with pytest.raises(ProgramInvalid) as info:
+        check(parse("B=Loc(image=IMAGE, object='x')\nC=Crop(image=B, box=B)"), CAT)
+    message = info.value.errors[0].message
+    assert "argument 'image' of Crop expects Image" in message
+    assert "B is ObjectList (from line 1)" in message

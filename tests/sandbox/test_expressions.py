@@ -1,0 +1,174 @@
+"""The safe evaluator: VisProg's Eval semantics, and hostile expressions that must fail fast."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sandbox import (
+    Budget,
+    ErrorCode,
+    EvalError,
+    Exposed,
+    ForbiddenError,
+    LimitExceeded,
+    Limits,
+    compile_expression,
+)
+from sandbox.expressions import prepare_visprog
+
+
+def ev(text: str, answers: bool = True, **values: object) -> object:
+    return compile_expression(text).evaluate(values, answers=answers)
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "expected"),
+    [
+        ("{ANSWER0} + {ANSWER1} == 6 and {ANSWER2} + {ANSWER3} == 2",
+         {"ANSWER0": "2", "ANSWER1": "4", "ANSWER2": "1", "ANSWER3": "one"}, True),
+        ("{A} + {B} == 6", {"A": "2", "B": "3"}, False),
+        ("'{A}' == 'yes'", {"A": "Yes."}, True),
+        ("{A} == 'yes'", {"A": True}, True),
+        ("{A} and not {B}", {"A": "yes", "B": "no"}, True),
+        ("{A} xor {B}", {"A": "yes", "B": "no"}, True),
+        ("{A} xor {B}", {"A": "yes", "B": "yes"}, False),
+        ("({A} xor {B}) and {C}", {"A": "yes", "B": "no", "C": "no"}, False),
+        ("'yes' if {N} > 2 else 'no'", {"N": "3"}, "yes"),
+        ("{N} * 2", {"N": "21"}, 42),
+        ("ANSWER0 + 1", {"ANSWER0": 1}, 2),
+        ("max({A}, {B}) - min(3, 4)", {"A": 7, "B": "9"}, 6),
+        ("len(X) >= 2", {"X": ["a", "b"]}, True),
+        ("'there are {N} dogs'", {"N": 3}, "there are 3 dogs"),
+        ("{A} in 'a red car'", {"A": "Red"}, True),
+        ("round(2 / 3, 2)", {}, 0.67),
+        ("str({A})", {"A": False}, "no"),
+        ("int('{N}') + 1", {"N": "4"}, 5),
+        ("abs(-3) + sum([1, 2, 3])", {}, 9),
+        ("bool('{A}')", {"A": "no"}, False),
+        ("[x * 2 for x in [1, 2, 3] if x > 1]", {}, [4, 6]),
+    ],
+)  # fmt: skip
+def test_visprog_semantics(text: str, values: dict[str, object], expected: object) -> None:
+    assert ev(text, **values) == expected
+
+
+def test_placeholders_are_bound_not_pasted() -> None:
+    # a value that would be code if pasted into the text stays a string
+    assert ev("{A} == 'x'", A="__import__('os').system('echo pwned')") is False
+    assert ev("'{A}'", A="') or True or ('") == "') or True or ('"
+
+
+def test_free_names_and_rewrite() -> None:
+    expr = compile_expression("'{A}' == 'yes' xor {B} > 2")
+    assert expr.names == frozenset({"A", "B"})
+    assert "xor_" in expr.text
+    assert prepare_visprog("1 + 2") == "1 + 2"
+
+
+def test_python_semantics_without_answer_mode() -> None:
+    assert ev("'2' + '4'", answers=False) == "24"
+    assert ev("'yes' and 0", answers=False) == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "__import__('os')",
+        "().__class__.__mro__",
+        "(1).__class__",
+        "getattr(1, 'real')",
+        "open('/etc/passwd')",
+        "eval('1')",
+        "exec('x=1')",
+        "globals()",
+        "type(1)",
+        "lambda: 1",
+        "(x := 1)",
+        "[].__class__",
+        "'%s' % 1",
+        "b'x'",
+        "f'{().__class__}'",
+        "'{0.__class__}'.format(1)",
+        "print(1)",
+    ],
+)
+def test_hostile_expressions_are_refused(text: str) -> None:
+    with pytest.raises((ForbiddenError, EvalError)) as info:
+        ev(text)
+    assert info.value.code in (ErrorCode.FORBIDDEN, ErrorCode.EVAL_ERROR, ErrorCode.BAD_EXPRESSION)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9**9**9",
+        "2**100000",
+        "10**5000 * 10**5000",
+        "'a'*10**10",
+        "[0]*10**9",
+        "'a' * 10**6 * 10**6",
+        "1 << 10**6",
+        "str([[0] * 10**5] * 10**4)",
+        "f'{1:>1000000000}'",
+        "'x'.replace('', 'y' * 10**6)",
+        "sum([[0] * 10] * 10, [])",
+        "[x for x in range(10)]",
+    ],
+)
+def test_resource_bombs_fail_fast(text: str) -> None:
+    start = time.perf_counter()
+    with pytest.raises((LimitExceeded, EvalError, ForbiddenError)):
+        ev(text)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_work_and_time_limits() -> None:
+    busy = "[[a * b for a in [1] * 2000] for b in [1] * 2000]"
+    with pytest.raises(LimitExceeded) as info:
+        compile_expression(busy).evaluate({}, limits=Limits(max_ops=10_000))
+    assert info.value.code == ErrorCode.STEP_LIMIT
+    budget = Budget(Limits(time_limit=0.05, max_ops=10**9, max_total_items=10**9))
+    start = time.perf_counter()
+    with pytest.raises(LimitExceeded) as info:
+        compile_expression(busy).evaluate({}, budget=budget)
+    assert info.value.code == ErrorCode.TIME_LIMIT
+    assert time.perf_counter() - start < 1.0
+
+
+def test_depth_limit() -> None:
+    nested = "(" * 150 + "1" + ")" * 150
+    with pytest.raises((LimitExceeded, EvalError)):
+        ev("-" * 150 + "1")
+    with pytest.raises((LimitExceeded, EvalError)):
+        ev(nested + " + " + "+".join(["1"] * 200))
+
+
+def test_errors_are_typed() -> None:
+    with pytest.raises(EvalError, match="division by zero"):
+        ev("1 / 0")
+    with pytest.raises(EvalError, match="not defined"):
+        ev("missing + 1")
+    with pytest.raises(EvalError) as info:
+        compile_expression("1 +")
+    assert info.value.code == ErrorCode.BAD_EXPRESSION
+
+
+class Thing:
+    def __init__(self) -> None:
+        self.size = 3
+        self.secret = "hidden"
+
+    def double(self, x: int) -> int:
+        return 2 * x
+
+
+def test_exposed_attributes_and_methods_only() -> None:
+    exposed = {Thing: Exposed(attributes=frozenset({"size"}), methods=frozenset({"double"}))}
+    expr = compile_expression("T.size + T.double(2)")
+    assert expr.evaluate({"T": Thing()}, exposed=exposed) == 7
+    with pytest.raises(ForbiddenError):
+        compile_expression("T.secret").evaluate({"T": Thing()}, exposed=exposed)
+    with pytest.raises(ForbiddenError):
+        compile_expression("T.size").evaluate({"T": Thing()})
