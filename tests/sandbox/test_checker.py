@@ -79,7 +79,9 @@ def errors(text: str, **kwargs: object) -> list[tuple[ErrorCode, int]]:
 
 def test_binds_keywords_positionals_defaults_and_aliases() -> None:
     bound = check(
-        parse("B=detect(IMAGE, 'boat')\nC=Crop(image=IMAGE, box=B)\nN=count(B)\nL=Classify(B, ['a'])"),
+        parse(
+            "B=detect(IMAGE, 'boat')\nC=Crop(image=IMAGE, box=B)\nN=count(B)\nL=Classify(B, ['a'])"
+        ),
         CAT,
     )
     b, c, n, lst = bound.steps
@@ -123,7 +125,10 @@ def test_unknown_tool_with_suggestion() -> None:
         ("A=Eval('().__class__')", ErrorCode.BAD_EXPRESSION),
         ("B=Loc(image=IMAGE, object='x' + 'y')", ErrorCode.WRONG_TYPE),
         ("B=Classify(object=X, categories=[1, 2])", ErrorCode.UNDEFINED_NAME),
-        ("B=Loc(image=IMAGE, object='x')\nC=Classify(object=B, categories=[B])", ErrorCode.WRONG_TYPE),
+        (
+            "B=Loc(image=IMAGE, object='x')\nC=Classify(object=B, categories=[B])",
+            ErrorCode.WRONG_TYPE,
+        ),
         ("B=Loc(image=IMAGE, object='x')\nC=Count(object=[B])", ErrorCode.WRONG_TYPE),
         ("RESULT=NOWHERE", ErrorCode.UNDEFINED_NAME),
     ],
@@ -143,8 +148,12 @@ def test_every_problem_at_once_with_lines() -> None:
 
 def test_inputs_given_explicitly_are_strict_and_unused_inputs_are_fine() -> None:
     assert errors("B=Loc(image=LEFT, object='x')", inputs=["LEFT", "RIGHT"]) == []
-    assert errors("B=Loc(image=IMAGEE, object='x')", inputs=["IMAGE"]) == [(ErrorCode.UNDEFINED_NAME, 1)]
-    assert errors("IMAGE=Loc(image=IMAGE, object='x')", inputs=["IMAGE"])[0][0] == ErrorCode.REDEFINED
+    assert errors("B=Loc(image=IMAGEE, object='x')", inputs=["IMAGE"]) == [
+        (ErrorCode.UNDEFINED_NAME, 1)
+    ]
+    assert (
+        errors("IMAGE=Loc(image=IMAGE, object='x')", inputs=["IMAGE"])[0][0] == ErrorCode.REDEFINED
+    )
 
 
 def test_messages_are_fit_for_a_repair_prompt() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox import Const, ErrorCode, Expr, ListOf, Limits, ProgramInvalid, Ref, parse
+from sandbox import Const, ErrorCode, Expr, Limits, ListOf, ProgramInvalid, Ref, parse
 
 NLVR = """\
 ANSWER0=Vqa(image=LEFT, question='How many people are in the image?')
@@ -32,7 +32,14 @@ def codes(text: str) -> list[str]:
 
 def test_nlvr_program_parses_into_steps() -> None:
     program = parse(NLVR)
-    assert [s.target for s in program] == ["ANSWER0", "ANSWER1", "ANSWER2", "ANSWER3", "ANSWER4", "RESULT"]
+    assert [s.target for s in program] == [
+        "ANSWER0",
+        "ANSWER1",
+        "ANSWER2",
+        "ANSWER3",
+        "ANSWER4",
+        "RESULT",
+    ]
     first = program.steps[0]
     assert first.tool == "Vqa"
     assert first.args[0].name == "image" and first.args[0].value == Ref("LEFT")
@@ -56,11 +63,11 @@ def test_positional_arguments_expression_arguments_and_double_quotes() -> None:
 def test_literals_lists_comments_blank_lines_and_escapes() -> None:
     program = parse(
         "# a comment\n\n"
-        "  A = Tool(x=-3, y=2.5, z=True, w=None, s='it\\'s', t=\"a \\\"b\\\"\")  # trailing\n"
+        '  A = Tool(x=-3, y=2.5, z=True, w=None, s=\'it\\\'s\', t="a \\"b\\"")  # trailing\n'
         "B=Tool(items=['a', \"b\"], refs=[A, 'c'])\n"
         "FINAL_RESULT=B\n"
     )
-    a, b, final = program.steps
+    a, b, _ = program.steps
     values = {arg.name: arg.value for arg in a.args}
     assert values == {
         "x": Const(-3),

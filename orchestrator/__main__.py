@@ -1,0 +1,5 @@
+"""``python -m orchestrator`` is the ``vischain`` command."""
+
+from .cli import main
+
+raise SystemExit(main())

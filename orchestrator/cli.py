@@ -1,0 +1,189 @@
+"""The ``vischain`` command.
+
+vischain exec program.txt --image IMAGE=photo.jpg --trace-dir out/
+vischain check program.txt
+vischain tools
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from sandbox import ProgramInvalid, VisChainError
+
+from .config import Config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _images(specs: list[str]) -> dict[str, str]:
+    """``--image photo.jpg`` names IMAGE; ``--image LEFT=a.jpg`` names LEFT."""
+    images: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name.isidentifier():
+            name, path = "IMAGE", spec
+        if name in images:
+            raise SystemExit(f"vischain: image {name} given twice")
+        images[name] = path
+    return images
+
+
+def _read_program(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"vischain: program file not found: {path}")
+    return p.read_text(encoding="utf-8")
+
+
+def _print_result(result: Any, args: argparse.Namespace) -> int:
+    out = sys.stdout
+    if args.json:
+        data = {
+            "ok": result.ok,
+            "answer": result.answer if result.ok else None,
+            "error": result.error.to_dict() if result.error else None,
+            "program": result.program.source if result.program else result.trace.program,
+            "trace": str(result.trace.directory) if result.trace.directory else None,
+        }
+        out.write(json.dumps(data, indent=2) + "\n")
+        return EXIT_OK if result.ok else EXIT_FAILED
+    if result.trace.program and getattr(args, "show_program", False):
+        out.write("program:\n")
+        for n, line in enumerate(result.trace.program.splitlines(), 1):
+            out.write(f"  {n:>3}  {line}\n")
+    if result.ok:
+        out.write(f"answer: {result.answer}\n")
+        saved = _save_output(result, args)
+        if saved:
+            out.write(f"output image: {saved}\n")
+    else:
+        out.write(f"error: {result.error}\n")
+        errors = getattr(result.error, "errors", None)
+        for e in errors or []:
+            out.write(f"  {e}\n")
+    if result.trace.directory:
+        out.write(f"trace: {result.trace.directory / 'index.html'}\n")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _save_output(result: Any, args: argparse.Namespace) -> Path | None:
+    from tools.types import Image
+
+    if not isinstance(result.output, Image):
+        return None
+    target = (
+        Path(args.output)
+        if args.output
+        else (
+            result.trace.directory / "output.png" if result.trace.directory else Path("output.png")
+        )
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result.output.pil.save(target)
+    return target
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from .api import Orchestrator
+
+    program = _read_program(args.program)
+    orch = Orchestrator(Config.load(args.config))
+    try:
+        result = orch.execute(
+            program, images=_images(args.image), form=args.form, trace_dir=args.trace_dir
+        )
+    finally:
+        orch.close()
+    return _print_result(result, args)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .api import Orchestrator
+
+    program = _read_program(args.program)
+    orch = Orchestrator(Config.load(args.config))
+    inputs = args.inputs.split(",") if args.inputs else None
+    try:
+        bound = orch.check(program, inputs=inputs, form=args.form)
+    except ProgramInvalid as exc:
+        for e in exc.errors:
+            sys.stdout.write(f"{args.program}:{e.line}:{e.col}: [{e.code}] {e.message}\n")
+        return EXIT_FAILED
+    finally:
+        orch.close()
+    sys.stdout.write(
+        f"ok: {len(bound.steps)} steps, result {bound.result}, inputs {', '.join(bound.inputs)}\n"
+    )
+    return EXIT_OK
+
+
+def cmd_tools(args: argparse.Namespace) -> int:
+    from .api import Orchestrator
+
+    orch = Orchestrator(Config.load(args.config))
+    try:
+        statuses = orch.tool_status()
+        for t in orch.registry:
+            reason = statuses[t.spec.name]
+            status = "ready" if reason is None else f"unavailable: {reason}"
+            sys.stdout.write(f"{t.spec.doc(examples=1 if args.verbose else 0)}\n    [{status}]\n\n")
+        for name, problem in orch.registry.plugin_errors.items():
+            sys.stdout.write(f"plug-in {name} failed to load: {problem}\n")
+    finally:
+        orch.close()
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vischain", description="Visual programs over vision models."
+    )
+    parser.add_argument("--config", help="YAML or TOML config file (default: $VISCHAIN_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("exec", help="run a program on images")
+    p.add_argument("program", help="program file, or - for standard input")
+    image_help = "an input image (path or sample:<name>); NAME defaults to IMAGE"
+    p.add_argument("--image", action="append", default=[], metavar="[NAME=]PATH", help=image_help)
+    p.add_argument("--form", default="auto", choices=["auto", "lines", "python"])
+    p.add_argument("--trace-dir", help="write trace.jsonl and index.html here")
+    p.add_argument("--output", help="where to save an image result")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_exec, show_program=False)
+
+    p = sub.add_parser("check", help="parse and type-check a program without running it")
+    p.add_argument("program", help="program file, or - for standard input")
+    p.add_argument("--inputs", help="comma-separated input image names (default: inferred)")
+    p.add_argument("--form", default="auto", choices=["auto", "lines", "python"])
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("tools", help="list the tools and whether they can run here")
+    p.set_defaults(func=cmd_tools)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except VisChainError as exc:
+        sys.stderr.write(f"vischain: {exc}\n")
+        return EXIT_FAILED
+    except FileNotFoundError as exc:
+        sys.stderr.write(f"vischain: {exc}\n")
+        return EXIT_USAGE

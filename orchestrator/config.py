@@ -1,0 +1,148 @@
+"""Configuration: a YAML or TOML file plus ``VISCHAIN_*`` environment variables.
+
+Precedence: arguments given in code, then environment (``VISCHAIN_PLANNER__REPAIR_ROUNDS=3``,
+nested with ``__``), then the file named by ``Config.load(path)`` or ``$VISCHAIN_CONFIG``,
+then defaults. Example file::
+
+    models:
+      profile: default          # default | full | offline
+      devices: auto             # or [cuda:0, cuda:1]
+      memory_budget_gb: {cuda:0: 20}
+      roles:
+        clip: {family: open_clip, model: ViT-L-14, weights: openai}
+    llm_url: http://gpu-host:8000/v1    # the planner's vLLM server
+    planner: {repair_rounds: 2, examples: 6}
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from sandbox import Limits
+from tools.settings import ModelSettings, ModelSpec
+
+CONFIG_ENV = "VISCHAIN_CONFIG"
+_FILE: ContextVar[Path | None] = ContextVar("vischain_config_file", default=None)
+
+
+class LimitsConfig(BaseModel):
+    """Time and size limits for programs (all enforced)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step_seconds: float | None = 300.0
+    program_seconds: float | None = 1800.0
+    eval_seconds: float = 10.0
+    python_seconds: float = 600.0
+    max_program_chars: int = 200_000
+    max_steps: int = 20_000
+    max_ops: int = 2_000_000
+    max_tool_calls: int = 2_000
+
+    def sandbox(self) -> Limits:
+        return Limits(
+            time_limit=self.eval_seconds,
+            max_program_chars=self.max_program_chars,
+            max_steps=self.max_steps,
+            max_ops=self.max_ops,
+        )
+
+
+class ExecutorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workers: int = Field(4, ge=1)
+    max_batch: int = Field(32, ge=1)
+
+
+class PlannerConfig(BaseModel):
+    """How programs are written: form, in-context examples, repair rounds, voting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    form: Literal["lines", "python", "auto"] = "lines"
+    examples: int = Field(6, ge=0)
+    example_token_budget: int = 1800
+    repair_rounds: int = Field(2, ge=0)
+    max_tokens: int = 400
+    temperature: float = 0.0
+    voting: int = Field(1, ge=1)
+    voting_temperature: float = 0.7
+    grammar: bool = True
+    fallback: str | None = None  # e.g. "ANSWER0=Vqa(image=IMAGE, question='{instruction}')"
+
+
+class Config(BaseSettings):
+    """Everything VisChain can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VISCHAIN_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    tools: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-tool options
+    llm_url: str | None = None  # OpenAI-compatible server (vLLM) for the planner and List
+    llm_model: str | None = None
+    vlm_url: str | None = None  # OpenAI-compatible server with a vision-language model
+    vlm_model: str | None = None
+    trace_dir: Path | None = None
+    plugins: bool = True
+
+    def model_settings(self) -> ModelSettings:
+        """The model layer's settings, with the configured servers placed first."""
+        updates: dict[str, Any] = {}
+        if self.llm_url and self.models.llm_server is None:
+            updates["llm_server"] = ModelSpec(
+                family="openai", model=self.llm_model or "", options={"base_url": self.llm_url}
+            )
+        if self.vlm_url and self.models.vlm_server is None:
+            updates["vlm_server"] = ModelSpec(
+                family="openai_vlm", model=self.vlm_model or "", options={"base_url": self.vlm_url}
+            )
+        return self.models.model_copy(update=updates) if updates else self.models
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _FILE.get()
+        if path is not None:
+            if path.suffix.lower() == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Config:
+        """Read ``path`` (or ``$VISCHAIN_CONFIG``), then the environment, then ``overrides``."""
+        chosen = path or os.environ.get(CONFIG_ENV)
+        file = Path(chosen).expanduser() if chosen else None
+        if file is not None and not file.is_file():
+            raise FileNotFoundError(f"config file not found: {file}")
+        token = _FILE.set(file)
+        try:
+            return cls(**overrides)
+        finally:
+            _FILE.reset(token)

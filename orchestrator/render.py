@@ -1,0 +1,124 @@
+"""How step values look in a trace: a JSON summary for every type, a picture where one helps
+(images, boxes and masks drawn on the step's input image, points, crops)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+
+from sandbox import to_text
+from tools.convert import encode_png
+from tools.draw import draw_objects, draw_points
+from tools.types import Box, Image, Mask, Object, ObjectList, Point, PointList, value_type
+
+MAX_TEXT = 2000
+MAX_ITEMS = 50
+THUMBNAIL = 640
+
+
+def _box(b: Box) -> list[float]:
+    return [round(v, 1) for v in b.as_tuple()]
+
+
+def _object(o: Object) -> dict[str, Any]:
+    return {
+        "box": _box(o.box),
+        "label": o.label,
+        "score": None if o.score is None else round(float(o.score), 4),
+        "mask_area": None if o.mask is None else o.mask.area,
+    }
+
+
+def summarize(value: Any) -> dict[str, Any]:
+    """A JSON-friendly description of a value, with a one-line ``text``."""
+    kind = value_type(value)
+    if value is None:
+        return {"type": "None", "text": "none"}
+    if isinstance(value, Image):
+        size = f"{value.width}×{value.height}"
+        return {"type": "Image", "text": f"image {size}", "width": value.width,
+                "height": value.height, "hash": value.hash}  # fmt: skip
+    if isinstance(value, ObjectList):
+        objs = [_object(o) for o in value.items[:MAX_ITEMS]]
+        shown = ", ".join(str(o) for o in value.items[:5]) + (" …" if len(value) > 5 else "")
+        return {"type": "ObjectList", "count": len(value), "objects": objs,
+                "text": f"{len(value)} object(s)" + (f": {shown}" if shown else "")}  # fmt: skip
+    if isinstance(value, Object):
+        return {"type": "Object", "text": str(value), **_object(value)}
+    if isinstance(value, PointList):
+        pts = [
+            {"x": round(p.x, 1), "y": round(p.y, 1), "label": p.label}
+            for p in value.items[:MAX_ITEMS]
+        ]
+        return {
+            "type": "PointList",
+            "count": len(value),
+            "points": pts,
+            "text": f"{len(value)} point(s)",
+        }
+    if isinstance(value, Point):
+        return {
+            "type": "Point",
+            "text": str(value),
+            "x": value.x,
+            "y": value.y,
+            "label": value.label,
+        }
+    if isinstance(value, Box):
+        return {"type": "Box", "text": str(_box(value)), "box": _box(value)}
+    if isinstance(value, Mask):
+        return {"type": "Mask", "text": repr(value), "area": value.area}
+    if isinstance(value, bool):
+        return {"type": "Bool", "text": to_text(value), "value": value}
+    if isinstance(value, (int, float)):
+        return {"type": "Number", "text": to_text(value), "value": value}
+    if isinstance(value, str):
+        return {"type": "Text", "text": value[:MAX_TEXT], "truncated": len(value) > MAX_TEXT}
+    if kind == "TextList":
+        items = [str(v)[:200] for v in list(value)[:MAX_ITEMS]]
+        return {
+            "type": "TextList",
+            "count": len(value),
+            "items": items,
+            "text": ", ".join(items)[:MAX_TEXT],
+        }
+    text = str(value)
+    return {"type": kind if kind != "Any" else type(value).__name__, "text": text[:MAX_TEXT]}
+
+
+def picture(value: Any, context: Image | None) -> PILImage.Image | None:
+    """A picture of ``value`` (drawn on ``context``, the step's input image, when needed)."""
+    if isinstance(value, Image):
+        return value.pil
+    if isinstance(value, Object):
+        value = ObjectList((value,))
+    if isinstance(value, ObjectList) and context is not None:
+        return draw_objects(context, value, scores=True)
+    if isinstance(value, Point):
+        value = PointList((value,))
+    if isinstance(value, PointList) and context is not None:
+        return draw_points(context, value)
+    if isinstance(value, Box) and context is not None:
+        return draw_objects(context, [Object(value)])
+    if isinstance(value, Mask):
+        if context is not None and value.shape == (context.height, context.width):
+            return draw_objects(context, [Object(value.box() or Box(0, 0, 1, 1), mask=value)])
+        return PILImage.fromarray(value.array.astype(np.uint8) * 255)
+    return None
+
+
+def render_artifact(value: Any, context: Image | None, directory: Path, stem: str) -> str | None:
+    """Write a PNG picture of ``value`` into ``directory``; return its path relative to the
+    trace directory (``artifacts/<stem>.png``), or None when the value has no picture."""
+    try:
+        pic = picture(value, context)
+    except Exception:  # a picture is a courtesy; never let it break saving the trace
+        return None
+    if pic is None:
+        return None
+    name = f"{stem}.png"
+    (directory / name).write_bytes(encode_png(pic, max_side=THUMBNAIL))
+    return f"{directory.name}/{name}"

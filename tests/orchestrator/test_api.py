@@ -1,0 +1,112 @@
+"""``execute``: the user's seed programs, inputs, errors and results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrator import Orchestrator
+from sandbox import ErrorCode, ProgramInvalid
+from tools.convert import to_image
+
+NLVR = """\
+ANSWER0=Vqa(image=LEFT, question='How many people are in the image?')
+ANSWER1=Vqa(image=RIGHT, question='How many people are in the image?')
+ANSWER2=Vqa(image=LEFT, question='How many boats are in the image?')
+ANSWER3=Vqa(image=RIGHT, question='How many boats are in the image?')
+ANSWER4=Eval('{ANSWER0} + {ANSWER1} == 6 and {ANSWER2} + {ANSWER3} == 2')
+RESULT=ANSWER4
+"""
+TAGGING = """\
+OBJ0=FaceDet(image=IMAGE)
+LIST0=List(query='main characters on the TV show Big Bang Theory', max=7)
+OBJ1=Classify(image=IMAGE, object=OBJ0, categories=LIST0)
+IMAGE0=Tag(image=IMAGE, object=OBJ1)
+RESULT=IMAGE0
+"""
+EDITING = """\
+OBJ0=Seg(image=IMAGE)
+OBJ1=Select(image=IMAGE, object=OBJ0, query='desert', category=None)
+IMAGE0=Replace(image=IMAGE, object=OBJ1, prompt='lush green grass')
+RESULT=IMAGE0
+"""
+PYTHONISH = """\
+boat_box = LOC(image, "boat")
+boat_crop = CROP(image, boat_box)
+people = DETECT(boat_crop, "person")
+count = COUNT(people)
+answer = EVAL(count == 3)
+"""
+SEEDS = {"nlvr": (NLVR, ["LEFT", "RIGHT"]), "tagging": (TAGGING, ["IMAGE"]),
+         "editing": (EDITING, ["IMAGE"]), "pythonish": (PYTHONISH, ["image"])}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(SEEDS))
+def test_every_seed_program_checks(offline: Orchestrator, name: str) -> None:
+    text, inputs = SEEDS[name]
+    bound = offline.check(text, inputs=inputs)
+    assert bound.result is not None and len(bound.steps) >= 4
+    assert offline.check(text).inputs.keys() == set(inputs)  # inferred when not given
+
+
+def test_model_tools_without_models_fail_with_a_clear_no_backend_error(offline: Orchestrator) -> None:
+    img = to_image("sample:coffee")
+    result = offline.execute(NLVR, images={"LEFT": img, "RIGHT": img})
+    assert not result.ok
+    assert result.error.code == ErrorCode.NO_BACKEND
+    assert result.error.line == 1 and result.error.step == "ANSWER0"
+    assert "vlm" in result.error.message
+    statuses = {s.step: s.status for s in result.trace.steps}
+    assert statuses["ANSWER4"] == "skipped" and statuses["RESULT"] == "skipped"
+
+
+def test_a_runnable_program_and_image_inputs_of_every_kind(offline: Orchestrator, photo: Path) -> None:
+    program = "OBJ0=Loc(image=IMAGE, object='LEFT')\nIMAGE0=Crop(image=IMAGE, box=OBJ0)\nN=Count(object=OBJ0)\nRESULT=Eval('{N} == 1')"
+    pil = to_image(photo).pil
+    for image in (photo, str(photo), pil, np.asarray(pil), photo.read_bytes(), "sample:astronaut"):
+        result = offline.execute(program, image=image)
+        assert result.ok, result.error
+        assert result.output is True and result.answer == "yes"
+        assert result.values["IMAGE0"].size == (256, 512)
+
+
+def test_lowercase_program_names_bind_to_the_given_image(offline: Orchestrator) -> None:
+    result = offline.execute("half = LOC(image, 'TOP')\nc = CROP(image, half)", image="sample:coffee")
+    assert result.ok and result.output.size[1] == 200
+
+
+def test_bad_inputs_are_typed_errors(offline: Orchestrator, tmp_path: Path) -> None:
+    missing = offline.execute("A=Crop(image=IMAGE, box=[0,0,5,5])", image=tmp_path / "nope.jpg")
+    assert missing.error.code == ErrorCode.BAD_INPUT and "not found" in missing.error.message
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    bad = offline.execute("A=Crop(image=IMAGE, box=[0,0,5,5])", image=corrupt)
+    assert bad.error.code == ErrorCode.BAD_INPUT
+    unknown = offline.execute("A=Crop(image=PHOTO, box=[0,0,5,5])", image="sample:coffee")
+    assert isinstance(unknown.error, ProgramInvalid)
+    assert unknown.error.errors[0].code == ErrorCode.UNDEFINED_NAME
+
+
+def test_invalid_programs_report_every_error(offline: Orchestrator) -> None:
+    result = offline.execute("A=Lco(image=IMAGE, object='x')\nB=Crop(image=IMAGE, bx=A)", image="sample:coffee")
+    assert isinstance(result.error, ProgramInvalid)
+    assert [e.code for e in result.error.errors] == [ErrorCode.UNKNOWN_TOOL, ErrorCode.UNKNOWN_ARGUMENT, ErrorCode.MISSING_ARGUMENT]
+    assert "did you mean 'Loc'" in result.error.errors[0].message
+
+
+def test_failure_keeps_finished_steps(offline: Orchestrator) -> None:
+    program = "A=Loc(image=IMAGE, object='TOP')\nB=Crop(image=IMAGE, box=A)\nC=Vqa(image=B, question='what?')\nD=Count(object=A)"
+    result = offline.execute(program, image="sample:coffee")
+    assert result.ok and result.output == 1  # the result (D) does not depend on the failure
+    assert result.step_errors["C"].code == ErrorCode.NO_BACKEND
+    failed = offline.execute(program + "\nRESULT=C", image="sample:coffee")
+    assert failed.error.code == ErrorCode.NO_BACKEND and failed.error.step == "C"
+    assert failed.values["B"].size == (600, 200) and failed.values["D"] == 1
+
+
+def test_result_and_final_result_and_last_step(offline: Orchestrator) -> None:
+    assert offline.execute("A=Eval('1')\nB=Eval('2')").output == 2
+    assert offline.execute("RESULT=Eval('1')\nB=Eval('2')").output == 1
+    assert offline.execute("A=Eval('1')\nFINAL_RESULT=Result(var=A)\nB=Eval('3')").output == 1

@@ -1,0 +1,42 @@
+"""Tools: value types, the tool definition, the registry, the built-in tools, and the model
+layer (backends, devices, caches, the shared pool)."""
+
+from __future__ import annotations
+
+from .base import Tool, ToolContext, ToolSpec, tool
+from .errors import ImageLoadError, ModelError, NoBackendError, ToolError, ToolInputError
+from .registry import ENTRY_POINT_GROUP, Registry
+from .types import Box, Image, Mask, Object, ObjectList, Point, PointList
+
+
+def default_registry(*, plugins: bool = True) -> Registry:
+    """Every built-in tool, plus the plug-ins installed packages advertise."""
+    from .builtin import builtin_tools
+
+    registry = Registry(builtin_tools())
+    if plugins:
+        registry.load_plugins()
+    return registry
+
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Box",
+    "Image",
+    "ImageLoadError",
+    "Mask",
+    "ModelError",
+    "NoBackendError",
+    "Object",
+    "ObjectList",
+    "Point",
+    "PointList",
+    "Registry",
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "ToolInputError",
+    "ToolSpec",
+    "default_registry",
+    "tool",
+]

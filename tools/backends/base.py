@@ -1,0 +1,157 @@
+"""What every model backend provides to the pool.
+
+A backend class knows how to find its weights without the network (:meth:`locate`), how
+big it will be (:meth:`estimate_bytes`), and how to load itself onto a device
+(:meth:`load`); an instance is a loaded model with batched methods for the tools.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ..cache import ByteLRU
+from ..devices import module_bytes
+from ..settings import ModelSettings, ModelSpec
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a model goes: a device name and the dtype for its weights."""
+
+    device: str
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class Located:
+    """Whether a model's weights are on this machine, where, and what to do if not."""
+
+    present: bool
+    where: str = ""
+    hint: str = ""
+
+
+class Backend:
+    """A loaded model. Subclasses set ``family`` and implement the classmethods."""
+
+    family: ClassVar[str] = ""
+    offline_capable: ClassVar[bool] = False  # weights ship with a package we depend on
+
+    def __init__(self, spec: ModelSpec, placement: Placement) -> None:
+        self.spec = spec
+        self.placement = placement
+        self.cache: ByteLRU | None = None  # the pool's per-image feature cache, set on load
+        self.stats: Counter[str] = Counter()  # e.g. stats["image_encoder"] forward passes
+
+    def cached(self, key: Hashable, compute: Callable[[], Any]) -> tuple[Any, bool]:
+        """``compute()`` through the shared feature cache (keyed with this model's identity);
+        returns (value, was_cached)."""
+        if self.cache is None:
+            return compute(), False
+        return self.cache.get_or_compute((self.spec.key(), key), compute)
+
+    @property
+    def device(self) -> str:
+        return self.placement.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.placement.dtype
+
+    # --- class-level: finding and loading ---------------------------------------------------
+
+    @classmethod
+    def locate(cls, spec: ModelSpec, settings: ModelSettings) -> Located:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, spec: ModelSpec, placement: Placement, settings: ModelSettings) -> Backend:
+        raise NotImplementedError
+
+    @classmethod
+    def estimate_bytes(cls, spec: ModelSpec, settings: ModelSettings) -> int | None:
+        """Memory the loaded model will take, if it can be told before loading."""
+        return None
+
+    @classmethod
+    def tiny_spec(cls, directory: Path) -> ModelSpec:
+        """Write a tiny random-weight model of this family into ``directory``, in the same
+        on-disk format as the real weights, and return a spec that loads it through the
+        real loader. For tests and benchmarks only; never a default."""
+        raise NotImplementedError(f"{cls.family} has no tiny test model")
+
+    # --- instance-level -------------------------------------------------------------------
+
+    def modules(self) -> list[Any]:
+        """The torch modules that hold this model's weights (for memory accounting)."""
+        return []
+
+    def memory_bytes(self) -> int:
+        return sum(module_bytes(m) for m in self.modules())
+
+    def unload(self) -> None:
+        """Release resources beyond memory (servers, files); the pool drops the reference."""
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "model": self.spec.label(),
+            "device": self.device,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "memory_mb": round(self.memory_bytes() / 2**20, 1),
+        }
+
+
+# --- helpers for locating Hugging Face and file weights -------------------------------------
+
+
+def hf_locate(
+    model: str, *, revision: str | None = None, files: tuple[str, ...] = ("config.json",)
+) -> Located:
+    """A model id or local directory, found without the network (HF cache or a path)."""
+    path = Path(model).expanduser()
+    if path.exists():
+        missing = [f for f in files if not (path / f).exists()] if path.is_dir() else []
+        if missing:
+            return Located(False, str(path), f"{path} lacks {', '.join(missing)}")
+        return Located(True, str(path))
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers always brings it
+        return Located(False, hint="huggingface_hub is not installed")
+    for f in files:
+        found = try_to_load_from_cache(model, f, revision=revision)
+        if not isinstance(found, str):
+            return Located(
+                False,
+                hint=f"'{model}' is not in the Hugging Face cache; download it where a hub is "
+                f"reachable (huggingface-cli download {model}) or give a local directory",
+            )
+    return Located(True, f"hf-cache:{model}")
+
+
+def file_locate(path: str | None, what: str) -> Located:
+    if not path:
+        return Located(False, hint=f"set the path of the {what}")
+    p = Path(os.path.expandvars(path)).expanduser()
+    if p.is_file():
+        return Located(True, str(p))
+    return Located(False, str(p), f"{what} not found at {p}")
+
+
+def dir_bytes(
+    path: str | Path, suffixes: tuple[str, ...] = (".safetensors", ".bin", ".pt", ".pth")
+) -> int:
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.suffix in suffixes)
+    return 0

@@ -1,0 +1,26 @@
+"""The built-in tools (one module per concern) and the registry that holds them."""
+
+from __future__ import annotations
+
+from tools.base import Tool
+
+from .ask import PointAt, Vqa
+from .crop import crop, crop_above, crop_below, crop_left, crop_right
+from .edit import Emoji, Replace, bg_blur, color_pop, tag
+from .locate import FaceDet, Loc
+from .logic import count, eval_, result
+from .match import Classify, Select
+from .segment import Seg
+from .text import List, Ocr
+
+
+def builtin_tools() -> list[Tool]:
+    """Every built-in tool, in the order the planner's docs show them."""
+    return [
+        Loc(), FaceDet(), Seg(), Select(), Classify(), Vqa(), PointAt(), Ocr(), List(),
+        count, crop, crop_left, crop_right, crop_above, crop_below, eval_, result,
+        tag, color_pop, bg_blur, Replace(), Emoji(),
+    ]  # fmt: skip
+
+
+__all__ = ["builtin_tools"]

@@ -1,0 +1,71 @@
+"""Asking a vision-language model: Vqa (questions) and Point (Molmo-style pointing)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sandbox.answers import short_answer
+from tools.base import Tool, ToolContext
+from tools.errors import NoBackendError
+from tools.types import Image, Point, PointList
+
+
+class Vqa(Tool):
+    """Answer a question about an image with a short answer. Yes/no answers come back as
+    'yes'/'no' and counts as digits, ready for Eval."""
+
+    name = "Vqa"
+    aliases = ("Ask", "Query", "SimpleQuery")
+    examples = ("ANSWER0=Vqa(image=IMAGE, question='What color is the car?')",)
+    requires = ("vlm",)
+    max_batch = 16
+
+    def run(self, ctx: ToolContext, image: Image, question: str) -> str:
+        """Args:
+        image: the picture (or crop) to look at
+        question: the question, e.g. 'How many boats are there?'
+        """
+        return self.one(ctx, image=image, question=question)
+
+    def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
+        vlm = ctx.model("vlm")
+        ctx.note(model=vlm.spec.label(), device=vlm.device)
+        max_new = int(ctx.option(self.name, "max_new_tokens", 24))
+        raw = vlm.answer([(c["image"], c["question"]) for c in calls], max_new_tokens=max_new)
+        ctx.note(raw_answers=raw)
+        return [short_answer(text, c["question"]) for text, c in zip(raw, calls, strict=True)]
+
+
+class PointAt(Tool):
+    """Point at every instance of an object (Molmo). Points feed Count, or Seg to become
+    masks."""
+
+    name = "Point"
+    aliases = ("PointAt",)
+    examples = (
+        "POINTS0=Point(image=IMAGE, object='apple')",
+        "ANSWER0=Count(object=POINTS0)",
+    )
+    requires = ("pointer",)
+    max_batch = 16
+
+    def run(self, ctx: ToolContext, image: Image, object: str) -> PointList:
+        """Args:
+        image: the picture to look at
+        object: what to point at, e.g. 'person wearing a hat'
+        """
+        return self.one(ctx, image=image, object=object)
+
+    def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
+        pointer = ctx.model("pointer")
+        if not getattr(pointer, "supports_pointing", False):
+            raise NoBackendError(
+                f"{pointer.spec.label()} cannot point; configure Molmo2 as 'pointer'"
+            )
+        ctx.note(model=pointer.spec.label(), device=pointer.device)
+        found = pointer.point([(c["image"], c["object"]) for c in calls])
+        return [
+            PointList(tuple(Point(p.x, p.y, label=c["object"]) for p in points))
+            for points, c in zip(found, calls, strict=True)
+        ]

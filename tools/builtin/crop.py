@@ -1,0 +1,135 @@
+"""Crop and its spatial variants: the region of an object, or what lies beside it."""
+
+from __future__ import annotations
+
+from PIL import Image as PILImage
+
+from tools.base import ToolContext, tool
+from tools.errors import ToolError
+from tools.types import Box, Image, Object, ObjectList
+
+Region = Box | Object | ObjectList
+
+
+def region_box(ctx: ToolContext, image: Image, region: Region) -> Box:
+    """The box a crop is about: a Box, an Object's box, or the best (first) object of a list.
+    An empty list means the whole image, as in VisProg, and the trace says so."""
+    if isinstance(region, Box):
+        return region
+    if isinstance(region, Object):
+        return region.box
+    if len(region) == 0:
+        ctx.note(warning="no object to crop around: used the whole image")
+        return Box(0, 0, image.width, image.height)
+    if len(region) > 1:
+        ctx.note(note=f"{len(region)} objects: used the first (highest-ranked) one")
+    return region[0].box
+
+
+def _cut(image: Image, box: Box, what: str) -> Image:
+    b = box.clip(image.width, image.height)
+    if b.width < 1 or b.height < 1:
+        raise ToolError(f"nothing to crop {what}: the region is empty ({b.as_tuple()})")
+    return image.crop(b)
+
+
+@tool(
+    name="Crop",
+    examples=("IMAGE0=Crop(image=IMAGE, box=BOX0)",),
+)
+def crop(ctx: ToolContext, image: Image, box: Region, margin: float = 0.0) -> Image:
+    """Cut out the region of an object (the first one of a list), optionally enlarged.
+
+    Args:
+        image: the picture to cut from
+        box: the object or box to cut out
+        margin: extra border, as a fraction of the box size on each side
+    """
+    b = region_box(ctx, image, box)
+    if margin:
+        b = Box(
+            b.x0 - b.width * margin,
+            b.y0 - b.height * margin,
+            b.x1 + b.width * margin,
+            b.y1 + b.height * margin,
+        )
+    return _cut(image, b, "")
+
+
+@tool(
+    name="CropLeft",
+    aliases=("CropLeftOf",),
+    examples=("IMAGE1=CropLeft(image=IMAGE, box=BOX0)",),
+)
+def crop_left(ctx: ToolContext, image: Image, box: Region) -> Image:
+    """The part of the image left of an object's centre (the left half if there is none).
+
+    Args:
+        image: the picture to cut from
+        box: the object that marks the edge
+    """
+    cx, _ = region_box(ctx, image, box).center
+    return _cut(image, Box(0, 0, cx, image.height), "left of the object")
+
+
+@tool(
+    name="CropRight",
+    aliases=("CropRightOf",),
+    examples=("IMAGE1=CropRight(image=IMAGE, box=BOX0)",),
+)
+def crop_right(ctx: ToolContext, image: Image, box: Region) -> Image:
+    """The part of the image right of an object's centre (the right half if there is none).
+
+    Args:
+        image: the picture to cut from
+        box: the object that marks the edge
+    """
+    cx, _ = region_box(ctx, image, box).center
+    return _cut(image, Box(cx, 0, image.width, image.height), "right of the object")
+
+
+@tool(
+    name="CropAbove",
+    aliases=("CropTop",),
+    examples=("IMAGE1=CropAbove(image=IMAGE, box=BOX0)",),
+)
+def crop_above(ctx: ToolContext, image: Image, box: Region) -> Image:
+    """The part of the image above an object's centre (the top half if there is none).
+
+    Args:
+        image: the picture to cut from
+        box: the object that marks the edge
+    """
+    _, cy = region_box(ctx, image, box).center
+    return _cut(image, Box(0, 0, image.width, cy), "above the object")
+
+
+@tool(
+    name="CropBelow",
+    aliases=("CropBottom",),
+    examples=("IMAGE1=CropBelow(image=IMAGE, box=BOX0)",),
+)
+def crop_below(ctx: ToolContext, image: Image, box: Region) -> Image:
+    """The part of the image below an object's centre (the bottom half if there is none).
+
+    Args:
+        image: the picture to cut from
+        box: the object that marks the edge
+    """
+    _, cy = region_box(ctx, image, box).center
+    return _cut(image, Box(0, cy, image.width, image.height), "below the object")
+
+
+def object_crop(
+    image: Image, obj: Object, *, pad: float = 0.1, mask_background: bool = True
+) -> Image:
+    """The object cut out with a little context; outside its mask (if any) greyed, so CLIP
+    scores the object rather than what surrounds it (as in VisProg's Select)."""
+    b = obj.box.expanded(max(obj.box.width, obj.box.height) * pad).clip(image.width, image.height)
+    if b.width < 1 or b.height < 1:
+        b = Box(0, 0, image.width, image.height)
+    if mask_background and obj.mask is not None and obj.mask.shape == (image.height, image.width):
+        arr = image.array.copy()
+        arr[~obj.mask.array] = 127
+        image = Image(PILImage.fromarray(arr), name=image.name, origin=image.origin)
+    return image.crop(b)

@@ -1,0 +1,260 @@
+"""Choosing among objects with CLIP: Select (objects matching a query) and Classify
+(one best object per category, optionally with CuPL-style LLM descriptions)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from tools.base import Tool, ToolContext
+from tools.builtin.crop import object_crop
+from tools.errors import ToolInputError
+from tools.types import Image, ObjectList
+
+log = logging.getLogger("vischain.tools")
+OTHER = "other"
+
+
+def _crops(calls: Sequence[dict[str, Any]]) -> tuple[list[Image], list[tuple[int, int]]]:
+    """Every object crop of every call, flattened, with (call, object) indices."""
+    crops, where = [], []
+    for i, call in enumerate(calls):
+        for j, obj in enumerate(call["object"]):
+            crops.append(object_crop(call["image"], obj))
+            where.append((i, j))
+    return crops, where
+
+
+def _queries(text: str) -> list[str]:
+    return [q.strip() for q in text.split(",") if q.strip()]
+
+
+class Select(Tool):
+    """Pick the objects that match a text query: an object whose label equals the query is
+    chosen directly; otherwise CLIP picks the best-matching object for each
+    comma-separated query. `category` narrows the candidates to objects of that label."""
+
+    name = "Select"
+    aliases = ("Filter",)
+    examples = ("OBJ1=Select(image=IMAGE, object=OBJ0, query='desert', category=None)",)
+    requires = ("clip",)
+    max_batch = 16
+
+    def run(
+        self,
+        ctx: ToolContext,
+        image: Image,
+        object: ObjectList,
+        query: str,
+        category: str | None = None,
+    ) -> ObjectList:
+        """Args:
+        image: the picture the objects are in
+        object: the candidate objects
+        query: what to choose, e.g. 'desert' or 'sky,water'
+        category: optional label the candidates must have (e.g. 'car' for query 'red car')
+        """
+        return self.one(ctx, image=image, object=object, query=query, category=category)
+
+    def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
+        plans: list[list[tuple[str, list[int]]]] = []  # per call: (query, candidate indices)
+        chosen: list[dict[int, str]] = []  # per call: object index -> label
+        need_clip: list[tuple[int, str, list[int]]] = []
+        for i, call in enumerate(calls):
+            objects: ObjectList = call["object"]
+            candidates = list(range(len(objects)))
+            category = (call.get("category") or "").strip().lower()
+            if category:
+                same = [k for k in candidates if (objects[k].label or "").lower() == category]
+                candidates = same or candidates
+            picked: dict[int, str] = {}
+            plan = []
+            for q in _queries(call["query"]):
+                exact = [k for k in candidates if (objects[k].label or "").lower() == q.lower()]
+                if exact:
+                    for k in exact:
+                        picked[k] = objects[k].label or q
+                elif candidates:
+                    plan.append((q, candidates))
+                    need_clip.append((i, q, candidates))
+            plans.append(plan)
+            chosen.append(picked)
+        if need_clip:
+            clip = ctx.model("clip")
+            ctx.note(model=clip.spec.label(), device=clip.device)
+            crops, where = _crops(calls)
+            index = {w: n for n, w in enumerate(where)}
+            texts = sorted({q for _, q, _ in need_clip})
+            sims = clip.similarity(crops, [f"a photo of {q}" for q in texts])
+            for i, q, candidates in need_clip:
+                column = texts.index(q)
+                scores = [sims[index[(i, k)], column] for k in candidates]
+                best = candidates[int(np.argmax(scores))]
+                chosen[i].setdefault(best, q)
+        out = []
+        for call, picked in zip(calls, chosen, strict=True):
+            objects = call["object"]
+            out.append(ObjectList(tuple(objects[k].with_(label=picked[k]) for k in sorted(picked))))
+        return out
+
+
+class Classify(Tool):
+    """Label objects with categories using CLIP: each category gets its single best object
+    (an optimal one-to-one assignment), and objects that look more like 'other' than like
+    their category are dropped. With describe=True, an LLM first writes a short visual
+    description of each category (CuPL) and CLIP matches those descriptions."""
+
+    name = "Classify"
+    aliases = ("Recognize",)
+    examples = (
+        "OBJ1=Classify(image=IMAGE, object=OBJ0, categories=LIST0)",
+        "OBJ1=Classify(image=IMAGE, object=OBJ0, categories=['cat', 'dog'], describe=True)",
+    )
+    requires = ("clip",)
+    max_batch = 16
+
+    def run(
+        self,
+        ctx: ToolContext,
+        image: Image,
+        object: ObjectList,
+        categories: list[str],
+        describe: bool = False,
+    ) -> ObjectList:
+        """Args:
+        image: the picture the objects are in
+        object: the objects to label
+        categories: the names to assign (from List, or written out)
+        describe: match LLM-written visual descriptions of each category (CuPL)
+        """
+        return self.one(ctx, image=image, object=object, categories=categories, describe=describe)
+
+    def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
+        for call in calls:
+            if not [c for c in call["categories"] if c.strip()]:
+                raise ToolInputError("Classify needs at least one category")
+        clip = ctx.model("clip")
+        ctx.note(model=clip.spec.label(), device=clip.device)
+        crops, where = _crops(calls)
+        results: list[Any] = [ObjectList() for _ in calls]
+        if not crops:
+            return results
+        clip.image_features(crops)  # one batched encoder pass; zero_shot below hits the cache
+        describer = Describer.shared(ctx) if any(c.get("describe") for c in calls) else None
+        for i, call in enumerate(calls):
+            rows = [n for n, (ci, _) in enumerate(where) if ci == i]
+            if not rows:
+                continue
+            names = _clean(call["categories"])
+            descriptions = None
+            if call.get("describe") and describer is not None:
+                descriptions = {c: describer.describe(c) for c in names}
+            probs = clip.zero_shot(
+                [crops[r] for r in rows], [*names, OTHER], descriptions=descriptions
+            )
+            real = probs[:, : len(names)]
+            obj_idx, cat_idx = linear_sum_assignment(-np.log(real + 1e-9))
+            objects: ObjectList = call["object"]
+            keep = []
+            for o, c in zip(obj_idx, cat_idx, strict=True):
+                if probs[o, -1] > probs[o, c]:
+                    continue  # looks more like 'other' than like this category
+                keep.append((o, objects[o].with_(label=names[c], score=float(probs[o, c]))))
+            results[i] = ObjectList(tuple(obj for _, obj in sorted(keep)))
+        return results
+
+
+def _clean(categories: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for c in categories:
+        c = c.strip()
+        if c and c.lower() != OTHER and c not in out:
+            out.append(c)
+    return out
+
+
+class Describer:
+    """CuPL: an LLM writes short visual descriptions of a category; cached per category and
+    model, in memory and on disk, so each category costs one LLM call ever."""
+
+    PROMPT = (
+        "Write {k} short, different sentences describing what a {name} looks like in a "
+        "photo, one per line, focusing on visible features (shape, colour, texture, parts).\n1."
+    )
+    _instances: ClassVar[dict[str, Describer]] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, llm: Any, path: Path | None, k: int = 4) -> None:
+        self.llm = llm
+        self.path = path
+        self.k = k
+        self._lock = threading.Lock()
+        self._memory: dict[str, list[str]] = {}
+        if path is not None and path.is_file():
+            try:
+                self._memory = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                log.warning("ignoring unreadable CuPL cache %s", path)
+
+    @classmethod
+    def shared(cls, ctx: ToolContext) -> Describer:
+        llm = ctx.model("llm")
+        key = llm.spec.key()
+        with cls._guard:
+            if key not in cls._instances:
+                cache_dir = getattr(getattr(ctx.models, "settings", None), "cache_dir", None)
+                path = None
+                if cache_dir is not None:
+                    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", llm.spec.label())
+                    path = Path(cache_dir) / "cupl" / f"{safe}.json"
+                cls._instances[key] = cls(llm, path)
+            return cls._instances[key]
+
+    def describe(self, name: str) -> list[str]:
+        with self._lock:
+            if name in self._memory:
+                return self._memory[name]
+            completion = self.llm.complete(
+                self.PROMPT.format(k=self.k, name=name),
+                max_tokens=200,
+                temperature=0.0,
+                stop=["\n\n"],
+            )[0]
+            lines = parse_list("1." + completion.text, limit=self.k)
+            self._memory[name] = lines
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.write_text(json.dumps(self._memory, indent=1), encoding="utf-8")
+            return lines
+
+
+_BULLET = re.compile(r"^\s*(?:[-*•·]|\d+[.)]|\(\d+\)|[a-z][.)])\s*", re.I)
+
+
+def parse_list(text: str, *, limit: int | None = None) -> list[str]:
+    """Items from an LLM's list: one per line or comma-separated, bullets and numbering,
+    quotes and trailing punctuation removed, duplicates dropped, order kept."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) <= 1 and lines and "," in lines[0]:
+        lines = lines[0].split(",")
+    items: list[str] = []
+    seen: set[str] = set()
+    for line in lines:
+        item = _BULLET.sub("", line).strip().strip("\"'`").strip()
+        item = re.sub(r"[.;:]+$", "", item).strip()
+        item = re.sub(r"\s+", " ", item)
+        if not item or len(item) > 200 or item.lower() in seen:
+            continue
+        seen.add(item.lower())
+        items.append(item)
+        if limit is not None and len(items) >= limit:
+            break
+    return items

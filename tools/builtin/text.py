@@ -1,0 +1,72 @@
+"""Language and text: List (an LLM lists things) and Ocr (reading text in images)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from tools.base import Tool, ToolContext
+from tools.builtin.match import parse_list
+from tools.errors import ToolError, ToolInputError
+from tools.types import Image, ObjectList
+
+
+class List(Tool):
+    """Ask the language model for a list of things (e.g. 'main characters on the TV show
+    Big Bang Theory'); returns at most `max` items."""
+
+    name = "List"
+    aliases = ("ListItems",)
+    examples = ("LIST0=List(query='main characters on the TV show Big Bang Theory', max=7)",)
+    requires = ("llm",)
+    PROMPT = "List {max} {query}. Write one per line, names only, no explanations.\n1."
+    _cache: ClassVar[dict[tuple[str, str, int], list[str]]] = {}
+    _lock = threading.Lock()
+
+    def run(self, ctx: ToolContext, query: str, max: int = 10) -> list[str]:
+        """Args:
+        query: what to list
+        max: the largest number of items wanted
+        """
+        if max < 1:
+            raise ToolInputError("List: max must be at least 1")
+        llm = ctx.model("llm")
+        ctx.note(model=llm.spec.label())
+        key = (llm.spec.key(), query.strip().lower(), max)
+        with self._lock:
+            if key in self._cache:
+                ctx.note(cache_hit=True)
+                return list(self._cache[key])
+        prompt = self.PROMPT.format(max=max, query=query.strip())
+        completion = llm.complete(prompt, max_tokens=24 * max + 32, stop=["\n\n", f"\n{max + 1}."])[
+            0
+        ]
+        items = parse_list("1." + completion.text, limit=max)
+        if not items:
+            raise ToolError(f"List: the language model gave no items for '{query}'")
+        with self._lock:
+            self._cache[key] = items
+        return list(items)
+
+
+class Ocr(Tool):
+    """Read the text in an image: one object per line of text, its label the text, in
+    reading order."""
+
+    name = "Ocr"
+    aliases = ("ReadText",)
+    examples = ("TEXT0=Ocr(image=IMAGE)",)
+    requires = ("ocr",)
+    max_batch = 8
+
+    def run(self, ctx: ToolContext, image: Image) -> ObjectList:
+        """Args:
+        image: the picture to read
+        """
+        return self.one(ctx, image=image)
+
+    def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
+        reader = ctx.model("ocr")
+        ctx.note(model=reader.spec.label())
+        return list(reader.read([c["image"] for c in calls]))
