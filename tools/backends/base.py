@@ -7,9 +7,10 @@ big it will be (:meth:`estimate_bytes`), and how to load itself onto a device
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -65,6 +66,32 @@ class Backend:
     def dtype(self) -> torch.dtype:
         return self.placement.dtype
 
+    def cached_many(
+        self, keys: Sequence[Hashable], compute: Callable[[list[int]], list[Any]]
+    ) -> list[Any]:
+        """Values for ``keys`` through the feature cache; ``compute(indices)`` runs once, on
+        the positions of every miss (duplicates computed once), so they share one batch."""
+        results: list[Any] = [None] * len(keys)
+        todo: list[int] = []
+        for i, key in enumerate(keys):
+            value = self.cache.get((self.spec.key(), key)) if self.cache is not None else None
+            if value is None:
+                todo.append(i)
+            else:
+                results[i] = value
+        if todo:
+            unique: dict[Hashable, int] = {}
+            for i in todo:
+                unique.setdefault(keys[i], i)
+            firsts = list(unique.values())
+            for i, value in zip(firsts, compute(firsts), strict=True):
+                results[i] = value
+                if self.cache is not None:
+                    self.cache.put((self.spec.key(), keys[i]), value)
+            for i in todo:
+                results[i] = results[unique[keys[i]]]
+        return results
+
     # --- class-level: finding and loading ---------------------------------------------------
 
     @classmethod
@@ -110,6 +137,17 @@ class Backend:
 
 
 # --- helpers for locating Hugging Face and file weights -------------------------------------
+
+
+def package_dir(module: str) -> Path | None:
+    """Where an installed package lives, found without importing it."""
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(next(iter(found.submodule_search_locations)))
 
 
 def hf_locate(
