@@ -1,0 +1,322 @@
+"""LLaVA and Molmo2 backends on tiny random-weight checkpoints (tiny_spec, real loader), and
+the pure Molmo pointing parser on hand-written answers."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+from tools.backends import backend_class
+from tools.backends.base import Placement
+from tools.backends.vlm import ANSWER_SUFFIX, LlavaBackend, Molmo2Backend, parse_points
+from tools.errors import ModelError
+from tools.pool import ModelPool
+from tools.settings import ModelSettings, ModelSpec
+from tools.types import Image, Point, PointList
+
+FAMILIES = [LlavaBackend, Molmo2Backend]
+CPU = Placement("cpu", torch.float32)
+
+
+def _image(seed: int, width: int, height: int) -> Image:
+    rng = np.random.default_rng(seed)
+    return Image(PILImage.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)))
+
+
+IMAGES = [_image(0, 50, 40), _image(1, 57, 70), _image(2, 64, 100)]
+QUESTIONS = ["What is it?", "How many cats are there in the picture?", "Is the car red?"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> object:
+    """Tiny models gain nothing from intra-op threads; on a busy 2-core box OpenMP spinning
+    makes them many times slower. Restored for other modules."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelSpec]:
+    return {cls.family: cls.tiny_spec(tmp_path_factory.mktemp(cls.family)) for cls in FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> ModelSettings:
+    return ModelSettings(cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def loaded(specs: dict[str, ModelSpec], settings: ModelSettings) -> dict[str, object]:
+    return {cls.family: cls.load(specs[cls.family], CPU, settings) for cls in FAMILIES}
+
+
+# --- files, locate, load ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_registry_and_pointing_flag(cls: type) -> None:
+    assert backend_class(cls.family) is cls
+    assert cls.supports_pointing is (cls is Molmo2Backend)
+    assert hasattr(cls, "point") is cls.supports_pointing
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_tiny_spec_is_a_save_pretrained_directory(
+    cls: type, specs: dict[str, ModelSpec], settings: ModelSettings
+) -> None:
+    spec = specs[cls.family]
+    directory = Path(spec.model)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"):
+        assert (directory / name).is_file(), name
+    located = cls.locate(spec, settings)
+    assert located.present and located.where == str(directory)
+    size = cls.estimate_bytes(spec, settings)
+    assert size is not None and 100_000 < size < 10_000_000
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_tiny_spec_is_deterministic(cls: type, specs: dict[str, ModelSpec], tmp_path: Path) -> None:
+    again = Path(cls.tiny_spec(tmp_path).model)
+    for name in ("model.safetensors", "tokenizer.json"):
+        old = (Path(specs[cls.family].model) / name).read_bytes()
+        assert hashlib.sha256((again / name).read_bytes()).digest() == hashlib.sha256(old).digest()
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_locate_and_load_missing(cls: type, settings: ModelSettings, tmp_path: Path) -> None:
+    assert not cls.locate(ModelSpec(family=cls.family, model=str(tmp_path / "x")), settings).present
+    hub = cls.locate(ModelSpec(family=cls.family, model="vischain-test/no-such-vlm"), settings)
+    assert not hub.present and "huggingface-cli download" in hub.hint
+    assert not cls.locate(ModelSpec(family=cls.family), settings).present  # default id, not cached
+    with pytest.raises(ModelError, match=cls.family):
+        cls.load(ModelSpec(family=cls.family, model=str(tmp_path)), CPU, settings)
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_loaded_on_the_placement(cls: type, loaded: dict[str, object]) -> None:
+    backend = loaded[cls.family]
+    assert {p.device.type for p in backend.model.parameters()} == {"cpu"}
+    assert {p.dtype for p in backend.model.parameters()} == {torch.float32}
+    assert backend.tokenizer.padding_side == "left"
+    assert backend.memory_bytes() > 100_000
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_half_precision_placement(
+    cls: type, specs: dict[str, ModelSpec], settings: ModelSettings
+) -> None:
+    backend = cls.load(specs[cls.family], Placement("cpu", torch.bfloat16), settings)
+    assert {p.dtype for p in backend.model.parameters()} == {torch.bfloat16}
+    answers = backend.answer(list(zip(IMAGES[:2], QUESTIONS[:2], strict=True)), max_new_tokens=4)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+# --- prompts ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_prompt_holds_question_suffix_and_image_tokens(
+    cls: type, loaded: dict[str, object]
+) -> None:
+    backend = loaded[cls.family]
+    text = backend.question_prompt("  What color is the bus? ")
+    assert text == f"What color is the bus?\n{ANSWER_SUFFIX}"
+    prompt = backend.chat_prompt(text)
+    assert backend.processor.image_token in prompt and text in prompt
+    assert prompt.index(backend.processor.image_token) < prompt.index("What color")
+    # the processor expands the placeholder into one token per image feature
+    inputs = backend.processor(images=[IMAGES[1].pil], text=[prompt], return_tensors="pt")
+    with torch.inference_mode():
+        features = backend._image_features([IMAGES[1]], inputs).pooler_output[0]
+    image_token_id = backend.model.config.image_token_id
+    assert int((inputs["input_ids"] == image_token_id).sum()) == features.shape[0] > 1
+    assert "What color is the bus?" in backend.tokenizer.decode(inputs["input_ids"][0])
+
+
+def test_plain_prompts_without_a_chat_template(loaded: dict[str, object]) -> None:
+    llava, molmo = loaded["llava"], loaded["molmo2"]
+    assert llava._plain_prompt("Hi?") == "USER: <image>\nHi? ASSISTANT:"
+    assert molmo._plain_prompt("Hi?") == "<|image|>User: Hi? Assistant:"
+
+
+# --- generation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_answer_types_lengths_and_determinism(cls: type, loaded: dict[str, object]) -> None:
+    backend = loaded[cls.family]
+    requests = list(zip(IMAGES, QUESTIONS, strict=True))
+    answers = backend.answer(requests, max_new_tokens=6)
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    assert all(a == a.strip() for a in answers)
+    assert any(answers)  # random weights write garbage, but they write something
+    assert backend.answer(requests, max_new_tokens=6) == answers
+    assert backend.answer([], max_new_tokens=6) == []
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_batch_equals_singles(cls: type, loaded: dict[str, object]) -> None:
+    """Images of different sizes and prompts of different lengths (left padding)."""
+    backend = loaded[cls.family]
+    requests = list(zip(IMAGES, QUESTIONS, strict=True))
+    batch = backend.answer(requests, max_new_tokens=8)
+    singles = [backend.answer([r], max_new_tokens=8)[0] for r in requests]
+    assert batch == singles
+    captions = backend.caption(IMAGES, max_new_tokens=8)
+    assert captions == [backend.caption([i], max_new_tokens=8)[0] for i in IMAGES]
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_token_limit(cls: type, loaded: dict[str, object]) -> None:
+    backend = loaded[cls.family]
+    requests = list(zip(IMAGES, QUESTIONS, strict=True))
+    for limit in (1, 5):
+        before = backend.stats["generated_tokens"]
+        backend.answer(requests, max_new_tokens=limit)
+        generated = backend.stats["generated_tokens"] - before
+        assert len(requests) <= generated <= len(requests) * limit
+    with pytest.raises(ValueError):
+        backend.answer(requests, max_new_tokens=0)
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_cached_image_path_equals_transformers_generate(
+    cls: type, loaded: dict[str, object]
+) -> None:
+    """Our path (cached image features through mm_encoder_outputs) gives exactly what the
+    model's own generate gives from pixels."""
+    backend = loaded[cls.family]
+    prompts = [backend.chat_prompt(backend.question_prompt(q)) for q in QUESTIONS]
+    inputs = backend.processor(
+        images=[i.pil for i in IMAGES], text=prompts, padding=True, return_tensors="pt"
+    )
+    with torch.inference_mode():
+        out = backend.model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    reference = [
+        t.strip()
+        for t in backend.tokenizer.batch_decode(
+            out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+    ]
+    assert backend.answer(list(zip(IMAGES, QUESTIONS, strict=True)), max_new_tokens=6) == reference
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_images_are_encoded_once(cls: type, specs: dict[str, ModelSpec], tmp_path: Path) -> None:
+    pool = ModelPool(ModelSettings(cache_dir=tmp_path, roles={"vlm": [specs[cls.family]]}))
+    backend = pool.get("vlm")
+    assert isinstance(backend, cls) and backend.cache is pool.features
+    same = [(IMAGES[0], QUESTIONS[0]), (IMAGES[0], QUESTIONS[1]), (IMAGES[1], QUESTIONS[2])]
+    first = backend.answer(same, max_new_tokens=4)
+    assert backend.stats["image_encoder"] == 2  # the repeated image once
+    again = backend.answer(same, max_new_tokens=4)
+    backend.caption([IMAGES[1], IMAGES[0]], max_new_tokens=4)
+    assert backend.stats["image_encoder"] == 2
+    assert again == first
+    backend.answer([(IMAGES[2], "What?")], max_new_tokens=4)
+    assert backend.stats["image_encoder"] == 3
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_from_objects(cls: type, loaded: dict[str, object]) -> None:
+    source = loaded[cls.family]
+    wrapped = cls.from_objects(source.model, source.processor)
+    assert wrapped.device == "cpu" and wrapped.dtype == torch.float32
+    requests = list(zip(IMAGES[:2], QUESTIONS[:2], strict=True))
+    assert wrapped.answer(requests, max_new_tokens=5) == source.answer(requests, max_new_tokens=5)
+
+
+def test_invalid_requests(loaded: dict[str, object]) -> None:
+    backend = loaded["llava"]
+    with pytest.raises(ValueError):
+        backend.generate([IMAGES[0]], ["a", "b"], max_new_tokens=3)
+
+
+def test_molmo2_point_returns_point_lists(loaded: dict[str, object]) -> None:
+    backend = loaded["molmo2"]
+    requests = [(IMAGES[0], "cat"), (IMAGES[1], " red car ")]
+    found = backend.point(requests, max_new_tokens=8)
+    assert len(found) == 2 and all(isinstance(p, PointList) for p in found)
+    for points, (image, obj) in zip(found, requests, strict=True):  # garbage text: often none
+        for p in points:
+            assert p.label == obj.strip()
+            assert 0 <= p.x <= image.width and 0 <= p.y <= image.height
+    prompt = backend.chat_prompt("Point to the red car.")
+    assert "Point to the red car." in prompt
+
+
+# --- parse_points ----------------------------------------------------------------------------
+
+
+def _xy(points: PointList) -> list[tuple[float, float, str | None]]:
+    return [(round(p.x, 3), round(p.y, 3), p.label) for p in points]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Molmo2: image index, then "id x y" triples in thousandths
+        ('<points coords="1 1 460 588 2 504 740">dog</points>', [(92.0, 117.6, "dog"), (100.8, 148.0, "dog")]),
+        ('<points coords="1 1 500 500">cat</points>', [(100.0, 100.0, "cat")]),
+        ('<points coords="1 1 000 1000"/>', [(0.0, 200.0, None)]),
+        ('<point coords="1 1 250 750">a cup</point>', [(50.0, 150.0, "a cup")]),
+        # several images joined by ";" (ids continue); a tab works too
+        ('<points coords="1 1 100 200 2 500 500;3 3 900 900">cat</points>',
+         [(20.0, 40.0, "cat"), (100.0, 100.0, "cat"), (180.0, 180.0, "cat")]),
+        ('<points coords="1 1 100 200\t2 2 300 400">x</points>', [(20.0, 40.0, "x"), (60.0, 80.0, "x")]),
+        # bare "id x y" triples and a bare "x y" pair
+        ('<points coords="1 125 875"/>', [(25.0, 175.0, None)]),
+        ('<points coords="125 875">p</points>', [(25.0, 175.0, "p")]),
+        # decimals, extra attributes, spacing and case
+        ("<POINTS  coords = '1 1 500.5 250' alt=\"dogs\" >dogs</POINTS>", [(100.1, 50.0, "dogs")]),
+        # Molmo v1: percent, alt or inner text as label
+        ('<point x="10.5" y="20.1" alt="dog">dog</point>', [(21.0, 40.2, "dog")]),
+        ('<point x="50" y="50" alt="the dog"></point>', [(100.0, 100.0, "the dog")]),
+        ('<point x="50" y="100"/>', [(100.0, 200.0, None)]),
+        ('<points x1="10" y1="20" x2="30" y2="40" alt="dogs">dogs</points>', [(20.0, 40.0, "dogs"), (60.0, 80.0, "dogs")]),
+        # text around the tags, several tags
+        ('Sure! <point x="0" y="0" alt="a">a</point> and <points coords="1 1 1000 1000">b</points>.',
+         [(0.0, 0.0, "a"), (200.0, 200.0, "b")]),
+    ],
+)  # fmt: skip
+def test_parse_points_variants(text: str, expected: list[tuple[float, float, str | None]]) -> None:
+    assert _xy(parse_points(text, 200, 200)) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "There are none.",
+        "The dog is at the left.",
+        '<points coords="garbage">dog</points>',
+        '<points coords="1 1 abc 500">dog</points>',
+        '<points coords="1 1 500">dog</points>',  # incomplete triple
+        '<points coords="1 1 1200 500">dog</points>',  # outside the image
+        '<points coords="1 1 -5 500">dog</points>',
+        '<point x="150" y="20" alt="dog">dog</point>',  # percent above 100
+        '<point x="abc" y="20" alt="dog">dog</point>',
+        '<point y="20" alt="dog">dog</point>',
+        '<points coords="1 1 460 588',  # cut off by the token limit
+        "<point x=10 y=20>dog</point>",  # unquoted attributes
+        "<box>1 2 3 4</box>",
+    ],
+)
+def test_parse_points_ignores_garbage(text: str) -> None:
+    assert parse_points(text, 640, 480) == PointList()
+
+
+def test_parse_points_label_and_scaling() -> None:
+    text = '<points coords="1 1 250 500 2 750 1000">two dogs</points>'
+    points = parse_points(text, 640, 480, label="dog")
+    assert points == PointList((Point(160.0, 240.0, "dog"), Point(480.0, 480.0, "dog")))
+    # a malformed group is skipped, the good one kept
+    mixed = parse_points('<points coords="1 1 2;2 3 100 100">x</points>', 1000, 1000)
+    assert _xy(mixed) == [(100.0, 100.0, "x")]

@@ -1,0 +1,630 @@
+"""Vision-language models through transformers: LLaVA-1.5 and Molmo2.
+
+Both answer short questions about an image and caption it; Molmo2 also points at things
+(its answer holds coordinates, which :func:`parse_points` turns into pixels).
+
+A batch is generated in one ``generate`` call with left padding and greedy decoding, so a
+batch of N gives what N single calls give. The vision tower runs once per distinct image:
+its output (the projected image tokens) is cached by content hash, and ``generate`` gets it
+through transformers' ``mm_encoder_outputs`` instead of pixels, so several questions about
+one picture encode it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ..errors import ModelError
+from ..settings import ModelSettings, ModelSpec
+from ..types import Image, Point, PointList
+from .base import Backend, Located, Placement, dir_bytes, hf_locate
+
+log = logging.getLogger("vischain.models")
+
+# LLaVA-1.5's prompts for short VQA answers and for short captions.
+ANSWER_SUFFIX = "Answer the question using a single word or phrase."
+CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
+POINT_PROMPT = "Point to the {object}."
+TINY_SEED = 0
+
+
+# --- pointing output -------------------------------------------------------------------------
+
+_TAG = re.compile(r"<(points?)\b([^<>]*?)/?>(?:([^<]*)</\1\s*>)?", re.IGNORECASE)
+_ATTR = re.compile(r"([A-Za-z_][\w-]*)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_COORD = re.compile(r"^\d{3,4}(?:\.\d+)?$")
+_GROUP_SEP = re.compile(r"[;\t:,]")
+
+
+def _numbers(text: str) -> list[float] | None:
+    parts = text.split()
+    if not parts or not all(_NUMBER.match(p) for p in parts):
+        return None
+    return [float(p) for p in parts]
+
+
+def _coords_points(coords: str) -> list[tuple[float, float]]:
+    """(x, y) pairs on the 0-1000 scale from a Molmo2 ``coords`` value.
+
+    Groups are separated by ";" (also tab, ":" or ","); a group is an image index (a
+    timestamp for video) followed by triples "point_id x y", where x and y are written with
+    three or four digits ("050", "1000"), as Molmo2 does. A group of bare triples or of one
+    "x y" pair is accepted too; anything else is ignored.
+    """
+    points = []
+    for group in _GROUP_SEP.split(coords):
+        parts = group.split()
+        if not parts or not all(_NUMBER.match(p) for p in parts):
+            continue
+        if len(parts) == 2:
+            pairs = [(parts[0], parts[1])]
+        elif len(parts) % 3 in (0, 1):
+            body = parts[len(parts) % 3 :]  # drop the image index / timestamp
+            pairs = [(body[k + 1], body[k + 2]) for k in range(0, len(body), 3)]
+        else:
+            continue
+        for x, y in pairs:
+            if _COORD.match(x) and _COORD.match(y):
+                points.append((float(x), float(y)))
+    return points
+
+
+def _xy_points(attrs: dict[str, str]) -> list[tuple[float, float]]:
+    """(x, y) pairs in percent from Molmo v1 attributes: x/y, or x1/y1, x2/y2, ..."""
+    points = []
+    suffixes = [""] + [str(k) for k in range(1, 1000) if f"x{k}" in attrs]
+    for suffix in suffixes:
+        x, y = attrs.get(f"x{suffix}"), attrs.get(f"y{suffix}")
+        if x is None or y is None:
+            continue
+        nums = _numbers(f"{x} {y}")
+        if nums is not None and len(nums) == 2:
+            points.append((nums[0], nums[1]))
+    return points
+
+
+def parse_points(text: str, width: int, height: int, label: str | None = None) -> PointList:
+    """The points in a Molmo answer, in pixels of a ``width`` × ``height`` image.
+
+    Accepts Molmo2's ``<points coords="1 1 460 588 2 504 740">dog</points>`` (coordinates
+    in thousandths of width/height, see :func:`_coords_points`) and Molmo v1's
+    ``<point x="10.5" y="20.1" alt="dog">dog</point>`` / ``<points x1=".." y1=".." x2=..>``
+    (in percent). Tags may be self-closing; unknown attributes, malformed numbers and
+    coordinates outside the image are ignored. Each point is labelled ``label`` if given,
+    else with the tag's text or its ``alt``.
+    """
+    found: list[Point] = []
+    for match in _TAG.finditer(text):
+        attrs = {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+                 for m in _ATTR.finditer(match.group(2))}  # fmt: skip
+        inner = (match.group(3) or "").strip()
+        name = label if label is not None else (inner or attrs.get("alt", "").strip() or None)
+        if "coords" in attrs:
+            pairs, scale = _coords_points(attrs["coords"]), 1000.0
+        else:
+            pairs, scale = _xy_points(attrs), 100.0
+        for x, y in pairs:
+            if 0.0 <= x <= scale and 0.0 <= y <= scale:
+                found.append(Point(x / scale * width, y / scale * height, name))
+    return PointList(tuple(found))
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _locate(model: str, revision: str | None) -> Located:
+    try:
+        return hf_locate(model, revision=revision)
+    except ValueError:  # the hub helper rejects paths that do not exist as repo ids
+        return Located(False, model, f"{model} is neither a local directory nor a model id")
+
+
+def _local_dir(model: str, revision: str | None) -> Path | None:
+    path = Path(model).expanduser()
+    if path.exists():
+        return path
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model, "config.json", revision=revision)
+    except (ImportError, ValueError):
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def _first(token: int | list[int] | None) -> int | None:
+    """One token id from a generation config's id or list of ids."""
+    if isinstance(token, list):
+        return token[0] if token else None
+    return token
+
+
+@contextlib.contextmanager
+def _seeded() -> Iterator[None]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        yield
+
+
+def _redraw(model: torch.nn.Module) -> None:
+    """Re-draw every weight from one seeded generator in name order (norms set to identity),
+    so tiny checkpoints are byte-identical whatever the initialisers of a version do."""
+    gen = torch.Generator().manual_seed(TINY_SEED)
+    norms = {
+        id(p)
+        for m in model.modules()
+        if "Norm" in type(m).__name__
+        for p in m.parameters(recurse=False)
+    }
+    with torch.no_grad():
+        for name, param in sorted(model.named_parameters()):
+            if id(param) in norms:
+                param.fill_(1.0 if name.endswith("weight") else 0.0)
+            else:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
+
+
+_TINY_CORPUS = [
+    "What is in the image? A photo of a cat sitting next to a dog on the grass.",
+    "How many people are there? Two. Is the car red? Yes. What color is the sky? Blue.",
+    "Answer the question using a single word or phrase.",
+    "Provide a one-sentence caption for the provided image.",
+    "Point to the cat. Point to the dog. Point to the person.",
+    '<points coords="1 1 460 588 2 504 740">dog</points>',
+    "USER: ASSISTANT: user assistant 0123456789",
+]
+
+
+def _tiny_tokenizer(special: list[str], extra: list[str], **kwargs: Any) -> Any:
+    """A byte-level BPE tokenizer trained on a few lines (any text is representable);
+    ``special`` come first in the vocabulary, ``extra`` special tokens after the BPE vocab."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_TINY_CORPUS, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=2048, **kwargs)
+    if extra:
+        fast.add_special_tokens({"additional_special_tokens": extra})
+    return fast
+
+
+# --- the backends ----------------------------------------------------------------------------
+
+
+class _HFVisionLM(Backend):
+    """A transformers image-text-to-text model with its processor."""
+
+    model_class: ClassVar[str] = ""
+    default_model: ClassVar[str] = ""
+    supports_pointing: ClassVar[bool] = False
+
+    def __init__(self, spec: ModelSpec, placement: Placement, model: Any, processor: Any) -> None:
+        super().__init__(spec, placement)
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        self.answer_suffix = str(spec.options.get("answer_suffix", ANSWER_SUFFIX))
+        self.caption_prompt = str(spec.options.get("caption_prompt", CAPTION_PROMPT))
+
+    # --- finding and loading -----------------------------------------------------------------
+
+    @classmethod
+    def _model_id(cls, spec: ModelSpec) -> str:
+        return spec.model or cls.default_model
+
+    @classmethod
+    def locate(cls, spec: ModelSpec, settings: ModelSettings) -> Located:
+        return _locate(cls._model_id(spec), spec.revision)
+
+    @classmethod
+    def estimate_bytes(cls, spec: ModelSpec, settings: ModelSettings) -> int | None:
+        where = _local_dir(cls._model_id(spec), spec.revision)
+        if where is None:
+            return None
+        return dir_bytes(where) or None
+
+    @classmethod
+    def load(cls, spec: ModelSpec, placement: Placement, settings: ModelSettings) -> _HFVisionLM:
+        import transformers
+
+        model_id = cls._model_id(spec)
+        try:
+            processor = transformers.AutoProcessor.from_pretrained(
+                model_id, revision=spec.revision, local_files_only=True
+            )
+            model = getattr(transformers, cls.model_class).from_pretrained(
+                model_id, revision=spec.revision, local_files_only=True, dtype=placement.dtype
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load {cls.family} model '{model_id}': {exc}") from exc
+        model.to(device=placement.device, dtype=placement.dtype).eval()
+        return cls(spec, placement, model, processor)
+
+    @classmethod
+    def from_objects(
+        cls,
+        model: Any,
+        processor: Any,
+        *,
+        spec: ModelSpec | None = None,
+        placement: Placement | None = None,
+    ) -> _HFVisionLM:
+        """Wrap a model and processor already in memory (the model stays where it is)."""
+        param = next(model.parameters())
+        placement = placement or Placement(str(param.device), param.dtype)
+        spec = spec or ModelSpec(family=cls.family, model=f"in-memory:{type(model).__name__}")
+        model.eval()
+        return cls(spec, placement, model, processor)
+
+    def modules(self) -> list[Any]:
+        return [self.model]
+
+    # --- prompts -----------------------------------------------------------------------------
+
+    def question_prompt(self, question: str) -> str:
+        """The user's text for a short-answer question (LLaVA-1.5's VQA style)."""
+        question = question.strip()
+        return f"{question}\n{self.answer_suffix}" if self.answer_suffix else question
+
+    def chat_prompt(self, text: str) -> str:
+        """The full prompt for one image and ``text``: the processor's chat template when it
+        has one, else the family's plain format. It holds the image placeholder token."""
+        if getattr(self.processor, "chat_template", None):
+            messages = [
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}
+            ]
+            return self.processor.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
+        return self._plain_prompt(text)
+
+    def _plain_prompt(self, text: str) -> str:
+        raise NotImplementedError
+
+    # --- generation --------------------------------------------------------------------------
+
+    def answer(
+        self, requests: Sequence[tuple[Image, str]], *, max_new_tokens: int = 32
+    ) -> list[str]:
+        """Short answers to (image, question) pairs, one batched greedy generation."""
+        return self.generate(
+            [image for image, _ in requests],
+            [self.question_prompt(question) for _, question in requests],
+            max_new_tokens=max_new_tokens,
+        )
+
+    def caption(self, images: Sequence[Image], *, max_new_tokens: int = 48) -> list[str]:
+        """A one-sentence caption per image, one batched greedy generation."""
+        return self.generate(
+            list(images), [self.caption_prompt] * len(images), max_new_tokens=max_new_tokens
+        )
+
+    def generate(
+        self, images: Sequence[Image], texts: Sequence[str], *, max_new_tokens: int
+    ) -> list[str]:
+        """Greedy completions of the chat prompts for (image, text) pairs: only the new
+        tokens, decoded without special tokens and stripped."""
+        if len(images) != len(texts):
+            raise ValueError(f"{len(images)} images but {len(texts)} prompts")
+        if not images:
+            return []
+        if max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        from transformers import GenerationConfig
+
+        prompts = [self.chat_prompt(t) for t in texts]
+        try:
+            with torch.inference_mode():
+                inputs = self.processor(
+                    images=[image.pil for image in images],
+                    text=prompts,
+                    padding=True,
+                    return_tensors="pt",
+                )
+                features = self._image_features(list(images), inputs)
+                for key in self._pixel_keys():
+                    inputs.pop(key, None)
+                inputs = inputs.to(self.device)
+                eos = self.model.generation_config.eos_token_id
+                pad = self.tokenizer.pad_token_id
+                config = GenerationConfig(
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=eos,
+                    pad_token_id=pad if pad is not None else _first(eos),
+                    bos_token_id=self.model.generation_config.bos_token_id,
+                )
+                output = self.model.generate(
+                    **inputs, mm_encoder_outputs={"image": features}, generation_config=config
+                )
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ModelError(f"{self.spec.label()} failed: {type(exc).__name__}: {exc}") from exc
+        new = output[:, inputs["input_ids"].shape[1] :].cpu()
+        self.stats["generated_tokens"] += sum(self._lengths(new, eos))
+        self.stats["generate_calls"] += 1
+        texts_out = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return [t.strip() for t in texts_out]
+
+    @staticmethod
+    def _lengths(new: torch.Tensor, eos: int | list[int] | None) -> list[int]:
+        """Tokens each row really generated (up to and including its first end token)."""
+        stops = [eos] if isinstance(eos, int) else list(eos or [])
+        lengths = []
+        for row in new.tolist():
+            end = next((k + 1 for k, t in enumerate(row) if t in stops), len(row))
+            lengths.append(end)
+        return lengths
+
+    def _pixel_keys(self) -> list[str]:
+        return list(getattr(self.processor.image_processor, "model_input_names", ["pixel_values"]))
+
+    def _image_features(self, images: list[Image], inputs: Any) -> Any:
+        """The projected image tokens of every image (a BaseModelOutputWithPooling whose
+        ``pooler_output`` holds one tensor per image), encoding only images not cached."""
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        keys = [(f"{self.family}_image", image.hash) for image in images]
+        out: dict[int, torch.Tensor] = {}
+        if self.cache is not None:
+            for i, key in enumerate(keys):
+                hit = self.cache.get((self.spec.key(), key))
+                if hit is not None:
+                    out[i] = hit
+        missing: dict[str, list[int]] = {}
+        for i, image in enumerate(images):
+            if i not in out:
+                missing.setdefault(image.hash, []).append(i)
+        if missing:
+            first = [same[0] for same in missing.values()]
+            encoded = self._encode(images, first, inputs)
+            self.stats["image_encoder"] += len(first)
+            for feats, same in zip(encoded, missing.values(), strict=True):
+                feats = feats.clone()
+                if self.cache is not None:
+                    self.cache.put((self.spec.key(), keys[same[0]]), feats)
+                for i in same:
+                    out[i] = feats
+        return BaseModelOutputWithPooling(pooler_output=tuple(out[i] for i in range(len(images))))
+
+    def _encode(self, images: list[Image], which: list[int], inputs: Any) -> list[torch.Tensor]:
+        """Image-token features for ``images[i]``, i in ``which``, in one vision forward."""
+        raise NotImplementedError
+
+
+class LlavaBackend(_HFVisionLM):
+    """LLaVA (1.5 and other ``LlavaForConditionalGeneration`` checkpoints)."""
+
+    family = "llava"
+    model_class = "LlavaForConditionalGeneration"
+    default_model = "llava-hf/llava-1.5-7b-hf"
+    supports_pointing = False
+
+    def _plain_prompt(self, text: str) -> str:
+        token = getattr(self.processor, "image_token", "<image>")
+        return f"USER: {token}\n{text} ASSISTANT:"
+
+    def _encode(self, images: list[Image], which: list[int], inputs: Any) -> list[torch.Tensor]:
+        config = self.model.config
+        pixels = inputs["pixel_values"][torch.tensor(which)].to(self.device, self.dtype)
+        features = self.model.get_image_features(
+            pixel_values=pixels,
+            vision_feature_layer=config.vision_feature_layer,
+            vision_feature_select_strategy=config.vision_feature_select_strategy,
+        ).pooler_output
+        return list(features)
+
+    @classmethod
+    def tiny_spec(cls, directory: Path) -> ModelSpec:
+        """A tiny random LLaVA: CLIP vision tower (32 px, 8 px patches: 16 image tokens)
+        and a 2-layer Llama. head_dim 32 everywhere, so vLLM's CPU attention serves it."""
+        from transformers import (
+            CLIPImageProcessor,
+            CLIPVisionConfig,
+            LlamaConfig,
+            LlavaConfig,
+            LlavaForConditionalGeneration,
+            LlavaProcessor,
+        )
+
+        directory = Path(directory)
+        tokenizer = _tiny_tokenizer(
+            ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
+            [],
+            bos_token="<s>",
+            eos_token="</s>",
+            pad_token="<pad>",
+            unk_token="<unk>",
+            extra_special_tokens={"image_token": "<image>"},
+        )
+        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<s>", "</s>", "<pad>", "<image>")}
+        vision = CLIPVisionConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+            image_size=32, patch_size=8, projection_dim=64,
+        )  # fmt: skip
+        text = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+            num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+            max_position_embeddings=1024, bos_token_id=ids["<s>"], eos_token_id=ids["</s>"],
+            pad_token_id=ids["<pad>"], tie_word_embeddings=False,
+        )  # fmt: skip
+        config = LlavaConfig(
+            vision_config=vision,
+            text_config=text,
+            image_token_index=ids["<image>"],
+            vision_feature_layer=-2,
+            vision_feature_select_strategy="default",
+            projector_hidden_act="gelu",
+        )
+        with _seeded():
+            model = LlavaForConditionalGeneration(config)
+        _redraw(model)
+        model.generation_config.bos_token_id = ids["<s>"]
+        model.generation_config.eos_token_id = ids["</s>"]
+        model.generation_config.pad_token_id = ids["<pad>"]
+        model.save_pretrained(directory)
+        # BOS comes from the template (as vLLM's chat path expects), not from the tokenizer
+        template = (
+            "{{ bos_token }}{% for message in messages %}"
+            "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+            "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+            "{% for part in message['content'] %}"
+            "{% if part['type'] == 'image' or part['type'] == 'image_url' %}<image>\n"
+            "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+            "{% endfor %}{% endif %}"
+            "{% if message['role'] == 'user' %} {% else %}</s>{% endif %}"
+            "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+        )
+        size = {"height": 32, "width": 32}
+        processor = LlavaProcessor(
+            image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=size),
+            tokenizer=tokenizer,
+            patch_size=8,
+            vision_feature_select_strategy="default",
+            chat_template=template,
+            image_token="<image>",
+            num_additional_image_tokens=1,
+        )
+        processor.save_pretrained(directory)
+        return ModelSpec(family=cls.family, model=str(directory))
+
+
+MOLMO2_IMAGE_TOKENS = [
+    "<im_start>", "<im_end>", "<im_patch>", "<im_col>", "<low_res_im_start>",
+    "<frame_start>", "<frame_end>", "<im_low>", "<|image|>", "<|video|>",
+]  # fmt: skip
+
+
+class Molmo2Backend(_HFVisionLM):
+    """Molmo2: answers, captions and points (``<points coords="...">label</points>``)."""
+
+    family = "molmo2"
+    model_class = "Molmo2ForConditionalGeneration"
+    default_model = "allenai/Molmo2-4B"
+    supports_pointing = True
+
+    def _plain_prompt(self, text: str) -> str:
+        token = getattr(self.processor, "image_token", "<|image|>")
+        return f"{token}User: {text} Assistant:"
+
+    def point(
+        self, requests: Sequence[tuple[Image, str]], *, max_new_tokens: int = 96
+    ) -> list[PointList]:
+        """Where each (image, object) pair's object is: the model is asked to point at it
+        and its answer is parsed into pixel points labelled with the object."""
+        template = str(self.spec.options.get("point_prompt", POINT_PROMPT))
+        texts = self.generate(
+            [image for image, _ in requests],
+            [template.format(object=obj.strip()) for _, obj in requests],
+            max_new_tokens=max_new_tokens,
+        )
+        return [
+            parse_points(text, image.width, image.height, label=obj.strip())
+            for text, (image, obj) in zip(texts, requests, strict=True)
+        ]
+
+    def _encode(self, images: list[Image], which: list[int], inputs: Any) -> list[torch.Tensor]:
+        pixels = self.processor.image_processor(
+            images=[images[i].pil for i in which], return_tensors="pt"
+        )
+        features = self.model.get_image_features(
+            pixel_values=pixels["pixel_values"].to(self.device, self.dtype),
+            image_token_pooling=pixels["image_token_pooling"].to(self.device),
+            image_grids=pixels["image_grids"].to(self.device),
+        ).pooler_output
+        return list(features)
+
+    @classmethod
+    def tiny_spec(cls, directory: Path) -> ModelSpec:
+        """A tiny random Molmo2: 32 px crops of 8 px patches (at most 2 crops plus the
+        low-resolution view), a 2-layer text model and a chat template in Molmo2's
+        ``<|im_start|>`` style."""
+        from transformers import (
+            Molmo2Config,
+            Molmo2ForConditionalGeneration,
+            Molmo2ImageProcessor,
+            Molmo2Processor,
+            Molmo2VideoProcessor,
+        )
+
+        directory = Path(directory)
+        tokenizer = _tiny_tokenizer(
+            ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+            MOLMO2_IMAGE_TOKENS,
+            eos_token="<|endoftext|>",
+            pad_token="<|endoftext|>",
+            extra_special_tokens={"image_token": "<|image|>", "video_token": "<|video|>"},
+        )
+        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in MOLMO2_IMAGE_TOKENS}
+        base_vocab = min(ids.values())
+        config = Molmo2Config(
+            vision_config={
+                "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 16,
+                "image_size": [32, 32], "patch_size": 8,
+            },
+            adapter_config={
+                "vision_feature_layer": [-1, 0], "hidden_size": 32, "num_attention_heads": 2,
+                "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 64,
+                "text_hidden_size": 64,
+            },
+            text_config={
+                "hidden_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1,
+                "head_dim": 32, "vocab_size": base_vocab,
+                "additional_vocab_size": len(tokenizer) - base_vocab, "num_hidden_layers": 2,
+                "intermediate_size": 128, "max_position_embeddings": 2048,
+            },
+            image_start_token_id=ids["<im_start>"],
+            low_res_image_start_token_id=ids["<low_res_im_start>"],
+            image_end_token_id=ids["<im_end>"],
+            image_patch_id=ids["<im_patch>"],
+            frame_start_token_id=ids["<frame_start>"],
+            frame_end_token_id=ids["<frame_end>"],
+        )  # fmt: skip
+        with _seeded():
+            model = Molmo2ForConditionalGeneration(config)
+        _redraw(model)
+        eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        model.generation_config.eos_token_id = eos
+        model.generation_config.pad_token_id = eos
+        model.save_pretrained(directory)
+        template = (
+            "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+            "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+            "{% for part in message['content'] %}"
+            "{% if part['type'] == 'image' %}<|image|>"
+            "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+            "{% endfor %}{% endif %}<|im_end|>\n"
+            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+        )
+        crop = {"height": 32, "width": 32}
+        processor = Molmo2Processor(
+            image_processor=Molmo2ImageProcessor(
+                size=crop, patch_size=8, max_crops=2, overlap_margins=[1, 1], pooling_size=[2, 2]
+            ),
+            video_processor=Molmo2VideoProcessor(size=crop, patch_size=8, pooling_size=[2, 2]),
+            tokenizer=tokenizer,
+            chat_template=template,
+        )
+        processor.save_pretrained(directory)
+        return ModelSpec(family=cls.family, model=str(directory))
+
+
+__all__ = ["LlavaBackend", "Molmo2Backend", "parse_points"]
