@@ -78,6 +78,7 @@ class PlannerConfig(BaseModel):
     repair_rounds: int = Field(2, ge=0)
     max_tokens: int = 400
     temperature: float = 0.0
+    repair_temperature: float = 0.4
     voting: int = Field(1, ge=1)
     voting_temperature: float = 0.7
     grammar: bool = True
