@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .api import Orchestrator, RunResult, default_orchestrator, execute
+from .api import Orchestrator, RunResult, default_orchestrator, execute, run
 from .config import Config
 from .trace import Trace
 
-__all__ = ["Config", "Orchestrator", "RunResult", "Trace", "default_orchestrator", "execute"]
+__all__ = ["Config", "Orchestrator", "RunResult", "Trace", "default_orchestrator", "execute", "run"]

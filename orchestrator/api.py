@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from sandbox import (
     Program,
     ProgramError,
     ProgramInvalid,
+    PythonProgram,
     VisChainError,
     check,
     parse,
@@ -34,6 +36,8 @@ from tools.types import Image
 
 from .config import Config
 from .executor import ExecOptions, Executor
+from .planner import Plan, Planner, PlanningError
+from .python_runner import check_program, run_python
 from .render import summarize
 from .trace import Trace
 from .workers import WorkerPool
@@ -48,7 +52,7 @@ class RunResult:
     ``trace``, and the ``error`` that stopped it (None when it succeeded)."""
 
     output: Any
-    program: Program | None
+    program: Program | PythonProgram | None
     trace: Trace
     error: VisChainError | None = None
     values: dict[str, Any] = field(default_factory=dict)
@@ -126,14 +130,17 @@ class Orchestrator:
     # --- programs --------------------------------------------------------------------------
 
     def check(
-        self, program: str | Program, *, inputs: Any = None, form: str = "auto"
-    ) -> BoundProgram:
-        """Parse (if needed) and type-check a program; raise ProgramInvalid listing problems."""
+        self, program: str | Program | PythonProgram, *, inputs: Any = None, form: str = "auto"
+    ) -> BoundProgram | PythonProgram:
+        """Parse (if needed) and check a program; raise ProgramInvalid listing problems."""
         parsed = (
             program
-            if isinstance(program, Program)
+            if isinstance(program, (Program, PythonProgram))
             else parse(program, form=form, limits=self.limits)
         )
+        if isinstance(parsed, PythonProgram):
+            check_program(parsed, self.registry, None if inputs is None else list(inputs))
+            return parsed
         return check(parsed, self.registry, inputs=inputs)
 
     def execute(
@@ -163,10 +170,12 @@ class Orchestrator:
                 trace.add_input(name, named[name])
             parsed = (
                 program
-                if isinstance(program, Program)
+                if isinstance(program, (Program, PythonProgram))
                 else parse(program, form=form, limits=self.limits)
             )
             trace.form = parsed.form
+            if isinstance(parsed, PythonProgram):
+                return self._execute_python(parsed, named, trace)
             inputs = _bind_inputs(parsed, named)
             bound = check(parsed, self.registry, inputs={n: "Image" for n in inputs})
         except VisChainError as exc:
@@ -182,6 +191,26 @@ class Orchestrator:
         elif result is not None:
             error = _root_error(bound, result, outcome.errors)
         return self._finish(trace, parsed, output, error, outcome.values, outcome.errors)
+
+    def _execute_python(
+        self, program: PythonProgram, named: dict[str, Image], trace: Trace
+    ) -> RunResult:
+        try:
+            check_program(program, self.registry, list(named))
+            output, values, errors = run_python(
+                program,
+                named,
+                registry=self.registry,
+                executor=self.executor,
+                limits=self.limits,
+                trace=trace,
+                seconds=self.config.limits.python_seconds,
+                max_calls=self.config.limits.max_tool_calls,
+            )
+        except VisChainError as exc:
+            done = {r.step: r.value for r in trace.steps if r.status == "ok"}
+            return self._finish(trace, program, None, exc, done, {})
+        return self._finish(trace, program, output, None, values, errors)
 
     def _finish(
         self,
@@ -199,6 +228,132 @@ class Orchestrator:
             except OSError as exc:  # the run's result matters more than its report
                 log.warning("could not save the trace to %s: %s", trace.directory, exc)
         return RunResult(output, program, trace, error, values, errors)
+
+    # --- planning ---------------------------------------------------------------------------
+
+    def planner(self) -> Planner:
+        """The planner over the tools that can run here (built on first use)."""
+        with self._planner_lock:
+            if self._planner is None:
+                llm = self.pool.get("llm")
+                embedder = (
+                    None if self.pool.unavailable("embeddings") else self.pool.get("embeddings")
+                )
+                self._planner = Planner(
+                    self.available_tools(),
+                    llm,
+                    self.config.planner,
+                    embedder=embedder,
+                    limits=self.limits,
+                )
+            return self._planner
+
+    def run(
+        self,
+        instruction: str,
+        *,
+        image: ImageLike | None = None,
+        images: Mapping[str, ImageLike] | None = None,
+        voting: int | None = None,
+        fallback: str | None = None,
+        trace_dir: str | Path | None = None,
+    ) -> RunResult:
+        """Plan a program for ``instruction`` with the LLM, then execute it.
+
+        ``voting`` > 1 samples that many programs, runs them all and returns the majority
+        answer. ``fallback`` (or the configured one) is a program to run when planning or
+        execution fails; ``{instruction}`` in it becomes the instruction as a quoted string.
+        Both are recorded in the trace.
+        """
+        trace = Trace(instruction=instruction)
+        directory = trace_dir or self.config.trace_dir
+        if directory is not None:
+            trace.open(directory)
+        try:
+            named = {n: to_image(v, name=n) for n, v in _named_images(image, images).items()}
+            planner = self.planner()
+            plans = planner.plan(
+                instruction, list(named) or ["IMAGE"], n=voting or self.config.planner.voting
+            )
+        except VisChainError as exc:
+            return self._finish(trace, None, None, exc, {}, {})
+        for plan in plans:
+            for attempt in plan.attempts:
+                trace.add_planning(attempt.record())
+        fallback = fallback if fallback is not None else self.config.planner.fallback
+        valid = [p for p in plans if p.ok]
+        if not valid:
+            error = plans[0].error or PlanningError("no valid program")
+            if fallback:
+                return self._fallback(
+                    instruction, fallback, named, trace, f"planning failed: {error}"
+                )
+            if plans[0].source:
+                trace.set_program(plans[0].source, "lines")
+            return self._finish(trace, None, None, error, {}, {})
+        if len(valid) == 1:
+            result = self.execute(
+                valid[0].bound.program, images=named, trace=trace, instruction=instruction
+            )
+        else:
+            result = self._vote(valid, named, trace)
+        if not result.ok and fallback:
+            fresh = Trace(instruction=instruction)
+            if directory is not None:
+                # keep the failed run's trace beside the fallback's, which takes the main place
+                result.trace.save(Path(directory) / "failed-program")
+                fresh.open(directory)
+            reason = f"execution failed: {result.error}"
+            return self._fallback(instruction, fallback, named, fresh, reason, previous=result)
+        return result
+
+    def _vote(self, plans: list[Plan], named: dict[str, Image], trace: Trace) -> RunResult:
+        """Run every candidate; the majority answer wins (ties: the earliest candidate)."""
+        runs = [self.execute(p.bound.program, images=named) for p in plans]
+        answers = [r.answer if r.ok else None for r in runs]
+        tally = Counter(a for a in answers if a is not None)
+        votes = [
+            {
+                "candidate": i,
+                "program": p.source,
+                "answer": a,
+                "error": None if r.ok else str(r.error),
+            }
+            for i, (p, a, r) in enumerate(zip(plans, answers, runs, strict=True))
+        ]
+        trace.add_planning({"kind": "vote", "votes": votes, "tally": dict(tally)})
+        winner_answer = tally.most_common(1)[0][0] if tally else None
+        index = answers.index(winner_answer) if winner_answer is not None else 0
+        winner = runs[index]
+        trace.set_program(plans[index].source or "", "lines")
+        for rec in winner.trace.inputs:
+            trace.inputs.append(rec)
+        for rec in winner.trace.steps:
+            trace.add_step(rec)
+            trace.finish_step(rec)
+        return self._finish(
+            trace, winner.program, winner.output, winner.error, winner.values, winner.step_errors
+        )
+
+    def _fallback(
+        self,
+        instruction: str,
+        fallback: str,
+        named: dict[str, Image],
+        trace: Trace,
+        reason: str,
+        previous: RunResult | None = None,
+    ) -> RunResult:
+        program = fallback.replace("{instruction}", repr(instruction))
+        record: dict[str, Any] = {"kind": "fallback", "reason": reason, "program": program}
+        if previous is not None:
+            record["failed_program"] = previous.trace.program
+            for rec in previous.trace.planning:
+                trace.add_planning(rec)
+        trace.add_planning(record)
+        trace.meta["fallback"] = True
+        log.info("running the fallback program (%s)", reason)
+        return self.execute(program, images=named, trace=trace, instruction=instruction)
 
     def close(self) -> None:
         self.workers.shutdown()
@@ -277,6 +432,11 @@ def default_orchestrator() -> Orchestrator:
 def execute(program: str | Program, **kwargs: Any) -> RunResult:
     """Run a program with the default orchestrator (see :meth:`Orchestrator.execute`)."""
     return default_orchestrator().execute(program, **kwargs)
+
+
+def run(instruction: str, **kwargs: Any) -> RunResult:
+    """Plan and run with the default orchestrator (see :meth:`Orchestrator.run`)."""
+    return default_orchestrator().run(instruction, **kwargs)
 
 
 __all__ = [

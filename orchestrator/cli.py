@@ -142,6 +142,64 @@ def cmd_tools(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .api import Orchestrator
+
+    orch = Orchestrator(Config.load(args.config))
+    try:
+        result = orch.run(
+            args.instruction,
+            images=_images(args.image),
+            voting=args.voting,
+            fallback=args.fallback,
+            trace_dir=args.trace_dir,
+        )
+    finally:
+        orch.close()
+    return _print_result(result, args)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from tools.backends import backend_class
+
+    from .api import Orchestrator
+
+    orch = Orchestrator(Config.load(args.config))
+    users: dict[str, list[str]] = {}
+    for t in orch.registry:
+        for role in t.requires:
+            users.setdefault(role, []).append(t.spec.name)
+    out = sys.stdout
+    try:
+        for role in orch.pool.roles():
+            spec, reason = orch.pool.resolve(role)
+            tools = ", ".join(users.get(role, [])) or "-"
+            out.write(f"{role}  (tools: {tools})\n")
+            if spec is None:
+                out.write(f"    unavailable: {reason}\n")
+                for cand in orch.pool.candidates(role):
+                    out.write(f"    candidate {cand.label()}\n")
+                continue
+            cls = backend_class(spec.family)
+            located = cls.locate(spec, orch.pool.settings)
+            size = cls.estimate_bytes(spec, orch.pool.settings)
+            memory = f"~{size / 2**20:.0f} MB" if size else "unknown until loaded"
+            out.write(f"    model: {spec.label()}\n    weights: {located.where or 'present'}\n")
+            out.write(f"    memory: {memory}\n")
+            if args.load:
+                backend = orch.pool.get(role)
+                info = backend.describe()
+                out.write(
+                    f"    loaded on {info['device']} ({info['dtype']}): {info['memory_mb']} MB\n"
+                )
+            skipped = [c.label() for c in orch.pool.candidates(role) if c != spec]
+            if skipped:
+                out.write(f"    other candidates: {', '.join(skipped)}\n")
+    finally:
+        orch.close()
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vischain", description="Visual programs over vision models."
@@ -168,6 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tools", help="list the tools and whether they can run here")
     p.set_defaults(func=cmd_tools)
+
+    p = sub.add_parser("run", help="plan a program for an instruction with the LLM, then run it")
+    p.add_argument("instruction")
+    p.add_argument("--image", action="append", default=[], metavar="[NAME=]PATH", help=image_help)
+    p.add_argument("--trace-dir", help="write trace.jsonl and index.html here")
+    p.add_argument("--voting", type=int, help="sample this many programs; majority answer wins")
+    p.add_argument("--fallback", help="program to run if planning or execution fails")
+    p.add_argument("--output", help="where to save an image result")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_run, show_program=True)
+
+    p = sub.add_parser("models", help="which model serves each role, and what is missing")
+    p.add_argument("--load", action="store_true", help="load each model and report its memory")
+    p.set_defaults(func=cmd_models)
     return parser
 
 

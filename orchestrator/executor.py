@@ -98,13 +98,27 @@ class Executor:
         self.options = options or ExecOptions()
         self.pool = pool or WorkerPool(4)
 
-    def run(self, bound: BoundProgram, inputs: Mapping[str, Any], trace: Trace) -> Outcome:
-        return _Run(self, bound, inputs, trace).execute()
+    def run(
+        self,
+        bound: BoundProgram,
+        inputs: Mapping[str, Any],
+        trace: Trace,
+        *,
+        deadline: float | None = None,
+    ) -> Outcome:
+        """Run ``bound`` on ``inputs`` (values by name), recording into ``trace``; stop at
+        the program time limit or ``deadline`` (a ``time.monotonic()`` instant), if sooner."""
+        return _Run(self, bound, inputs, trace, deadline).execute()
 
 
 class _Run:
     def __init__(
-        self, ex: Executor, bound: BoundProgram, inputs: Mapping[str, Any], trace: Trace
+        self,
+        ex: Executor,
+        bound: BoundProgram,
+        inputs: Mapping[str, Any],
+        trace: Trace,
+        deadline: float | None = None,
     ) -> None:
         self.ex = ex
         self.bound = bound
@@ -119,7 +133,8 @@ class _Run:
         self.done: queue.SimpleQueue[tuple[_Group, list[Any], float]] = queue.SimpleQueue()
         self.running: dict[int, _Group] = {}
         limit = ex.options.program_time_limit
-        self.deadline = None if limit is None else time.monotonic() + limit
+        own = None if limit is None else time.monotonic() + limit
+        self.deadline = min((d for d in (own, deadline) if d is not None), default=None)
         self._expressions: dict[str, Any] = {}
 
     # --- setup -----------------------------------------------------------------------------

@@ -17,8 +17,10 @@ from .errors import (
 )
 from .expressions import BoundExpression, Evaluator, Exposed, Expression, compile_expression
 from .ir import Arg, BoundProgram, BoundStep, Const, Expr, ListOf, Program, Ref, Step, Value
+from .lazy import Lazy, force, force_deep
 from .limits import Budget, Limits
 from .parser import detect_form, parse
+from .python import PythonInterpreter, PythonProgram, check_python, parse_python
 from .signatures import ANY, EXPRESSION, Catalog, ParamSpec, Signature
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "Expr",
     "Expression",
     "ForbiddenError",
+    "Lazy",
     "LimitExceeded",
     "Limits",
     "ListOf",
@@ -45,6 +48,8 @@ __all__ = [
     "Program",
     "ProgramError",
     "ProgramInvalid",
+    "PythonInterpreter",
+    "PythonProgram",
     "Ref",
     "Signature",
     "Step",
@@ -53,10 +58,14 @@ __all__ = [
     "as_bool",
     "as_number",
     "check",
+    "check_python",
     "compile_expression",
     "detect_form",
     "diagnose",
+    "force",
+    "force_deep",
     "normalize_for_eval",
     "parse",
+    "parse_python",
     "to_text",
 ]

@@ -494,6 +494,11 @@ class Evaluator:
 
     # semantics hooks -------------------------------------------------------------------------
 
+    def operand(self, node: ast.AST, env: Mapping[str, object]) -> object:
+        """A subexpression's value where an operation needs it (the Python form forces lazy
+        values here)."""
+        return self.eval(node, env)
+
     def truth(self, value: object) -> bool:
         if self.answers and isinstance(value, str):
             b = as_bool(value)
@@ -558,7 +563,7 @@ class Evaluator:
         return self.lookup(node.id, env)
 
     def _unaryop(self, node: ast.UnaryOp, env: Mapping[str, object]) -> object:
-        value = self.eval(node.operand, env)
+        value = self.operand(node.operand, env)
         if isinstance(node.op, ast.Not):
             return not self.truth(value)
         value = self._as_number_operand(value)
@@ -750,7 +755,7 @@ class Evaluator:
         return getattr(obj, name)(*args, **kwargs)
 
     def _attribute(self, node: ast.Attribute, env: Mapping[str, object]) -> object:
-        obj = self.eval(node.value, env)
+        obj = self.operand(node.value, env)
         name = node.attr
         exposure = self.exposure(obj)
         if is_dunder(name) or exposure is None or name not in exposure.attributes:
@@ -760,19 +765,19 @@ class Evaluator:
         return getattr(obj, name)
 
     def _subscript(self, node: ast.Subscript, env: Mapping[str, object]) -> object:
-        obj = self.eval(node.value, env)
+        obj = self.operand(node.value, env)
         if not isinstance(obj, (list, tuple, str, dict)):
             exposure = self.exposure(obj)
             if exposure is None or not exposure.subscript:
                 raise EvalError(f"a {type(obj).__name__} cannot be indexed")
         if isinstance(node.slice, ast.Slice):
             parts = [
-                None if p is None else self.eval(p, env)
+                None if p is None else self.operand(p, env)
                 for p in (node.slice.lower, node.slice.upper, node.slice.step)
             ]
             key: object = slice(*parts)
         else:
-            key = self.eval(node.slice, env)
+            key = self.operand(node.slice, env)
         return obj[key]  # type: ignore[index]
 
     def iterate(self, value: object) -> list[object]:
@@ -814,7 +819,7 @@ class Evaluator:
         return "".join(parts)
 
     def _formatted(self, node: ast.FormattedValue, env: Mapping[str, object]) -> object:
-        value = self.eval(node.value, env)
+        value = self.operand(node.value, env)
         check_renderable(value, self.budget)
         spec = "" if node.format_spec is None else str(self.eval(node.format_spec, env))
         for number in _FORMAT_NUMBER.findall(spec):

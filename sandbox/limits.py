@@ -20,6 +20,7 @@ class Limits:
 
     max_int_bits: int = 4096  # about 1,200 decimal digits
     max_str_len: int = 1_000_000
+    max_total_chars: int = 50_000_000  # text created over a whole evaluation (memory bound)
     max_items: int = 1_000_000  # elements of one list/tuple/dict/range
     max_total_items: int = 5_000_000  # elements created over a whole evaluation
     max_ops: int = 2_000_000  # evaluated nodes
@@ -43,6 +44,7 @@ class Budget:
     cancel: threading.Event | None = None
     ops: int = 0
     items: int = 0
+    chars: int = 0
     depth: int = 0
 
     def __post_init__(self) -> None:
@@ -87,9 +89,16 @@ class Budget:
         return value
 
     def check_str_len(self, n: int) -> None:
+        """Account for a string of ``n`` characters about to be created."""
         if n > self.limits.max_str_len:
             raise LimitExceeded(
                 f"string too long ({n:,} characters; limit {self.limits.max_str_len:,})",
+                code=ErrorCode.SIZE_LIMIT,
+            )
+        self.chars += n
+        if self.chars > self.limits.max_total_chars:
+            raise LimitExceeded(
+                f"program created too much text (over {self.limits.max_total_chars:,} characters)",
                 code=ErrorCode.SIZE_LIMIT,
             )
 

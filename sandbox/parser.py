@@ -12,6 +12,7 @@ from .errors import ErrorCode, ProgramError, ProgramInvalid
 from .ir import Program
 from .limits import Limits
 from .lines import parse_lines
+from .python import PythonProgram, parse_python
 
 FORMS = ("lines", "python")
 _PYTHON = re.compile(r"^\s*def\s+execute_command\s*\(", re.M)
@@ -22,12 +23,16 @@ def detect_form(text: str) -> str:
     return "python" if _PYTHON.search(text) else "lines"
 
 
-def parse(text: str, *, form: str = "auto", limits: Limits | None = None) -> Program:
+def parse(
+    text: str, *, form: str = "auto", limits: Limits | None = None
+) -> Program | PythonProgram:
     """Parse ``text`` (form 'auto', 'lines' or 'python'); raise ProgramInvalid on errors."""
     if form == "auto":
         form = detect_form(text) if isinstance(text, str) else "lines"
     if form == "lines":
         return parse_lines(text, limits=limits)
+    if form == "python":
+        return parse_python(text, limits=limits)
     raise ProgramInvalid(
         [ProgramError(ErrorCode.SYNTAX, f"unknown program form '{form}' (use one of {FORMS})", 1)]
     )

@@ -8,3 +8,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    """An orchestrator on the 'tiny' profile: real offline models (MTCNN, RapidOCR, MiniLM,
+    the embedded planner) plus tiny random-weight CLIP, OWL-ViT, SAM, LLaVA, Molmo2 and SD
+    inpainting built in a temporary directory. Shared by the whole test session."""
+    from orchestrator import Config, Orchestrator
+
+    cache = tmp_path_factory.mktemp("tiny-cache")
+    orch = Orchestrator(Config(models={"profile": "tiny", "cache_dir": cache}, plugins=False))
+    yield orch
+    orch.close()

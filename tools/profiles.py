@@ -6,15 +6,29 @@
   RapidOCR, MiniLM, the embedded Qwen2.5-Coder planner, OpenCV inpainting).
 * ``default`` — per role, the full model if its weights are present locally, else the
   offline one, else the role is unavailable (and the planner is not told about its tools).
+* ``tiny`` — the offline models plus tiny random-weight models for every other role: the
+  whole pipeline runs (for tests, benchmarks, smoke runs), but those answers are noise.
 
 Roles configured explicitly in settings replace the profile's list for that role.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .settings import ModelSettings, ModelSpec
 
-PROFILES = ("default", "full", "offline")
+PROFILES = ("default", "full", "offline", "tiny")
+
+# families with a tiny random-weight test model, per role
+TINY_FAMILIES = {
+    "clip": "open_clip",
+    "detector": "owlvit",
+    "sam": "sam",
+    "vlm": "llava",
+    "pointer": "molmo2",
+    "inpaint": "sd_inpaint",
+}
 
 
 def full_roles() -> dict[str, list[ModelSpec]]:
@@ -49,16 +63,30 @@ def offline_roles() -> dict[str, list[ModelSpec]]:
     }
 
 
+def tiny_roles(directory: Path) -> dict[str, list[ModelSpec]]:
+    """Tiny random-weight models for every role that has no offline weights, built (once)
+    under ``directory``. They check wiring, shapes and batching — their answers are noise.
+    For tests, benchmarks and smoke runs only."""
+    from .backends import backend_class
+
+    roles = {}
+    for role, family in TINY_FAMILIES.items():
+        roles[role] = [backend_class(family).tiny_spec(Path(directory) / family)]
+    return roles
+
+
 def roles_for(settings: ModelSettings) -> dict[str, list[ModelSpec]]:
     """Candidate models per role for the settings' profile, explicit roles on top."""
     profile = settings.profile
     if profile not in PROFILES:
         raise ValueError(f"unknown profile '{profile}' (use one of {PROFILES})")
     roles: dict[str, list[ModelSpec]] = {}
+    if profile == "tiny":
+        roles.update(tiny_roles(settings.cache_dir / "tiny-models"))
     if profile in ("default", "full"):
         for role, specs in full_roles().items():
             roles.setdefault(role, []).extend(specs)
-    if profile in ("default", "offline"):
+    if profile in ("default", "offline", "tiny"):
         for role, specs in offline_roles().items():
             merged = roles.setdefault(role, [])
             merged.extend(s for s in specs if s not in merged)

@@ -51,7 +51,9 @@ def test_every_seed_program_checks(offline: Orchestrator, name: str) -> None:
     assert offline.check(text).inputs.keys() == set(inputs)  # inferred when not given
 
 
-def test_model_tools_without_models_fail_with_a_clear_no_backend_error(offline: Orchestrator) -> None:
+def test_model_tools_without_models_fail_with_a_clear_no_backend_error(
+    offline: Orchestrator,
+) -> None:
     img = to_image("sample:coffee")
     result = offline.execute(NLVR, images={"LEFT": img, "RIGHT": img})
     assert not result.ok
@@ -62,7 +64,9 @@ def test_model_tools_without_models_fail_with_a_clear_no_backend_error(offline: 
     assert statuses["ANSWER4"] == "skipped" and statuses["RESULT"] == "skipped"
 
 
-def test_a_runnable_program_and_image_inputs_of_every_kind(offline: Orchestrator, photo: Path) -> None:
+def test_a_runnable_program_and_image_inputs_of_every_kind(
+    offline: Orchestrator, photo: Path
+) -> None:
     program = "OBJ0=Loc(image=IMAGE, object='LEFT')\nIMAGE0=Crop(image=IMAGE, box=OBJ0)\nN=Count(object=OBJ0)\nRESULT=Eval('{N} == 1')"
     pil = to_image(photo).pil
     for image in (photo, str(photo), pil, np.asarray(pil), photo.read_bytes(), "sample:astronaut"):
@@ -73,7 +77,9 @@ def test_a_runnable_program_and_image_inputs_of_every_kind(offline: Orchestrator
 
 
 def test_lowercase_program_names_bind_to_the_given_image(offline: Orchestrator) -> None:
-    result = offline.execute("half = LOC(image, 'TOP')\nc = CROP(image, half)", image="sample:coffee")
+    result = offline.execute(
+        "half = LOC(image, 'TOP')\nc = CROP(image, half)", image="sample:coffee"
+    )
     assert result.ok and result.output.size[1] == 200
 
 
@@ -90,9 +96,15 @@ def test_bad_inputs_are_typed_errors(offline: Orchestrator, tmp_path: Path) -> N
 
 
 def test_invalid_programs_report_every_error(offline: Orchestrator) -> None:
-    result = offline.execute("A=Lco(image=IMAGE, object='x')\nB=Crop(image=IMAGE, bx=A)", image="sample:coffee")
+    result = offline.execute(
+        "A=Lco(image=IMAGE, object='x')\nB=Crop(image=IMAGE, bx=A)", image="sample:coffee"
+    )
     assert isinstance(result.error, ProgramInvalid)
-    assert [e.code for e in result.error.errors] == [ErrorCode.UNKNOWN_TOOL, ErrorCode.UNKNOWN_ARGUMENT, ErrorCode.MISSING_ARGUMENT]
+    assert [e.code for e in result.error.errors] == [
+        ErrorCode.UNKNOWN_TOOL,
+        ErrorCode.UNKNOWN_ARGUMENT,
+        ErrorCode.MISSING_ARGUMENT,
+    ]
     assert "did you mean 'Loc'" in result.error.errors[0].message
 
 

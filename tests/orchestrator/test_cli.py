@@ -18,15 +18,21 @@ PROGRAM = "OBJ0=Loc(image=IMAGE, object='LEFT')\nN=Count(object=OBJ0)\nRESULT=Ev
 @pytest.fixture
 def offline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     config = tmp_path / "vischain.yaml"
-    config.write_text(f"models:\n  profile: offline\n  cache_dir: {tmp_path / 'cache'}\nplugins: false\n")
+    config.write_text(
+        f"models:\n  profile: offline\n  cache_dir: {tmp_path / 'cache'}\nplugins: false\n"
+    )
     monkeypatch.setenv("VISCHAIN_CONFIG", str(config))
     return tmp_path
 
 
-def test_exec_prints_the_result_and_the_trace(offline_env: Path, photo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exec_prints_the_result_and_the_trace(
+    offline_env: Path, photo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     program = offline_env / "prog.txt"
     program.write_text(PROGRAM)
-    code = main(["exec", str(program), "--image", f"IMAGE={photo}", "--trace-dir", str(offline_env / "out")])
+    code = main(
+        ["exec", str(program), "--image", f"IMAGE={photo}", "--trace-dir", str(offline_env / "out")]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "answer: 2" in out
@@ -37,7 +43,9 @@ def test_exec_prints_the_result_and_the_trace(offline_env: Path, photo: Path, ca
 def test_exec_json_and_image_output(offline_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     program = offline_env / "crop.txt"
     program.write_text("B=Loc(image=IMAGE, object='TOP')\nRESULT=Crop(image=IMAGE, box=B)\n")
-    code = main(["exec", str(program), "--image", "sample:coffee", "--output", str(offline_env / "top.png")])
+    code = main(
+        ["exec", str(program), "--image", "sample:coffee", "--output", str(offline_env / "top.png")]
+    )
     assert code == 0 and (offline_env / "top.png").exists()
     capsys.readouterr()
     code = main(["exec", str(program), "--image", "sample:coffee", "--json"])
@@ -45,7 +53,9 @@ def test_exec_json_and_image_output(offline_env: Path, capsys: pytest.CaptureFix
     assert code == 0 and data["ok"] is True and data["answer"].startswith("image 600×200")
 
 
-def test_exec_reports_errors_with_lines(offline_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exec_reports_errors_with_lines(
+    offline_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     program = offline_env / "bad.txt"
     program.write_text("A=Lco(image=IMAGE, object='x')\n")
     assert main(["exec", str(program), "--image", "sample:coffee"]) == 1
@@ -75,5 +85,7 @@ def test_python_dash_m_and_console_script(offline_env: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "answer: 2" in done.stdout
     script = Path(sys.executable).parent / "vischain"
-    done = subprocess.run([str(script), "tools"], capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [str(script), "tools"], capture_output=True, text=True, env=env, check=False
+    )
     assert done.returncode == 0 and "Crop(image: Image" in done.stdout

@@ -102,7 +102,9 @@ def run(ex: Executor, reg: Registry, text: str) -> tuple[Any, Trace]:
 def test_independent_steps_really_overlap() -> None:
     ex, reg, _ = make()
     start = time.perf_counter()
-    outcome, trace = run(ex, reg, "A=Wait(seconds=0.4, tag='a')\nB=Wait(seconds=0.4, tag='b')\nC=Join(a=A, b=B)")
+    outcome, trace = run(
+        ex, reg, "A=Wait(seconds=0.4, tag='a')\nB=Wait(seconds=0.4, tag='b')\nC=Join(a=A, b=B)"
+    )
     elapsed = time.perf_counter() - start
     assert outcome.values["C"] == "ab"
     assert elapsed < 0.75, elapsed  # sequential would take 0.8 s
@@ -112,7 +114,9 @@ def test_independent_steps_really_overlap() -> None:
 
 def test_dependencies_are_respected() -> None:
     ex, reg, _ = make()
-    outcome, trace = run(ex, reg, "A=Wait(seconds=0.1, tag='x')\nB=Join(a=A, b='y')\nC=Join(a=B, b=A)")
+    outcome, trace = run(
+        ex, reg, "A=Wait(seconds=0.1, tag='x')\nB=Join(a=A, b='y')\nC=Join(a=B, b=A)"
+    )
     assert outcome.values["C"] == "xyx"
     assert trace.step("B").start >= trace.step("A").end
 
@@ -128,7 +132,9 @@ def test_ready_calls_to_a_batched_tool_are_grouped() -> None:
 
 def test_one_bad_call_in_a_batch_fails_only_itself() -> None:
     ex, reg, _ = make()
-    outcome, _ = run(ex, reg, "A=Upper(text='ok')\nB=Upper(text='bad')\nC=Join(a=A, b='!')\nD=Join(a=B, b='!')")
+    outcome, _ = run(
+        ex, reg, "A=Upper(text='ok')\nB=Upper(text='bad')\nC=Join(a=A, b='!')\nD=Join(a=B, b='!')"
+    )
     assert outcome.status == {"A": "ok", "B": "error", "C": "ok", "D": "skipped"}
     assert outcome.values["C"] == "OK!"
     assert outcome.errors["B"].line == 2 and outcome.errors["B"].step == "B"
@@ -137,7 +143,11 @@ def test_one_bad_call_in_a_batch_fails_only_itself() -> None:
 
 def test_a_failing_step_keeps_finished_work_and_skips_dependents() -> None:
     ex, reg, _ = make()
-    outcome, trace = run(ex, reg, "A=Wait(seconds=0.01, tag='a')\nB=Fail(message='boom')\nC=Join(a=A, b=B)\nD=Join(a=A, b='d')")
+    outcome, trace = run(
+        ex,
+        reg,
+        "A=Wait(seconds=0.01, tag='a')\nB=Fail(message='boom')\nC=Join(a=A, b=B)\nD=Join(a=A, b='d')",
+    )
     assert outcome.status["A"] == "ok" and outcome.status["D"] == "ok"
     assert outcome.status["B"] == "error" and outcome.status["C"] == "skipped"
     err = outcome.errors["B"]
@@ -170,7 +180,9 @@ def test_program_time_limit() -> None:
 
 def test_eval_runs_inline_with_its_limits() -> None:
     ex, reg, _ = make()
-    outcome, trace = run(ex, reg, "A=Eval('2 ** 10')\nB=Eval('{A} > 1000 and len([1, 2]) == 2')\nRESULT=B")
+    outcome, _trace = run(
+        ex, reg, "A=Eval('2 ** 10')\nB=Eval('{A} > 1000 and len([1, 2]) == 2')\nRESULT=B"
+    )
     assert outcome.values["RESULT"] is True
     outcome, _ = run(ex, reg, "A=Eval('9 ** 9 ** 9')")
     assert outcome.errors["A"].code == ErrorCode.SIZE_LIMIT and outcome.errors["A"].line == 1
@@ -188,5 +200,7 @@ def test_many_steps_with_little_overhead() -> None:
 @pytest.mark.parametrize("workers", [1, 3])
 def test_results_do_not_depend_on_worker_count(workers: int) -> None:
     ex, reg, _ = make(workers=workers)
-    outcome, _ = run(ex, reg, "A=Wait(seconds=0.01, tag='a')\nB=Wait(seconds=0.01, tag='b')\nC=Join(a=B, b=A)")
+    outcome, _ = run(
+        ex, reg, "A=Wait(seconds=0.01, tag='a')\nB=Wait(seconds=0.01, tag='b')\nC=Join(a=B, b=A)"
+    )
     assert outcome.values["C"] == "ba"

@@ -18,7 +18,9 @@ RESULT=ANSWER0
 """
 
 
-def test_jsonl_round_trips_and_html_has_one_card_per_step(offline: Orchestrator, tmp_path: Path) -> None:
+def test_jsonl_round_trips_and_html_has_one_card_per_step(
+    offline: Orchestrator, tmp_path: Path
+) -> None:
     result = offline.execute(PROGRAM, image="sample:astronaut", trace_dir=tmp_path / "run")
     assert result.ok and result.output == "yes"
     out = tmp_path / "run"
@@ -36,7 +38,9 @@ def test_jsonl_round_trips_and_html_has_one_card_per_step(offline: Orchestrator,
     html = (out / "index.html").read_text()
     assert len(re.findall(r'<div class="card ', html)) == 6
     assert html.count("data:image/png;base64,") >= 4  # input, boxes, crop, tagged image
-    assert "<svg" in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "<svg" in html and "http://" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    )
     step = loaded.steps[4]
     assert step.tool == "Eval" and step.line == 5 and step.duration is not None
     assert (out / step.artifact if step.artifact else out).exists()

@@ -140,7 +140,7 @@ def test_feature_cache_is_shared_and_bounded(tmp_path: Path) -> None:
     p = pool(tmp_path, roles={"x": [spec("a")]}, cache_mb=1)
     backend = p.get("x")
     calls = []
-    value, hit = backend.cached("img", lambda: calls.append(1) or torch.zeros(10))
-    value2, hit2 = backend.cached("img", lambda: calls.append(1) or torch.zeros(10))
+    _value, hit = backend.cached("img", lambda: calls.append(1) or torch.zeros(10))
+    _value2, hit2 = backend.cached("img", lambda: calls.append(1) or torch.zeros(10))
     assert (hit, hit2) == (False, True) and len(calls) == 1
     assert p.features.max_bytes == 2**20

@@ -9,15 +9,16 @@ from .crop import crop, crop_above, crop_below, crop_left, crop_right
 from .edit import Emoji, Replace, bg_blur, color_pop, tag
 from .locate import FaceDet, Loc
 from .logic import count, eval_, result
-from .match import Classify, Select
+from .match import Classify, Match, Select, Similarity
 from .segment import Seg
-from .text import List, Ocr
+from .text import List, LlmQuery, Ocr
 
 
 def builtin_tools() -> list[Tool]:
     """Every built-in tool, in the order the planner's docs show them."""
     return [
         Loc(), FaceDet(), Seg(), Select(), Classify(), Vqa(), PointAt(), Ocr(), List(),
+        Match(), Similarity(), LlmQuery(),
         count, crop, crop_left, crop_right, crop_above, crop_below, eval_, result,
         tag, color_pop, bg_blur, Replace(), Emoji(),
     ]  # fmt: skip

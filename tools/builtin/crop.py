@@ -29,7 +29,8 @@ def region_box(ctx: ToolContext, image: Image, region: Region) -> Box:
 def _cut(image: Image, box: Box, what: str) -> Image:
     b = box.clip(image.width, image.height)
     if b.width < 1 or b.height < 1:
-        raise ToolError(f"nothing to crop {what}: the region is empty ({b.as_tuple()})")
+        where = f" {what}" if what else ""
+        raise ToolError(f"nothing to crop{where}: the region is empty ({b.as_tuple()})")
     return image.crop(b)
 
 

@@ -258,3 +258,58 @@ def parse_list(text: str, *, limit: int | None = None) -> list[str]:
         if limit is not None and len(items) >= limit:
             break
     return items
+
+
+class Match(Tool):
+    """Choose the option that best describes an image (CLIP zero-shot)."""
+
+    name = "Match"
+    aliases = ("BestTextMatch",)
+    examples = ("ANSWER0=Match(image=IMAGE0, options=['red', 'green', 'blue'])",)
+    requires = ("clip",)
+    max_batch = 32
+
+    def run(self, ctx: ToolContext, image: Image, options: list[str]) -> str:
+        """Args:
+        image: the picture (or crop)
+        options: the candidate descriptions
+        """
+        return self.one(ctx, image=image, options=options)
+
+    def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
+        for call in calls:
+            if not [o for o in call["options"] if o.strip()]:
+                raise ToolInputError("Match needs at least one option")
+        clip = ctx.model("clip")
+        ctx.note(model=clip.spec.label(), device=clip.device)
+        clip.image_features([c["image"] for c in calls])  # one encoder pass for the batch
+        out = []
+        for call in calls:
+            options = [o for o in call["options"] if o.strip()]
+            probs = clip.zero_shot([call["image"]], options)
+            out.append(options[int(np.argmax(probs[0]))])
+        return out
+
+
+class Similarity(Tool):
+    """How well an image matches a text, as CLIP's cosine similarity (-1 to 1)."""
+
+    name = "Similarity"
+    examples = ("SCORE0=Similarity(image=IMAGE0, text='a wooden chair')",)
+    requires = ("clip",)
+    max_batch = 64
+
+    def run(self, ctx: ToolContext, image: Image, text: str) -> float:
+        """Args:
+        image: the picture (or crop)
+        text: the description
+        """
+        return self.one(ctx, image=image, text=text)
+
+    def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
+        clip = ctx.model("clip")
+        ctx.note(model=clip.spec.label(), device=clip.device)
+        images = [c["image"] for c in calls]
+        texts = sorted({c["text"] for c in calls})
+        sims = clip.similarity(images, texts)
+        return [float(sims[i, texts.index(c["text"])]) for i, c in enumerate(calls)]

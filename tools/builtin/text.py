@@ -70,3 +70,27 @@ class Ocr(Tool):
         reader = ctx.model("ocr")
         ctx.note(model=reader.spec.label())
         return list(reader.read([c["image"] for c in calls]))
+
+
+class LlmQuery(Tool):
+    """Answer a question from the language model's general knowledge (no image)."""
+
+    name = "LlmQuery"
+    aliases = ("Knowledge",)
+    examples = ("TEXT0=LlmQuery(question='Which country is the Eiffel Tower in?')",)
+    requires = ("llm",)
+    PROMPT = "Answer briefly and factually.\nQuestion: {question}\nAnswer:"
+
+    def run(self, ctx: ToolContext, question: str) -> str:
+        """Args:
+        question: the question
+        """
+        llm = ctx.model("llm")
+        ctx.note(model=llm.spec.label())
+        text = llm.complete(
+            self.PROMPT.format(question=question.strip()), max_tokens=64, stop=["\n"]
+        )[0].text
+        answer = text.strip()
+        if not answer:
+            raise ToolError("LlmQuery: the language model gave no answer")
+        return answer

@@ -54,7 +54,11 @@ def test_bg_blur_keeps_the_object_sharp(astronaut) -> None:
 
 
 def test_color_pop_greys_the_rest(astronaut) -> None:
-    out = color_pop(astronaut, ObjectList((Object(FACE),)), ctx=ToolContext(options={"masks": {"grabcut": False}}))
+    out = color_pop(
+        astronaut,
+        ObjectList((Object(FACE),)),
+        ctx=ToolContext(options={"masks": {"grabcut": False}}),
+    )
     far = out.array[400:, 400:].astype(int)
     assert np.abs(far[..., 0] - far[..., 1]).max() <= 1  # grey: R == G
     inside = out.array[100:120, 200:230].astype(int)

@@ -1,0 +1,582 @@
+"""ViperGPT-style programs: a restricted Python subset, interpreted by walking its AST.
+
+A program defines ``def execute_command(image, ...)``; its parameters bind to the named
+input images. Inside: assignments, if/for/while (bounded), break/continue/return,
+comprehensions, f-strings, arithmetic, comparisons, list/dict/tuple literals, ``lambda``
+(as a sort key), calls to the host's API and a short builtin whitelist. Never allowed:
+imports, class or nested function definitions, global/nonlocal, try/with/raise, attribute
+access outside what host types declare, dunder names. Nothing here calls ``eval``,
+``exec`` or ``compile`` on program text; every node runs under a :class:`Budget` (work,
+sizes, depth, loop iterations, time), and a violation is a typed error naming the line.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+
+from .errors import (
+    ErrorCode,
+    EvalError,
+    ForbiddenError,
+    LimitExceeded,
+    ProgramError,
+    ProgramInvalid,
+    VisChainError,
+)
+from .expressions import (
+    _ALLOWED_NODES,
+    BUILTIN_METHODS,
+    SAFE_FUNCTIONS,
+    ChainEnv,
+    Evaluator,
+    Exposed,
+    check_renderable,
+    is_dunder,
+)
+from .lazy import force, force_deep
+from .limits import Budget, Limits
+
+ENTRY = "execute_command"
+
+_STATEMENTS: tuple[type[ast.AST], ...] = (
+    ast.Assign, ast.AugAssign, ast.AnnAssign, ast.If, ast.For, ast.While, ast.Break,
+    ast.Continue, ast.Return, ast.Expr, ast.Pass,
+)  # fmt: skip
+_EXPRESSIONS: tuple[type[ast.AST], ...] = (*_ALLOWED_NODES, ast.Lambda, ast.arguments, ast.arg)
+_NAMES = {
+    "Import": "imports", "ImportFrom": "imports", "ClassDef": "class definitions",
+    "FunctionDef": "nested function definitions", "AsyncFunctionDef": "async functions",
+    "Global": "'global'", "Nonlocal": "'nonlocal'", "Try": "try/except", "With": "'with'",
+    "Raise": "'raise'", "Delete": "'del'", "Assert": "'assert'", "Match": "'match'",
+    "AsyncFor": "async loops", "AsyncWith": "'async with'", "NamedExpr": "':='",
+    "Yield": "'yield'", "YieldFrom": "'yield from'", "Await": "'await'", "Starred": "'*' unpacking",
+    "TryStar": "try/except*",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PythonProgram:
+    """A parsed Python-form program."""
+
+    source: str
+    tree: ast.Module = field(repr=False, compare=False)
+    function: ast.FunctionDef = field(repr=False, compare=False)
+    params: tuple[str, ...] = ()
+    form: str = "python"
+
+
+def _error(code: ErrorCode, message: str, node: ast.AST | None) -> ProgramError:
+    line = getattr(node, "lineno", 1) or 1
+    col = (getattr(node, "col_offset", 0) or 0) + 1
+    return ProgramError(code, message, line, col)
+
+
+def parse_python(text: str, *, limits: Limits | None = None) -> PythonProgram:
+    """Parse a Python-form program and refuse what the sandbox never runs; raise
+    :class:`ProgramInvalid` listing every problem."""
+    limits = limits or Limits()
+    if not isinstance(text, str):
+        raise ProgramInvalid([ProgramError(ErrorCode.SYNTAX, "a program must be text", 1)])
+    if len(text) > limits.max_program_chars:
+        raise ProgramInvalid(
+            [
+                ProgramError(
+                    ErrorCode.TOO_LARGE,
+                    f"program longer than {limits.max_program_chars:,} characters",
+                    1,
+                )
+            ]
+        )
+    try:
+        tree = ast.parse(text, mode="exec")
+    except SyntaxError as exc:
+        raise ProgramInvalid(
+            [
+                ProgramError(
+                    ErrorCode.SYNTAX, f"syntax error: {exc.msg}", exc.lineno or 1, exc.offset or 1
+                )
+            ]
+        ) from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise ProgramInvalid(
+            [ProgramError(ErrorCode.SYNTAX, f"cannot parse the program ({type(exc).__name__})", 1)]
+        ) from None
+    errors: list[ProgramError] = []
+    functions = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == ENTRY:
+            functions.append(node)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring or a stray string
+        elif isinstance(node, ast.FunctionDef):
+            message = f"only {ENTRY} may be defined, not '{node.name}'"
+            errors.append(_error(ErrorCode.FORBIDDEN, message, node))
+        else:
+            kind = _NAMES.get(type(node).__name__, f"'{type(node).__name__}' statements")
+            errors.append(_error(ErrorCode.FORBIDDEN, f"{kind} are not allowed", node))
+    if not functions:
+        errors.append(
+            ProgramError(ErrorCode.NOT_A_STEP, f"define the function {ENTRY}(image, ...)", 1, 1)
+        )
+    elif len(functions) > 1:
+        errors.append(
+            _error(ErrorCode.REDEFINED, f"{ENTRY} is defined more than once", functions[1])
+        )
+    if errors:
+        raise ProgramInvalid(errors)
+    fn = functions[0]
+    errors.extend(_validate_function(fn))
+    if errors:
+        raise ProgramInvalid(errors)
+    params = tuple(a.arg for a in fn.args.args)
+    return PythonProgram(source=text, tree=tree, function=fn, params=params)
+
+
+def _validate_function(fn: ast.FunctionDef) -> list[ProgramError]:
+    errors: list[ProgramError] = []
+    args = fn.args
+    if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs or args.defaults:
+        errors.append(_error(ErrorCode.FORBIDDEN, f"{ENTRY} takes plain parameters only", fn))
+    if fn.decorator_list:
+        errors.append(_error(ErrorCode.FORBIDDEN, "decorators are not allowed", fn))
+    for a in args.args:
+        if is_dunder(a.arg):
+            errors.append(_error(ErrorCode.FORBIDDEN_NAME, f"the name '{a.arg}' is not allowed", a))
+    for stmt in fn.body:
+        for node in ast.walk(stmt):
+            bad_statement = isinstance(node, ast.stmt) and not isinstance(node, _STATEMENTS)
+            bad_expression = isinstance(node, ast.expr) and not isinstance(node, _EXPRESSIONS)
+            if bad_statement or bad_expression:
+                kind = _NAMES.get(type(node).__name__, f"'{type(node).__name__}'")
+                errors.append(_error(ErrorCode.FORBIDDEN, f"{kind} are not allowed", node))
+            name = None
+            if isinstance(node, ast.Name):
+                name = node.id
+            elif isinstance(node, ast.Attribute):
+                name = node.attr
+            elif isinstance(node, (ast.keyword, ast.arg)):
+                name = node.arg
+            if name is not None and is_dunder(name):
+                errors.append(
+                    _error(ErrorCode.FORBIDDEN_NAME, f"the name '{name}' is not allowed", node)
+                )
+            if isinstance(node, ast.Constant) and not isinstance(
+                node.value, (str, int, float, bool, type(None))
+            ):
+                errors.append(
+                    _error(
+                        ErrorCode.FORBIDDEN,
+                        f"{type(node.value).__name__} literals are not allowed",
+                        node,
+                    )
+                )
+            targets: list[ast.AST] = []
+            if isinstance(node, (ast.Assign,)):
+                targets = list(node.targets)
+            elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For)):
+                targets = [node.target]
+            for t in targets:
+                for sub in ast.walk(t):
+                    if isinstance(sub, ast.Attribute):
+                        errors.append(
+                            _error(
+                                ErrorCode.FORBIDDEN, "assigning to attributes is not allowed", sub
+                            )
+                        )
+    return errors
+
+
+def check_python(
+    program: PythonProgram,
+    *,
+    functions: Collection[str],
+    exposed: Mapping[type, Exposed],
+    inputs: Collection[str] | None = None,
+) -> list[ProgramError]:
+    """Static checks against the host's API: unknown functions, methods and attributes,
+    names never assigned, and parameters without an input image."""
+    errors: list[ProgramError] = []
+    fn = program.function
+    assigned = set(program.params)
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            assigned.add(node.id)
+        elif isinstance(node, ast.arg):
+            assigned.add(node.arg)
+    callable_names = set(functions)
+    methods = {m for e in exposed.values() for m in e.methods} | {
+        m for table in BUILTIN_METHODS.values() for m in table
+    }
+    attributes = {a for e in exposed.values() for a in e.attributes}
+    called: set[int] = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Call):
+            called.add(id(node.func))
+            if (
+                isinstance(node.func, ast.Name)
+                and node.func.id not in callable_names
+                and node.func.id not in assigned
+            ):
+                hint = _hint(node.func.id, callable_names)
+                errors.append(
+                    _error(ErrorCode.UNKNOWN_TOOL, f"unknown function '{node.func.id}'{hint}", node)
+                )
+            elif isinstance(node.func, ast.Attribute) and node.func.attr not in methods:
+                hint = _hint(node.func.attr, methods)
+                errors.append(
+                    _error(ErrorCode.UNKNOWN_TOOL, f"no method '{node.func.attr}'{hint}", node)
+                )
+    for node in ast.walk(fn):
+        if (
+            isinstance(node, ast.Attribute)
+            and id(node) not in called
+            and node.attr not in attributes
+        ):
+            hint = _hint(node.attr, attributes)
+            errors.append(
+                _error(ErrorCode.UNKNOWN_ARGUMENT, f"no attribute '{node.attr}'{hint}", node)
+            )
+        elif (
+            isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Load)
+            and node.id not in assigned
+            and node.id not in callable_names
+        ):
+            errors.append(_error(ErrorCode.UNDEFINED_NAME, f"'{node.id}' is never assigned", node))
+    if inputs is not None:
+        lowered = {i.lower() for i in inputs}
+        for p in program.params:
+            if p not in inputs and p.lower() not in lowered:
+                errors.append(
+                    _error(
+                        ErrorCode.UNDEFINED_NAME,
+                        f"parameter '{p}' has no input image (inputs: {', '.join(inputs) or '-'})",
+                        fn,
+                    )
+                )
+    return sorted(errors, key=lambda e: (e.line, e.col))
+
+
+def _hint(name: str, candidates: Collection[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+# --- the interpreter ------------------------------------------------------------------------
+
+
+class _Return(Exception):
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
+
+
+@dataclass
+class Function:
+    """A lambda defined by the program: callable only by this interpreter."""
+
+    node: ast.Lambda
+    env: Mapping[str, object]
+
+    def __repr__(self) -> str:
+        return "<lambda>"
+
+
+def _range(*args: object) -> range:
+    for a in args:
+        if isinstance(a, bool) or not isinstance(a, int):
+            raise EvalError("range() takes whole numbers")
+    return range(*args)  # type: ignore[arg-type]
+
+
+PY_FUNCTIONS: dict[str, Callable[..., object]] = {
+    **{k: v for k, v in SAFE_FUNCTIONS.items()},
+    "range": _range,
+    "enumerate": lambda xs, start=0: list(enumerate(xs, start)),
+    "zip": lambda *xs: list(zip(*xs, strict=False)),
+    "reversed": lambda xs: list(reversed(xs)),
+    "list": lambda xs=(): list(xs),
+    "tuple": lambda xs=(): tuple(xs),
+    "set": lambda xs=(): set(xs),
+    "dict": lambda xs=(): dict(xs),
+    "any": lambda xs: any(xs),
+    "all": lambda xs: all(xs),
+    "sorted": sorted,
+    "print": print,  # replaced by the interpreter's output hook
+}
+
+
+class PythonInterpreter(Evaluator):
+    """Runs one :class:`PythonProgram` under a budget. ``functions`` adds the host's API."""
+
+    def __init__(
+        self,
+        budget: Budget,
+        *,
+        functions: Mapping[str, Callable[..., object]] | None = None,
+        exposed: Mapping[type, Exposed] | None = None,
+        output: Callable[[str], None] | None = None,
+        max_calls_depth: int = 32,
+    ) -> None:
+        super().__init__(
+            budget, answers=False, functions={**PY_FUNCTIONS, **(functions or {})}, exposed=exposed
+        )
+        self.line = 0
+        self.output = output or (lambda text: None)
+        self.calls_depth = 0
+        self.max_calls_depth = max_calls_depth
+        self._dispatch[ast.Lambda] = lambda node, env: Function(node, env)  # type: ignore[assignment,misc]
+
+    def run(self, program: PythonProgram, args: Mapping[str, object]) -> object:
+        fn = program.function
+        env: dict[str, object] = {}
+        for p in program.params:
+            if p not in args:
+                raise EvalError(f"no value for parameter '{p}'", line=fn.lineno)
+            env[p] = args[p]
+        try:
+            self.block(fn.body, env)
+        except _Return as ret:
+            return force_deep(ret.value)
+        except (_Break, _Continue):  # pragma: no cover - the parser only allows them in loops
+            raise EvalError("'break'/'continue' outside a loop") from None
+        return None
+
+    # --- statements --------------------------------------------------------------------------
+
+    def block(self, body: list[ast.stmt], env: dict[str, object]) -> None:
+        for stmt in body:
+            self.statement(stmt, env)
+
+    def statement(self, stmt: ast.stmt, env: dict[str, object]) -> None:
+        self.line = stmt.lineno
+        self.budget.tick()
+        try:
+            if isinstance(stmt, ast.Assign):
+                value = self.eval(stmt.value, env)
+                for target in stmt.targets:
+                    self.store(target, value, env)
+            elif isinstance(stmt, ast.AnnAssign):
+                if stmt.value is not None:
+                    self.store(stmt.target, self.eval(stmt.value, env), env)
+            elif isinstance(stmt, ast.AugAssign):
+                current = self.eval(_as_load(stmt.target), env)
+                self.store(
+                    stmt.target,
+                    self.binop(stmt.op, force(current), force(self.eval(stmt.value, env))),
+                    env,
+                )
+            elif isinstance(stmt, ast.Expr):
+                self.eval(stmt.value, env)
+            elif isinstance(stmt, ast.If):
+                self.block(stmt.body if self.truth(self.eval(stmt.test, env)) else stmt.orelse, env)
+            elif isinstance(stmt, ast.For):
+                self._for(stmt, env)
+            elif isinstance(stmt, ast.While):
+                self._while(stmt, env)
+            elif isinstance(stmt, ast.Return):
+                raise _Return(None if stmt.value is None else self.eval(stmt.value, env))
+            elif isinstance(stmt, ast.Break):
+                raise _Break
+            elif isinstance(stmt, ast.Continue):
+                raise _Continue
+            elif isinstance(stmt, ast.Pass):
+                pass
+            else:
+                raise ForbiddenError(f"'{type(stmt).__name__}' statements are not allowed")
+        except VisChainError as exc:
+            if exc.line is None:
+                exc.line = stmt.lineno
+            raise
+
+    def _for(self, stmt: ast.For, env: dict[str, object]) -> None:
+        items = self.iterate(self.eval(stmt.iter, env))
+        limit = self.budget.limits.max_loop_iterations
+        for n, item in enumerate(items):
+            if n >= limit:
+                raise LimitExceeded(
+                    f"loop ran more than {limit:,} times",
+                    code=ErrorCode.STEP_LIMIT,
+                    line=stmt.lineno,
+                )
+            self.store(stmt.target, item, env)
+            try:
+                self.block(stmt.body, env)
+            except _Break:
+                return
+            except _Continue:
+                continue
+        self.block(stmt.orelse, env)
+
+    def _while(self, stmt: ast.While, env: dict[str, object]) -> None:
+        limit = self.budget.limits.max_loop_iterations
+        n = 0
+        while self.truth(self.eval(stmt.test, env)):
+            n += 1
+            if n > limit:
+                raise LimitExceeded(
+                    f"loop ran more than {limit:,} times",
+                    code=ErrorCode.STEP_LIMIT,
+                    line=stmt.lineno,
+                )
+            self.budget.tick()
+            try:
+                self.block(stmt.body, env)
+            except _Break:
+                return
+            except _Continue:
+                continue
+        self.block(stmt.orelse, env)
+
+    def store(self, target: ast.AST, value: object, env: dict[str, object]) -> None:
+        if isinstance(target, ast.Subscript):
+            container = force(self.eval(target.value, env))
+            key = force(self.eval(target.slice, env))
+            if isinstance(container, list):
+                container[key] = value  # type: ignore[index]
+            elif isinstance(container, dict):
+                if key not in container:
+                    self.budget.check_items(1)
+                container[key] = value
+            else:
+                raise EvalError(f"a {type(container).__name__} does not support item assignment")
+            return
+        if isinstance(target, (ast.Tuple, ast.List)):
+            value = force(value)
+        self.assign(target, value, env)
+
+    # --- forcing lazy values where control flow needs them -------------------------------------
+
+    def truth(self, value: object) -> bool:
+        return super().truth(force(value))
+
+    def compare(self, op: ast.cmpop, a: object, b: object) -> bool:
+        return super().compare(op, force(a), force(b))
+
+    def binop(self, op: ast.operator, a: object, b: object) -> object:
+        return super().binop(op, force(a), force(b))
+
+    def iterate(self, value: object) -> list[object]:
+        value = force(value)
+        if isinstance(value, range):
+            self.budget.check_items(len(value))
+            return list(value)
+        return super().iterate(value)
+
+    def exposure(self, value: object) -> Exposed | None:
+        return super().exposure(force(value))
+
+    def operand(self, node: ast.AST, env: Mapping[str, object]) -> object:
+        return force_deep(self.eval(node, env))
+
+    # --- calls ---------------------------------------------------------------------------------
+
+    def _call(self, node: ast.Call, env: Mapping[str, object]) -> object:
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(
+            k.arg is None for k in node.keywords
+        ):
+            raise ForbiddenError("'*' and '**' arguments are not allowed")
+        args = [self.eval(a, env) for a in node.args]
+        kwargs = {k.arg: self.eval(k.value, env) for k in node.keywords if k.arg}
+        if isinstance(node.func, ast.Attribute):
+            obj = force(self.eval(node.func.value, env))
+            return self.call_method(obj, node.func.attr, args, kwargs)
+        if not isinstance(node.func, ast.Name):
+            raise ForbiddenError("only named functions can be called")
+        name = node.func.id
+        if name in env and isinstance(env[name], Function):
+            return self.call_lambda(env[name], args)  # type: ignore[arg-type]
+        return self.call_function(name, args, kwargs)
+
+    def call_lambda(self, fn: Function, args: list[object]) -> object:
+        params = [a.arg for a in fn.node.args.args]
+        if len(params) != len(args) or fn.node.args.vararg or fn.node.args.kwarg:
+            raise EvalError(f"the lambda takes {len(params)} argument(s), got {len(args)}")
+        self.calls_depth += 1
+        if self.calls_depth > self.max_calls_depth:
+            self.calls_depth -= 1
+            raise LimitExceeded("calls nested too deeply (recursion?)", code=ErrorCode.DEPTH_LIMIT)
+        try:
+            scope = ChainEnv(fn.env)
+            for p, a in zip(params, args, strict=True):
+                scope[p] = a
+            return self.eval(fn.node.body, scope)
+        finally:
+            self.calls_depth -= 1
+
+    def _key(self, key: object) -> Callable[[object], object] | None:
+        if key is None:
+            return None
+        if not isinstance(key, Function):
+            raise EvalError("key= must be a lambda")
+        return lambda item: force(self.call_lambda(key, [item]))
+
+    def call_function(self, name: str, args: list[object], kwargs: dict[str, object]) -> object:
+        host = self.functions.get(name)
+        if host is None:
+            raise ForbiddenError(f"calling '{name}' is not allowed")
+        if name in PY_FUNCTIONS:
+            args = [force_deep(a) for a in args]
+            kwargs = {k: v if isinstance(v, Function) else force_deep(v) for k, v in kwargs.items()}
+            if name in ("sorted", "min", "max") and kwargs:
+                return self._ordered(name, args, kwargs)
+            if name == "print":
+                check_renderable(args, self.budget)
+                self.output(" ".join(str(a) for a in args))
+                return None
+            if name in ("list", "tuple", "set", "dict", "sorted", "reversed", "enumerate", "zip"):
+                for a in args:
+                    self.budget.check_items(len(self.iterate(a)))
+            return self.budget.check_value(super().call_function(name, args, kwargs))
+        return host(*args, **kwargs)  # the host's API decides what it forces
+
+    def _ordered(self, name: str, args: list[object], kwargs: dict[str, object]) -> object:
+        unknown = set(kwargs) - {"key", "reverse", "default"}
+        if unknown:
+            raise EvalError(f"{name}() got unexpected keyword(s) {', '.join(sorted(unknown))}")
+        key = self._key(kwargs.get("key"))
+        items = self.iterate(args[0]) if len(args) == 1 else list(args)
+        if name == "sorted":
+            return sorted(items, key=key, reverse=bool(kwargs.get("reverse", False)))  # type: ignore[arg-type]
+        if not items:
+            if "default" in kwargs:
+                return kwargs["default"]
+            raise EvalError(f"{name}() of an empty sequence")
+        pick = min if name == "min" else max
+        return pick(items, key=key)  # type: ignore[type-var]
+
+    def call_method(
+        self, obj: object, name: str, args: list[object], kwargs: dict[str, object]
+    ) -> object:
+        obj = force(obj)
+        if isinstance(obj, list) and name == "sort":
+            key = self._key(kwargs.pop("key", None))
+            reverse = bool(force(kwargs.pop("reverse", False)))
+            if kwargs or args:
+                raise EvalError("sort() takes only key= and reverse=")
+            obj.sort(key=key, reverse=reverse)  # type: ignore[arg-type]
+            return None
+        if type(obj) in BUILTIN_METHODS:
+            args = [force_deep(a) for a in args]
+            kwargs = {k: force_deep(v) for k, v in kwargs.items()}
+        return super().call_method(obj, name, args, kwargs)
+
+
+def _as_load(target: ast.expr) -> ast.expr:
+    """The load form of an assignment target (for ``x += 1`` and ``d[k] += 1``)."""
+    if isinstance(target, ast.Name):
+        return ast.copy_location(ast.Name(id=target.id, ctx=ast.Load()), target)
+    if isinstance(target, ast.Subscript):
+        clone = ast.Subscript(value=target.value, slice=target.slice, ctx=ast.Load())
+        return ast.copy_location(clone, target)
+    raise ForbiddenError("only names and items can be updated in place")

@@ -1,0 +1,204 @@
+"""The planner with a scripted LLM: prompts, example selection, grammar, repair, voting,
+fallback, and run() end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator import Config, Orchestrator
+from orchestrator.config import PlannerConfig
+from orchestrator.examples import ExampleSelector, lexical_similarity
+from orchestrator.grammar import accepts, line_grammar
+from orchestrator.planner import Planner, extract_program, fill
+from programs import Example
+from sandbox import ErrorCode
+from tests.support.scripted_llm import ScriptedLLM
+from tools import Image, Registry, default_registry, tool
+
+REG = default_registry(plugins=False)
+EXAMPLES = [
+    Example(
+        "gqa",
+        "Is there a cat on the sofa?",
+        "BOX0=Loc(image=IMAGE, object='sofa')\nRESULT=BOX0\n",
+        ("IMAGE",),
+    ),
+    Example(
+        "gqa",
+        "What colour is the car?",
+        "ANSWER0=Vqa(image=IMAGE, question='What colour is the car?')\nRESULT=ANSWER0\n",
+        ("IMAGE",),
+    ),
+    Example(
+        "nlvr",
+        "Both images show two dogs.",
+        "ANSWER0=Vqa(image=LEFT, question='How many dogs?')\nRESULT=ANSWER0\n",
+        ("LEFT", "RIGHT"),
+    ),
+    Example(
+        "edit",
+        "Blur the background behind the faces.",
+        "OBJ0=FaceDet(image=IMAGE)\nIMAGE0=BgBlur(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n",
+        ("IMAGE",),
+    ),
+]
+GOOD = "OBJ0=FaceDet(image=IMAGE)\nANSWER0=Count(object=OBJ0)\nRESULT=ANSWER0\n"
+
+
+def planner(outputs: list[str], **config: object) -> tuple[Planner, ScriptedLLM]:
+    llm = ScriptedLLM(outputs)
+    return Planner(REG, llm, PlannerConfig(**config), examples=EXAMPLES), llm
+
+
+def test_prompt_has_tool_docs_examples_and_the_instruction() -> None:
+    p, _ = planner([], examples=2)
+    prompt, chosen = p.prompt("How many faces are in the photo?", ["IMAGE"])
+    assert "FaceDet(image: Image) -> ObjectList" in prompt
+    assert "Eval(expr: Expression) -> Any" in prompt
+    assert len(chosen) == 2
+    assert prompt.rstrip().endswith(
+        "Instruction: How many faces are in the photo?\nImages: IMAGE\nProgram:"
+    )
+    assert prompt.index(chosen[0].instruction) < prompt.index(chosen[1].instruction)
+
+
+def test_examples_are_picked_by_similarity_within_a_budget() -> None:
+    sel = ExampleSelector(EXAMPLES)
+    picked = sel.select("blur the background behind her face", k=1, budget_tokens=10_000)
+    assert picked[0].family == "edit"
+    pair = sel.select(
+        "Both pictures contain dogs.", k=1, budget_tokens=10_000, inputs=["LEFT", "RIGHT"]
+    )
+    assert pair[0].family == "nlvr"
+    tight = sel.select("anything", k=4, budget_tokens=25)
+    assert sum(len(e.program) // 3 + 1 for e in tight) <= 25
+    assert lexical_similarity("red car", ["a red car", "blue sky"])[0] > 0.5
+
+
+def test_grammar_accepts_library_style_programs_and_rejects_others() -> None:
+    g = line_grammar(REG)
+    assert accepts(g, GOOD)
+    assert accepts(g, "ANSWER0=Eval(\"'yes' if {X} > 1 else 'no'\")\nRESULT=ANSWER0")
+    assert not accepts(g, "OBJ0=FaceDet(IMAGE, 3)\nRESULT=OBJ0\n")  # wrong shape
+    assert not accepts(g, "OBJ0=Unknown(image=IMAGE)\nRESULT=OBJ0\n")  # unknown tool
+    assert not accepts(g, "OBJ0=FaceDet(image=IMAGE)\n")  # no RESULT line
+    assert not accepts(g, "import os\nRESULT=X\n")
+
+
+def test_plugin_tools_appear_in_grammar_and_docs() -> None:
+    @tool(name="Sharpen")
+    def sharpen(image: Image, amount: float = 1.0) -> Image:
+        """Sharpen an image."""
+        return image
+
+    reg = Registry([*REG, sharpen])
+    g = line_grammar(reg)
+    assert accepts(g, "IMAGE0=Sharpen(image=IMAGE, amount=2.5)\nRESULT=IMAGE0\n")
+    p = Planner(reg, ScriptedLLM([]), PlannerConfig(), examples=EXAMPLES)
+    assert "Sharpen(image: Image, amount: Number=1.0) -> Image" in p.tool_docs()
+
+
+def test_a_valid_program_is_accepted_first_time_under_the_grammar() -> None:
+    p, llm = planner([GOOD])
+    [plan] = p.plan("How many faces?", ["IMAGE"])
+    assert plan.ok and [s.tool for s in plan.bound.steps if s.tool] == ["FaceDet", "Count"]
+    assert llm.grammars[0] == line_grammar(REG)
+    assert plan.attempts[0].grammar_respected is True
+
+
+def test_repair_loop_sends_errors_back() -> None:
+    broken = "OBJ0=FaceDetect2(image=IMAGE)\nANSWER0=Count(object=OBJ1)\nRESULT=ANSWER0\n"
+    p, llm = planner([broken, GOOD], repair_rounds=2)
+    [plan] = p.plan("How many faces?", ["IMAGE"])
+    assert plan.ok and len(plan.attempts) == 2
+    first, second = plan.attempts
+    assert [e["code"] for e in first.errors] == ["unknown-tool", "undefined-name"]
+    repair_prompt = llm.prompts[1]
+    assert (
+        "unknown tool 'FaceDetect2'" in repair_prompt and "'OBJ1' is not defined" in repair_prompt
+    )
+    assert repair_prompt.startswith(llm.prompts[0])  # the same prefix: the LLM's cache is reused
+    assert second.kind == "repair" and second.errors == []
+
+
+def test_repair_gives_up_after_the_configured_rounds() -> None:
+    bad = "OBJ0=Nope(image=IMAGE)\nRESULT=OBJ0\n"
+    p, _ = planner([bad, bad, bad], repair_rounds=1)
+    [plan] = p.plan("How many faces?", ["IMAGE"])
+    assert not plan.ok and len(plan.attempts) == 2
+    assert plan.error.code == ErrorCode.PLANNING and "Nope" in plan.error.message
+
+
+def test_program_extraction_from_chatty_output() -> None:
+    out = "Sure! Here is the program:\n```\nOBJ0=FaceDet(image=IMAGE)\nRESULT=OBJ0\n```\nIt finds faces."
+    assert extract_program(out) == "OBJ0=FaceDet(image=IMAGE)\nRESULT=OBJ0\n"
+    assert extract_program("no program here") == ""
+    assert fill("{tools} and {examples}", tools="{examples}", examples="E") == "{examples} and E"
+
+
+@pytest.fixture
+def scripted_orchestrator(tmp_path: Path):
+    def make(outputs: list[str], **planner_config: object) -> tuple[Orchestrator, ScriptedLLM]:
+        config = Config(models={"profile": "offline", "cache_dir": tmp_path / "cache"}, plugins=False,
+                        planner=planner_config)  # fmt: skip
+        orch = Orchestrator(config)
+        llm = ScriptedLLM(outputs)
+        orch.pool.provide("llm", llm)
+        return orch, llm
+
+    return make
+
+
+def test_run_plans_executes_and_traces(scripted_orchestrator, tmp_path: Path) -> None:
+    orch, _llm = scripted_orchestrator(["OBJ0=FaceDet(image=IMAGE)\nRESULT=OBJ1\n", GOOD])
+    result = orch.run(
+        "How many faces are there?", image="sample:astronaut", trace_dir=tmp_path / "t"
+    )
+    assert result.ok and result.output == 1  # MTCNN finds the astronaut's face
+    kinds = [r["kind"] for r in result.trace.planning]
+    assert kinds == ["generate", "repair"]
+    assert result.trace.planning[0]["prompt_tokens"] > 0
+    assert result.trace.planning[0]["errors"][0]["code"] == "undefined-name"
+    assert result.trace.program == GOOD
+    html = (tmp_path / "t" / "index.html").read_text()
+    assert "Planning" in html and "repair 2" in html
+    orch.close()
+
+
+def test_planner_is_told_only_tools_that_can_run(scripted_orchestrator) -> None:
+    orch, llm = scripted_orchestrator([GOOD])
+    orch.run("How many faces?", image="sample:astronaut")
+    prompt = llm.prompts[0]
+    tools_part = prompt.split("# Examples")[0]
+    assert "FaceDet(" in tools_part and "Crop(" in tools_part
+    assert "Vqa(" not in tools_part and "Loc(" not in tools_part  # no VLM, no detector here
+    orch.close()
+
+
+def test_voting_takes_the_majority_answer(scripted_orchestrator) -> None:
+    one = GOOD
+    two = "ANSWER0=Eval('1 + 1')\nRESULT=ANSWER0\n"
+    orch, _ = scripted_orchestrator([two, one, one], voting=3)
+    result = orch.run("How many faces?", image="sample:astronaut")
+    assert result.output == 1
+    vote = next(r for r in result.trace.planning if r["kind"] == "vote")
+    assert vote["tally"] == {"1": 2, "2": 1}
+    assert result.trace.program == one
+    orch.close()
+
+
+def test_fallback_is_used_only_when_configured_and_is_traced(scripted_orchestrator) -> None:
+    bad = "OBJ0=Nope(image=IMAGE)\nRESULT=OBJ0\n"
+    orch, _ = scripted_orchestrator([bad, bad], repair_rounds=1)
+    result = orch.run("What is this?", image="sample:coffee")
+    assert result.error.code == ErrorCode.PLANNING
+    orch.close()
+    fallback = "ANSWER0=Result(var={instruction})\nRESULT=ANSWER0"
+    orch, _ = scripted_orchestrator([bad, bad], repair_rounds=1, fallback=fallback)
+    result = orch.run("What is this?", image="sample:coffee")
+    assert result.ok and result.output == "What is this?"
+    assert result.trace.meta["fallback"] is True
+    assert result.trace.planning[-1]["kind"] == "fallback"
+    orch.close()

@@ -1,0 +1,341 @@
+"""The image-patch API that Python-form programs call (ViperGPT's, made consistent).
+
+Every method that needs a model is a call of a registered tool (find → Loc, simple_query
+and verify_property → Vqa, best_text_match → Match, best_image_match → Select,
+llm_query → LlmQuery), made through a :class:`Caller`, so caching, batching, traces and
+plug-ins apply unchanged. Calls return lazy values; the interpreter forces them only when
+control flow needs them, so independent calls run together.
+
+Coordinates: pixels of the original image, origin at the BOTTOM-LEFT corner, x to the
+right and y upward, so ``lower < upper`` — the convention ViperGPT's prompt uses. ``crop``
+takes coordinates in that same system. The text the planner shows the LLM is generated
+from this module (:func:`api_docs`), so prompt and code cannot disagree.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from sandbox import Exposed, as_bool, as_number
+from sandbox.lazy import Lazy, force
+
+from .types import Box, Image
+
+
+class Caller(Protocol):
+    """Issues tool calls for API objects; returns the result, possibly lazy."""
+
+    def call(self, tool: str, **args: Any) -> Any: ...
+
+
+class Derived(Lazy):
+    """A value computed from another (lazy) value when forced."""
+
+    __slots__ = ("_base", "_done", "_fn", "_value")
+
+    def __init__(self, base: Any, fn: Callable[[Any], Any]) -> None:
+        self._base = base
+        self._fn = fn
+        self._done = False
+        self._value: Any = None
+
+    def force(self) -> Any:
+        if not self._done:
+            self._value = self._fn(force(self._base))
+            self._done = True
+        return self._value
+
+
+def then(value: Any, fn: Callable[[Any], Any]) -> Any:
+    """``fn(value)``, deferred while ``value`` (or a lazy inside a list) is lazy."""
+    if isinstance(value, Lazy) or (isinstance(value, list) and _has_lazy(value)):
+        return Derived(value, fn)
+    return fn(value)
+
+
+def _has_lazy(items: list[Any]) -> bool:
+    return any(isinstance(v, Lazy) or (isinstance(v, list) and _has_lazy(v)) for v in items)
+
+
+class ImagePatch:
+    """A rectangular part of an image, with its position in the original image.
+
+    Attributes:
+        cropped_image: the pixels of this patch
+        left, lower, right, upper: the patch's edges in the original image (origin at the
+            bottom-left corner, y upward, so lower < upper)
+        width, height: the patch's size in pixels
+        horizontal_center, vertical_center: the patch's centre in the same coordinates
+    """
+
+    ATTRIBUTES = ("cropped_image", "left", "lower", "right", "upper", "width", "height",
+                  "horizontal_center", "vertical_center")  # fmt: skip
+
+    def __init__(
+        self,
+        image: Image,
+        left: float | None = None,
+        lower: float | None = None,
+        right: float | None = None,
+        upper: float | None = None,
+        *,
+        caller: Caller,
+        root: tuple[int, int] | None = None,
+    ) -> None:
+        """A patch of ``image``: the whole image, or the box left/lower/right/upper."""
+        self._caller = caller
+        image = force(image)
+        if not isinstance(image, Image):
+            raise TypeError(f"ImagePatch needs an image, got {type(image).__name__}")
+        self._root = root or (image.origin[0] + image.width, image.origin[1] + image.height)
+        if None not in (left, lower, right, upper):
+            self._box = _box_from_edges(self._root, left, lower, right, upper)  # type: ignore[arg-type]
+            self._image: Any = caller.call(
+                "Crop", image=image, box=self._box.shifted(-image.origin[0], -image.origin[1])
+            )
+        else:
+            x, y = image.origin
+            self._box = Box(x, y, x + image.width, y + image.height)
+            self._image = image
+
+    # --- geometry (no model needed) ----------------------------------------------------------
+
+    @property
+    def cropped_image(self) -> Any:
+        return self._image
+
+    @property
+    def left(self) -> int:
+        return round(self._box.x0)
+
+    @property
+    def right(self) -> int:
+        return round(self._box.x1)
+
+    @property
+    def lower(self) -> int:
+        return round(self._root[1] - self._box.y1)
+
+    @property
+    def upper(self) -> int:
+        return round(self._root[1] - self._box.y0)
+
+    @property
+    def width(self) -> int:
+        return round(self._box.width)
+
+    @property
+    def height(self) -> int:
+        return round(self._box.height)
+
+    @property
+    def horizontal_center(self) -> float:
+        return (self.left + self.right) / 2
+
+    @property
+    def vertical_center(self) -> float:
+        return (self.lower + self.upper) / 2
+
+    def _child(self, box_in_crop: Box, source: Any = None) -> ImagePatch:
+        """The patch at a box found in this one; ``source`` (the call that found it) stays
+        attached to the new patch's pixels, so later calls on them depend on that call."""
+        image = force(self._image)
+        whole = box_in_crop.clip(image.width, image.height)
+        sub = image.crop(whole) if whole.width >= 1 and whole.height >= 1 else image
+        patch = ImagePatch(sub, caller=self._caller, root=self._root)
+        if isinstance(source, Lazy):
+            patch._image = Derived(source, lambda _found, pixels=sub: pixels)
+        return patch
+
+    # --- model calls ----------------------------------------------------------------------------
+
+    def find(self, object_name: str) -> list[ImagePatch]:
+        """Every `object_name` in this patch, as patches (best first; empty if none)."""
+        found = self._caller.call("Loc", image=self._image, object=object_name)
+        return then(found, lambda objs: [self._child(o.box, found) for o in objs])
+
+    def exists(self, object_name: str) -> bool:
+        """Whether at least one `object_name` is in this patch."""
+        found = self._caller.call("Loc", image=self._image, object=object_name)
+        return then(found, lambda objs: len(objs) > 0)
+
+    def verify_property(self, object_name: str, property: str) -> bool:
+        """Whether the `object_name` in this patch has `property` (e.g. 'red', 'wooden')."""
+        answer = self._caller.call(
+            "Vqa", image=self._image, question=f"Is the {object_name} {property}?"
+        )
+        return then(answer, lambda a: bool(as_bool(a)))
+
+    def best_text_match(self, option_list: list[str]) -> str:
+        """The option (from `option_list`) that best describes this patch."""
+        return self._caller.call("Match", image=self._image, options=list(option_list))
+
+    def simple_query(self, question: str) -> str:
+        """A short answer to a simple question about this patch ('yes'/'no', a number as
+        digits, or a word or phrase)."""
+        return self._caller.call("Vqa", image=self._image, question=question)
+
+    def crop(self, left: float, lower: float, right: float, upper: float) -> ImagePatch:
+        """The patch with edges left/lower/right/upper, in original-image coordinates (origin
+        bottom-left, y upward), clipped to this patch."""
+        box = _box_from_edges(self._root, left, lower, right, upper)
+        inside = Box(
+            max(box.x0, self._box.x0),
+            max(box.y0, self._box.y0),
+            min(max(box.x1, self._box.x0), self._box.x1),
+            min(max(box.y1, self._box.y0), self._box.y1),
+        )
+        patch = ImagePatch.__new__(ImagePatch)
+        patch._caller = self._caller
+        patch._root = self._root
+        patch._box = inside
+        origin = self._box
+        patch._image = self._caller.call(
+            "Crop", image=self._image, box=inside.shifted(-origin.x0, -origin.y0)
+        )
+        return patch
+
+    def overlaps_with(self, left: float, lower: float, right: float, upper: float) -> bool:
+        """Whether this patch overlaps the box left/lower/right/upper."""
+        other = _box_from_edges(self._root, left, lower, right, upper)
+        return self._box.intersection(other) > 0
+
+    def __repr__(self) -> str:
+        edges = f"left={self.left}, lower={self.lower}, right={self.right}, upper={self.upper}"
+        return f"ImagePatch({edges})"
+
+
+def _box_from_edges(
+    root: tuple[int, int], left: float, lower: float, right: float, upper: float
+) -> Box:
+    height = root[1]
+    values = [force(v) for v in (left, lower, right, upper)]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError("patch edges must be numbers")
+    left, lower, right, upper = values
+    return Box.of([left, height - upper, right, height - lower])
+
+
+class PatchAPI:
+    """The functions a Python-form program can call, bound to one :class:`Caller`."""
+
+    def __init__(self, caller: Caller) -> None:
+        self.caller = caller
+
+    def ImagePatch(
+        self,
+        image: Image,
+        left: float | None = None,
+        lower: float | None = None,
+        right: float | None = None,
+        upper: float | None = None,
+    ) -> ImagePatch:
+        """A patch of `image`: the whole image, or its box left/lower/right/upper."""
+        return ImagePatch(image, left, lower, right, upper, caller=self.caller)
+
+    def best_image_match(
+        self, list_patches: list[ImagePatch], content: list[str], return_index: bool = False
+    ) -> ImagePatch | int | None:
+        """The patch (or its index) that best matches the description(s) in `content`."""
+        patches = [force(p) for p in force(list_patches)]
+        if not patches:
+            return None
+        texts = (
+            [force(c) for c in force(content)]
+            if isinstance(force(content), list)
+            else [force(content)]
+        )
+        scores = [
+            [self.caller.call("Similarity", image=p.cropped_image, text=str(t)) for t in texts]
+            for p in patches
+        ]
+
+        def pick(values: list[list[float]]) -> ImagePatch | int:
+            best = max(range(len(patches)), key=lambda i: max(values[i]))
+            return best if return_index else patches[best]
+
+        return then(scores, lambda nested: pick([[force(v) for v in row] for row in nested]))
+
+    def distance(self, patch_a: ImagePatch, patch_b: ImagePatch) -> float:
+        """The distance in pixels between two patches' boxes (0 if they overlap)."""
+        a, b = force(patch_a)._box, force(patch_b)._box
+        dx = max(b.x0 - a.x1, a.x0 - b.x1, 0.0)
+        dy = max(b.y0 - a.y1, a.y0 - b.y1, 0.0)
+        return float((dx * dx + dy * dy) ** 0.5)
+
+    def bool_to_yesno(self, bool_answer: bool) -> str:
+        """'yes' for True, 'no' for False."""
+        return "yes" if force(bool_answer) else "no"
+
+    def coerce_to_numeric(self, string: str) -> float:
+        """The number in a text answer ('two' → 2, '3 dogs' → 3); raises if there is none."""
+        value = force(string)
+        n = as_number(value)
+        if n is None and isinstance(value, str):
+            for word in value.split():
+                n = as_number(word)
+                if n is not None:
+                    break
+        if n is None:
+            raise ValueError(f"no number in {value!r}")
+        return n
+
+    def llm_query(self, question: str) -> str:
+        """An answer from the language model's general knowledge (no image)."""
+        return self.caller.call("LlmQuery", question=question)
+
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        return {name: getattr(self, name) for name in API_FUNCTIONS}
+
+
+API_FUNCTIONS = ("ImagePatch", "best_image_match", "distance", "bool_to_yesno",
+                 "coerce_to_numeric", "llm_query")  # fmt: skip
+PATCH_METHODS = ("find", "exists", "verify_property", "best_text_match", "simple_query",
+                 "crop", "overlaps_with")  # fmt: skip
+EXPOSED_PATCH = {
+    ImagePatch: Exposed(
+        attributes=frozenset(ImagePatch.ATTRIBUTES), methods=frozenset(PATCH_METHODS)
+    )
+}
+
+
+def _signature(fn: Callable[..., Any], *, drop_self: bool) -> str:
+    sig = inspect.signature(fn)
+    params = [p for p in sig.parameters.values() if p.kind != p.KEYWORD_ONLY]
+    if drop_self:
+        params = [p for p in params if p.name != "self"]
+    sig = sig.replace(parameters=params)
+    return str(sig).replace("'", "")
+
+
+def _oneline(fn: Callable[..., Any]) -> str:
+    return " ".join((inspect.getdoc(fn) or "").split())
+
+
+def api_docs(extra_tools: Sequence[str] = ()) -> str:
+    """The API as the planner shows it: stubs with signatures and docstrings, generated from
+    the implementation above."""
+    lines = ["class ImagePatch:"]
+    doc = inspect.cleandoc(ImagePatch.__doc__ or "")
+    lines.append('    """' + doc.replace("\n", "\n    ") + '\n    """')
+    init = PatchAPI.ImagePatch
+    lines.append(f"    def __init__{_signature(init, drop_self=False)}:")
+    lines.append(f'        """{_oneline(init)}"""')
+    for name in PATCH_METHODS:
+        fn = getattr(ImagePatch, name)
+        lines.append(f"    def {name}{_signature(fn, drop_self=False)}:")
+        lines.append(f'        """{_oneline(fn)}"""')
+    lines.append("")
+    for name in API_FUNCTIONS:
+        if name == "ImagePatch":
+            continue
+        fn = getattr(PatchAPI, name)
+        lines.append(f"def {name}{_signature(fn, drop_self=True)}:")
+        lines.append(f'    """{_oneline(fn)}"""')
+    if extra_tools:
+        lines.append("")
+        lines.append("# Every tool is also a function, e.g. " + ", ".join(extra_tools))
+    return "\n".join(lines) + "\n"
