@@ -96,11 +96,11 @@ def picture(value: Any, context: Image | None) -> PILImage.Image | None:
     if isinstance(value, Object):
         value = ObjectList((value,))
     if isinstance(value, ObjectList) and context is not None:
-        return draw_objects(context, value, scores=True)
+        return draw_objects(context, value.on(context), scores=True)
     if isinstance(value, Point):
         value = PointList((value,))
     if isinstance(value, PointList) and context is not None:
-        return draw_points(context, value)
+        return draw_points(context, value.on(context))
     if isinstance(value, Box) and context is not None:
         return draw_objects(context, [Object(value)])
     if isinstance(value, Mask):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -221,13 +221,33 @@ class Object:
 
 @dataclass(frozen=True, slots=True)
 class ObjectList:
-    """An ordered list of objects (what Loc, FaceDet, Seg, Select and Classify return)."""
+    """An ordered list of objects (what Loc, FaceDet, Seg, Select and Classify return).
+
+    Coordinates are those of the image the objects were found in; ``origin`` records where
+    that image's (0, 0) lies in the original picture, so :meth:`on` can move the objects
+    onto another crop of the same picture (boxes found in a crop, drawn on the whole)."""
 
     items: tuple[Object, ...] = ()
+    origin: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.items, tuple):
             object.__setattr__(self, "items", tuple(self.items))
+
+    def found_in(self, image: Image) -> ObjectList:
+        """These objects, marked as found in ``image``."""
+        return ObjectList(self.items, image.origin)
+
+    def with_items(self, items: Iterable[Object]) -> ObjectList:
+        return ObjectList(tuple(items), self.origin)
+
+    def on(self, image: Image) -> ObjectList:
+        """The same objects in ``image``'s coordinates (boxes shifted, masks re-placed)."""
+        dx, dy = self.origin[0] - image.origin[0], self.origin[1] - image.origin[1]
+        if dx == 0 and dy == 0:
+            return self
+        moved = tuple(_moved(o, dx, dy, image.size) for o in self.items)
+        return ObjectList(moved, image.origin)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -263,13 +283,25 @@ class Point:
 
 @dataclass(frozen=True, slots=True)
 class PointList:
-    """Points found in an image."""
+    """Points found in an image (``origin`` as for :class:`ObjectList`)."""
 
     items: tuple[Point, ...] = ()
+    origin: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.items, tuple):
             object.__setattr__(self, "items", tuple(self.items))
+
+    def found_in(self, image: Image) -> PointList:
+        return PointList(self.items, image.origin)
+
+    def on(self, image: Image) -> PointList:
+        """The same points in ``image``'s coordinates."""
+        dx, dy = self.origin[0] - image.origin[0], self.origin[1] - image.origin[1]
+        if dx == 0 and dy == 0:
+            return self
+        moved = tuple(Point(p.x + dx, p.y + dy, p.label) for p in self.items)
+        return PointList(moved, image.origin)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -285,6 +317,22 @@ class PointList:
 
     def __str__(self) -> str:
         return "[" + ", ".join(str(p) for p in self.items) + "]"
+
+
+def _moved(obj: Object, dx: float, dy: float, size: tuple[int, int]) -> Object:
+    box = obj.box.shifted(dx, dy)
+    mask = obj.mask
+    if mask is not None:
+        w, h = size
+        arr = np.zeros((h, w), dtype=bool)
+        src = mask.array
+        x0, y0 = round(dx), round(dy)
+        xs, ys = max(0, x0), max(0, y0)
+        xe, ye = min(w, x0 + src.shape[1]), min(h, y0 + src.shape[0])
+        if xe > xs and ye > ys:
+            arr[ys:ye, xs:xe] = src[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        mask = Mask(arr)
+    return replace(obj, box=box, mask=mask)
 
 
 # --- type names --------------------------------------------------------------------------

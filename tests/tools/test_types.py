@@ -119,3 +119,20 @@ def test_lists_behave_like_sequences() -> None:
     assert "a" in str(objs)
     pts = PointList([Point(1, 2, "x")])
     assert len(pts) == 1 and bool(pts) and not PointList()
+
+
+def test_objects_found_in_a_crop_move_onto_the_whole_picture() -> None:
+    whole = Image(PILImage.new("RGB", (100, 80)))
+    crop = whole.crop(Box(50, 20, 100, 80))  # origin (50, 20)
+    arr = np.zeros((60, 50), bool)
+    arr[10:20, 5:15] = True
+    found = ObjectList((Object(Box(5, 10, 15, 20), mask=Mask(arr)),)).found_in(crop)
+    on_whole = found.on(whole)
+    assert on_whole.origin == (0, 0)
+    assert on_whole[0].box == Box(55, 30, 65, 40)
+    assert on_whole[0].mask.shape == (80, 100) and on_whole[0].mask.box() == Box(55, 30, 65, 40)
+    back = on_whole.on(crop)
+    assert back[0].box == Box(5, 10, 15, 20) and back[0].mask.area == 100
+    assert found.on(crop) is found
+    pts = PointList((Point(1, 2),)).found_in(crop).on(whole)
+    assert (pts[0].x, pts[0].y) == (51, 22)

@@ -66,6 +66,8 @@ class PointAt(Tool):
         ctx.note(model=pointer.spec.label(), device=pointer.device)
         found = pointer.point([(c["image"], c["object"]) for c in calls])
         return [
-            PointList(tuple(Point(p.x, p.y, label=c["object"]) for p in points))
+            PointList(tuple(Point(p.x, p.y, label=c["object"]) for p in points)).found_in(
+                c["image"]
+            )
             for points, c in zip(found, calls, strict=True)
         ]

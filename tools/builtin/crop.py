@@ -18,6 +18,7 @@ def region_box(ctx: ToolContext, image: Image, region: Region) -> Box:
         return region
     if isinstance(region, Object):
         return region.box
+    region = region.on(image)
     if len(region) == 0:
         ctx.note(warning="no object to crop around: used the whole image")
         return Box(0, 0, image.width, image.height)

@@ -24,11 +24,12 @@ def tag(image: Image, object: ObjectList) -> Image:
         image: the picture to annotate
         object: the objects to draw (their labels are written on the boxes)
     """
-    return Image(draw_objects(image, object, masks=False), name=image.name)
+    return Image(draw_objects(image, object.on(image), masks=False), name=image.name)
 
 
 def _region(ctx: ToolContext, image: Image, objects: ObjectList) -> np.ndarray:
-    mask, sources = union_mask(image, list(objects), refine=ctx.option("masks", "grabcut", True))
+    placed = list(objects.on(image))
+    mask, sources = union_mask(image, placed, refine=ctx.option("masks", "grabcut", True))
     ctx.note(mask_sources=sources)
     return mask.array
 
@@ -104,7 +105,8 @@ class Replace(Tool):
         if not object:
             ctx.note(warning="no objects to replace: the image is unchanged")
             return image
-        mask, sources = union_mask(image, list(object), refine=ctx.option("masks", "grabcut", True))
+        placed = list(object.on(image))
+        mask, sources = union_mask(image, placed, refine=ctx.option("masks", "grabcut", True))
         ctx.note(mask_sources=sources)
         return painter.inpaint(image, mask, prompt, seed=ctx.option(self.name, "seed", 0))
 
@@ -128,7 +130,7 @@ class Emoji(Tool):
         except ValueError as exc:
             raise ToolInputError(f"Emoji: {exc}") from None
         out = image.pil.copy()
-        for obj in object:
+        for obj in object.on(image):
             b = obj.box.clip(image.width, image.height)
             side = int(max(b.width, b.height) * 1.1)
             if side < 2:

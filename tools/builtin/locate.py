@@ -20,7 +20,8 @@ HALVES = {
 def half(image: Image, name: str) -> ObjectList:
     fx0, fy0, fx1, fy1 = HALVES[name]
     w, h = image.size
-    return ObjectList((Object(Box(fx0 * w, fy0 * h, fx1 * w, fy1 * h), label=name, score=1.0),))
+    found = ObjectList((Object(Box(fx0 * w, fy0 * h, fx1 * w, fy1 * h), label=name, score=1.0),))
+    return found.found_in(image)
 
 
 def _note_model(ctx: ToolContext, backend: Any) -> None:
@@ -65,7 +66,8 @@ class Loc(Tool):
             for i, objects in zip(todo, found, strict=True):
                 label = calls[i]["object"].strip()
                 ordered = sorted(objects, key=lambda o: -(o.score or 0.0))
-                results[i] = ObjectList(tuple(o.with_(label=label) for o in ordered))
+                found_here = ObjectList(tuple(o.with_(label=label) for o in ordered))
+                results[i] = found_here.found_in(calls[i]["image"])
         return results
 
 
@@ -88,12 +90,9 @@ class FaceDet(Tool):
         detector = ctx.model("face")
         _note_model(ctx, detector)
         found = detector.detect_faces([c["image"] for c in calls])
-        return [
-            ObjectList(
-                tuple(
-                    o.with_(label=o.label or "face")
-                    for o in sorted(objs, key=lambda o: -(o.score or 0.0))
-                )
-            )
-            for objs in found
-        ]
+        out = []
+        for call, objs in zip(calls, found, strict=True):
+            ranked = sorted(objs, key=lambda o: -(o.score or 0.0))
+            faces = ObjectList(tuple(o.with_(label=o.label or "face") for o in ranked))
+            out.append(faces.found_in(call["image"]))
+        return out

@@ -33,6 +33,11 @@ def _crops(calls: Sequence[dict[str, Any]]) -> tuple[list[Image], list[tuple[int
     return crops, where
 
 
+def _on_their_images(calls: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each call's objects in the coordinates of the image it names."""
+    return [{**c, "object": c["object"].on(c["image"])} for c in calls]
+
+
 def _queries(text: str) -> list[str]:
     return [q.strip() for q in text.split(",") if q.strip()]
 
@@ -65,6 +70,7 @@ class Select(Tool):
         return self.one(ctx, image=image, object=object, query=query, category=category)
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
+        calls = _on_their_images(calls)
         plans: list[list[tuple[str, list[int]]]] = []  # per call: (query, candidate indices)
         chosen: list[dict[int, str]] = []  # per call: object index -> label
         need_clip: list[tuple[int, str, list[int]]] = []
@@ -102,7 +108,9 @@ class Select(Tool):
         out = []
         for call, picked in zip(calls, chosen, strict=True):
             objects = call["object"]
-            out.append(ObjectList(tuple(objects[k].with_(label=picked[k]) for k in sorted(picked))))
+            out.append(
+                objects.with_items(objects[k].with_(label=picked[k]) for k in sorted(picked))
+            )
         return out
 
 
@@ -138,13 +146,14 @@ class Classify(Tool):
         return self.one(ctx, image=image, object=object, categories=categories, describe=describe)
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
+        calls = _on_their_images(calls)
         for call in calls:
             if not [c for c in call["categories"] if c.strip()]:
                 raise ToolInputError("Classify needs at least one category")
         clip = ctx.model("clip")
         ctx.note(model=clip.spec.label(), device=clip.device)
         crops, where = _crops(calls)
-        results: list[Any] = [ObjectList() for _ in calls]
+        results: list[Any] = [c["object"].with_items(()) for c in calls]
         if not crops:
             return results
         clip.image_features(crops)  # one batched encoder pass; zero_shot below hits the cache
@@ -168,7 +177,7 @@ class Classify(Tool):
                 if probs[o, -1] > probs[o, c]:
                     continue  # looks more like 'other' than like this category
                 keep.append((o, objects[o].with_(label=names[c], score=float(probs[o, c]))))
-            results[i] = ObjectList(tuple(obj for _, obj in sorted(keep)))
+            results[i] = objects.with_items(obj for _, obj in sorted(keep))
         return results
 
 
@@ -207,7 +216,7 @@ class Describer:
     @classmethod
     def shared(cls, ctx: ToolContext) -> Describer:
         llm = ctx.model("llm")
-        key = llm.spec.key()
+        key = f"{llm.spec.key()}#{id(llm)}"
         with cls._guard:
             if key not in cls._instances:
                 cache_dir = getattr(getattr(ctx.models, "settings", None), "cache_dir", None)

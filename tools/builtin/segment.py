@@ -28,31 +28,28 @@ class Seg(Tool):
         """
         sam = ctx.model("sam")
         ctx.note(model=sam.spec.label(), device=sam.device)
+        if object is None:
+            return sam.automatic(image).found_in(image)
+        if not object:
+            return ObjectList().found_in(image)
         predictor, cached = sam.predictor(image)
         ctx.note(cache_hit=cached)
-        if object is None:
-            return sam.automatic(image)
         if isinstance(object, PointList):
-            if not object:
-                return ObjectList()
-            masks = predictor.predict_points([(p.x, p.y) for p in object])
-            return ObjectList(
-                tuple(
-                    Object(
-                        box=mask.box() or Box(p.x, p.y, p.x + 1, p.y + 1),
-                        mask=mask,
-                        label=p.label,
-                        score=score,
-                    )
-                    for p, (mask, score) in zip(object, masks, strict=True)
+            points = object.on(image)
+            masks = predictor.predict_points([(p.x, p.y) for p in points])
+            found = [
+                Object(
+                    box=mask.box() or Box(p.x, p.y, p.x + 1, p.y + 1),
+                    mask=mask,
+                    label=p.label,
+                    score=score,
                 )
-            )
-        if not object:
-            return ObjectList()
-        masks = predictor.predict_boxes([o.box for o in object])
-        return ObjectList(
-            tuple(
-                o.with_(mask=mask, box=mask.box() or o.box)
-                for o, (mask, _score) in zip(object, masks, strict=True)
-            )
+                for p, (mask, score) in zip(points, masks, strict=True)
+            ]
+            return ObjectList(tuple(found)).found_in(image)
+        boxes = object.on(image)
+        masks = predictor.predict_boxes([o.box for o in boxes])
+        return boxes.with_items(
+            o.with_(mask=mask, box=mask.box() or o.box)
+            for o, (mask, _score) in zip(boxes, masks, strict=True)
         )

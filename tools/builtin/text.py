@@ -69,7 +69,8 @@ class Ocr(Tool):
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         reader = ctx.model("ocr")
         ctx.note(model=reader.spec.label())
-        return list(reader.read([c["image"] for c in calls]))
+        found = reader.read([c["image"] for c in calls])
+        return [lines.found_in(c["image"]) for lines, c in zip(found, calls, strict=True)]
 
 
 class LlmQuery(Tool):

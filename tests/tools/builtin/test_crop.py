@@ -76,3 +76,11 @@ def test_object_crop_greys_outside_the_mask() -> None:
     corner = out.array[0, 0]
     assert tuple(corner) == (127, 127, 127)
     assert out.size[0] > 10
+
+
+def test_boxes_found_in_a_crop_are_used_in_the_right_place() -> None:
+    img = quadrants()
+    right_half = crop_right(img, ObjectList())  # origin (100, 0)
+    found = ObjectList((Object(Box(10, 10, 30, 30)),)).found_in(right_half)
+    cut = crop(img, found)  # cropping the WHOLE image with a box found in the right half
+    assert cut.origin == (110, 10) and mean_colour(cut)[2] > 150  # blue: the right half
