@@ -256,6 +256,7 @@ class Orchestrator:
         images: Mapping[str, ImageLike] | None = None,
         voting: int | None = None,
         fallback: str | None = None,
+        form: str | None = None,
         trace_dir: str | Path | None = None,
     ) -> RunResult:
         """Plan a program for ``instruction`` with the LLM, then execute it.
@@ -263,7 +264,8 @@ class Orchestrator:
         ``voting`` > 1 samples that many programs, runs them all and returns the majority
         answer. ``fallback`` (or the configured one) is a program to run when planning or
         execution fails; ``{instruction}`` in it becomes the instruction as a quoted string.
-        Both are recorded in the trace.
+        Both are recorded in the trace. ``form`` ('lines', 'python' or 'auto') overrides the
+        configured program form.
         """
         trace = Trace(instruction=instruction)
         directory = trace_dir or self.config.trace_dir
@@ -273,7 +275,10 @@ class Orchestrator:
             named = {n: to_image(v, name=n) for n, v in _named_images(image, images).items()}
             planner = self.planner()
             plans = planner.plan(
-                instruction, list(named) or ["IMAGE"], n=voting or self.config.planner.voting
+                instruction,
+                list(named) or ["IMAGE"],
+                n=voting or self.config.planner.voting,
+                form=form,
             )
         except VisChainError as exc:
             return self._finish(trace, None, None, exc, {}, {})
@@ -289,11 +294,11 @@ class Orchestrator:
                     instruction, fallback, named, trace, f"planning failed: {error}"
                 )
             if plans[0].source:
-                trace.set_program(plans[0].source, "lines")
+                trace.set_program(plans[0].source, plans[0].form)
             return self._finish(trace, None, None, error, {}, {})
         if len(valid) == 1:
             result = self.execute(
-                valid[0].bound.program, images=named, trace=trace, instruction=instruction
+                valid[0].program, images=named, trace=trace, instruction=instruction
             )
         else:
             result = self._vote(valid, named, trace)
@@ -309,7 +314,7 @@ class Orchestrator:
 
     def _vote(self, plans: list[Plan], named: dict[str, Image], trace: Trace) -> RunResult:
         """Run every candidate; the majority answer wins (ties: the earliest candidate)."""
-        runs = [self.execute(p.bound.program, images=named) for p in plans]
+        runs = [self.execute(p.program, images=named) for p in plans]
         answers = [r.answer if r.ok else None for r in runs]
         tally = Counter(a for a in answers if a is not None)
         votes = [
@@ -325,7 +330,7 @@ class Orchestrator:
         winner_answer = tally.most_common(1)[0][0] if tally else None
         index = answers.index(winner_answer) if winner_answer is not None else 0
         winner = runs[index]
-        trace.set_program(plans[index].source or "", "lines")
+        trace.set_program(plans[index].source or "", plans[index].form)
         for rec in winner.trace.inputs:
             trace.inputs.append(rec)
         for rec in winner.trace.steps:

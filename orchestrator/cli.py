@@ -152,6 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             images=_images(args.image),
             voting=args.voting,
             fallback=args.fallback,
+            form=args.form,
             trace_dir=args.trace_dir,
         )
     finally:
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace-dir", help="write trace.jsonl and index.html here")
     p.add_argument("--voting", type=int, help="sample this many programs; majority answer wins")
     p.add_argument("--fallback", help="program to run if planning or execution fails")
+    p.add_argument("--form", choices=["lines", "python", "auto"], help="program form to write")
     p.add_argument("--output", help="where to save an image result")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_run, show_program=True)

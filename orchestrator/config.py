@@ -82,6 +82,7 @@ class PlannerConfig(BaseModel):
     voting: int = Field(1, ge=1)
     voting_temperature: float = 0.7
     grammar: bool = True
+    max_steps: int = Field(16, ge=1)  # longest program the grammar allows
     fallback: str | None = None  # e.g. "ANSWER0=Vqa(image=IMAGE, question='{instruction}')"
 
 

@@ -21,10 +21,13 @@ from tools.registry import Registry
 
 MAX_STEPS = 16
 MAX_STRING = 240
+_QUOTE_SQ = '"\'"'  # the GBNF literal for one single quote
+_QUOTE_DQ = '"\\""'  # ... and for one double quote
 VALUE_RULES = {
     "name": "[A-Za-z] [A-Za-z0-9_]{0,23}",
-    "sq": "\"'\" [^'\\\\\\n]{0," + str(MAX_STRING) + '} "\'"',
-    "dq": '"\\"" [^"\\\\\\n]{0,' + str(MAX_STRING) + '} "\\""',
+    # no quote, backslash or control character in a string (a raw newline ends a line)
+    "sq": _QUOTE_SQ + r" [^'\\\x00-\x1f]{0," + str(MAX_STRING) + "} " + _QUOTE_SQ,
+    "dq": _QUOTE_DQ + r' [^"\\\x00-\x1f]{0,' + str(MAX_STRING) + "} " + _QUOTE_DQ,
     "str": "sq | dq",
     "num": '"-"? [0-9]{1,7} ("." [0-9]{1,6})?',
     "bool": '"True" | "False"',

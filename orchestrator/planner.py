@@ -19,24 +19,27 @@ from typing import Any
 
 from programs import Example, load_library, template
 from sandbox import (
-    BoundProgram,
     ErrorCode,
     Limits,
+    Program,
     ProgramError,
     ProgramInvalid,
+    PythonProgram,
     VisChainError,
     check,
     parse,
 )
+from tools.patch import API_TOOLS, PATCH_METHODS, api_docs
 from tools.registry import Registry
 
 from .config import PlannerConfig
 from .examples import ExampleSelector
 from .grammar import gbnf_to_regex, line_grammar
+from .python_runner import check_program
 
 log = logging.getLogger("vischain.planner")
 _STEP = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
-_PLACEHOLDER = re.compile(r"\{(tools|examples|instruction|inputs|program|errors)\}")
+_PLACEHOLDER = re.compile(r"\{(tools|api|examples|instruction|inputs|program|errors)\}")
 
 
 class PlanningError(VisChainError):
@@ -69,16 +72,18 @@ class Attempt:
 
 @dataclass
 class Plan:
-    """A candidate program: checked (``bound``) or not, with the calls that produced it."""
+    """A candidate program: checked (``program`` is runnable) or not, with the LLM calls
+    that produced it."""
 
     source: str | None
-    bound: BoundProgram | None
+    program: Program | PythonProgram | None
     attempts: list[Attempt]
     error: VisChainError | None = None
+    form: str = "lines"
 
     @property
     def ok(self) -> bool:
-        return self.bound is not None
+        return self.program is not None
 
 
 def fill(text: str, **values: str) -> str:
@@ -108,9 +113,43 @@ def extract_program(output: str) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+def extract_function(output: str) -> str:
+    """The ``def execute_command`` block in an LLM's output (the def line and everything
+    indented under it), without code fences or prose around it."""
+    lines = output.replace("\r\n", "\n").split("\n")
+    start = next(
+        (i for i, ln in enumerate(lines) if ln.lstrip().startswith("def execute_command")), None
+    )
+    if start is None:
+        return ""
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    body = [lines[start][indent:]]
+    for ln in lines[start + 1 :]:
+        if ln.strip().startswith("```"):
+            break
+        if ln.strip() and len(ln) - len(ln.lstrip()) <= indent:
+            break
+        body.append(ln[indent:] if ln.strip() else "")
+    while body and not body[-1].strip():
+        body.pop()
+    return "\n".join(body) + "\n"
+
+
 @lru_cache(maxsize=8)
 def _grammar_regex(grammar: str) -> re.Pattern[str]:
     return gbnf_to_regex(grammar)
+
+
+@dataclass
+class _Form:
+    """What the planner needs for one program form."""
+
+    name: str
+    template: str
+    selector: ExampleSelector
+    grammar: str | None
+    stop: list[str]
+    extract: Callable[[str], str]
 
 
 class Planner:
@@ -130,20 +169,48 @@ class Planner:
         self.llm = llm
         self.config = config
         self.limits = limits or Limits()
-        library = list(examples) if examples is not None else load_library(form="lines")
-        library = [e for e in library if self._runnable(e)]
+        library = list(examples) if examples is not None else load_library()
         count: Callable[[str], int] | None = getattr(llm, "count_tokens", None)
-        self.selector = ExampleSelector(library, embedder=embedder, count_tokens=count)
-        self.grammar = line_grammar(registry) if config.grammar else None
+
+        def selector(form: str) -> ExampleSelector:
+            chosen = [e for e in library if e.form == form and self._runnable(e)]
+            return ExampleSelector(chosen, embedder=embedder, count_tokens=count)
+
+        self.forms = {
+            "lines": _Form(
+                "lines",
+                "lines",
+                selector("lines"),
+                line_grammar(registry, max_steps=config.max_steps) if config.grammar else None,
+                ["\n\n", "\nInstruction:"],
+                extract_program,
+            ),
+            "python": _Form(
+                "python",
+                "python",
+                selector("python"),
+                None,
+                ["\nInstruction:", "\nImages:"],
+                extract_function,
+            ),
+        }
+
+    @property
+    def grammar(self) -> str | None:
+        return self.forms["lines"].grammar
+
+    @property
+    def selector(self) -> ExampleSelector:
+        return self.forms["lines"].selector
 
     def _runnable(self, example: Example) -> bool:
         """Whether every tool an example calls is one this planner may use: examples that
         show unavailable tools teach the model to write programs that cannot run."""
         try:
-            program = parse(example.program, form="lines", limits=self.limits)
+            program = parse(example.program, form=example.form, limits=self.limits)
         except ProgramInvalid:
             return False
-        return all(step.tool is None or step.tool in self.registry for step in program.steps)
+        return all(t in self.registry for t in _tools_used(program))
 
     # --- prompts -----------------------------------------------------------------------------
 
@@ -164,23 +231,62 @@ class Planner:
             program=example.text,
         )
 
-    def prompt(self, instruction: str, inputs: Sequence[str]) -> tuple[str, list[Example]]:
-        chosen = self.selector.select(
+    def choose_form(self, instruction: str, form: str | None = None) -> str:
+        """``form`` or the configured one; for 'auto', the form of the most similar example."""
+        form = form or self.config.form
+        if form != "auto":
+            return form
+        best = {
+            name: (
+                max(f.selector.similarities(instruction), default=-1.0)
+                if f.selector.examples
+                else -1.0
+            )
+            for name, f in self.forms.items()
+        }
+        return max(best, key=lambda n: best[n])
+
+    def prompt(
+        self, instruction: str, inputs: Sequence[str], form: str = "lines"
+    ) -> tuple[str, list[Example]]:
+        spec = self.forms[form]
+        query = (
+            fill(
+                template("example"), instruction=instruction, inputs=", ".join(inputs), program=""
+            ).rstrip("\n")
+            + "\n"
+        )
+        parts = {
+            "tools": self.tool_docs(),
+            "api": api_docs([t.spec.name for t in self.registry][:6]),
+        }
+        budget = self.config.example_token_budget
+        context = getattr(self.llm, "context_length", None)
+        count = getattr(self.llm, "count_tokens", None)
+        if isinstance(context, int) and count is not None:
+            # what the model can take: the context minus the fixed text and the answer
+            fixed = count(fill(template(spec.template), examples="", **parts) + query)
+            room = context - fixed - self.config.max_tokens - 16
+            if room < 0:
+                raise PlanningError(
+                    f"the prompt does not fit {self.llm.spec.label()}'s context of {context} "
+                    f"tokens (tools and instruction take {fixed}); use fewer tools or a model "
+                    "with a longer context"
+                )
+            budget = min(budget, room)
+        chosen = spec.selector.select(
             instruction,
             k=self.config.examples,
-            budget_tokens=self.config.example_token_budget,
+            budget_tokens=budget,
             inputs=inputs,
             render=self.render_example,
         )
         head = fill(
-            template("lines"),
-            tools=self.tool_docs(),
+            template(spec.template),
             examples="\n".join(self.render_example(e) for e in chosen),
+            **parts,
         )
-        query = fill(
-            template("example"), instruction=instruction, inputs=", ".join(inputs), program=""
-        )
-        return head + "\n" + query.rstrip("\n") + "\n", chosen
+        return head + "\n" + query, chosen
 
     # --- planning ----------------------------------------------------------------------------
 
@@ -191,11 +297,16 @@ class Planner:
         *,
         n: int = 1,
         temperature: float | None = None,
+        form: str | None = None,
     ) -> list[Plan]:
         """``n`` candidate programs, each generated, checked and repaired independently."""
         if not instruction.strip():
             raise PlanningError("the instruction is empty")
-        prompt, chosen = self.prompt(instruction, inputs)
+        form = self.choose_form(instruction, form)
+        if form not in self.forms:
+            raise PlanningError(f"unknown program form '{form}'")
+        spec = self.forms[form]
+        prompt, chosen = self.prompt(instruction, inputs, form)
         temp = self.config.temperature if temperature is None else temperature
         if n > 1 and temperature is None:
             temp = self.config.voting_temperature
@@ -204,27 +315,26 @@ class Planner:
             prompt,
             max_tokens=self.config.max_tokens,
             temperature=temp,
-            stop=["\n\n", "\nInstruction:"],
-            grammar=self.grammar,
+            stop=spec.stop,
+            grammar=spec.grammar,
             n=n,
         )
         seconds = time.perf_counter() - t0
         plans = []
         for i, completion in enumerate(completions):
-            first = self._attempt(
-                "generate", prompt, completion, seconds / max(len(completions), 1), i
-            )
+            share = seconds / max(len(completions), 1)
+            first = self._attempt(spec, "generate", prompt, completion, share, i)
             first.examples = [e.instruction for e in chosen]
-            plans.append(self._check_and_repair(instruction, inputs, prompt, first))
+            plans.append(self._check_and_repair(spec, instruction, inputs, prompt, first))
         return plans
 
     def _attempt(
-        self, kind: str, prompt: str, completion: Any, seconds: float, candidate: int
+        self, spec: _Form, kind: str, prompt: str, completion: Any, seconds: float, candidate: int
     ) -> Attempt:
         output = completion.text
         respected = None
-        if self.grammar is not None:
-            respected = _grammar_regex(self.grammar).fullmatch(output) is not None
+        if spec.grammar is not None:
+            respected = _grammar_regex(spec.grammar).fullmatch(output) is not None
             if not respected and completion.finish_reason != "length":
                 log.warning(
                     "the LLM's output does not follow the grammar; is the server ignoring it?"
@@ -233,39 +343,43 @@ class Planner:
             kind=kind,
             prompt=prompt,
             output=output,
-            program=extract_program(output),
+            program=spec.extract(output),
             model=self.llm.spec.label(),
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
             seconds=round(getattr(completion, "seconds", seconds) or seconds, 3),
-            grammar=self.grammar is not None,
+            grammar=spec.grammar is not None,
             grammar_respected=respected,
             candidate=candidate,
         )
 
     def check(
-        self, source: str, inputs: Sequence[str]
-    ) -> tuple[BoundProgram | None, list[ProgramError]]:
+        self, source: str, inputs: Sequence[str], form: str = "lines"
+    ) -> tuple[Program | PythonProgram | None, list[ProgramError]]:
+        """The runnable program, or every problem found in it."""
         if not source.strip():
             return None, [
                 ProgramError(ErrorCode.EMPTY_PROGRAM, "no program found in the output", 1, 1)
             ]
         try:
-            program = parse(source, form="lines", limits=self.limits)
-            return check(program, self.registry, inputs=list(inputs)), []
+            program = parse(source, form=form, limits=self.limits)
+            if isinstance(program, PythonProgram):
+                check_program(program, self.registry, list(inputs))
+                return program, []
+            return check(program, self.registry, inputs=list(inputs)).program, []
         except ProgramInvalid as exc:
             return None, exc.errors
 
     def _check_and_repair(
-        self, instruction: str, inputs: Sequence[str], prompt: str, first: Attempt
+        self, spec: _Form, instruction: str, inputs: Sequence[str], prompt: str, first: Attempt
     ) -> Plan:
         attempts = [first]
         current = first
         for round_ in range(self.config.repair_rounds + 1):
-            bound, errors = self.check(current.program, inputs)
+            program, errors = self.check(current.program, inputs, spec.name)
             current.errors = [e.to_dict() for e in errors]
-            if bound is not None:
-                return Plan(current.program, bound, attempts)
+            if program is not None:
+                return Plan(current.program, program, attempts, form=spec.name)
             if round_ == self.config.repair_rounds:
                 break
             listing = "\n".join(f"# {e}" for e in errors)
@@ -276,12 +390,12 @@ class Planner:
                 max_tokens=self.config.max_tokens,
                 # greedy decoding tends to repeat the same mistake: sample a little instead
                 temperature=max(self.config.temperature, self.config.repair_temperature),
-                stop=["\n\n", "\nInstruction:"],
-                grammar=self.grammar,
+                stop=spec.stop,
+                grammar=spec.grammar,
                 seed=round_ + 1,
             )[0]
             current = self._attempt(
-                "repair", repair_prompt, completion, time.perf_counter() - t0, first.candidate
+                spec, "repair", repair_prompt, completion, time.perf_counter() - t0, first.candidate
             )
             attempts.append(current)
         errors = [
@@ -292,4 +406,32 @@ class Planner:
             f"no valid program after {len(attempts)} attempt(s) for: {instruction!r}; last errors: "
             + "; ".join(str(e) for e in errors[:3])
         )
-        return Plan(current.program or None, None, attempts, error)
+        return Plan(current.program or None, None, attempts, error, form=spec.name)
+
+
+def _tools_used(program: Program | PythonProgram) -> set[str]:
+    """The registered tools a program calls (directly, or through the image-patch API)."""
+    if isinstance(program, Program):
+        return {s.tool for s in program.steps if s.tool is not None}
+    import ast
+
+    used: set[str] = set()
+    for node in ast.walk(program.function):
+        if isinstance(node, ast.Call):
+            name = (
+                node.func.attr
+                if isinstance(node.func, ast.Attribute)
+                else node.func.id
+                if isinstance(node.func, ast.Name)
+                else None
+            )
+            if name in API_TOOLS:
+                used |= set(API_TOOLS[name])
+            elif (
+                name is not None
+                and name[:1].isupper()
+                and name not in PATCH_METHODS
+                and name != "ImagePatch"
+            ):
+                used.add(name)
+    return used

@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     ARGUMENT_TWICE = "argument-twice"
     WRONG_TYPE = "wrong-type"
     UNDEFINED_NAME = "undefined-name"
+    UNKNOWN_ATTRIBUTE = "unknown-attribute"
     BAD_EXPRESSION = "bad-expression"
     # evaluation and execution
     EVAL_ERROR = "eval-error"
@@ -89,6 +90,9 @@ class VisChainError(Exception):
         prefix = f"[{self.code}] " + (f"({', '.join(where)}) " if where else "")
         return prefix + self.message
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
     def to_dict(self) -> dict[str, object]:
         return {
             "type": type(self).__name__,
@@ -139,6 +143,9 @@ class ProgramInvalid(VisChainError):
             col=first.col if first else None,
             step=first.step if first else None,
         )
+
+    def __str__(self) -> str:
+        return self.message
 
     def to_dict(self) -> dict[str, object]:
         data = super().to_dict()

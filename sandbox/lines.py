@@ -46,7 +46,9 @@ def parse_lines(text: str, *, limits: Limits | None = None) -> Program:
     errors: list[ProgramError] = []
     steps: list[Step] = []
     defined: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # split on newlines only: str.splitlines() would also break lines at \x85, \u2028...
+    # inside string literals
+    for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue

@@ -237,13 +237,14 @@ def check_python(
         ):
             hint = _hint(node.attr, attributes)
             errors.append(
-                _error(ErrorCode.UNKNOWN_ARGUMENT, f"no attribute '{node.attr}'{hint}", node)
+                _error(ErrorCode.UNKNOWN_ATTRIBUTE, f"no attribute '{node.attr}'{hint}", node)
             )
         elif (
             isinstance(node, ast.Name)
             and isinstance(node.ctx, ast.Load)
             and node.id not in assigned
             and node.id not in callable_names
+            and id(node) not in called  # an unknown function is reported once, above
         ):
             errors.append(_error(ErrorCode.UNDEFINED_NAME, f"'{node.id}' is never assigned", node))
     if inputs is not None:

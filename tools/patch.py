@@ -187,6 +187,12 @@ class ImagePatch:
             min(max(box.x1, self._box.x0), self._box.x1),
             min(max(box.y1, self._box.y0), self._box.y1),
         )
+        if inside.width < 1 or inside.height < 1:
+            raise ValueError(
+                f"crop({force(left)}, {force(lower)}, {force(right)}, {force(upper)}) is empty "
+                f"inside this patch (left={self.left}, lower={self.lower}, right={self.right}, "
+                f"upper={self.upper}); left < right and lower < upper, y upward"
+            )
         patch = ImagePatch.__new__(ImagePatch)
         patch._caller = self._caller
         patch._root = self._root
@@ -270,8 +276,8 @@ class PatchAPI:
         """'yes' for True, 'no' for False."""
         return "yes" if force(bool_answer) else "no"
 
-    def coerce_to_numeric(self, string: str) -> float:
-        """The number in a text answer ('two' → 2, '3 dogs' → 3); raises if there is none."""
+    def coerce_to_numeric(self, string: str) -> float | None:
+        """The number in a text answer ('two' → 2, '3 dogs' → 3), or None if it has none."""
         value = force(string)
         n = as_number(value)
         if n is None and isinstance(value, str):
@@ -279,8 +285,6 @@ class PatchAPI:
                 n = as_number(word)
                 if n is not None:
                     break
-        if n is None:
-            raise ValueError(f"no number in {value!r}")
         return n
 
     def llm_query(self, question: str) -> str:
@@ -295,6 +299,17 @@ API_FUNCTIONS = ("ImagePatch", "best_image_match", "distance", "bool_to_yesno",
                  "coerce_to_numeric", "llm_query")  # fmt: skip
 PATCH_METHODS = ("find", "exists", "verify_property", "best_text_match", "simple_query",
                  "crop", "overlaps_with")  # fmt: skip
+# the tools each API method or function calls (the planner offers examples only when all exist)
+API_TOOLS: dict[str, tuple[str, ...]] = {
+    "find": ("Loc",),
+    "exists": ("Loc",),
+    "verify_property": ("Vqa",),
+    "simple_query": ("Vqa",),
+    "best_text_match": ("Match",),
+    "crop": ("Crop",),
+    "best_image_match": ("Similarity",),
+    "llm_query": ("LlmQuery",),
+}
 EXPOSED_PATCH = {
     ImagePatch: Exposed(
         attributes=frozenset(ImagePatch.ATTRIBUTES), methods=frozenset(PATCH_METHODS)

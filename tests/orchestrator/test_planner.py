@@ -103,7 +103,7 @@ def test_plugin_tools_appear_in_grammar_and_docs() -> None:
 def test_a_valid_program_is_accepted_first_time_under_the_grammar() -> None:
     p, llm = planner([GOOD])
     [plan] = p.plan("How many faces?", ["IMAGE"])
-    assert plan.ok and [s.tool for s in plan.bound.steps if s.tool] == ["FaceDet", "Count"]
+    assert plan.ok and [s.tool for s in plan.program.steps if s.tool] == ["FaceDet", "Count"]
     assert llm.grammars[0] == line_grammar(REG)
     assert plan.attempts[0].grammar_respected is True
 
@@ -201,4 +201,51 @@ def test_fallback_is_used_only_when_configured_and_is_traced(scripted_orchestrat
     assert result.ok and result.output == "What is this?"
     assert result.trace.meta["fallback"] is True
     assert result.trace.planning[-1]["kind"] == "fallback"
+    orch.close()
+
+
+PY_EXAMPLE = Example(
+    "python",
+    "How many faces are there?",
+    "def execute_command(image):\n    image_patch = ImagePatch(image)\n    return len(image_patch.find('face'))\n",
+    ("IMAGE",),
+    form="python",
+)
+PY_GOOD = "def execute_command(image):\n    return Count(FaceDet(image))\n"
+
+
+def test_python_form_prompt_check_and_repair() -> None:
+    llm = ScriptedLLM([
+        "Here you go:\n```python\ndef execute_command(image):\n    return undefined_fn(image)\n```\n",
+        "def execute_command(image):\n    faces = FaceDet(image)\n\n    return Count(faces)\nInstruction: next",
+    ])  # fmt: skip
+    p = Planner(REG, llm, PlannerConfig(form="python"), examples=[*EXAMPLES, PY_EXAMPLE])
+    [plan] = p.plan("How many faces are there?", ["IMAGE"])
+    assert plan.ok and plan.form == "python"
+    assert "class ImagePatch:" in llm.prompts[0] and "def execute_command(image):" in llm.prompts[0]
+    assert llm.grammars[0] is None  # no grammar for the Python form
+    assert plan.attempts[0].errors[0]["code"] == "unknown-tool"
+    assert (
+        plan.source
+        == "def execute_command(image):\n    faces = FaceDet(image)\n\n    return Count(faces)\n"
+    )
+
+
+def test_auto_form_follows_the_most_similar_example() -> None:
+    p = Planner(REG, ScriptedLLM([]), PlannerConfig(form="auto"), examples=[*EXAMPLES, PY_EXAMPLE])
+    assert p.choose_form("How many faces are there?") == "python"
+    assert p.choose_form("Blur the background behind the faces.") == "lines"
+    assert p.choose_form("anything", "lines") == "lines"
+
+
+def test_python_examples_need_their_api_tools() -> None:
+    reg = Registry([t for t in REG if t.spec.name != "Loc"])
+    p = Planner(reg, ScriptedLLM([]), PlannerConfig(), examples=[PY_EXAMPLE])
+    assert p.forms["python"].selector.examples == []  # find() needs Loc
+
+
+def test_run_with_the_python_form(scripted_orchestrator) -> None:
+    orch, _ = scripted_orchestrator([PY_GOOD])
+    result = orch.run("How many faces?", image="sample:astronaut", form="python")
+    assert result.ok and result.output == 1 and result.trace.form == "python"
     orch.close()

@@ -215,9 +215,10 @@ def test_static_check_reports_unknown_functions_methods_and_names() -> None:
     )
     found = {(e.code, e.line) for e in errors}
     assert (ErrorCode.UNKNOWN_TOOL, 3) in found  # no method compute_depth
-    assert (ErrorCode.UNKNOWN_ARGUMENT, 4) in found  # no attribute lefft (did you mean left)
+    assert (ErrorCode.UNKNOWN_ATTRIBUTE, 4) in found  # no attribute lefft (did you mean left)
     assert (ErrorCode.UNDEFINED_NAME, 5) in found
     assert (ErrorCode.UNKNOWN_TOOL, 5) in found  # foo
+    assert [e.code for e in errors if "foo" in e.message] == [ErrorCode.UNKNOWN_TOOL]  # once
     assert any("did you mean 'left'" in e.message for e in errors)
     missing = check_python(parse_python("def execute_command(left, right):\n    return 1\n"),
                            functions=set(), exposed={}, inputs=["IMAGE"])  # fmt: skip

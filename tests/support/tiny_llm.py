@@ -40,7 +40,7 @@ MODEL_CONFIG = {
     "num_attention_heads": 2,
     "num_key_value_heads": 1,
     "head_dim": 32,  # vLLM's CPU attention supports 32, 64, ... but not 16
-    "max_position_embeddings": 1024,
+    "max_position_embeddings": 4096,
     "rms_norm_eps": 1e-6,
     "rope_theta": 10000.0,
     "tie_word_embeddings": False,

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.support.tiny_llm import build_tiny_llama
-from tests.support.vllm_server import VllmServer, free_port, vllm_python, vllm_server
+from tests.support.vllm_server import VllmServer, free_port
 from tools.backends import Placement, backend_class
 from tools.backends.llm_openai import OpenAIBackend, base_url_for
 from tools.errors import ModelError
@@ -36,12 +35,9 @@ STOP_RE = re.compile(r"abc[x-z]{1,3}")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
-    if vllm_python() is None:
-        pytest.fail("vLLM is not installed in .venv-vllm: run scripts/install_vllm_cpu.sh")
-    model_dir = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "model")
-    with vllm_server(model_dir) as running:
-        yield running
+def server(vllm_llama: VllmServer) -> VllmServer:
+    """The session's real vLLM server on a tiny random Llama (tests/conftest.py)."""
+    return vllm_llama
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +98,7 @@ def test_load_fails_clearly_when_no_server_runs(settings: ModelSettings) -> None
 
 def test_load_resolves_the_served_model(llm: OpenAIBackend, server: VllmServer) -> None:
     assert llm.model == server.model  # spec.model was empty: the first listed model
-    assert llm.context_length == 1024  # the server's max_model_len
+    assert llm.context_length == 4096  # the server's max_model_len (tests/conftest.py)
     info = llm.describe()
     assert info["served_model"] == server.model and info["server"] == server.base_url
     assert llm.memory_bytes() == 0

@@ -100,7 +100,13 @@ def test_facedet_tag_and_bgblur_on_the_astronaut(tiny: Orchestrator) -> None:
     assert face.box.iou(FACE) > 0.5 and face.score > 0.9
     original = to_image("sample:astronaut").array.astype(int)
     tagged = result.values["IMAGE0"].array.astype(int)
-    assert np.abs(tagged[int(face.box.y0) + 20, int(face.box.x0)] - original[int(face.box.y0) + 20, int(face.box.x0)]).sum() > 0
+    assert (
+        np.abs(
+            tagged[int(face.box.y0) + 20, int(face.box.x0)]
+            - original[int(face.box.y0) + 20, int(face.box.x0)]
+        ).sum()
+        > 0
+    )
     blurred = result.output.array.astype(int)
     cx, cy = (int(v) for v in face.box.center)
     assert np.abs(blurred[cy, cx] - original[cy, cx]).max() < 8  # the face stays sharp
@@ -145,14 +151,20 @@ def test_point_then_count_and_point_then_seg(tiny: Orchestrator) -> None:
 
 
 def test_loc_special_names_are_image_halves(tiny: Orchestrator) -> None:
-    result = tiny.execute("A=Loc(image=IMAGE, object='BOTTOM')\nB=Loc(image=IMAGE, object='right')\nRESULT=B", image="sample:coffee")
+    result = tiny.execute(
+        "A=Loc(image=IMAGE, object='BOTTOM')\nB=Loc(image=IMAGE, object='right')\nRESULT=B",
+        image="sample:coffee",
+    )
     assert result.values["A"][0].box == Box(0, 200, 600, 400)
     assert result.values["B"][0].box == Box(300, 0, 600, 400)
 
 
 def test_replace_offline_falls_back_to_classical_inpainting_and_says_so(tmp_path) -> None:
     orch = Orchestrator(Config(models={"profile": "offline", "cache_dir": tmp_path}, plugins=False))
-    result = orch.execute("OBJ0=FaceDet(image=IMAGE)\nIMAGE0=Replace(image=IMAGE, object=OBJ0, prompt='a cat face')\nRESULT=IMAGE0", image="sample:astronaut")
+    result = orch.execute(
+        "OBJ0=FaceDet(image=IMAGE)\nIMAGE0=Replace(image=IMAGE, object=OBJ0, prompt='a cat face')\nRESULT=IMAGE0",
+        image="sample:astronaut",
+    )
     orch.close()
     assert result.ok, result.error
     meta = result.trace.step("IMAGE0").meta
@@ -164,7 +176,10 @@ def test_replace_offline_falls_back_to_classical_inpainting_and_says_so(tmp_path
 
 
 def test_emoji_covers_faces(tiny: Orchestrator) -> None:
-    result = tiny.execute("OBJ0=FaceDet(image=IMAGE)\nIMAGE0=Emoji(image=IMAGE, object=OBJ0, emoji='smiling_face_with_sunglasses')\nRESULT=IMAGE0", image="sample:astronaut")
+    result = tiny.execute(
+        "OBJ0=FaceDet(image=IMAGE)\nIMAGE0=Emoji(image=IMAGE, object=OBJ0, emoji='smiling_face_with_sunglasses')\nRESULT=IMAGE0",
+        image="sample:astronaut",
+    )
     assert result.ok, result.error
     before = to_image("sample:astronaut").array.astype(int)
     after = result.output.array.astype(int)
@@ -172,9 +187,13 @@ def test_emoji_covers_faces(tiny: Orchestrator) -> None:
 
 
 def test_list_parses_messy_output_and_caches(tiny: Orchestrator) -> None:
-    llm = ScriptedLLM([' "Sheldon Cooper"\n2) Leonard Hofstadter.\n- Penny\n4. Penny\n5. Howard Wolowitz\n'])
+    llm = ScriptedLLM(
+        [' "Sheldon Cooper"\n2) Leonard Hofstadter.\n- Penny\n4. Penny\n5. Howard Wolowitz\n']
+    )
     tiny.pool.provide("llm", llm)
-    program = "LIST0=List(query='main characters of a sitcom about physicists', max=4)\nRESULT=LIST0"
+    program = (
+        "LIST0=List(query='main characters of a sitcom about physicists', max=4)\nRESULT=LIST0"
+    )
     first = tiny.execute(program)
     assert first.output == ["Sheldon Cooper", "Leonard Hofstadter", "Penny", "Howard Wolowitz"]
     second = tiny.execute(program)  # no output left in the script: served from the cache
