@@ -11,7 +11,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,10 @@ from sandbox import (
 )
 from sandbox.ir import value_names
 from tools import Registry, ToolContext, default_registry
+from tools.cache import ByteLRU
 from tools.convert import to_image
 from tools.pool import ModelPool
+from tools.progress import bar
 from tools.types import Image
 
 from .config import Config
@@ -39,6 +42,8 @@ from .executor import ExecOptions, Executor
 from .planner import Plan, Planner, PlanningError
 from .python_runner import check_program, run_python
 from .render import summarize
+from .report import row_for, write_report
+from .telemetry import export_trace
 from .trace import Trace
 from .workers import WorkerPool
 
@@ -88,8 +93,12 @@ class Orchestrator:
         *,
         registry: Registry | None = None,
         pool: ModelPool | None = None,
+        tracer: Any | None = None,
     ) -> None:
+        """``tracer``: an OpenTelemetry tracer to export every run to (also enabled, with the
+        global tracer provider, by ``telemetry: true`` in the config)."""
         self.config = config or Config.load()
+        self.tracer = tracer
         self.registry = registry or default_registry(plugins=self.config.plugins)
         self.pool = pool or ModelPool(self.config.model_settings())
         self.limits = self.config.limits.sandbox()
@@ -103,6 +112,9 @@ class Orchestrator:
                 max_batch=self.config.executor.max_batch,
             ),
             pool=self.workers,
+            memo=ByteLRU(self.config.executor.memo_mb * 2**20, "memo")
+            if self.config.executor.memo_mb
+            else None,
         )
         self._planner: Any = None
         self._planner_lock = threading.Lock()
@@ -222,6 +234,11 @@ class Orchestrator:
         errors: dict[str, VisChainError],
     ) -> RunResult:
         trace.finish(output=output, error=error)
+        if self.tracer is not None or self.config.telemetry:
+            try:
+                export_trace(trace, self.tracer)
+            except Exception as exc:  # telemetry must never break a run
+                log.warning("could not export the run to OpenTelemetry: %s", exc)
         if trace.directory is not None:
             try:
                 trace.save(trace.directory)
@@ -360,8 +377,80 @@ class Orchestrator:
         log.info("running the fallback program (%s)", reason)
         return self.execute(program, images=named, trace=trace, instruction=instruction)
 
+    # --- many at once ---------------------------------------------------------------------
+
+    def map(
+        self,
+        items: Sequence[str],
+        images: Sequence[ImageLike | Mapping[str, ImageLike]] | ImageLike | None = None,
+        *,
+        concurrency: int = 4,
+        mode: str = "auto",
+        expected: Sequence[str | None] | None = None,
+        trace_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> list[RunResult]:
+        """Run many instructions or programs at once (for evaluations).
+
+        ``items`` are instructions (planned with the LLM) or programs (``mode='execute'``;
+        'auto' treats text that parses as a program as one). ``images`` is one image for all,
+        or one image (or dict of named images) per item. Up to ``concurrency`` items run at
+        the same time, so their batched tool calls coalesce. With ``trace_dir``, item i's
+        trace goes to ``trace_dir/i`` and ``report.html`` links them all.
+        """
+        items = list(items)
+        if (
+            images is None
+            or isinstance(images, (str, bytes, Path))
+            or not isinstance(images, Sequence)
+        ):
+            per_item: list[Any] = [images] * len(items)
+        else:
+            per_item = list(images)
+            if len(per_item) != len(items):
+                raise ValueError(f"{len(items)} items but {len(per_item)} images")
+        results: list[RunResult | None] = [None] * len(items)
+
+        def one(i: int) -> None:
+            item, imgs = items[i], per_item[i]
+            kwargs: dict[str, Any] = (
+                {"images": imgs} if isinstance(imgs, Mapping) else {"image": imgs}
+            )
+            if trace_dir is not None:
+                kwargs["trace_dir"] = Path(trace_dir) / f"{i:05d}"
+            if _is_program(item, mode):
+                results[i] = self.execute(item, **kwargs)
+            else:
+                results[i] = self.run(item, **kwargs)
+
+        with ThreadPoolExecutor(
+            max_workers=max(1, concurrency), thread_name_prefix="vischain-map"
+        ) as ex:
+            futures = [ex.submit(one, i) for i in range(len(items))]
+            for future in bar(as_completed(futures), total=len(futures), description="runs",
+                              enabled=progress):  # fmt: skip
+                future.result()
+        done = [r for r in results if r is not None]
+        if trace_dir is not None:
+            expect = list(expected) if expected is not None else [None] * len(items)
+            rows = [row_for(i, items[i], r, expect[i]) for i, r in enumerate(done)]
+            write_report(rows, trace_dir)
+        return done
+
     def close(self) -> None:
         self.workers.shutdown()
+
+
+def _is_program(item: str, mode: str) -> bool:
+    if mode in ("execute", "program"):
+        return True
+    if mode == "run":
+        return False
+    try:
+        parse(item)
+    except VisChainError:
+        return False
+    return True
 
 
 def _named_images(

@@ -65,6 +65,7 @@ class ExecutorConfig(BaseModel):
 
     workers: int = Field(4, ge=1)
     max_batch: int = Field(32, ge=1)
+    memo_mb: int = Field(512, ge=0)  # remembered tool results (0: off)
 
 
 class PlannerConfig(BaseModel):
@@ -104,6 +105,7 @@ class Config(BaseSettings):
     vlm_model: str | None = None
     trace_dir: Path | None = None
     plugins: bool = True
+    telemetry: bool = False  # export runs as OpenTelemetry spans (needs vischain[otel])
 
     def model_settings(self) -> ModelSettings:
         """The model layer's settings, with the configured servers placed first."""

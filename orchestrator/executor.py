@@ -14,7 +14,7 @@ import logging
 import queue
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +34,11 @@ from sandbox import (
     compile_expression,
 )
 from tools.base import Tool, ToolContext
+from tools.batching import Batcher, default_batcher
+from tools.cache import ByteLRU
 from tools.errors import ToolError
 from tools.registry import Registry
-from tools.types import Image
+from tools.types import Image, fingerprint
 
 from .render import summarize
 from .trace import ArgRecord, StepRecord, Trace
@@ -92,11 +94,32 @@ class Executor:
         context: ContextFactory = ToolContext,
         options: ExecOptions | None = None,
         pool: WorkerPool | None = None,
+        batcher: Batcher | None = None,
+        memo: ByteLRU | None = None,
     ) -> None:
+        """``batcher`` coalesces batched tools' calls with other programs' (default: the
+        process-wide one); ``memo`` remembers tool results by content (None: no memo)."""
         self.registry = registry
         self.context = context
         self.options = options or ExecOptions()
         self.pool = pool or WorkerPool(4)
+        self.batcher = batcher or default_batcher()
+        self.memo = memo
+
+    def memo_key(self, tool: Tool, call: Mapping[str, Any], ctx: ToolContext) -> Hashable | None:
+        """(tool, the models it uses, its arguments' content), or None if not memoisable."""
+        if self.memo is None or not tool.cacheable or getattr(tool, "inline", False):
+            return None
+        models = []
+        resolve = getattr(ctx.models, "resolve", None)
+        for role in tool.requires:
+            spec = resolve(role)[0] if resolve is not None else None
+            models.append(spec.key() if spec is not None else role)
+        try:
+            args = tuple((k, fingerprint(v)) for k, v in sorted(call.items()))
+        except TypeError:
+            return None
+        return (tool.spec.name, tuple(models), args)
 
     def run(
         self,
@@ -136,6 +159,8 @@ class _Run:
         own = None if limit is None else time.monotonic() + limit
         self.deadline = min((d for d in (own, deadline) if d is not None), default=None)
         self._expressions: dict[str, Any] = {}
+        self.keys: dict[str, Hashable] = {}  # memo keys of the calls that may be remembered
+        self.probe = ex.context()  # resolves model identities for memo keys
 
     # --- setup -----------------------------------------------------------------------------
 
@@ -218,6 +243,15 @@ class _Run:
             if getattr(tool, "inline", False):
                 newly += self.run_inline(tool, step, call)
                 continue
+            key = self.ex.memo_key(tool, call, self.probe)
+            if key is not None:
+                self.keys[name] = key
+                found = self.ex.memo.get(key)  # type: ignore[union-attr]
+                if found is not None:
+                    record.start = record.end = time.time()
+                    record.meta.update(cache_hit=True, memoised=True)
+                    newly += self.succeed(name, found[0], duration=0.0)
+                    continue
             groups[tool.spec.name].append((step, call))
         for tool_name, items in groups.items():
             tool = self.ex.registry.get(tool_name)
@@ -301,7 +335,7 @@ class _Run:
             t0 = time.perf_counter()
             try:
                 if batched:
-                    results = list(tool.run_batch(group.ctx, group.calls))
+                    results = list(self.ex.batcher.run(tool, group.ctx, group.calls))
                     if len(results) != len(group.calls):
                         n, k = len(results), len(group.calls)
                         raise ToolError(f"{tool.name}.run_batch returned {n} results for {k} calls")
@@ -325,6 +359,9 @@ class _Run:
             if isinstance(result, BaseException):
                 newly += self.fail(step.target, _as_error(result, group.tool), duration=seconds)
             else:
+                key = self.keys.get(step.target)
+                if key is not None:
+                    self.ex.memo.put(key, (result,))  # type: ignore[union-attr]
                 newly += self.succeed(step.target, result, duration=seconds)
         return newly
 

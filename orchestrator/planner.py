@@ -65,6 +65,7 @@ class Attempt:
     grammar: bool = False
     grammar_respected: bool | None = None
     candidate: int = 0
+    started: float = 0.0  # wall-clock time the LLM call began
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -311,6 +312,7 @@ class Planner:
         if n > 1 and temperature is None:
             temp = self.config.voting_temperature
         t0 = time.perf_counter()
+        wall = time.time()
         completions = self.llm.complete(
             prompt,
             max_tokens=self.config.max_tokens,
@@ -325,6 +327,7 @@ class Planner:
             share = seconds / max(len(completions), 1)
             first = self._attempt(spec, "generate", prompt, completion, share, i)
             first.examples = [e.instruction for e in chosen]
+            first.started = wall
             plans.append(self._check_and_repair(spec, instruction, inputs, prompt, first))
         return plans
 
@@ -385,6 +388,7 @@ class Planner:
             listing = "\n".join(f"# {e}" for e in errors)
             repair_prompt = prompt + current.program + fill(template("repair"), errors=listing)
             t0 = time.perf_counter()
+            wall = time.time()
             completion = self.llm.complete(
                 repair_prompt,
                 max_tokens=self.config.max_tokens,
@@ -397,6 +401,7 @@ class Planner:
             current = self._attempt(
                 spec, "repair", repair_prompt, completion, time.perf_counter() - t0, first.candidate
             )
+            current.started = wall
             attempts.append(current)
         errors = [
             ProgramError(ErrorCode(e["code"]), e["message"], e["line"], e["col"], e["step"])

@@ -24,6 +24,12 @@ def nbytes(value: Any) -> int:
         return sum(nbytes(v) for v in value.values()) + 64
     if isinstance(value, (list, tuple)):
         return sum(nbytes(v) for v in value) + 64
+    own = getattr(value, "nbytes", None)
+    if isinstance(own, int):
+        return own
+    items = getattr(value, "items", None)
+    if isinstance(items, tuple):  # ObjectList / PointList: their masks
+        return sum(nbytes(getattr(i, "mask", None)) for i in items) + 64 * len(items) + 64
     return sys.getsizeof(value)
 
 

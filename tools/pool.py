@@ -24,6 +24,7 @@ from .cache import ByteLRU
 from .devices import DeviceInfo, dtype_for, dtype_size, list_devices
 from .errors import ModelError, NoBackendError
 from .profiles import roles_for
+from .progress import task
 from .settings import ModelSettings, ModelSpec
 
 log = logging.getLogger("vischain.models")
@@ -133,7 +134,10 @@ class ModelPool:
         log.info("loading %s on %s (%s)…", spec.label(), placement.device, placement.dtype)
         t0 = time.perf_counter()
         try:
-            backend = cls.load(spec, placement, self.settings)
+            with task(
+                f"loading {spec.label()} on {placement.device}", enabled=self.settings.progress
+            ):
+                backend = cls.load(spec, placement, self.settings)
         except NoBackendError:
             raise
         except Exception as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import types
 import typing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -68,6 +68,12 @@ class Image:
             h.update(self.pil.tobytes())
             self._hash = h.hexdigest()
         return self._hash
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the pixels take (and their array view once made)."""
+        base = self.width * self.height * 3
+        return base * (2 if self._array is not None else 1)
 
     def crop(self, box: Box) -> Image:
         b = box.clip(self.width, self.height).rounded()
@@ -179,6 +185,10 @@ class Mask:
     @property
     def shape(self) -> tuple[int, int]:
         return self.array.shape  # type: ignore[return-value]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.array.nbytes)
 
     @property
     def area(self) -> int:
@@ -333,6 +343,30 @@ def _moved(obj: Object, dx: float, dy: float, size: tuple[int, int]) -> Object:
             arr[ys:ye, xs:xe] = src[ys - y0 : ye - y0, xs - x0 : xe - x0]
         mask = Mask(arr)
     return replace(obj, box=box, mask=mask)
+
+
+def fingerprint(value: object) -> Hashable:
+    """A hashable identity of a value's content (images by their pixel hash), for
+    memoising tool calls; raises TypeError for values that have none."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return (type(value).__name__, value)
+    if isinstance(value, Image):
+        return ("Image", value.hash, value.origin)
+    if isinstance(value, Box):
+        return ("Box", value.as_tuple())
+    if isinstance(value, Mask):
+        digest = hashlib.blake2b(np.packbits(value.array).tobytes(), digest_size=12).hexdigest()
+        return ("Mask", value.shape, digest)
+    if isinstance(value, Object):
+        mask = None if value.mask is None else fingerprint(value.mask)
+        return ("Object", value.box.as_tuple(), mask, value.label, value.score)
+    if isinstance(value, (ObjectList, PointList)):
+        return (type(value).__name__, value.origin, tuple(fingerprint(i) for i in value.items))
+    if isinstance(value, Point):
+        return ("Point", value.x, value.y, value.label)
+    if isinstance(value, (list, tuple)):
+        return ("seq", tuple(fingerprint(v) for v in value))
+    raise TypeError(f"no content identity for {type(value).__name__}")
 
 
 # --- type names --------------------------------------------------------------------------

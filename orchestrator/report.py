@@ -1,0 +1,114 @@
+"""A multi-run report for batch evaluations: one row per item, linking to its trace.
+
+``write_report(rows, directory)`` writes ``report.html`` (self-contained) and
+``report.jsonl``; each row names the item's instruction or program, its answer, the
+expected answer when known, its status, time and step count, and the trace directory
+(relative links, so the folder can be moved or zipped as a whole).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox import normalize_for_eval
+
+REPORT_HTML = "report.html"
+REPORT_JSONL = "report.jsonl"
+
+
+@dataclass
+class ReportRow:
+    """One evaluated item."""
+
+    index: int
+    query: str
+    answer: str | None
+    ok: bool
+    seconds: float | None = None
+    steps: int = 0
+    error: str | None = None
+    expected: str | None = None
+    trace: str | None = None  # the trace directory
+
+    @property
+    def correct(self) -> bool | None:
+        if self.expected is None or self.answer is None:
+            return None
+        return normalize_for_eval(self.answer).lower() == normalize_for_eval(self.expected).lower()
+
+
+def row_for(index: int, query: str, result: Any, expected: str | None = None) -> ReportRow:
+    """A row from a :class:`~orchestrator.api.RunResult`."""
+    trace = result.trace
+    return ReportRow(
+        index=index,
+        query=query,
+        answer=result.answer if result.ok else None,
+        ok=result.ok,
+        seconds=None if trace.duration is None else round(trace.duration, 3),
+        steps=len(trace.steps),
+        error=None if result.ok else str(result.error),
+        expected=expected,
+        trace=str(trace.directory) if trace.directory else None,
+    )
+
+
+def write_report(
+    rows: Iterable[ReportRow], directory: str | Path, *, title: str = "VisChain runs"
+) -> Path:
+    """Write ``report.html`` and ``report.jsonl`` into ``directory``; return the HTML path."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = list(rows)
+    with (out / REPORT_JSONL).open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps({**asdict(row), "correct": row.correct}) + "\n")
+    (out / REPORT_HTML).write_text(_html(rows, out, title), encoding="utf-8")
+    return out / REPORT_HTML
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _html(rows: list[ReportRow], out: Path, title: str) -> str:
+    ok = sum(r.ok for r in rows)
+    judged = [r.correct for r in rows if r.correct is not None]
+    accuracy = f" · accuracy {sum(judged) / len(judged):.1%} of {len(judged)}" if judged else ""
+    times = [r.seconds for r in rows if r.seconds is not None]
+    mean = f" · mean {sum(times) / len(times):.2f} s" if times else ""
+    body = []
+    for r in rows:
+        link = ""
+        if r.trace:
+            rel = os.path.relpath(Path(r.trace) / "index.html", out)
+            link = f'<a href="{_e(rel)}">trace</a>'
+        mark = {True: "✔", False: "✘", None: ""}[r.correct]
+        status = "ok" if r.ok else "error"
+        answer = _e(r.answer) if r.ok else f'<span class="err">{_e(r.error)}</span>'
+        seconds = "" if r.seconds is None else f"{r.seconds:.2f}"
+        body.append(
+            f'<tr class="{status}" data-index="{r.index}"><td>{r.index}</td><td>{_e(r.query)}</td>'
+            f"<td>{answer}</td><td>{_e(r.expected)}</td><td>{mark}</td>"
+            f"<td>{seconds}</td><td>{r.steps}</td><td>{link}</td></tr>"
+        )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>
+body{{font-family:system-ui,sans-serif;margin:24px;color:#1d1f23}}
+table{{border-collapse:collapse;width:100%;font-size:14px}}
+th,td{{border-bottom:1px solid #dde;padding:6px 8px;text-align:left;vertical-align:top}}
+tr.error td{{background:#fdecea}} .err{{color:#c62828}}
+</style></head><body>
+<h1>{_e(title)}</h1>
+<p>{len(rows)} runs · {ok} ok · {len(rows) - ok} failed{accuracy}{mean}</p>
+<table><thead><tr><th>#</th><th>query</th><th>answer</th><th>expected</th><th></th>
+<th>s</th><th>steps</th><th>trace</th></tr></thead><tbody>
+{"".join(body)}
+</tbody></table></body></html>
+"""

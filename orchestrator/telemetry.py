@@ -1,0 +1,103 @@
+"""Optional OpenTelemetry export (``pip install vischain[otel]``): one span per run, one per
+planning round and one per step, carrying the same facts as the trace.
+
+Spans are made from the finished trace with its recorded start and end times, so export
+adds nothing to the hot path and a run that failed half-way exports what it did.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .trace import Trace
+
+log = logging.getLogger("vischain.telemetry")
+_NS = 1_000_000_000
+
+
+def available() -> bool:
+    try:
+        import opentelemetry.trace  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
+    """OpenTelemetry takes str/bool/int/float (and lists of them); drop the rest."""
+    out: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if isinstance(value, (str, bool, int, float)):
+            out[key] = value
+        elif isinstance(value, (list, tuple)) and all(
+            isinstance(v, (str, bool, int, float)) for v in value
+        ):
+            out[key] = list(value)
+        elif value is not None:
+            out[key] = str(value)[:1000]
+    return out
+
+
+def export_trace(trace: Trace, tracer: Any | None = None) -> None:
+    """Emit ``trace`` as spans through ``tracer`` (default: the global tracer provider's)."""
+    if tracer is None:
+        from opentelemetry import trace as otel
+
+        tracer = otel.get_tracer("vischain")
+    from opentelemetry.trace import Status, StatusCode, set_span_in_context
+
+    start = int(trace.created * _NS)
+    end = int((trace.finished or trace.created) * _NS)
+    run_attrs = _clean({
+        "vischain.run_id": trace.run_id,
+        "vischain.instruction": trace.instruction,
+        "vischain.program": trace.program,
+        "vischain.form": trace.form,
+        "vischain.steps": len(trace.steps),
+        "vischain.result": (trace.result or {}).get("text"),
+    })  # fmt: skip
+    root = tracer.start_span("vischain.run", start_time=start, attributes=run_attrs)
+    context = set_span_in_context(root)
+    cursor = start
+    for i, rec in enumerate(trace.planning):
+        seconds = float(rec.get("seconds") or 0.0)
+        span_start = int(rec.get("started", cursor / _NS) * _NS) if rec.get("started") else cursor
+        attrs = _clean({
+            "vischain.kind": rec.get("kind"),
+            "vischain.round": i,
+            "vischain.model": rec.get("model"),
+            "vischain.prompt_tokens": rec.get("prompt_tokens"),
+            "vischain.completion_tokens": rec.get("completion_tokens"),
+            "vischain.errors": len(rec.get("errors") or []),
+            "vischain.program": rec.get("program"),
+        })  # fmt: skip
+        span = tracer.start_span(
+            "vischain.plan", context=context, start_time=span_start, attributes=attrs
+        )
+        cursor = span_start + int(seconds * _NS)
+        span.end(end_time=cursor)
+    for rec in trace.steps:
+        s_start = int((rec.start or trace.created) * _NS)
+        s_end = int((rec.end or rec.start or trace.created) * _NS)
+        attrs = _clean({
+            "vischain.step": rec.step,
+            "vischain.tool": rec.tool,
+            "vischain.line": rec.line,
+            "vischain.text": rec.text,
+            "vischain.status": rec.status,
+            "vischain.batch_size": rec.batch_size,
+            "vischain.duration_s": rec.duration,
+            "vischain.deps": rec.deps,
+            "vischain.output": (rec.output or {}).get("text"),
+            "vischain.error_code": (rec.error or {}).get("code"),
+            **{f"vischain.meta.{k}": v for k, v in rec.meta.items()},
+        })  # fmt: skip
+        span = tracer.start_span(f"vischain.step {rec.tool or 'value'}", context=context,
+                                 start_time=s_start, attributes=attrs)  # fmt: skip
+        if rec.status == "error":
+            span.set_status(Status(StatusCode.ERROR, (rec.error or {}).get("message", "")))
+        span.end(end_time=max(s_end, s_start))
+    if trace.error:
+        root.set_status(Status(StatusCode.ERROR, str(trace.error.get("message", ""))))
+    root.end(end_time=max(end, start))
