@@ -31,10 +31,15 @@ def test_asking_the_same_thing_twice_pays_once(tiny: Orchestrator) -> None:
     assert other.ok and vlm.stats["generate_calls"] == calls + 1  # new question: computed
 
 
-def test_map_runs_programs_concurrently_and_coalesces_batches(tiny: Orchestrator, tmp_path: Path) -> None:
+def test_map_runs_programs_concurrently_and_coalesces_batches(
+    tiny: Orchestrator, tmp_path: Path
+) -> None:
     vlm = tiny.pool.get("vlm")
     before = vlm.stats["generate_calls"]
-    questions = [f"ANSWER0=Vqa(image=IMAGE, question='Question number {i}?')\nRESULT=ANSWER0" for i in range(8)]
+    questions = [
+        f"ANSWER0=Vqa(image=IMAGE, question='Question number {i}?')\nRESULT=ANSWER0"
+        for i in range(8)
+    ]
     images = ["sample:coffee", "sample:chelsea"] * 4
     results = tiny.map(questions, images, concurrency=8, trace_dir=tmp_path, progress=False)
     assert [r.ok for r in results] == [True] * 8
@@ -49,8 +54,13 @@ def test_map_runs_programs_concurrently_and_coalesces_batches(tiny: Orchestrator
 
 
 def test_map_takes_expected_answers_and_mixed_items(tiny: Orchestrator, tmp_path: Path) -> None:
-    items = ["N=Eval('1 + 1')\nRESULT=N", "A=Loc(image=IMAGE, object='TOP')\nB=Count(object=A)\nRESULT=B"]
-    results = tiny.map(items, "sample:coffee", expected=["2", "3"], trace_dir=tmp_path, progress=False)
+    items = [
+        "N=Eval('1 + 1')\nRESULT=N",
+        "A=Loc(image=IMAGE, object='TOP')\nB=Count(object=A)\nRESULT=B",
+    ]
+    results = tiny.map(
+        items, "sample:coffee", expected=["2", "3"], trace_dir=tmp_path, progress=False
+    )
     assert [r.answer for r in results] == ["2", "1"]
     rows = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
     assert [r["correct"] for r in rows] == [True, False]

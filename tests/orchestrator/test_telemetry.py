@@ -16,7 +16,15 @@ def test_runs_export_spans_with_the_trace_attributes(tmp_path) -> None:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     config = Config(models={"profile": "offline", "cache_dir": tmp_path}, plugins=False)
     orch = Orchestrator(config, tracer=provider.get_tracer("test"))
-    orch.pool.provide("llm", ScriptedLLM(["OBJ0=Nope(image=IMAGE)\nRESULT=OBJ0\n", "OBJ0=FaceDet(image=IMAGE)\nN=Count(object=OBJ0)\nRESULT=N\n"]))
+    orch.pool.provide(
+        "llm",
+        ScriptedLLM(
+            [
+                "OBJ0=Nope(image=IMAGE)\nRESULT=OBJ0\n",
+                "OBJ0=FaceDet(image=IMAGE)\nN=Count(object=OBJ0)\nRESULT=N\n",
+            ]
+        ),
+    )
     result = orch.run("How many faces?", image="sample:astronaut")
     assert result.ok and result.output == 1
     spans = exporter.get_finished_spans()
@@ -31,7 +39,9 @@ def test_runs_export_spans_with_the_trace_attributes(tmp_path) -> None:
     assert face.attributes["vischain.tool"] == "FaceDet" and face.attributes["vischain.line"] == 1
     assert face.attributes["vischain.status"] == "ok" and face.end_time >= face.start_time
     plans = [s for s in spans if s.name == "vischain.plan"]
-    assert plans[0].attributes["vischain.errors"] == 1 and plans[1].attributes["vischain.errors"] == 0
+    assert (
+        plans[0].attributes["vischain.errors"] == 1 and plans[1].attributes["vischain.errors"] == 0
+    )
     failed = orch.execute("A=Vqa(image=IMAGE, question='?')", image="sample:coffee")
     assert not failed.ok
     last_step = [s for s in exporter.get_finished_spans() if s.name.startswith("vischain.step")][-1]

@@ -34,7 +34,9 @@ class Echo(Tool):
         return [ValueError("bad") if c["text"] == "bad" else c["text"].upper() for c in calls]
 
 
-def callers(batcher: Batcher, tool: Echo, groups: list[list[str]], wait_ms: float = 50) -> list[list[Any]]:
+def callers(
+    batcher: Batcher, tool: Echo, groups: list[list[str]], wait_ms: float = 50
+) -> list[list[Any]]:
     out: list[list[Any]] = [[] for _ in groups]
     ctx_opts = {"Echo": {"max_wait_ms": wait_ms}}
 
@@ -75,5 +77,7 @@ def test_a_bad_call_fails_only_its_caller() -> None:
 
 def test_no_wait_means_no_coalescing() -> None:
     tool, batcher = Echo(), Batcher()
-    assert batcher.run(tool, ToolContext(options={"Echo": {"max_wait_ms": 0}}), [{"text": "x"}]) == ["X"]
+    assert batcher.run(
+        tool, ToolContext(options={"Echo": {"max_wait_ms": 0}}), [{"text": "x"}]
+    ) == ["X"]
     assert batcher.batches("Echo") == 0 and tool.batches == [1]
