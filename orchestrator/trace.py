@@ -12,7 +12,7 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,13 +52,15 @@ class StepRecord:
     context: Any = field(default=None, repr=False, compare=False)  # the image it was drawn on
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self, dict_factory=_without_runtime)
-        data["type"] = "step"
-        return data
-
-
-def _without_runtime(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    return {k: v for k, v in items if k not in ("value", "context")}
+        return {
+            "step": self.step, "index": self.index, "line": self.line, "text": self.text,
+            "tool": self.tool,
+            "args": [{"name": a.name, "summary": a.summary, "source": a.source} for a in self.args],
+            "deps": list(self.deps), "status": self.status, "output": self.output,
+            "error": self.error, "start": self.start, "end": self.end, "duration": self.duration,
+            "batch_size": self.batch_size, "meta": dict(self.meta), "artifact": self.artifact,
+            "type": "step",
+        }  # fmt: skip
 
 
 @dataclass
@@ -144,7 +146,9 @@ class Trace:
             return record
 
     def finish_step(self, record: StepRecord) -> None:
-        """A step reached a final status: stream it."""
+        """A step reached a final status: stream it (when a directory is open)."""
+        if self._stream is None:
+            return
         with self._lock:
             self._emit(record.to_json())
 

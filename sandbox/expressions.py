@@ -21,6 +21,7 @@ import re
 import tokenize
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .answers import as_bool, as_number, normalize_answer, to_text
 from .errors import ErrorCode, EvalError, ForbiddenError, LimitExceeded, VisChainError
@@ -400,7 +401,19 @@ class BoundExpression:
 
 def compile_expression(source: str, *, visprog: bool = True) -> Expression:
     """Parse and validate ``source``; raise :class:`EvalError` (code ``bad-expression``) or
-    :class:`ForbiddenError` on bad input."""
+    :class:`ForbiddenError` on bad input. Compiled expressions are immutable and cached, so
+    the checker and the executor parse each expression once."""
+    if isinstance(source, str) and len(source) <= MAX_EXPRESSION_CHARS:
+        return _compile_cached(source, visprog)
+    return _compile(source, visprog)
+
+
+@lru_cache(maxsize=4096)
+def _compile_cached(source: str, visprog: bool) -> Expression:
+    return _compile(source, visprog)
+
+
+def _compile(source: str, visprog: bool) -> Expression:
     if not isinstance(source, str):
         raise EvalError("an expression must be text", code=ErrorCode.BAD_EXPRESSION)
     if len(source) > MAX_EXPRESSION_CHARS:
