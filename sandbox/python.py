@@ -402,14 +402,8 @@ class PythonInterpreter(Evaluator):
 
     def _for(self, stmt: ast.For, env: dict[str, object]) -> None:
         items = self.iterate(self.eval(stmt.iter, env))
-        limit = self.budget.limits.max_loop_iterations
         for n, item in enumerate(items):
-            if n >= limit:
-                raise LimitExceeded(
-                    f"loop ran more than {limit:,} times",
-                    code=ErrorCode.STEP_LIMIT,
-                    line=stmt.lineno,
-                )
+            self._count_iteration(n, stmt)
             self.store(stmt.target, item, env)
             try:
                 self.block(stmt.body, env)
@@ -420,16 +414,10 @@ class PythonInterpreter(Evaluator):
         self.block(stmt.orelse, env)
 
     def _while(self, stmt: ast.While, env: dict[str, object]) -> None:
-        limit = self.budget.limits.max_loop_iterations
         n = 0
         while self.truth(self.eval(stmt.test, env)):
+            self._count_iteration(n, stmt)
             n += 1
-            if n > limit:
-                raise LimitExceeded(
-                    f"loop ran more than {limit:,} times",
-                    code=ErrorCode.STEP_LIMIT,
-                    line=stmt.lineno,
-                )
             self.budget.tick()
             try:
                 self.block(stmt.body, env)
@@ -438,6 +426,13 @@ class PythonInterpreter(Evaluator):
             except _Continue:
                 continue
         self.block(stmt.orelse, env)
+
+    def _count_iteration(self, n: int, stmt: ast.stmt) -> None:
+        limit = self.budget.limits.max_loop_iterations
+        if n >= limit:
+            raise LimitExceeded(
+                f"loop ran more than {limit:,} times", code=ErrorCode.STEP_LIMIT, line=stmt.lineno
+            )
 
     def store(self, target: ast.AST, value: object, env: dict[str, object]) -> None:
         if isinstance(target, ast.Subscript):

@@ -8,12 +8,14 @@ big it will be (:meth:`estimate_bytes`), and how to load itself onto a device
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import torch
 
@@ -137,6 +139,17 @@ class Backend:
 
 
 # --- helpers for locating Hugging Face and file weights -------------------------------------
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (its clients then ignore proxy settings)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def package_dir(module: str) -> Path | None:

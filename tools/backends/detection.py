@@ -23,9 +23,8 @@ calls on the same picture. ``options={"batching": "pad"}`` forces a single padde
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -33,15 +32,15 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import ModelError
-from ..settings import ModelSettings, ModelSpec
+from ..settings import ModelSpec
 from ..types import Box, Image, Object, ObjectList
-from .base import Backend, Located, Placement, dir_bytes, hf_locate
+from .base import Placement
+from .hf import HFBackend, redraw, seeded
 
 log = logging.getLogger("vischain.models")
 
 DEFAULT_NMS_IOU = 0.5
 DEFAULT_MAX_DETECTIONS = 100
-TINY_SEED = 0
 
 
 # --- shared pieces ---------------------------------------------------------------------------
@@ -67,60 +66,7 @@ def clean_query(text: str) -> str:
     return " ".join(text.replace(".", " ").split())
 
 
-def locate_hf(model: str, revision: str | None = None) -> Located:
-    """``hf_locate`` that also answers "missing" for a path that does not exist (the hub
-    helper rejects such strings as invalid repo ids)."""
-    try:
-        return hf_locate(model, revision=revision)
-    except ValueError:
-        return Located(False, model, f"{model} is neither a local directory nor a model id")
-
-
-def _hf_dir(model: str, revision: str | None) -> Path | None:
-    """The local directory holding ``model`` (a path, or its snapshot in the HF cache)."""
-    path = Path(model).expanduser()
-    if path.exists():
-        return path
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - transformers always brings it
-        return None
-    try:
-        found = try_to_load_from_cache(model, "config.json", revision=revision)
-    except ValueError:
-        return None
-    return Path(found).parent if isinstance(found, str) else None
-
-
-@contextlib.contextmanager
-def _seeded() -> Iterator[None]:
-    """Seed torch's global RNG for a block and restore it afterwards (tiny models are built
-    deterministically without disturbing the caller's random state)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_SEED)
-        yield
-
-
-def _redraw(model: torch.nn.Module) -> None:
-    """Re-draw every weight from one seeded generator in name order (norms set to identity):
-    the same bytes whatever a transformers version's initialisers do, and small weights so a
-    random model still gives sane boxes (some families initialise their heads with std 1)."""
-    gen = torch.Generator().manual_seed(TINY_SEED)
-    norms = {
-        id(p)
-        for m in model.modules()
-        if "Norm" in type(m).__name__
-        for p in m.parameters(recurse=False)
-    }
-    with torch.no_grad():
-        for name, param in sorted(model.named_parameters()):
-            if id(param) in norms:
-                param.fill_(1.0 if name.endswith("weight") else 0.0)
-            else:
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
-
-
-class _HFDetector(Backend):
+class _HFDetector(HFBackend):
     """An open-vocabulary detector from transformers (model + processor)."""
 
     model_class: ClassVar[str] = ""  # name in the transformers namespace
@@ -128,66 +74,11 @@ class _HFDetector(Backend):
     default_threshold: ClassVar[float] = 0.3
 
     def __init__(self, spec: ModelSpec, placement: Placement, model: Any, processor: Any) -> None:
-        super().__init__(spec, placement)
-        self.model = model
-        self.processor = processor
+        super().__init__(spec, placement, model, processor)
         options = spec.options
         self.threshold = float(options.get("threshold", self.default_threshold))
         self.nms_iou = float(options.get("nms_iou", DEFAULT_NMS_IOU))
         self.max_detections = int(options.get("max_detections", DEFAULT_MAX_DETECTIONS))
-
-    # --- finding and loading -----------------------------------------------------------------
-
-    @classmethod
-    def _model_id(cls, spec: ModelSpec) -> str:
-        return spec.model or cls.default_model
-
-    @classmethod
-    def locate(cls, spec: ModelSpec, settings: ModelSettings) -> Located:
-        return locate_hf(cls._model_id(spec), spec.revision)
-
-    @classmethod
-    def estimate_bytes(cls, spec: ModelSpec, settings: ModelSettings) -> int | None:
-        where = _hf_dir(cls._model_id(spec), spec.revision)
-        if where is None:
-            return None
-        return dir_bytes(where) or None
-
-    @classmethod
-    def load(cls, spec: ModelSpec, placement: Placement, settings: ModelSettings) -> _HFDetector:
-        import transformers
-
-        model_id = cls._model_id(spec)
-        try:
-            processor = transformers.AutoProcessor.from_pretrained(
-                model_id, revision=spec.revision, local_files_only=True
-            )
-            model = getattr(transformers, cls.model_class).from_pretrained(
-                model_id, revision=spec.revision, local_files_only=True, dtype=placement.dtype
-            )
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load {cls.family} model '{model_id}': {exc}") from exc
-        model.to(device=placement.device, dtype=placement.dtype).eval()
-        return cls(spec, placement, model, processor)
-
-    @classmethod
-    def from_objects(
-        cls,
-        model: Any,
-        processor: Any,
-        *,
-        spec: ModelSpec | None = None,
-        placement: Placement | None = None,
-    ) -> _HFDetector:
-        """Wrap a model and processor already in memory (the model stays where it is)."""
-        param = next(model.parameters())
-        placement = placement or Placement(str(param.device), param.dtype)
-        spec = spec or ModelSpec(family=cls.family, model=f"in-memory:{type(model).__name__}")
-        model.eval()
-        return cls(spec, placement, model, processor)
-
-    def modules(self) -> list[Any]:
-        return [self.model]
 
     # --- detection ---------------------------------------------------------------------------
 
@@ -266,19 +157,8 @@ class _OwlBackend(_HFDetector):
     def _image_side(self, images: list[Image]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(patch features P×D, boxes P×4 normalized cxcywh) per image, from the cache when
         the same picture was seen before; the rest in one vision forward."""
-        out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        keys = [("owl_image", image.hash) for image in images]
-        if self.cache is not None:
-            for i, key in enumerate(keys):
-                hit = self.cache.get((self.spec.key(), key))
-                if hit is not None:
-                    out[i] = hit
-        missing: dict[str, list[int]] = {}
-        for i, image in enumerate(images):
-            if i not in out:
-                missing.setdefault(image.hash, []).append(i)
-        if missing:
-            first = [idx[0] for idx in missing.values()]
+
+        def encode(first: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
             pixels = self.processor.image_processor(
                 images=[images[i].pil for i in first], return_tensors="pt"
             )["pixel_values"].to(self.device, self.dtype)
@@ -287,13 +167,9 @@ class _OwlBackend(_HFDetector):
             b, h, w, d = feature_map.shape
             feats = feature_map.reshape(b, h * w, d)
             boxes = self.model.box_predictor(feats, feature_map)
-            for j, same in enumerate(missing.values()):
-                value = (feats[j].clone(), boxes[j].clone())
-                if self.cache is not None:
-                    self.cache.put((self.spec.key(), keys[same[0]]), value)
-                for i in same:
-                    out[i] = value
-        return [out[i] for i in range(len(images))]
+            return [(feats[j].clone(), boxes[j].clone()) for j in range(len(first))]
+
+        return self.cached_many([("owl_image", image.hash) for image in images], encode)
 
     def _text_side(self, phrases: list[str]) -> torch.Tensor:
         """Text embeddings (len(phrases)×D), one text-encoder forward."""
@@ -364,9 +240,9 @@ class _OwlBackend(_HFDetector):
         config = getattr(transformers, f"{prefix}Config")(
             text_config=text, vision_config=vision, projection_dim=32
         )
-        with _seeded():
+        with seeded():
             model = getattr(transformers, cls.model_class)(config)
-        _redraw(model)
+        redraw(model)
         model.save_pretrained(directory)
         cls._tiny_processor(tokenizer).save_pretrained(directory)
         return ModelSpec(family=cls.family, model=str(directory))
@@ -552,9 +428,9 @@ class GroundingDinoBackend(_HFDetector):
             decoder_n_points=2,
             max_text_len=64,
         )  # fmt: skip
-        with _seeded():
+        with seeded():
             model = GroundingDinoForObjectDetection(config)
-        _redraw(model)
+        redraw(model)
         model.save_pretrained(directory)
         image_processor = GroundingDinoImageProcessor(
             size={"shortest_edge": 64, "longest_edge": 96}

@@ -16,7 +16,6 @@ never sent.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import os
@@ -29,7 +28,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
-from .base import Located, Placement
+from .base import Located, Placement, is_loopback
 from .llm import Completion, LLMBackend, check_sampling
 
 log = logging.getLogger("vischain.models")
@@ -58,16 +57,6 @@ def base_url_for(spec: ModelSpec) -> str | None:
 def _server_root(base_url: str) -> str:
     """Where vLLM's non-OpenAI endpoints (``/tokenize``) live: the base without ``/v1``."""
     return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class OpenAIBackend(LLMBackend):
@@ -150,7 +139,7 @@ class OpenAIBackend(LLMBackend):
         key_env = str(spec.options.get("api_key_env") or KEY_ENV)
         timeout = float(spec.options.get("timeout", DEFAULT_TIMEOUT))
         kwargs: dict[str, Any] = {}
-        if _is_loopback(url):  # never send loopback traffic through an HTTP(S)_PROXY
+        if is_loopback(url):  # never send loopback traffic through an HTTP(S)_PROXY
             kwargs["http_client"] = openai.DefaultHttpxClient(trust_env=False, timeout=timeout)
         return openai.OpenAI(
             base_url=url,

@@ -12,19 +12,19 @@ one picture encode it once.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from ..errors import ModelError
-from ..settings import ModelSettings, ModelSpec
+from ..settings import ModelSpec
 from ..types import Image, Point, PointList
-from .base import Backend, Located, Placement, dir_bytes, hf_locate
+from .base import Placement
+from .hf import HFBackend, redraw, seeded
 
 log = logging.getLogger("vischain.models")
 
@@ -32,7 +32,6 @@ log = logging.getLogger("vischain.models")
 ANSWER_SUFFIX = "Answer the question using a single word or phrase."
 CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
 POINT_PROMPT = "Point to the {object}."
-TINY_SEED = 0
 
 
 # --- pointing output -------------------------------------------------------------------------
@@ -120,56 +119,11 @@ def parse_points(text: str, width: int, height: int, label: str | None = None) -
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _locate(model: str, revision: str | None) -> Located:
-    try:
-        return hf_locate(model, revision=revision)
-    except ValueError:  # the hub helper rejects paths that do not exist as repo ids
-        return Located(False, model, f"{model} is neither a local directory nor a model id")
-
-
-def _local_dir(model: str, revision: str | None) -> Path | None:
-    path = Path(model).expanduser()
-    if path.exists():
-        return path
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(model, "config.json", revision=revision)
-    except (ImportError, ValueError):
-        return None
-    return Path(found).parent if isinstance(found, str) else None
-
-
 def _first(token: int | list[int] | None) -> int | None:
     """One token id from a generation config's id or list of ids."""
     if isinstance(token, list):
         return token[0] if token else None
     return token
-
-
-@contextlib.contextmanager
-def _seeded() -> Iterator[None]:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_SEED)
-        yield
-
-
-def _redraw(model: torch.nn.Module) -> None:
-    """Re-draw every weight from one seeded generator in name order (norms set to identity),
-    so tiny checkpoints are byte-identical whatever the initialisers of a version do."""
-    gen = torch.Generator().manual_seed(TINY_SEED)
-    norms = {
-        id(p)
-        for m in model.modules()
-        if "Norm" in type(m).__name__
-        for p in m.parameters(recurse=False)
-    }
-    with torch.no_grad():
-        for name, param in sorted(model.named_parameters()):
-            if id(param) in norms:
-                param.fill_(1.0 if name.endswith("weight") else 0.0)
-            else:
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
 
 
 _TINY_CORPUS = [
@@ -208,7 +162,7 @@ def _tiny_tokenizer(special: list[str], extra: list[str], **kwargs: Any) -> Any:
 # --- the backends ----------------------------------------------------------------------------
 
 
-class _HFVisionLM(Backend):
+class _HFVisionLM(HFBackend):
     """A transformers image-text-to-text model with its processor."""
 
     model_class: ClassVar[str] = ""
@@ -216,66 +170,11 @@ class _HFVisionLM(Backend):
     supports_pointing: ClassVar[bool] = False
 
     def __init__(self, spec: ModelSpec, placement: Placement, model: Any, processor: Any) -> None:
-        super().__init__(spec, placement)
-        self.model = model
-        self.processor = processor
+        super().__init__(spec, placement, model, processor)
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.answer_suffix = str(spec.options.get("answer_suffix", ANSWER_SUFFIX))
         self.caption_prompt = str(spec.options.get("caption_prompt", CAPTION_PROMPT))
-
-    # --- finding and loading -----------------------------------------------------------------
-
-    @classmethod
-    def _model_id(cls, spec: ModelSpec) -> str:
-        return spec.model or cls.default_model
-
-    @classmethod
-    def locate(cls, spec: ModelSpec, settings: ModelSettings) -> Located:
-        return _locate(cls._model_id(spec), spec.revision)
-
-    @classmethod
-    def estimate_bytes(cls, spec: ModelSpec, settings: ModelSettings) -> int | None:
-        where = _local_dir(cls._model_id(spec), spec.revision)
-        if where is None:
-            return None
-        return dir_bytes(where) or None
-
-    @classmethod
-    def load(cls, spec: ModelSpec, placement: Placement, settings: ModelSettings) -> _HFVisionLM:
-        import transformers
-
-        model_id = cls._model_id(spec)
-        try:
-            processor = transformers.AutoProcessor.from_pretrained(
-                model_id, revision=spec.revision, local_files_only=True
-            )
-            model = getattr(transformers, cls.model_class).from_pretrained(
-                model_id, revision=spec.revision, local_files_only=True, dtype=placement.dtype
-            )
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load {cls.family} model '{model_id}': {exc}") from exc
-        model.to(device=placement.device, dtype=placement.dtype).eval()
-        return cls(spec, placement, model, processor)
-
-    @classmethod
-    def from_objects(
-        cls,
-        model: Any,
-        processor: Any,
-        *,
-        spec: ModelSpec | None = None,
-        placement: Placement | None = None,
-    ) -> _HFVisionLM:
-        """Wrap a model and processor already in memory (the model stays where it is)."""
-        param = next(model.parameters())
-        placement = placement or Placement(str(param.device), param.dtype)
-        spec = spec or ModelSpec(family=cls.family, model=f"in-memory:{type(model).__name__}")
-        model.eval()
-        return cls(spec, placement, model, processor)
-
-    def modules(self) -> list[Any]:
-        return [self.model]
 
     # --- prompts -----------------------------------------------------------------------------
 
@@ -381,28 +280,12 @@ class _HFVisionLM(Backend):
         ``pooler_output`` holds one tensor per image), encoding only images not cached."""
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        keys = [(f"{self.family}_image", image.hash) for image in images]
-        out: dict[int, torch.Tensor] = {}
-        if self.cache is not None:
-            for i, key in enumerate(keys):
-                hit = self.cache.get((self.spec.key(), key))
-                if hit is not None:
-                    out[i] = hit
-        missing: dict[str, list[int]] = {}
-        for i, image in enumerate(images):
-            if i not in out:
-                missing.setdefault(image.hash, []).append(i)
-        if missing:
-            first = [same[0] for same in missing.values()]
-            encoded = self._encode(images, first, inputs)
+        def encode(first: list[int]) -> list[torch.Tensor]:
             self.stats["image_encoder"] += len(first)
-            for feats, same in zip(encoded, missing.values(), strict=True):
-                feats = feats.clone()
-                if self.cache is not None:
-                    self.cache.put((self.spec.key(), keys[same[0]]), feats)
-                for i in same:
-                    out[i] = feats
-        return BaseModelOutputWithPooling(pooler_output=tuple(out[i] for i in range(len(images))))
+            return [feats.clone() for feats in self._encode(images, first, inputs)]
+
+        keys = [(f"{self.family}_image", image.hash) for image in images]
+        return BaseModelOutputWithPooling(pooler_output=tuple(self.cached_many(keys, encode)))
 
     def _encode(self, images: list[Image], which: list[int], inputs: Any) -> list[torch.Tensor]:
         """Image-token features for ``images[i]``, i in ``which``, in one vision forward."""
@@ -473,9 +356,9 @@ class LlavaBackend(_HFVisionLM):
             vision_feature_select_strategy="default",
             projector_hidden_act="gelu",
         )
-        with _seeded():
+        with seeded():
             model = LlavaForConditionalGeneration(config)
-        _redraw(model)
+        redraw(model)
         model.generation_config.bos_token_id = ids["<s>"]
         model.generation_config.eos_token_id = ids["</s>"]
         model.generation_config.pad_token_id = ids["<pad>"]
@@ -598,9 +481,9 @@ class Molmo2Backend(_HFVisionLM):
             frame_start_token_id=ids["<frame_start>"],
             frame_end_token_id=ids["<frame_end>"],
         )  # fmt: skip
-        with _seeded():
+        with seeded():
             model = Molmo2ForConditionalGeneration(config)
-        _redraw(model)
+        redraw(model)
         eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
         model.generation_config.eos_token_id = eos
         model.generation_config.pad_token_id = eos

@@ -20,7 +20,6 @@ answers ``GET /v1/models`` and serves the model.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import logging
 import os
 import threading
@@ -34,7 +33,7 @@ from ..convert import encode_png
 from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 from ..types import Image
-from .base import Backend, Located, Placement
+from .base import Backend, Located, Placement, is_loopback
 
 log = logging.getLogger("vischain.models")
 
@@ -55,16 +54,6 @@ def server_url(spec: ModelSpec) -> str | None:
     parts = urlsplit(str(raw).strip().rstrip("/"))
     path = parts.path if parts.path not in ("", "/") else "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class OpenAIVisionBackend(Backend):
@@ -127,7 +116,7 @@ class OpenAIVisionBackend(Backend):
             timeout=timeout,
             max_retries=int(spec.options.get("max_retries", 2)),
             # a proxy from the environment must not capture requests to this machine
-            http_client=openai.DefaultHttpxClient(trust_env=not _is_loopback(url), timeout=timeout),
+            http_client=openai.DefaultHttpxClient(trust_env=not is_loopback(url), timeout=timeout),
         )
         try:
             served = [m.id for m in client.with_options(max_retries=0).models.list()]
