@@ -171,7 +171,7 @@ class Orchestrator:
         directory = trace_dir or self.config.trace_dir
         if directory is not None and trace.directory is None:
             trace.open(directory)
-        source = program.source if isinstance(program, Program) else program
+        source = getattr(program, "source", program)
         if isinstance(source, str):
             trace.set_program(source, form)
         parsed: Program | None = None
@@ -193,7 +193,11 @@ class Orchestrator:
         except VisChainError as exc:
             return self._finish(trace, parsed, None, exc, {}, {})
         t0 = time.perf_counter()
-        outcome = self.executor.run(bound, inputs, trace)
+        try:
+            outcome = self.executor.run(bound, inputs, trace)
+        except Exception as exc:  # the trace keeps every finished step
+            done = {r.step: r.value for r in trace.steps if r.status == "ok"}
+            return self._finish(trace, parsed, None, _internal(exc), done, {})
         log.debug("executed %d steps in %.3f s", len(bound.steps), time.perf_counter() - t0)
         result = bound.result
         error = None
@@ -219,9 +223,10 @@ class Orchestrator:
                 seconds=self.config.limits.python_seconds,
                 max_calls=self.config.limits.max_tool_calls,
             )
-        except VisChainError as exc:
+        except Exception as exc:  # a typed error for the user, whatever went wrong
+            error = exc if isinstance(exc, VisChainError) else _internal(exc)
             done = {r.step: r.value for r in trace.steps if r.status == "ok"}
-            return self._finish(trace, program, None, exc, done, {})
+            return self._finish(trace, program, None, error, done, {})
         return self._finish(trace, program, output, None, values, errors)
 
     def _finish(
@@ -439,6 +444,13 @@ class Orchestrator:
 
     def close(self) -> None:
         self.workers.shutdown()
+
+
+def _internal(exc: BaseException) -> VisChainError:
+    log.exception("internal error", exc_info=exc)
+    error = VisChainError(f"internal error: {type(exc).__name__}: {exc}", code=ErrorCode.TOOL_ERROR)
+    error.__cause__ = exc
+    return error
 
 
 def _is_program(item: str, mode: str) -> bool:

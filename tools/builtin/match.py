@@ -117,14 +117,16 @@ class Select(Tool):
 class Classify(Tool):
     """Label objects with categories using CLIP: each category gets its single best object
     (an optimal one-to-one assignment), and objects that look more like 'other' than like
-    their category are dropped. With describe=True, an LLM first writes a short visual
-    description of each category (CuPL) and CLIP matches those descriptions."""
+    their category are dropped. With per_object=True, every object gets its own best
+    category instead (several objects may share one). With describe=True, an LLM first
+    writes a short visual description of each category (CuPL) and CLIP matches those."""
 
     name = "Classify"
     aliases = ("Recognize",)
     examples = (
         "OBJ1=Classify(image=IMAGE, object=OBJ0, categories=LIST0)",
         "OBJ1=Classify(image=IMAGE, object=OBJ0, categories=['cat', 'dog'], describe=True)",
+        "OBJ1=Classify(image=IMAGE, object=OBJ0, categories=['pawn', 'rook'], per_object=True)",
     )
     requires = ("clip",)
     max_batch = 16
@@ -136,14 +138,23 @@ class Classify(Tool):
         object: ObjectList,
         categories: list[str],
         describe: bool = False,
+        per_object: bool = False,
     ) -> ObjectList:
         """Args:
         image: the picture the objects are in
         object: the objects to label
         categories: the names to assign (from List, or written out)
         describe: match LLM-written visual descriptions of each category (CuPL)
+        per_object: label every object with its best category (not one object per category)
         """
-        return self.one(ctx, image=image, object=object, categories=categories, describe=describe)
+        return self.one(
+            ctx,
+            image=image,
+            object=object,
+            categories=categories,
+            describe=describe,
+            per_object=per_object,
+        )
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         calls = _on_their_images(calls)
@@ -169,16 +180,28 @@ class Classify(Tool):
             probs = clip.zero_shot(
                 [crops[r] for r in rows], [*names, OTHER], descriptions=descriptions
             )
-            real = probs[:, : len(names)]
-            obj_idx, cat_idx = linear_sum_assignment(-np.log(real + 1e-9))
             objects: ObjectList = call["object"]
-            keep = []
-            for o, c in zip(obj_idx, cat_idx, strict=True):
-                if probs[o, -1] > probs[o, c]:
-                    continue  # looks more like 'other' than like this category
-                keep.append((o, objects[o].with_(label=names[c], score=float(probs[o, c]))))
-            results[i] = objects.with_items(obj for _, obj in sorted(keep))
+            chosen = assign(probs, per_object=bool(call.get("per_object")))
+            results[i] = objects.with_items(
+                objects[o].with_(label=names[c], score=p) for o, c, p in chosen
+            )
         return results
+
+
+def assign(probs: np.ndarray, *, per_object: bool = False) -> list[tuple[int, int, float]]:
+    """(object, category, probability) labels from an objects × (categories + 'other')
+    probability table, in object order: one best object per category (an optimal
+    assignment), or each object's best category; objects likelier 'other' are dropped."""
+    real = probs[:, :-1]
+    if per_object:
+        obj_idx, cat_idx = np.arange(len(real)), real.argmax(axis=1)
+    else:
+        obj_idx, cat_idx = linear_sum_assignment(-np.log(real + 1e-9))
+    return sorted(
+        (int(o), int(c), float(probs[o, c]))
+        for o, c in zip(obj_idx, cat_idx, strict=True)
+        if probs[o, -1] <= probs[o, c]  # looks more like 'other' than like this category
+    )
 
 
 def _clean(categories: Sequence[str]) -> list[str]:

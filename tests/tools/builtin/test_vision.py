@@ -220,3 +220,29 @@ def test_missing_models_are_a_clear_no_backend_error(tmp_path, missing: str) -> 
     result = orch.execute(programs[missing], image="sample:coffee")
     orch.close()
     assert result.error.code == "no-backend" and missing in result.error.message
+
+
+def test_classify_assignment_rules() -> None:
+    import numpy as np
+
+    from tools.builtin.match import assign
+
+    #                  cat   dog   other
+    probs = np.array([[0.7, 0.2, 0.1],   # object 0: a cat
+                      [0.6, 0.3, 0.1],   # object 1: also cat-like
+                      [0.1, 0.2, 0.7]])  # object 2: neither  # fmt: skip
+    one_each = assign(probs)
+    assert [(o, c) for o, c, _ in one_each] == [(0, 0), (1, 1)]  # one best object per label
+    every = assign(probs, per_object=True)
+    assert [(o, c) for o, c, _ in every] == [(0, 0), (1, 0)]  # both cats; 'other' dropped
+    assert every[0][2] == 0.7
+
+
+def test_classify_per_object_runs_on_tiny_models(tiny: Orchestrator) -> None:
+    program = (
+        "OBJ2=Seg(image=IMAGE)\n"
+        "OBJ3=Classify(image=IMAGE, object=OBJ2, categories=['cup', 'saucer'], per_object=True)\nRESULT=OBJ3"
+    )
+    result = tiny.execute(program, image="sample:coffee")
+    assert result.ok, result.error
+    assert all(o.label in ("cup", "saucer") for o in result.output)
