@@ -144,3 +144,23 @@ def test_feature_cache_is_shared_and_bounded(tmp_path: Path) -> None:
     _value2, hit2 = backend.cached("img", lambda: calls.append(1) or torch.zeros(10))
     assert (hit, hit2) == (False, True) and len(calls) == 1
     assert p.features.max_bytes == 2**20
+
+
+def test_real_tiny_backends_are_shared_and_evicted_under_a_budget(tmp_path: Path) -> None:
+    from tools.backends import backend_class
+
+    clip = backend_class("open_clip").tiny_spec(tmp_path / "clip")
+    sam = backend_class("sam").tiny_spec(tmp_path / "sam")
+    roles = {"clip": [clip], "sam": [sam], "also_clip": [clip]}
+    probe = pool(tmp_path, roles=roles, devices="cpu")
+    sizes = {role: probe.get(role).memory_bytes() for role in ("clip", "sam")}
+    assert probe.get("also_clip") is probe.get("clip")  # two roles, one loaded model
+    assert probe.load_counts[clip.key()] == 1
+    # a budget that holds the larger model but not both: loading one evicts the other
+    budget = max(sizes.values()) * 1.05
+    p = pool(tmp_path, roles=roles, devices="cpu", memory_budget_gb={"cpu": budget / 2**30})
+    first = p.get("clip")
+    p.get("sam")
+    assert p.is_loaded(sam) and not p.is_loaded(clip)
+    assert p.used("cpu") <= budget
+    assert p.get("clip") is not first and p.load_counts[clip.key()] == 2
