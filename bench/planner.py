@@ -80,7 +80,8 @@ def main() -> None:
             "prompt_tokens": statistics.mean(r["prompt_tokens"] for r in records),
         })  # fmt: skip
     orch.close()
-    report("planner", rows, ["family", "n", "parse_and_check", "first_try", "structure_match",
+    name = "planner" if not args.model else f"planner-{args.model}"
+    report(name, rows, ["family", "n", "parse_and_check", "first_try", "structure_match",
                              "same_tools", "median_s", "completion_tokens", "prompt_tokens"],
            model=llm.spec.label())  # fmt: skip
 
