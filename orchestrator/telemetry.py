@@ -16,14 +16,6 @@ log = logging.getLogger("vischain.telemetry")
 _NS = 1_000_000_000
 
 
-def available() -> bool:
-    try:
-        import opentelemetry.trace  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
     """OpenTelemetry takes str/bool/int/float (and lists of them); drop the rest."""
     out: dict[str, Any] = {}

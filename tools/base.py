@@ -89,9 +89,6 @@ class ToolContext:
     def note(self, **meta: Any) -> None:
         self.meta.update(meta)
 
-    def remaining(self) -> float | None:
-        return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
-
 
 @dataclass(frozen=True)
 class Param:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from ..errors import ModelError
 from .base import Backend
 
 
@@ -38,8 +37,6 @@ class LLMBackend(Backend):
     """A loaded text model. Subclasses implement :meth:`complete`, :meth:`chat`,
     :meth:`count_tokens` and :attr:`context_length`; :meth:`complete_many` loops by default
     and is overridden where a backend can batch or issue requests concurrently."""
-
-    supports_grammar: ClassVar[bool] = True
 
     def complete(
         self,
@@ -108,15 +105,6 @@ class LLMBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "context_length": self.context_length}
-
-    # --- helpers for subclasses -------------------------------------------------------------
-
-    def _check_grammar(self, grammar: str | None) -> None:
-        if grammar is not None and not self.supports_grammar:
-            raise ModelError(
-                f"{self.spec.label()} cannot constrain decoding with a grammar; "
-                "configure a backend that can (llama_cpp, or a vLLM server via openai)"
-            )
 
 
 def check_sampling(max_tokens: int, n: int, temperature: float, top_p: float) -> None:
