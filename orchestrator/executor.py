@@ -106,9 +106,11 @@ class Executor:
         self.batcher = batcher or default_batcher()
         self.memo = memo
 
-    def memo_key(self, tool: Tool, call: Mapping[str, Any], ctx: ToolContext) -> Hashable | None:
+    def memo_key(
+        self, tool: Tool, call: Mapping[str, Any], ctx: ToolContext | None
+    ) -> Hashable | None:
         """(tool, the models it uses, its arguments' content), or None if not memoisable."""
-        if self.memo is None or not tool.cacheable or getattr(tool, "inline", False):
+        if self.memo is None or ctx is None or not tool.cacheable or getattr(tool, "inline", False):
             return None
         models = []
         resolve = getattr(ctx.models, "resolve", None)
@@ -158,9 +160,8 @@ class _Run:
         limit = ex.options.program_time_limit
         own = None if limit is None else time.monotonic() + limit
         self.deadline = min((d for d in (own, deadline) if d is not None), default=None)
-        self._expressions: dict[str, Any] = {}
         self.keys: dict[str, Hashable] = {}  # memo keys of the calls that may be remembered
-        self.probe = ex.context()  # resolves model identities for memo keys
+        self.probe = ex.context() if ex.memo is not None else None  # model identities for memo keys
 
     # --- setup -----------------------------------------------------------------------------
 
@@ -279,10 +280,7 @@ class _Run:
         if isinstance(value, ListOf):
             return [self.value(step, v) for v in value.items]
         if isinstance(value, Expr):
-            compiled = self._expressions.get(value.source)
-            if compiled is None:
-                compiled = self._expressions[value.source] = compile_expression(value.source)
-            return compiled.bind(self.values)
+            return compile_expression(value.source).bind(self.values)
         raise TypeError(f"unknown value {value!r}")
 
     def context(self, deadline: float | None) -> ToolContext:

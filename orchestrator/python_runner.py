@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sandbox import (
@@ -93,7 +93,7 @@ class PythonRuntime:
         self.lines = source.splitlines()
         self.max_calls = max_calls
         self.deadline = deadline
-        self.line = 0
+        self.line_of: Callable[[], int] = lambda: 0  # where the program is (set by run_python)
         self.pending: list[CallNode] = []
         self.values: dict[str, Any] = {}
         self.produced_by: dict[int, str] = {}
@@ -127,7 +127,7 @@ class PythonRuntime:
                 deps.add(producer)
             bound[key] = Const(value)
         name = f"{canonical}{len(self.trace.steps) + len(self.pending)}"
-        node = CallNode(self, name, canonical, bound, deps, self.line)
+        node = CallNode(self, name, canonical, bound, deps, self.line_of())
         self.pending.append(node)
         return node
 
@@ -269,13 +269,7 @@ def run_python(
         exposed=EXPOSURES,
         output=printed.append,
     )
-    original = runtime.call
-
-    def call_at_line(tool: str, **args: Any) -> CallNode:
-        runtime.line = interpreter.line
-        return original(tool, **args)
-
-    runtime.call = call_at_line  # type: ignore[method-assign]
+    runtime.line_of = lambda: interpreter.line
     args = bind_parameters(program, images)
     try:
         result = interpreter.run(program, args)

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
-from .errors import ErrorCode, LimitExceeded
+from .errors import ErrorCode, LimitExceeded, ProgramError, ProgramInvalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +127,21 @@ class Budget:
         elif isinstance(value, (list, tuple, dict, set, frozenset)):
             self.check_items(len(value))
         return value
+
+
+def admit_program(text: object, limits: Limits) -> None:
+    """Refuse program text that is not text or is longer than ``limits`` allow, before any
+    parser looks at it (both program forms start here)."""
+    if not isinstance(text, str):
+        raise ProgramInvalid([ProgramError(ErrorCode.SYNTAX, "a program must be text", 1)])
+    if len(text) > limits.max_program_chars:
+        raise ProgramInvalid(
+            [
+                ProgramError(
+                    ErrorCode.TOO_LARGE,
+                    f"program is {len(text):,} characters; the limit is "
+                    f"{limits.max_program_chars:,}",
+                    1,
+                )
+            ]
+        )

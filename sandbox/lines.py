@@ -14,7 +14,7 @@ import ast
 from .errors import ErrorCode, ForbiddenError, ProgramError, ProgramInvalid
 from .expressions import free_names, is_dunder, validate_tree
 from .ir import Arg, Const, Expr, ListOf, Program, Ref, Step, Value
-from .limits import Limits
+from .limits import Limits, admit_program
 
 _LITERALS = (str, int, float, bool, type(None))
 
@@ -30,19 +30,7 @@ class _LineError(Exception):
 def parse_lines(text: str, *, limits: Limits | None = None) -> Program:
     """Parse a line program; raise :class:`ProgramInvalid` listing every problem."""
     limits = limits or Limits()
-    if not isinstance(text, str):
-        raise ProgramInvalid([ProgramError(ErrorCode.SYNTAX, "a program must be text", 1)])
-    if len(text) > limits.max_program_chars:
-        raise ProgramInvalid(
-            [
-                ProgramError(
-                    ErrorCode.TOO_LARGE,
-                    f"program is {len(text):,} characters; the limit is "
-                    f"{limits.max_program_chars:,}",
-                    1,
-                )
-            ]
-        )
+    admit_program(text, limits)
     errors: list[ProgramError] = []
     steps: list[Step] = []
     defined: dict[str, int] = {}

@@ -37,7 +37,7 @@ from .expressions import (
     is_dunder,
 )
 from .lazy import force, force_deep
-from .limits import Budget, Limits
+from .limits import Budget, Limits, admit_program
 
 ENTRY = "execute_command"
 
@@ -78,18 +78,7 @@ def parse_python(text: str, *, limits: Limits | None = None) -> PythonProgram:
     """Parse a Python-form program and refuse what the sandbox never runs; raise
     :class:`ProgramInvalid` listing every problem."""
     limits = limits or Limits()
-    if not isinstance(text, str):
-        raise ProgramInvalid([ProgramError(ErrorCode.SYNTAX, "a program must be text", 1)])
-    if len(text) > limits.max_program_chars:
-        raise ProgramInvalid(
-            [
-                ProgramError(
-                    ErrorCode.TOO_LARGE,
-                    f"program longer than {limits.max_program_chars:,} characters",
-                    1,
-                )
-            ]
-        )
+    admit_program(text, limits)
     try:
         tree = ast.parse(text, mode="exec")
     except SyntaxError as exc:

@@ -30,6 +30,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, InstanceOf, ValidationError, create_model
@@ -117,6 +118,10 @@ class ToolSpec:
     input_model: type[BaseModel]
 
     def signature(self) -> Signature:
+        return self._signature
+
+    @cached_property
+    def _signature(self) -> Signature:
         return Signature(
             name=self.name,
             params=tuple(

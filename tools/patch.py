@@ -91,10 +91,8 @@ class ImagePatch:
             raise TypeError(f"ImagePatch needs an image, got {type(image).__name__}")
         self._root = root or (image.origin[0] + image.width, image.origin[1] + image.height)
         if None not in (left, lower, right, upper):
-            self._box = _box_from_edges(self._root, left, lower, right, upper)  # type: ignore[arg-type]
-            self._image: Any = caller.call(
-                "Crop", image=image, box=self._box.shifted(-image.origin[0], -image.origin[1])
-            )
+            box = _box_from_edges(self._root, left, lower, right, upper)  # type: ignore[arg-type]
+            self._cut(image, image.origin, box)
         else:
             x, y = image.origin
             self._box = Box(x, y, x + image.width, y + image.height)
@@ -196,12 +194,16 @@ class ImagePatch:
         patch = ImagePatch.__new__(ImagePatch)
         patch._caller = self._caller
         patch._root = self._root
-        patch._box = inside
-        origin = self._box
-        patch._image = self._caller.call(
-            "Crop", image=self._image, box=inside.shifted(-origin.x0, -origin.y0)
-        )
+        patch._cut(self._image, (self._box.x0, self._box.y0), inside)
         return patch
+
+    def _cut(self, source: Any, origin: tuple[float, float], box: Box) -> None:
+        """Become the part ``box`` (original-image pixels, top-left origin) of ``source``,
+        whose top-left corner sits at ``origin``; the crop is a (lazy) Crop tool call."""
+        self._box = box
+        self._image: Any = self._caller.call(
+            "Crop", image=source, box=box.shifted(-origin[0], -origin[1])
+        )
 
     def overlaps_with(self, left: float, lower: float, right: float, upper: float) -> bool:
         """Whether this patch overlaps the box left/lower/right/upper."""

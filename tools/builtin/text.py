@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from tools.base import Tool, ToolContext
 from tools.builtin.match import parse_list
@@ -21,8 +20,6 @@ class List(Tool):
     examples = ("LIST0=List(query='main characters on the TV show Big Bang Theory', max=7)",)
     requires = ("llm",)
     PROMPT = "List {max} {query}. Write one per line, names only, no explanations.\n1."
-    _cache: ClassVar[dict[tuple[str, str, int], list[str]]] = {}
-    _lock = threading.Lock()
 
     def run(self, ctx: ToolContext, query: str, max: int = 10) -> list[str]:
         """Args:
@@ -33,11 +30,6 @@ class List(Tool):
             raise ToolInputError("List: max must be at least 1")
         llm = ctx.model("llm")
         ctx.note(model=llm.spec.label())
-        key = (llm.spec.key(), query.strip().lower(), max)
-        with self._lock:
-            if key in self._cache:
-                ctx.note(cache_hit=True)
-                return list(self._cache[key])
         prompt = self.PROMPT.format(max=max, query=query.strip())
         completion = llm.complete(prompt, max_tokens=24 * max + 32, stop=["\n\n", f"\n{max + 1}."])[
             0
@@ -45,9 +37,7 @@ class List(Tool):
         items = parse_list("1." + completion.text, limit=max)
         if not items:
             raise ToolError(f"List: the language model gave no items for '{query}'")
-        with self._lock:
-            self._cache[key] = items
-        return list(items)
+        return items
 
 
 class Ocr(Tool):
