@@ -15,12 +15,14 @@ from .errors import (
     ProgramInvalid,
     VisChainError,
 )
-from .expressions import BoundExpression, Evaluator, Exposed, Expression, compile_expression
+from .evaluator import Evaluator
+from .expressions import BoundExpression, Expression, compile_expression
 from .ir import Arg, BoundProgram, BoundStep, Const, Expr, ListOf, Program, Ref, Step, Value
 from .lazy import Lazy, force, force_deep
 from .limits import Budget, Limits
 from .parser import detect_form, parse
 from .python import PythonInterpreter, PythonProgram, check_python, parse_python
+from .safe_builtins import Exposed
 from .signatures import ANY, EXPRESSION, Catalog, ParamSpec, Signature
 
 __all__ = [

@@ -12,9 +12,10 @@ from __future__ import annotations
 import ast
 
 from .errors import ErrorCode, ForbiddenError, ProgramError, ProgramInvalid
-from .expressions import free_names, is_dunder, validate_tree
 from .ir import Arg, Const, Expr, ListOf, Program, Ref, Step, Value
 from .limits import Limits, admit_program
+from .safe_builtins import is_dunder
+from .validation import free_names, validate_tree
 
 _LITERALS = (str, int, float, bool, type(None))
 

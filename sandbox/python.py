@@ -26,18 +26,11 @@ from .errors import (
     ProgramInvalid,
     VisChainError,
 )
-from .expressions import (
-    _ALLOWED_NODES,
-    BUILTIN_METHODS,
-    SAFE_FUNCTIONS,
-    ChainEnv,
-    Evaluator,
-    Exposed,
-    check_renderable,
-    is_dunder,
-)
+from .evaluator import ChainEnv, Evaluator
 from .lazy import force, force_deep
 from .limits import Budget, Limits, admit_program
+from .safe_builtins import BUILTIN_METHODS, SAFE_FUNCTIONS, Exposed, check_renderable, is_dunder
+from .validation import ALLOWED_NODES
 
 ENTRY = "execute_command"
 
@@ -45,7 +38,7 @@ _STATEMENTS: tuple[type[ast.AST], ...] = (
     ast.Assign, ast.AugAssign, ast.AnnAssign, ast.If, ast.For, ast.While, ast.Break,
     ast.Continue, ast.Return, ast.Expr, ast.Pass,
 )  # fmt: skip
-_EXPRESSIONS: tuple[type[ast.AST], ...] = (*_ALLOWED_NODES, ast.Lambda, ast.arguments, ast.arg)
+_EXPRESSIONS: tuple[type[ast.AST], ...] = (*ALLOWED_NODES, ast.Lambda, ast.arguments, ast.arg)
 _NAMES = {
     "Import": "imports", "ImportFrom": "imports", "ClassDef": "class definitions",
     "FunctionDef": "nested function definitions", "AsyncFunctionDef": "async functions",

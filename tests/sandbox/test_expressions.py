@@ -16,7 +16,7 @@ from sandbox import (
     Limits,
     compile_expression,
 )
-from sandbox.expressions import prepare_visprog
+from sandbox.visprog import prepare_visprog
 
 
 def ev(text: str, answers: bool = True, **values: object) -> object:

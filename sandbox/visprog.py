@@ -1,0 +1,116 @@
+"""VisProg's Eval text rewritten into a plain Python expression (text in, text out).
+
+VisProg writes ``Eval("'{ANSWER0}' == 'yes' xor {ANSWER1} > 2")``: placeholders stand for
+earlier results and ``xor`` is an infix operator. ``prepare_visprog`` turns placeholders into
+variable reads (values are bound, never pasted into the text) and ``a xor b`` into
+``xor_(a, b)``, working on tokens so text inside quotes is left alone.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tokenize
+
+from .errors import ErrorCode, EvalError
+from .safe_builtins import XOR_FUNCTION
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_STRING_PREFIX = re.compile(r"^([rRbBuUfF]*)(['\"]{1,3})(.*)\2$", re.S)
+
+
+def prepare_visprog(text: str) -> str:
+    """Rewrite VisProg's Eval text into a plain expression.
+
+    ``{X}`` outside quotes and ``'{X}'`` alone in quotes become the variable ``X``; a string
+    with other text around placeholders becomes an f-string; ``a xor b`` becomes
+    ``xor_(a, b)`` (xor binds loosest, as in VisProg's programs).
+    """
+    if "{" not in text and "xor" not in text:
+        return text
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError) as exc:
+        raise EvalError(f"cannot read expression: {exc}", code=ErrorCode.BAD_EXPRESSION) from exc
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if (
+            tok.type == tokenize.OP
+            and tok.string == "{"
+            and i + 2 < len(tokens)
+            and tokens[i + 1].type == tokenize.NAME
+            and tokens[i + 2].string == "}"
+        ):
+            out.append(tokens[i + 1].string)
+            i += 3
+            continue
+        if tok.type == tokenize.STRING:
+            out.append(_rewrite_string(tok.string))
+        elif tok.type not in _SKIPPED_TOKENS:
+            out.append(tok.string)
+        i += 1
+    if "xor" in out:
+        out = _rewrite_xor(out)
+    return " ".join(out)
+
+
+def _rewrite_string(literal: str) -> str:
+    m = _STRING_PREFIX.match(literal)
+    if not m or not _PLACEHOLDER.search(m.group(3)):
+        return literal
+    prefix, quote, body = m.groups()
+    if "f" in prefix.lower() or "b" in prefix.lower():
+        return literal
+    whole = _PLACEHOLDER.fullmatch(body.strip())
+    if whole:
+        return whole.group(1)
+    escaped = body.replace("{", "{{").replace("}", "}}")
+    escaped = re.sub(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}", r"{\1}", escaped)
+    return f"f{prefix}{quote}{escaped}{quote}"
+
+
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+_SKIPPED_TOKENS = {
+    tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.COMMENT, tokenize.INDENT,
+    tokenize.DEDENT,
+}  # fmt: skip
+
+
+def _rewrite_xor(tokens: list[str]) -> list[str]:
+    """Turn ``a xor b`` at each bracket level into ``xor_(a, b)``, respecting commas."""
+
+    def group(i: int, closing: str | None) -> tuple[list[str], int]:
+        items: list[list[list[str]]] = [[[]]]  # comma-separated items, each xor-separated parts
+        while i < len(tokens):
+            t = tokens[i]
+            if closing is not None and t == closing:
+                break
+            if t in _OPEN:
+                inner, i = group(i + 1, _OPEN[t])
+                items[-1][-1].extend([t, *inner, _OPEN[t]])
+            elif t == "," and closing is not None:
+                items.append([[]])
+            elif t == "xor":
+                items[-1].append([])
+            else:
+                items[-1][-1].append(t)
+            i += 1
+        out: list[str] = []
+        for n, parts in enumerate(items):
+            if n:
+                out.append(",")
+            if len(parts) == 1:
+                out.extend(parts[0])
+            else:
+                out.extend([XOR_FUNCTION, "("])
+                for k, part in enumerate(parts):
+                    if k:
+                        out.append(",")
+                    out.extend(["(", *part, ")"])
+                out.append(")")
+        return out, i
+
+    rewritten, _ = group(0, None)
+    return rewritten
