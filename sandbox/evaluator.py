@@ -102,6 +102,11 @@ class Evaluator:
         values here)."""
         return self.eval(node, env)
 
+    def hashable(self, value: object) -> object:
+        """A value about to be hashed (a set element, a dict key): the Python form forces
+        lazy values inside it here."""
+        return value
+
     def truth(self, value: object) -> bool:
         if self.answers and isinstance(value, str):
             b = as_bool(value)
@@ -406,14 +411,14 @@ class Evaluator:
 
     def _set(self, node: ast.Set, env: Mapping[str, object]) -> object:
         self.budget.check_items(len(node.elts))
-        return {self.eval(e, env) for e in node.elts}
+        return {self.hashable(self.eval(e, env)) for e in node.elts}
 
     def _dict(self, node: ast.Dict, env: Mapping[str, object]) -> object:
         if any(k is None for k in node.keys):
             raise ForbiddenError("'**' in a dict literal is not allowed")
         self.budget.check_items(len(node.keys))
         pairs = zip(node.keys, node.values, strict=True)
-        return {self.eval(k, env): self.eval(v, env) for k, v in pairs}  # type: ignore[arg-type]
+        return {self.hashable(self.eval(k, env)): self.eval(v, env) for k, v in pairs}  # type: ignore[arg-type]
 
     def _joinedstr(self, node: ast.JoinedStr, env: Mapping[str, object]) -> object:
         parts = [str(self.eval(v, env)) for v in node.values]
@@ -474,14 +479,14 @@ class Evaluator:
         out: set[object] = set()
         for scope in self._comprehension(node.generators, env):
             self.budget.check_items(1)
-            out.add(self.eval(node.elt, scope))
+            out.add(self.hashable(self.eval(node.elt, scope)))
         return out
 
     def _dictcomp(self, node: ast.DictComp, env: Mapping[str, object]) -> object:
         out: dict[object, object] = {}
         for scope in self._comprehension(node.generators, env):
             self.budget.check_items(1)
-            out[self.eval(node.key, scope)] = self.eval(node.value, scope)
+            out[self.hashable(self.eval(node.key, scope))] = self.eval(node.value, scope)
         return out
 
     def assign(self, target: ast.AST, value: object, env: dict[str, object]) -> None:

@@ -2,8 +2,10 @@
 
 The Python-form interpreter passes lazy values along untouched (into variables, lists and
 other tool calls, which then depend on them) and forces them only when control flow needs
-the value: a test, an operator, a builtin, iteration, an attribute. Independent calls issued
-before that point therefore run together, batched where their tool batches.
+the value: a test, an operator, a builtin, iteration, an attribute — and, through
+:func:`force_deep`, wherever Python looks inside a container (membership, equality, hashing,
+sorting, count/index, printing, returning). Independent calls issued before that point
+therefore run together, batched where their tool batches.
 """
 
 from __future__ import annotations
@@ -28,26 +30,41 @@ def force(value: Any) -> Any:
 
 
 def force_deep(value: Any, _memo: dict[int, Any] | None = None) -> Any:
-    """Force a value and every lazy value inside lists, tuples and dicts. Containers without
-    lazy values come back as they are (no copies), and a container shared many times is
-    visited once, so ``[[0] * 10**5] * 10**4`` costs 10**5 steps, not 10**9."""
+    """Force a value and every lazy value inside lists, tuples, dicts and sets, so equality,
+    membership, hashing, sorting and printing see values, never pending calls.
+
+    Lists and dicts are settled in place (the forced value replaces the lazy one, so every
+    alias of the container sees it, and a container without lazy values is never written);
+    tuples and sets are rebuilt only when they held a lazy value. A container shared many
+    times is visited once, so ``[[0] * 10**5] * 10**4`` costs 10**5 steps, not 10**9, and a
+    list that contains itself ends."""
     value = force(value)
-    if not isinstance(value, (list, tuple, dict)):
+    if not isinstance(value, (list, tuple, dict, set, frozenset)):
         return value
     memo = {} if _memo is None else _memo
     key = id(value)
     if key in memo:
         return memo[key]
     memo[key] = value
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            settled = force_deep(item, memo)
+            if settled is not item:
+                value[i] = settled
+        return value
     if isinstance(value, dict):
         pairs = [(force_deep(k, memo), force_deep(v, memo)) for k, v in value.items()]
-        same = all(a is k and b is v for (a, b), (k, v) in zip(pairs, value.items(), strict=True))
-        result: Any = value if same else dict(pairs)
-    else:
-        items = [force_deep(v, memo) for v in value]
-        if all(a is b for a, b in zip(items, value, strict=True)):
-            result = value
+        if any(a is not k for (a, _), k in zip(pairs, value, strict=True)):
+            value.clear()  # a key was lazy: rebuild in place, keeping the order
+            value.update(pairs)
         else:
-            result = items if isinstance(value, list) else tuple(items)
+            for k, v in pairs:
+                if value[k] is not v:
+                    value[k] = v
+        return value
+    items = [force_deep(v, memo) for v in value]
+    if all(a is b for a, b in zip(items, value, strict=True)):
+        return value
+    result: Any = type(value)(items) if type(value) in (tuple, set, frozenset) else items
     memo[key] = result
     return result

@@ -419,7 +419,7 @@ class PythonInterpreter(Evaluator):
     def store(self, target: ast.AST, value: object, env: dict[str, object]) -> None:
         if isinstance(target, ast.Subscript):
             container = force(self.eval(target.value, env))
-            key = force(self.eval(target.slice, env))
+            key = force_deep(self.eval(target.slice, env))
             if isinstance(container, list):
                 container[key] = value  # type: ignore[index]
             elif isinstance(container, dict):
@@ -439,7 +439,10 @@ class PythonInterpreter(Evaluator):
         return super().truth(force(value))
 
     def compare(self, op: ast.cmpop, a: object, b: object) -> bool:
-        return super().compare(op, force(a), force(b))
+        return super().compare(op, force_deep(a), force_deep(b))
+
+    def hashable(self, value: object) -> object:
+        return force_deep(value)
 
     def binop(self, op: ast.operator, a: object, b: object) -> object:
         return super().binop(op, force(a), force(b))
@@ -497,7 +500,7 @@ class PythonInterpreter(Evaluator):
             return None
         if not isinstance(key, Function):
             raise EvalError("key= must be a lambda")
-        return lambda item: force(self.call_lambda(key, [item]))
+        return lambda item: force_deep(self.call_lambda(key, [item]))
 
     def call_function(self, name: str, args: list[object], kwargs: dict[str, object]) -> object:
         host = self.functions.get(name)
@@ -537,6 +540,8 @@ class PythonInterpreter(Evaluator):
         self, obj: object, name: str, args: list[object], kwargs: dict[str, object]
     ) -> object:
         obj = force(obj)
+        if isinstance(obj, (list, tuple)) and name in _LOOKS_INSIDE:
+            obj = force_deep(obj)  # a list is settled in place: every alias sees the values
         if isinstance(obj, list) and name == "sort":
             key = self._key(kwargs.pop("key", None))
             reverse = bool(force(kwargs.pop("reverse", False)))
@@ -548,6 +553,9 @@ class PythonInterpreter(Evaluator):
             args = [force_deep(a) for a in args]
             kwargs = {k: force_deep(v) for k, v in kwargs.items()}
         return super().call_method(obj, name, args, kwargs)
+
+
+_LOOKS_INSIDE = frozenset({"count", "index", "remove", "sort"})  # methods comparing elements
 
 
 def _as_load(target: ast.expr) -> ast.expr:

@@ -13,9 +13,11 @@ from sandbox import (
     EvalError,
     Exposed,
     ForbiddenError,
+    Lazy,
     LimitExceeded,
     Limits,
     ProgramInvalid,
+    force_deep,
     parse,
 )
 from sandbox.python import PythonInterpreter, check_python, parse_python
@@ -228,3 +230,99 @@ def test_static_check_reports_unknown_functions_methods_and_names() -> None:
 def test_form_is_detected() -> None:
     assert parse("def execute_command(image):\n    return 1\n").form == "python"
     assert parse("A=Count(object=B)").form == "lines"
+
+
+class Later(Lazy):
+    """A value that is not there until forced (like a tool call still running)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def force(self) -> object:
+        return self.value
+
+    def __repr__(self) -> str:
+        return "<pending call>"
+
+
+def run_lazy(body: str) -> tuple[Any, list[str]]:
+    printed: list[str] = []
+    interp = PythonInterpreter(
+        Budget(Limits(time_limit=5)), functions={"later": Later}, output=printed.append
+    )
+    program = parse_python("def execute_command(image):\n" + body)
+    return interp.run(program, {"image": None}), printed
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ('"red" in colours', True),  # issue 14 item 2: was False
+        ('"green" not in colours', True),
+        ('colours == ["red", "blue"]', True),
+        ('[colours] == [["red", "blue"]]', True),
+        ('["red", "blue"] in [colours]', True),
+        ('colours.count("red")', 1),
+        ('colours.index("blue")', 1),
+        ('(later("x"), later("y")).index("y")', 1),
+        ("sorted(colours)", ["blue", "red"]),
+        ("max(colours)", "red"),
+        ('len({later("a"), later("a"), "a"})', 1),
+        ('len({(later("a"), 1), ("a", 1)})', 1),
+        ('{later("k"): 1}["k"]', 1),
+        ('{c: 1 for c in colours}["red"]', 1),
+        ('len({c for c in [later("a"), "a"]})', 1),
+        ("sorted(colours, key=lambda c: [c])", ["blue", "red"]),
+        ("colours", ["red", "blue"]),
+        ("{later('s')}", {"s"}),
+        ('{"k": (later(1), [later(2)])}', {"k": (1, [2])}),
+    ],
+)
+def test_lazy_values_are_forced_inside_containers(expression: str, expected: object) -> None:
+    body = f'    colours = [later("red"), later("blue")]\n    return {expression}\n'
+    assert run_lazy(body)[0] == expected
+
+
+def test_readme_example_answers_from_values_inside_the_list() -> None:
+    body = (
+        '    colours = [later(c) for c in ["blue", "red"]]\n'
+        '    return "yes" if "red" in colours else "no"\n'
+    )
+    assert run_lazy(body)[0] == "yes"
+
+
+def test_in_place_methods_and_item_keys_see_values() -> None:
+    body = """
+    colours = [later("red"), later("blue"), later("green")]
+    alias = colours
+    colours.remove("blue")
+    colours.sort()
+    counts = {}
+    counts[later("k")] = 1
+    counts["k"] += 1
+    return [alias, counts]
+"""
+    assert run_lazy(body)[0] == [["green", "red"], {"k": 2}]
+
+
+def test_no_pending_call_leaks_into_printed_or_returned_values() -> None:
+    body = """
+    xs = [later("a"), (later("b"), {later("c")}), {"d": later("e")}]
+    print(xs, {later("f")})
+    return [xs, f"{xs}", str(xs), {later("g")}]
+"""
+    result, printed = run_lazy(body)
+    assert "pending" not in repr(result) and "pending" not in "".join(printed)
+    assert printed == ["['a', ('b', {'c'}), {'d': 'e'}] {'f'}"]
+
+
+def test_force_deep_settles_lists_in_place_and_ends_on_cycles() -> None:
+    inner = [Later(1)]
+    outer: list[object] = [inner, inner, (Later(2),)]
+    outer.append(outer)
+    assert force_deep(outer) is outer
+    assert outer[0] is inner and inner == [1] and outer[2] == (2,) and outer[3] is outer
+    plain = [1, [2, (3,)]]
+    assert force_deep(plain) is plain and plain[1][1] is force_deep(plain[1][1])
