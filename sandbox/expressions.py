@@ -89,10 +89,16 @@ def _compile(source: str, visprog: bool) -> Expression:
         raise LimitExceeded(
             f"expression longer than {MAX_EXPRESSION_CHARS:,} characters", code=ErrorCode.SIZE_LIMIT
         )
-    text = prepare_visprog(source) if visprog else source
-    tree = parse_expression_text(text)
-    validate_tree(tree)
-    return Expression(source=source, text=text, tree=tree, names=free_names(tree))
+    try:
+        text = prepare_visprog(source) if visprog else source
+        tree = parse_expression_text(text)
+        validate_tree(tree)
+        return Expression(source=source, text=text, tree=tree, names=free_names(tree))
+    except (RecursionError, MemoryError) as exc:  # any walk over a pathological tree
+        raise EvalError(
+            f"invalid expression: nested too deeply ({type(exc).__name__})",
+            code=ErrorCode.BAD_EXPRESSION,
+        ) from None
 
 
 def parse_expression_text(text: str) -> ast.Expression:

@@ -129,9 +129,13 @@ class Budget:
         return value
 
 
-def admit_program(text: object, limits: Limits) -> None:
+BYTE_ORDER_MARK = "\ufeff"
+
+
+def admit_program(text: object, limits: Limits) -> str:
     """Refuse program text that is not text or is longer than ``limits`` allow, before any
-    parser looks at it (both program forms start here)."""
+    parser looks at it (both program forms start here); return the text without a leading
+    byte-order mark (an editor's encoding marker, not part of the program)."""
     if not isinstance(text, str):
         raise ProgramInvalid([ProgramError(ErrorCode.SYNTAX, "a program must be text", 1)])
     if len(text) > limits.max_program_chars:
@@ -145,3 +149,4 @@ def admit_program(text: object, limits: Limits) -> None:
                 )
             ]
         )
+    return text.removeprefix(BYTE_ORDER_MARK)

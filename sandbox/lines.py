@@ -31,7 +31,7 @@ class _LineError(Exception):
 def parse_lines(text: str, *, limits: Limits | None = None) -> Program:
     """Parse a line program; raise :class:`ProgramInvalid` listing every problem."""
     limits = limits or Limits()
-    admit_program(text, limits)
+    text = admit_program(text, limits)
     errors: list[ProgramError] = []
     steps: list[Step] = []
     defined: dict[str, int] = {}

@@ -10,7 +10,7 @@ import re
 
 from .errors import ErrorCode, ProgramError, ProgramInvalid
 from .ir import Program
-from .limits import Limits
+from .limits import BYTE_ORDER_MARK, Limits
 from .lines import parse_lines
 from .python import PythonProgram, parse_python
 
@@ -20,7 +20,7 @@ _PYTHON = re.compile(r"^\s*def\s+execute_command\s*\(", re.M)
 
 def detect_form(text: str) -> str:
     """'python' when the text defines ``execute_command``, else 'lines'."""
-    return "python" if _PYTHON.search(text) else "lines"
+    return "python" if _PYTHON.search(text.removeprefix(BYTE_ORDER_MARK)) else "lines"
 
 
 def parse(

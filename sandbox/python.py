@@ -71,7 +71,7 @@ def parse_python(text: str, *, limits: Limits | None = None) -> PythonProgram:
     """Parse a Python-form program and refuse what the sandbox never runs; raise
     :class:`ProgramInvalid` listing every problem."""
     limits = limits or Limits()
-    admit_program(text, limits)
+    text = admit_program(text, limits)
     try:
         tree = ast.parse(text, mode="exec")
     except SyntaxError as exc:

@@ -72,6 +72,7 @@ def _rewrite_string(literal: str) -> str:
 
 
 _OPEN = {"(": ")", "[": "]", "{": "}"}
+MAX_NESTING = 200  # Python's own parser refuses deeper brackets
 _SKIPPED_TOKENS = {
     tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.COMMENT, tokenize.INDENT,
     tokenize.DEDENT,
@@ -81,14 +82,19 @@ _SKIPPED_TOKENS = {
 def _rewrite_xor(tokens: list[str]) -> list[str]:
     """Turn ``a xor b`` at each bracket level into ``xor_(a, b)``, respecting commas."""
 
-    def group(i: int, closing: str | None) -> tuple[list[str], int]:
+    def group(i: int, closing: str | None, depth: int) -> tuple[list[str], int]:
+        if depth > MAX_NESTING:
+            raise EvalError(
+                f"brackets nested more than {MAX_NESTING} levels deep",
+                code=ErrorCode.BAD_EXPRESSION,
+            )
         items: list[list[list[str]]] = [[[]]]  # comma-separated items, each xor-separated parts
         while i < len(tokens):
             t = tokens[i]
             if closing is not None and t == closing:
                 break
             if t in _OPEN:
-                inner, i = group(i + 1, _OPEN[t])
+                inner, i = group(i + 1, _OPEN[t], depth + 1)
                 items[-1][-1].extend([t, *inner, _OPEN[t]])
             elif t == "," and closing is not None:
                 items.append([[]])
@@ -112,5 +118,5 @@ def _rewrite_xor(tokens: list[str]) -> list[str]:
                 out.append(")")
         return out, i
 
-    rewritten, _ = group(0, None)
+    rewritten, _ = group(0, None, 0)
     return rewritten
