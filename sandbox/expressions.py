@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from .errors import ErrorCode, EvalError, LimitExceeded, VisChainError
 from .evaluator import Evaluator
-from .limits import Budget, Limits
+from .limits import Budget, Limits, parse_bounded
 from .safe_builtins import Exposed
 from .validation import free_names, validate_tree
 from .visprog import prepare_visprog
@@ -103,7 +103,7 @@ def _compile(source: str, visprog: bool) -> Expression:
 
 def parse_expression_text(text: str) -> ast.Expression:
     try:
-        return ast.parse(text.strip(), mode="eval")
+        return parse_bounded(text.strip(), "eval")
     except SyntaxError as exc:
         raise EvalError(
             f"invalid expression: {exc.msg}",

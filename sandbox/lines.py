@@ -13,7 +13,7 @@ import ast
 
 from .errors import ErrorCode, ForbiddenError, ProgramError, ProgramInvalid
 from .ir import Arg, Const, Expr, ListOf, Program, Ref, Step, Value
-from .limits import Limits, admit_program
+from .limits import Limits, admit_program, parse_bounded
 from .safe_builtins import is_dunder
 from .validation import free_names, validate_tree
 
@@ -90,7 +90,7 @@ def parse_lines(text: str, *, limits: Limits | None = None) -> Program:
 
 def _parse_line(line: str, number: int, indent: int) -> Step:
     try:
-        module = ast.parse(line, mode="exec")
+        module = parse_bounded(line, "exec")
     except SyntaxError as exc:
         raise _syntax_error(exc) from None
     except (ValueError, RecursionError, MemoryError) as exc:

@@ -28,7 +28,7 @@ from .errors import (
 )
 from .evaluator import ChainEnv, Evaluator
 from .lazy import force, force_deep
-from .limits import Budget, Limits, admit_program
+from .limits import Budget, Limits, admit_program, parse_bounded
 from .safe_builtins import BUILTIN_METHODS, SAFE_FUNCTIONS, Exposed, check_renderable, is_dunder
 from .validation import ALLOWED_NODES
 
@@ -73,7 +73,7 @@ def parse_python(text: str, *, limits: Limits | None = None) -> PythonProgram:
     limits = limits or Limits()
     text = admit_program(text, limits)
     try:
-        tree = ast.parse(text, mode="exec")
+        tree = parse_bounded(text, "exec")
     except SyntaxError as exc:
         raise ProgramInvalid(
             [

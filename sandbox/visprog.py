@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 import tokenize
 
 from .errors import ErrorCode, EvalError
@@ -46,6 +47,11 @@ def prepare_visprog(text: str) -> str:
             out.append(tokens[i + 1].string)
             i += 3
             continue
+        if tok.type == _FSTRING_START:  # Python 3.12+: an f-string is many tokens
+            end = _fstring_end(tokens, i)
+            out.append(_span(text, tok.start, tokens[end].end))  # kept as written
+            i = end + 1
+            continue
         if tok.type == tokenize.STRING:
             out.append(_rewrite_string(tok.string))
         elif tok.type not in _SKIPPED_TOKENS:
@@ -54,6 +60,35 @@ def prepare_visprog(text: str) -> str:
     if "xor" in out:
         out = _rewrite_xor(out)
     return " ".join(out)
+
+
+if sys.version_info >= (3, 12):
+    _FSTRING_START, _FSTRING_END = tokenize.FSTRING_START, tokenize.FSTRING_END
+else:  # an f-string is one STRING token, which _rewrite_string leaves alone
+    _FSTRING_START = _FSTRING_END = -1
+
+
+def _fstring_end(tokens: list[tokenize.TokenInfo], start: int) -> int:
+    """The index of the FSTRING_END closing the f-string opened at ``start`` (f-strings
+    nest inside replacement fields)."""
+    depth = 0
+    for j in range(start, len(tokens)):
+        if tokens[j].type == _FSTRING_START:
+            depth += 1
+        elif tokens[j].type == _FSTRING_END:
+            depth -= 1
+            if depth == 0:
+                return j
+    raise EvalError("unterminated f-string", code=ErrorCode.BAD_EXPRESSION)
+
+
+def _span(text: str, start: tuple[int, int], end: tuple[int, int]) -> str:
+    """The source between two tokenizer positions ((row from 1, column from 0))."""
+    lines = text.splitlines(keepends=True)
+    (r0, c0), (r1, c1) = start, end
+    if r0 == r1:
+        return lines[r0 - 1][c0:c1]
+    return lines[r0 - 1][c0:] + "".join(lines[r0 : r1 - 1]) + lines[r1 - 1][:c1]
 
 
 def _rewrite_string(literal: str) -> str:

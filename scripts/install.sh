@@ -14,7 +14,7 @@ pip_() { "${VENV}/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neithe
 
 if [[ ! -x "${VENV}/bin/python" ]]; then
     PY="$(command -v python3.11 || command -v python3)"
-    "${PY}" -c 'import sys; assert sys.version_info[:2] == (3, 11), "VisChain needs Python 3.11"'
+    "${PY}" -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 14), "VisChain needs Python 3.11 to 3.13"'
     log "creating ${VENV}"
     "${PY}" -m venv "${VENV}"
 fi

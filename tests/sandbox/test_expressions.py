@@ -67,6 +67,26 @@ def test_free_names_and_rewrite() -> None:
     assert prepare_visprog("1 + 2") == "1 + 2"
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # an f-string is kept as written (Python 3.12+ tokenises it into many tokens)
+        ("f'{A} and {B}'", "f'{A} and {B}'"),
+        ("f'{A} {f\"{B}\"}' + '{C}'", "f'{A} {f\"{B}\"}' + C"),
+        ('{A} xor f"""{B}\nx"""', 'xor_ ( ( A ) , ( f"""{B}\nx""" ) )'),
+        # a plain string with text around placeholders becomes an f-string
+        ("'{A} and {B}'", "f'{A} and {B}'"),
+    ],
+)
+def test_visprog_rewrite_is_the_same_on_every_python(text: str, expected: str) -> None:
+    assert prepare_visprog(text) == expected
+
+
+def test_f_string_placeholders_read_the_variables() -> None:
+    assert ev("f'{A} and {B}'", A="cat", B="dog") == "cat and dog"
+    assert ev("'{A} and {B}'", A="cat", B="dog") == "cat and dog"
+
+
 def test_python_semantics_without_answer_mode() -> None:
     assert ev("'2' + '4'", answers=False) == "24"
     assert ev("'yes' and 0", answers=False) == 0

@@ -155,6 +155,14 @@ def test_hostile_parse_inputs_fail_cleanly() -> None:
     assert codes("A=Tool(x=" + "-" * 5000 + "1)") == [ErrorCode.SYNTAX]
 
 
+@pytest.mark.parametrize("nesting", ["-", "not ", "~"])
+def test_nesting_is_bounded_the_same_on_every_python(nesting: str) -> None:
+    # ast.parse alone accepts 300 levels of these on 3.11 to 3.13; the bound is ours
+    assert codes("A=Tool(x=" + nesting * 300 + "1)") == [ErrorCode.SYNTAX]
+    step = parse("A=Tool(x=" + nesting * 150 + "1)").steps[0]
+    assert step.tool == "Tool"
+
+
 def test_expressions_are_kept_for_the_checker_to_judge() -> None:
     step = parse("A=Tool(x=[y for y in z])").steps[0]
     assert isinstance(step.args[0].value, Expr)
