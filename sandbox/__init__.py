@@ -4,6 +4,7 @@ This package imports nothing else from VisChain; the checker receives the tool c
 checks against.
 """
 
+from . import guarded
 from .answers import as_bool, as_number, normalize_for_eval, to_text
 from .checker import check, diagnose
 from .errors import (
@@ -66,6 +67,7 @@ __all__ = [
     "diagnose",
     "force",
     "force_deep",
+    "guarded",
     "normalize_for_eval",
     "parse",
     "parse_python",

@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 
+from . import guarded
 from .answers import as_bool, as_number, normalize_answer, to_text
 from .errors import ErrorCode, EvalError, ForbiddenError, LimitExceeded, VisChainError
 from .limits import Budget
@@ -35,7 +36,7 @@ from .validation import describe_node
 
 _CATCH = (TypeError, ValueError, ZeroDivisionError, OverflowError, IndexError, KeyError,
           AttributeError, RecursionError, MemoryError)  # fmt: skip
-_FORMAT_NUMBER = re.compile(r"\d+")
+_FORMAT_NUMBER = re.compile(r"(\.?)(\d+)")  # a width, or a precision after "."
 
 
 class Evaluator:
@@ -156,6 +157,9 @@ class Evaluator:
             return to_text(args[0])
         if name == "str" and args:
             check_renderable(args[0], self.budget)
+        if name in ("min", "max") and args:
+            items = list(args[0]) if len(args) == 1 else args  # type: ignore[call-overload]
+            return guarded.extreme(items, self.budget, largest=name == "max")
         return fn(*args)
 
     # nodes ----------------------------------------------------------------------------------
@@ -212,7 +216,7 @@ class Evaluator:
             if self.answers and isinstance(a, str) and isinstance(b, str):
                 found = normalize_answer(a) in b.lower()
             else:
-                found = a in b
+                found = guarded.contains(b, a, self.budget)
             return found if isinstance(op, ast.In) else not found
         if isinstance(op, ast.Is):
             return a is b
@@ -229,7 +233,7 @@ class Evaluator:
 
     def _equal(self, a: object, b: object) -> bool:
         if not self.answers:
-            return bool(a == b)
+            return guarded.equal(a, b, self.budget)
         if isinstance(a, bool) or isinstance(b, bool):
             ba, bb = as_bool(a), as_bool(b)
             if ba is not None and bb is not None:
@@ -242,7 +246,7 @@ class Evaluator:
         ba, bb = as_bool(a), as_bool(b)
         if ba is not None and bb is not None:
             return ba == bb
-        return bool(a == b)
+        return guarded.equal(a, b, self.budget)
 
     def _numeric_pair(self, a: object, b: object) -> tuple[object, object]:
         if self.answers and (isinstance(a, str) or isinstance(b, str)):
@@ -421,18 +425,31 @@ class Evaluator:
         return {self.hashable(self.eval(k, env)): self.eval(v, env) for k, v in pairs}  # type: ignore[arg-type]
 
     def _joinedstr(self, node: ast.JoinedStr, env: Mapping[str, object]) -> object:
-        parts = [str(self.eval(v, env)) for v in node.values]
+        parts: list[str] = []
+        size = 0
+        for v in node.values:
+            parts.append(str(self.eval(v, env)))
+            size += len(parts[-1])
+            if size > self.budget.limits.max_str_len:
+                self.budget.check_str_len(size)  # stop before building the next part
         total = sum(len(p) for p in parts)
         self.budget.check_str_len(total)
         return "".join(parts)
 
     def _formatted(self, node: ast.FormattedValue, env: Mapping[str, object]) -> object:
         value = self.operand(node.value, env)
-        check_renderable(value, self.budget)
+        size = check_renderable(value, self.budget)
         spec = "" if node.format_spec is None else str(self.eval(node.format_spec, env))
-        for number in _FORMAT_NUMBER.findall(spec):
-            if len(number) > 7 or int(number) > self.budget.limits.max_str_len:
+        width = precision = 0
+        for number in _FORMAT_NUMBER.finditer(spec):
+            digits = number.group(2)
+            if len(digits) > 7 or int(digits) > self.budget.limits.max_str_len:
                 raise LimitExceeded("format width too large", code=ErrorCode.SIZE_LIMIT)
+            if number.group(1):
+                precision = max(precision, int(digits))
+            else:
+                width = max(width, int(digits))
+        self.budget.check_str_len(max(size, width) + precision)  # before the text is built
         if node.conversion == ord("r"):
             value = repr(value)
         elif node.conversion == ord("a"):

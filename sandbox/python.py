@@ -17,6 +17,7 @@ import difflib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
+from . import guarded
 from .errors import (
     ErrorCode,
     EvalError,
@@ -317,6 +318,7 @@ class PythonInterpreter(Evaluator):
         self.line = 0
         self.output = output or (lambda text: None)
         self.calls_depth = 0
+        self.printed = 0  # characters printed so far
         self.max_calls_depth = max_calls_depth
         self._dispatch[ast.Lambda] = lambda node, env: Function(node, env)  # type: ignore[assignment,misc]
 
@@ -509,11 +511,19 @@ class PythonInterpreter(Evaluator):
         if name in PY_FUNCTIONS:
             args = [force_deep(a) for a in args]
             kwargs = {k: v if isinstance(v, Function) else force_deep(v) for k, v in kwargs.items()}
-            if name in ("sorted", "min", "max") and kwargs:
+            if name in ("sorted", "min", "max"):
                 return self._ordered(name, args, kwargs)
             if name == "print":
-                check_renderable(args, self.budget)
-                self.output(" ".join(str(a) for a in args))
+                self.budget.check_str_len(check_renderable(args, self.budget))
+                text = " ".join(str(a) for a in args)
+                self.printed += len(text)
+                if self.printed > self.budget.limits.max_printed_chars:
+                    raise LimitExceeded(
+                        f"the program printed more than "
+                        f"{self.budget.limits.max_printed_chars:,} characters",
+                        code=ErrorCode.SIZE_LIMIT,
+                    )
+                self.output(text)
                 return None
             if name in ("list", "tuple", "set", "dict", "sorted", "reversed", "enumerate", "zip"):
                 for a in args:
@@ -526,15 +536,15 @@ class PythonInterpreter(Evaluator):
         if unknown:
             raise EvalError(f"{name}() got unexpected keyword(s) {', '.join(sorted(unknown))}")
         key = self._key(kwargs.get("key"))
+        if name == "sorted" and len(args) != 1:
+            raise EvalError(f"sorted() takes one list, got {len(args)} arguments")
         items = self.iterate(args[0]) if len(args) == 1 else list(args)
         if name == "sorted":
-            return sorted(items, key=key, reverse=bool(kwargs.get("reverse", False)))  # type: ignore[arg-type]
-        if not items:
-            if "default" in kwargs:
-                return kwargs["default"]
-            raise EvalError(f"{name}() of an empty sequence")
-        pick = min if name == "min" else max
-        return pick(items, key=key)  # type: ignore[type-var]
+            guarded.sort(items, self.budget, key=key, reverse=bool(kwargs.get("reverse", False)))
+            return items
+        if not items and "default" in kwargs:
+            return kwargs["default"]
+        return guarded.extreme(items, self.budget, largest=name == "max", key=key)
 
     def call_method(
         self, obj: object, name: str, args: list[object], kwargs: dict[str, object]
@@ -547,7 +557,7 @@ class PythonInterpreter(Evaluator):
             reverse = bool(force(kwargs.pop("reverse", False)))
             if kwargs or args:
                 raise EvalError("sort() takes only key= and reverse=")
-            obj.sort(key=key, reverse=reverse)  # type: ignore[arg-type]
+            guarded.sort(obj, self.budget, key=key, reverse=reverse)
             return None
         if type(obj) in BUILTIN_METHODS:
             args = [force_deep(a) for a in args]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from . import guarded
 from .errors import ErrorCode, EvalError, LimitExceeded
 from .limits import Budget
 
@@ -124,8 +125,19 @@ _STR_PLAIN = (
     "lower upper strip lstrip rstrip startswith endswith isdigit isalpha isnumeric count find "
     "title capitalize split rsplit splitlines index"
 ).split()
-_LIST_PLAIN = "index count pop reverse copy clear remove sort".split()
+_LIST_PLAIN = "pop reverse copy clear".split()
 _DICT_PLAIN = "get pop copy".split()
+
+
+# element-wise methods run in slices with the clock checked (sandbox.guarded)
+_SEQUENCE_SCANS: dict[str, Callable[..., object]] = {
+    "count": lambda b, xs, x: guarded.count(xs, x, b),
+    "index": lambda b, xs, x, *bounds: guarded.index(xs, x, b, *bounds),
+}
+_LIST_SCANS: dict[str, Callable[..., object]] = {
+    "remove": lambda b, xs, x: guarded.remove(xs, x, b),
+    "sort": lambda b, xs: guarded.sort(xs, b),
+}
 
 
 def _dict_view(name: str) -> Callable[..., object]:
@@ -138,31 +150,48 @@ def _dict_view(name: str) -> Callable[..., object]:
 BUILTIN_METHODS: dict[type, dict[str, Callable[..., object]]] = {
     str: {n: _plain(n) for n in _STR_PLAIN} | {"replace": _str_replace, "join": _str_join},
     list: {n: _plain(n) for n in _LIST_PLAIN}
+    | _SEQUENCE_SCANS
+    | _LIST_SCANS
     | {"append": _list_append, "extend": _list_extend, "insert": _list_insert},
-    tuple: {n: _plain(n) for n in ("index", "count")},
+    tuple: _SEQUENCE_SCANS,
     dict: {n: _plain(n) for n in _DICT_PLAIN}
     | {n: _dict_view(n) for n in ("keys", "values", "items")},
 }
 
 
-def check_renderable(value: object, budget: Budget) -> None:
-    """Refuse to turn a value into text when its nested contents exceed the string limit, so
-    ``str([[0] * 10**5] * 10**4)`` fails before building gigabytes of text."""
-    limit = budget.limits.max_str_len // 2
-    seen = 0
+def check_renderable(value: object, budget: Budget) -> int:
+    """Estimate how many characters ``str(value)`` would take, without building it, and
+    refuse (``size-limit``) when that exceeds the string limit: ``str([[0] * 10**5] * 10**4)``
+    fails before building gigabytes of text. Integers count by their digits, strings by
+    their length, containers by their items and separators; the walk stops as soon as the
+    limit is passed, so it costs at most about ``max_str_len`` steps. Returns the estimate."""
+    limit = budget.limits.max_str_len
+    size = 0
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            seen += len(item)
+            size += len(item)
+        elif isinstance(item, bool) or item is None:
+            size += 5
+        elif isinstance(item, int):
+            size += item.bit_length() * 30103 // 100_000 + 2  # log10(2) digits per bit
+        elif isinstance(item, float):
+            size += 24
         elif isinstance(item, dict):
-            seen += len(item)
+            size += 2 + 6 * len(item)  # ': ', ', ' and quotes per pair
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, (list, tuple, set, frozenset)):
-            seen += len(item)
+            size += 2 + 4 * len(item)  # ', ' and quotes per item
             stack.extend(item)
         else:
-            seen += 1
-        if seen > limit:
-            raise LimitExceeded("value too large to turn into text", code=ErrorCode.SIZE_LIMIT)
+            size += 16
+        if size > limit:
+            raise LimitExceeded(
+                f"value too large to turn into text (over {limit:,} characters)",
+                code=ErrorCode.SIZE_LIMIT,
+            )
+        if len(stack) & 0xFFF == 0:
+            budget.check_time()
+    return size

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import tracemalloc
+from collections.abc import Callable
 
 import pytest
 
@@ -192,3 +194,42 @@ def test_exposed_attributes_and_methods_only() -> None:
         compile_expression("T.secret").evaluate({"T": Thing()}, exposed=exposed)
     with pytest.raises(ForbiddenError):
         compile_expression("T.size").evaluate({"T": Thing()})
+
+
+def _peak_bytes(fn: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+    except LimitExceeded as exc:
+        assert exc.code == ErrorCode.SIZE_LIMIT
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "f'" + "{a:>999999}" * 300 + "'",  # issue 14 item 3: built 300 MB before the check
+        "f'" + "{a:.999990f}" * 300 + "'",
+        "f'" + "{s}" * 300 + "'",
+        "f'{[b] * 5000}'",
+        "str([b] * 5000)",  # a 1,000-digit number is 1,000 characters, not one
+    ],
+    ids=["widths", "precisions", "long-parts", "digits-in-fstring", "digits-in-str"],
+)
+def test_text_sizes_are_estimated_before_building(text: str) -> None:
+    values = {"a": 1, "s": "x" * 999_000, "b": 10**1000}
+    compiled = compile_expression(text, visprog=False)
+
+    def run() -> None:
+        compiled.evaluate(values, answers=False)
+        raise AssertionError("a text over the limit was built")
+
+    assert _peak_bytes(run) < 4_000_000  # a part or two at most, never the whole text
+
+
+def test_widths_up_to_the_limit_still_format() -> None:
+    assert len(ev("f'{1:>999999}'")) == 999_999
+    assert ev("f'{x:>6.2f}|{y:<4}|'", x=3.14159, y="ab") == "  3.14|ab  |"

@@ -326,3 +326,19 @@ def test_force_deep_settles_lists_in_place_and_ends_on_cycles() -> None:
     assert outer[0] is inner and inner == [1] and outer[2] == (2,) and outer[3] is outer
     plain = [1, [2, (3,)]]
     assert force_deep(plain) is plain and plain[1][1] is force_deep(plain[1][1])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "    print([10**1000] * 2000)\n",  # 2 million characters of digits
+        "    for i in range(40):\n        print('x' * 100000)\n",  # 4 million printed in all
+    ],
+)
+def test_printed_text_is_counted(body: str) -> None:
+    printed: list[str] = []
+    interp = PythonInterpreter(Budget(Limits(time_limit=5)), output=printed.append)
+    with pytest.raises(LimitExceeded) as info:
+        interp.run(parse_python("def execute_command(image):\n" + body), {"image": None})
+    assert info.value.code == ErrorCode.SIZE_LIMIT
+    assert sum(len(p) for p in printed) <= Limits().max_printed_chars
