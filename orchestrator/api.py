@@ -46,6 +46,7 @@ from .report import row_for, write_report
 from .telemetry import export_trace
 from .trace import Trace
 from .workers import WorkerPool
+from .writer import stream
 
 log = logging.getLogger("vischain")
 ImageLike = Any  # Image, PIL image, numpy array, torch tensor, bytes, path, "sample:<name>"
@@ -170,7 +171,7 @@ class Orchestrator:
         trace = trace or Trace(instruction=instruction)
         directory = trace_dir or self.config.trace_dir
         if directory is not None and trace.directory is None:
-            trace.open(directory)
+            stream(trace, directory)
         source = getattr(program, "source", program)
         if isinstance(source, str):
             trace.set_program(source, form)
@@ -292,7 +293,7 @@ class Orchestrator:
         trace = Trace(instruction=instruction)
         directory = trace_dir or self.config.trace_dir
         if directory is not None:
-            trace.open(directory)
+            stream(trace, directory)
         try:
             named = {n: to_image(v, name=n) for n, v in _named_images(image, images).items()}
             planner = self.planner()
@@ -329,7 +330,7 @@ class Orchestrator:
             if directory is not None:
                 # keep the failed run's trace beside the fallback's, which takes the main place
                 result.trace.save(Path(directory) / "failed-program")
-                fresh.open(directory)
+                stream(fresh, directory)
             reason = f"execution failed: {result.error}"
             return self._fallback(instruction, fallback, named, fresh, reason, previous=result)
         return result

@@ -1,48 +1,31 @@
-"""The trace page: one self-contained HTML file (inline CSS, SVG and images; no network).
+"""The trace page: what :mod:`orchestrator.writer` puts in ``index.html``.
 
-It shows the instruction, the planning rounds (collapsed), the program with line numbers,
-the DAG as an inline SVG, and one card per step in DAG order with its arguments (linked to
-the steps that produced them), its output drawn for its type, timings, batch size, cache
-hits, device, and errors in red. A failed run still renders everything that finished.
+One self-contained HTML file (inline CSS, SVG and images; no network) from the template
+``templates/trace.html.j2``: the instruction, the answer, the inputs, the planning rounds
+(collapsed), the program with line numbers, the DAG as an inline SVG, and one card per step
+in DAG order with its arguments (linked to the steps that produced them), its output drawn
+for its type, timings, batch size, cache hits, device, and errors in red. A failed run still
+renders everything that finished.
+
+This module turns a :class:`~orchestrator.trace.Trace` into the page's view model
+(:class:`TracePage`, plain values; layout computed here) and renders it; it reads no files —
+the writer hands it the pictures as base64 PNG data keyed by artifact name.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 
-if TYPE_CHECKING:
-    from .trace import StepRecord, Trace
+from .templating import render_template
+from .trace import InputRecord, StepRecord, Trace
 
-STATUS_COLOURS = {
-    "ok": "#2e7d32",
-    "error": "#c62828",
-    "skipped": "#9e9e9e",
-    "running": "#f9a825",
-    "pending": "#bdbdbd",
-    "cached": "#1565c0",
-}
-
-CSS = (Path(__file__).parent / "trace.css").read_text(encoding="utf-8")
-
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
-def _image_tag(trace_dir: Path, trace: Trace, artifact: str | None, alt: str) -> str:
-    if not artifact:
-        return ""
-    for base in (trace_dir, trace.directory):
-        if base is not None and (Path(base) / artifact).is_file():
-            data = base64.b64encode((Path(base) / artifact).read_bytes()).decode("ascii")
-            return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
-    return ""
+STATUSES = ("ok", "error", "skipped", "running", "pending")
+NODE_W, NODE_H, GAP_X, GAP_Y = 150, 34, 60, 14
 
 
 def dag_order(steps: list[StepRecord]) -> list[StepRecord]:
@@ -59,83 +42,105 @@ def _graph(steps: list[StepRecord]) -> nx.DiGraph:
     for s in steps:
         graph.add_node(s.step)
         for d in s.deps:
-            if d in names:
+            if d in names and d != s.step:
                 graph.add_edge(d, s.step)
     return graph
 
 
-def dag_svg(steps: list[StepRecord]) -> str:
-    """The data-flow graph as an inline SVG: one column per dependency depth."""
+def _status(value: Any) -> str:
+    """A status as a CSS class: one of :data:`STATUSES` or 'unknown' (traces are untrusted)."""
+    text = str(value)
+    return text if text in STATUSES else "unknown"
+
+
+@dataclass(frozen=True)
+class Dag:
+    """The data-flow graph laid out in columns by dependency depth (pixels)."""
+
+    width: int
+    height: int
+    nodes: list[dict[str, Any]]
+    edges: list[dict[str, float]]
+    node_w: int = NODE_W
+    node_h: int = NODE_H
+
+
+def dag_layout(steps: list[StepRecord]) -> Dag | None:
+    """Node boxes and edge lines for the DAG (None without steps, or when it has a cycle)."""
     if not steps:
-        return ""
+        return None
     graph = _graph(steps)
+    if not nx.is_directed_acyclic_graph(graph):  # only a tampered trace has one
+        return None
     by_name = {s.step: s for s in steps}
     layers = [
         sorted(layer, key=lambda n: by_name[n].index) for layer in nx.topological_generations(graph)
     ]
-    node_w, node_h, gap_x, gap_y = 150, 34, 60, 14
-    pos: dict[str, tuple[float, float]] = {}
+    pos: dict[str, tuple[int, int]] = {}
     for i, layer in enumerate(layers):
         for j, name in enumerate(layer):
-            pos[name] = (10 + i * (node_w + gap_x), 10 + j * (node_h + gap_y))
-    width = 20 + len(layers) * (node_w + gap_x) - gap_x
-    height = 20 + max(len(layer) for layer in layers) * (node_h + gap_y) - gap_y
-    parts = [
-        f'<svg class="dag" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="program graph">',
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
-        'markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" '
-        'fill="#888"/></marker></defs>',
-    ]
-    for a, b in graph.edges:
-        x0, y0 = pos[a]
-        x1, y1 = pos[b]
-        parts.append(
-            f'<line x1="{x0 + node_w}" y1="{y0 + node_h / 2}" x2="{x1}" y2="{y1 + node_h / 2}" '
-            'stroke="#888" stroke-width="1.2" marker-end="url(#arrow)"/>'
-        )
+            pos[name] = (10 + i * (NODE_W + GAP_X), 10 + j * (NODE_H + GAP_Y))
+    nodes = []
     for name, (x, y) in pos.items():
         rec = by_name[name]
-        colour = STATUS_COLOURS.get(rec.status, "#bdbdbd")
         label = f"{name} = {rec.tool or '·'}"
-        if len(label) > 22:
-            label = label[:21] + "…"
-        parts.append(
-            f'<a href="#step-{_e(name)}"><rect x="{x}" y="{y}" width="{node_w}" height="{node_h}" '
-            f'rx="6" fill="#fff" stroke="{colour}" stroke-width="2"/>'
-            f'<text x="{x + 8}" y="{y + 21}">{_e(label)}</text>'
-            f"<title>{_e(rec.text)} [{_e(rec.status)}]</title></a>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+        nodes.append({
+            "step": name, "x": x, "y": y, "status": _status(rec.status),
+            "label": label if len(label) <= 22 else label[:21] + "…",
+            "title": f"{rec.text} [{rec.status}]",
+        })  # fmt: skip
+    edges = [
+        {"x1": pos[a][0] + NODE_W, "y1": pos[a][1] + NODE_H / 2,
+         "x2": pos[b][0], "y2": pos[b][1] + NODE_H / 2}
+        for a, b in graph.edges
+    ]  # fmt: skip
+    width = 20 + len(layers) * (NODE_W + GAP_X) - GAP_X
+    height = 20 + max(len(layer) for layer in layers) * (NODE_H + GAP_Y) - GAP_Y
+    return Dag(width, height, nodes, edges)
 
 
-def _program(trace: Trace) -> str:
+@dataclass(frozen=True)
+class TracePage:
+    """Everything the template shows, as plain values."""
+
+    run_id: str
+    title: str
+    status: str
+    duration: str
+    answer: str | None
+    error: str | None
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    planning: list[dict[str, Any]] = field(default_factory=list)
+    program: list[dict[str, Any]] = field(default_factory=list)
+    dag: Dag | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _program_rows(trace: Trace) -> list[dict[str, Any]]:
     if not trace.program:
-        return ""
+        return []
     by_line: dict[int, StepRecord] = {}
     for s in trace.steps:
         by_line.setdefault(s.line, s)
-    bad = {e.get("line") for e in (trace.error or {}).get("errors", [])}
-    if trace.error and trace.error.get("line"):
-        bad.add(trace.error.get("line"))
-    rows = []
-    for n, text in enumerate(trace.program.splitlines(), start=1):
-        cls = ' class="bad"' if n in bad else ""
-        body = _e(text)
-        if n in by_line:
-            body = f'<a href="#step-{_e(by_line[n].step)}">{body}</a>'
-        rows.append(f'<span{cls}><span class="ln">{n}</span>{body}</span>')
-    return '<pre class="program">' + "\n".join(rows) + "</pre>"
+    error = trace.error or {}
+    bad = {e.get("line") for e in error.get("errors", []) if isinstance(e, dict)}
+    if error.get("line"):
+        bad.add(error.get("line"))
+    return [
+        {"number": n, "text": text, "bad": n in bad,
+         "step": by_line[n].step if n in by_line else None}
+        for n, text in enumerate(trace.program.splitlines(), start=1)
+    ]  # fmt: skip
 
 
-def _planning(trace: Trace) -> str:
-    if not trace.planning:
-        return ""
-    out = ["<section><h2>Planning</h2>"]
+def _planning_rounds(trace: Trace) -> list[dict[str, Any]]:
+    rounds = []
     for i, rec in enumerate(trace.planning):
-        kind = rec.get("kind", "round")
-        title = f"{kind} {i + 1}"
+        title = f"{rec.get('kind', 'round')} {i + 1}"
         facts = [
             f"{k}: {rec[k]}"
             for k in ("model", "prompt_tokens", "completion_tokens", "seconds")
@@ -143,83 +148,75 @@ def _planning(trace: Trace) -> str:
         ]
         if facts:
             title += " — " + ", ".join(facts)
-        body = []
+        parts = []
         for key in ("prompt", "output", "errors"):
             if rec.get(key):
                 value = rec[key]
-                text = value if isinstance(value, str) else json.dumps(value, indent=2)
-                body.append(f"<h4>{_e(key)}</h4><pre>{_e(text)}</pre>")
-        out.append(f"<details><summary>{_e(title)}</summary>{''.join(body)}</details>")
-    out.append("</section>")
-    return "".join(out)
+                text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
+                parts.append((key, text))
+        rounds.append({"title": title, "parts": parts})
+    return rounds
 
 
-def _card(trace_dir: Path, trace: Trace, rec: StepRecord) -> str:
-    colour = STATUS_COLOURS.get(rec.status, "#bdbdbd")
-    badges = f'<span class="badge" style="background:{colour}">{_e(rec.status)}</span>'
-    if rec.meta.get("cache_hit"):
-        badges += f'<span class="badge" style="background:{STATUS_COLOURS["cached"]}">cached</span>'
-    rows = []
-    for a in rec.args:
-        src = f' <a href="#step-{_e(a.source)}">← {_e(a.source)}</a>' if a.source else ""
-        rows.append(f"<tr><td><code>{_e(a.name)}</code></td><td>{_e(a.summary)}{src}</td></tr>")
-    args = f'<table class="args">{"".join(rows)}</table>' if rows else ""
-    out = ""
-    if rec.output:
-        pic = _image_tag(trace_dir, trace, rec.artifact, rec.step)
-        out = (
-            f'<div class="out">{pic}<div class="text">{_e(rec.output.get("text", ""))}</div></div>'
-        )
-    err = ""
+def _card(trace: Trace, rec: StepRecord, pictures: Mapping[str, str]) -> dict[str, Any]:
+    error = None
     if rec.error:
         kind, code = rec.error.get("type", "Error"), rec.error.get("code")
-        err = f'<div class="err">{_e(kind)} [{_e(code)}]: {_e(rec.error.get("message"))}</div>'
+        error = f"{kind} [{code}]: {rec.error.get('message')}"
     facts = []
-    if rec.duration is not None:
+    if isinstance(rec.duration, (int, float)):
         facts.append(f"{rec.duration * 1000:.1f} ms")
-    if rec.start is not None:
+    if isinstance(rec.start, (int, float)):
         facts.append(f"started +{(rec.start - trace.created) * 1000:.0f} ms")
-    if rec.batch_size > 1:
+    if isinstance(rec.batch_size, int) and rec.batch_size > 1:
         facts.append(f"batch of {rec.batch_size}")
     for key in ("device", "model", "backend", "warning", "note"):
         if rec.meta.get(key):
             facts.append(f"{key}: {rec.meta[key]}")
-    return (
-        f'<div class="card {_e(rec.status)}" id="step-{_e(rec.step)}" data-step="{_e(rec.step)}">'
-        f"<h3>{_e(rec.step)} = {_e(rec.tool or 'value')} {badges}</h3>"
-        f"<div>line {rec.line}: <code>{_e(rec.text)}</code></div>{args}{out}{err}"
-        f'<div class="facts">{" · ".join(_e(f) for f in facts)}</div></div>'
-    )
+    return {
+        "step": rec.step, "tool": rec.tool or "value", "status": _status(rec.status),
+        "cached": bool(rec.meta.get("cache_hit")), "line": rec.line, "text": rec.text,
+        "args": [{"name": a.name, "summary": a.summary, "source": a.source} for a in rec.args],
+        "output": _text(rec.output.get("text", "")) if rec.output else None,
+        "picture": pictures.get(rec.artifact or ""), "error": error, "facts": facts,
+    }  # fmt: skip
 
 
-def render_html(trace: Trace, trace_dir: Path) -> str:
-    """The whole page for ``trace``; pictures are read from ``trace_dir`` and inlined."""
-    status = "failed" if trace.error else "ok" if trace.finished else "running"
-    duration = f"{trace.duration:.2f} s" if trace.duration is not None else "—"
+def trace_page(trace: Trace, pictures: Mapping[str, str] | None = None) -> TracePage:
+    """The view model of ``trace``'s page; ``pictures`` maps artifact names to base64 PNG."""
+    pictures = pictures or {}
     if trace.error:
-        answer = f'<div class="answer error">{_e(trace.error.get("message"))}</div>'
-    elif trace.result is not None:
-        answer = f'<div class="answer">{_e(trace.result.get("text"))}</div>'
+        answer, error = None, _text(trace.error.get("message"))
     else:
-        answer = ""
-    inputs = "".join(
-        f"<figure>{_image_tag(trace_dir, trace, r.artifact, r.name)}<figcaption>{_e(r.name)}: "
-        f"{_e(r.summary.get('text'))}</figcaption></figure>"
-        for r in trace.inputs
+        answer = _text(trace.result.get("text")) if trace.result is not None else None
+        error = None
+    return TracePage(
+        run_id=trace.run_id,
+        title=trace.instruction or "Program run",
+        status="failed" if trace.error else "ok" if trace.finished else "running",
+        duration=f"{trace.duration:.2f} s" if trace.duration is not None else "—",
+        answer=answer,
+        error=error,
+        inputs=[_input(r, pictures) for r in trace.inputs],
+        planning=_planning_rounds(trace),
+        program=_program_rows(trace),
+        dag=dag_layout(trace.steps),
+        steps=[_card(trace, s, pictures) for s in _ordered(trace.steps)],
     )
-    cards = "".join(_card(trace_dir, trace, s) for s in dag_order(trace.steps))
-    n_steps = len(trace.steps)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>VisChain trace {_e(trace.run_id)}</title>
-<style>{CSS}</style></head><body>
-<header><h1>{_e(trace.instruction or "Program run")}</h1>
-<div class="meta">run {_e(trace.run_id)} · {status} · {duration} · {n_steps} steps</div></header>
-<main>
-<section><h2>Answer</h2>{answer}</section>
-{f'<section><h2>Inputs</h2><div class="inputs">{inputs}</div></section>' if inputs else ""}
-{_planning(trace)}
-<section><h2>Program</h2>{_program(trace)}</section>
-<section><h2>Graph</h2>{dag_svg(trace.steps)}</section>
-<section><h2>Steps</h2><div class="cards">{cards}</div></section>
-</main></body></html>
-"""
+
+
+def _input(rec: InputRecord, pictures: Mapping[str, str]) -> dict[str, Any]:
+    text = _text(rec.summary.get("text"))
+    return {"name": rec.name, "text": text, "picture": pictures.get(rec.artifact or "")}
+
+
+def _ordered(steps: list[StepRecord]) -> list[StepRecord]:
+    try:
+        return dag_order(steps)
+    except nx.NetworkXUnfeasible:  # a cycle: only a tampered trace has one
+        return sorted(steps, key=lambda s: s.index)
+
+
+def render_html(trace: Trace, pictures: Mapping[str, str] | None = None) -> str:
+    """The whole page for ``trace``; ``pictures`` (artifact name → base64 PNG) are inlined."""
+    return render_template("trace.html.j2", page=trace_page(trace, pictures))

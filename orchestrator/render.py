@@ -1,22 +1,20 @@
 """How step values look in a trace: a JSON summary for every type, a picture where one helps
-(images, boxes and masks drawn on the step's input image, points, crops)."""
+(images, boxes and masks drawn on the step's input image, points, crops). Files are the
+writer's business (``orchestrator.writer``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
 
 from sandbox import to_text
-from tools.convert import encode_png
 from tools.draw import draw_objects, draw_points
 from tools.types import Box, Image, Mask, Object, ObjectList, Point, PointList, value_type
 
 MAX_TEXT = 2000
 MAX_ITEMS = 50
-THUMBNAIL = 640
 
 
 def _box(b: Box) -> list[float]:
@@ -108,17 +106,3 @@ def picture(value: Any, context: Image | None) -> PILImage.Image | None:
             return draw_objects(context, [Object(value.box() or Box(0, 0, 1, 1), mask=value)])
         return PILImage.fromarray(value.array.astype(np.uint8) * 255)
     return None
-
-
-def render_artifact(value: Any, context: Image | None, directory: Path, stem: str) -> str | None:
-    """Write a PNG picture of ``value`` into ``directory``; return its path relative to the
-    trace directory (``artifacts/<stem>.png``), or None when the value has no picture."""
-    try:
-        pic = picture(value, context)
-    except Exception:  # a picture is a courtesy; never let it break saving the trace
-        return None
-    if pic is None:
-        return None
-    name = f"{stem}.png"
-    (directory / name).write_bytes(encode_png(pic, max_side=THUMBNAIL))
-    return f"{directory.name}/{name}"

@@ -1,14 +1,13 @@
 """A multi-run report for batch evaluations: one row per item, linking to its trace.
 
-``write_report(rows, directory)`` writes ``report.html`` (self-contained) and
-``report.jsonl``; each row names the item's instruction or program, its answer, the
-expected answer when known, its status, time and step count, and the trace directory
-(relative links, so the folder can be moved or zipped as a whole).
+``write_report(rows, directory)`` writes ``report.html`` (self-contained, from the template
+``templates/report.html.j2``) and ``report.jsonl``; each row names the item's instruction or
+program, its answer, the expected answer when known, its status, time and step count, and
+the trace directory (relative links, so the folder can be moved or zipped as a whole).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
 from collections.abc import Iterable
@@ -17,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import normalize_for_eval
+
+from .templating import render_template
+from .writer import HTML_FILE
 
 REPORT_HTML = "report.html"
 REPORT_JSONL = "report.jsonl"
@@ -73,8 +75,11 @@ def write_report(
     return out / REPORT_HTML
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
+def trace_link(trace: str | None, out: Path) -> str | None:
+    """A relative link from ``out`` to a trace directory's page (the folder moves as a whole)."""
+    if not trace:
+        return None
+    return Path(os.path.relpath(Path(trace) / HTML_FILE, out)).as_posix()
 
 
 def _html(rows: list[ReportRow], out: Path, title: str) -> str:
@@ -83,32 +88,6 @@ def _html(rows: list[ReportRow], out: Path, title: str) -> str:
     accuracy = f" · accuracy {sum(judged) / len(judged):.1%} of {len(judged)}" if judged else ""
     times = [r.seconds for r in rows if r.seconds is not None]
     mean = f" · mean {sum(times) / len(times):.2f} s" if times else ""
-    body = []
-    for r in rows:
-        link = ""
-        if r.trace:
-            rel = os.path.relpath(Path(r.trace) / "index.html", out)
-            link = f'<a href="{_e(rel)}">trace</a>'
-        mark = {True: "✔", False: "✘", None: ""}[r.correct]
-        status = "ok" if r.ok else "error"
-        answer = _e(r.answer) if r.ok else f'<span class="err">{_e(r.error)}</span>'
-        seconds = "" if r.seconds is None else f"{r.seconds:.2f}"
-        body.append(
-            f'<tr class="{status}" data-index="{r.index}"><td>{r.index}</td><td>{_e(r.query)}</td>'
-            f"<td>{answer}</td><td>{_e(r.expected)}</td><td>{mark}</td>"
-            f"<td>{seconds}</td><td>{r.steps}</td><td>{link}</td></tr>"
-        )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>
-body{{font-family:system-ui,sans-serif;margin:24px;color:#1d1f23}}
-table{{border-collapse:collapse;width:100%;font-size:14px}}
-th,td{{border-bottom:1px solid #dde;padding:6px 8px;text-align:left;vertical-align:top}}
-tr.error td{{background:#fdecea}} .err{{color:#c62828}}
-</style></head><body>
-<h1>{_e(title)}</h1>
-<p>{len(rows)} runs · {ok} ok · {len(rows) - ok} failed{accuracy}{mean}</p>
-<table><thead><tr><th>#</th><th>query</th><th>answer</th><th>expected</th><th></th>
-<th>s</th><th>steps</th><th>trace</th></tr></thead><tbody>
-{"".join(body)}
-</tbody></table></body></html>
-"""
+    summary = f"{len(rows)} runs · {ok} ok · {len(rows) - ok} failed{accuracy}{mean}"
+    shown = [{"row": r, "link": trace_link(r.trace, out)} for r in rows]
+    return render_template("report.html.j2", title=title, summary=summary, rows=shown)

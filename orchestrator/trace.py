@@ -1,9 +1,14 @@
-"""The trace of one run: planning rounds, every step's arguments, output, timing and error.
+"""The trace of one run, as a plain record: planning rounds, every step's arguments, output,
+timing and error.
 
-A trace is written as ``trace.jsonl`` (one record per line: run, input, planning, step,
-result) plus ``artifacts/*.png`` (pictures of the step outputs), and rendered as a
-self-contained ``index.html``. With a directory given up front, records stream to disk as
-steps finish, so a crash loses no finished step.
+The record knows its own JSON form — :meth:`Trace.records` (one dict per line of
+``trace.jsonl``: run, input, planning, program, step, result) and :meth:`Trace.from_records`
+— and nothing about files, pictures or pages. Whoever wants each record as it happens
+attaches a :class:`TraceSink`; :mod:`orchestrator.writer` is the one that streams records to
+``trace.jsonl`` and writes pictures and ``index.html`` (``Trace.save`` hands over to it).
+
+A trace read back from disk is untrusted data: :meth:`Trace.from_records` keeps only the
+fields it knows, of the types it expects, and raises :class:`TraceFormatError` otherwise.
 """
 
 from __future__ import annotations
@@ -12,15 +17,18 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol
 
-from .render import render_artifact, summarize
+from .render import summarize
 
 TRACE_FILE = "trace.jsonl"
-HTML_FILE = "index.html"
-ARTIFACTS = "artifacts"
+
+
+class TraceFormatError(ValueError):
+    """A ``trace.jsonl`` that is not a trace (names the line)."""
 
 
 @dataclass
@@ -47,7 +55,7 @@ class StepRecord:
     duration: float | None = None
     batch_size: int = 1
     meta: dict[str, Any] = field(default_factory=dict)
-    artifact: str | None = None
+    artifact: str | None = None  # "artifacts/<name>.png" inside the trace directory
     value: Any = field(default=None, repr=False, compare=False)
     context: Any = field(default=None, repr=False, compare=False)  # the image it was drawn on
 
@@ -56,7 +64,7 @@ class StepRecord:
             "step": self.step, "index": self.index, "line": self.line, "text": self.text,
             "tool": self.tool,
             "args": [{"name": a.name, "summary": a.summary, "source": a.source} for a in self.args],
-            "deps": list(self.deps), "status": self.status, "output": self.output,
+            "deps": list(self.deps), "status": str(self.status), "output": self.output,
             "error": self.error, "start": self.start, "end": self.end, "duration": self.duration,
             "batch_size": self.batch_size, "meta": dict(self.meta), "artifact": self.artifact,
             "type": "step",
@@ -71,6 +79,29 @@ class InputRecord:
     value: Any = field(default=None, repr=False, compare=False)
 
 
+class TraceSink(Protocol):
+    """Receives each record of a trace as it is made (the JSON form of :meth:`Trace.records`)."""
+
+    def emit(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TraceSaver(Protocol):
+    """Writes a trace's files into a directory and returns it (see ``orchestrator.writer``)."""
+
+    def __call__(self, trace: Trace, directory: str | Path | None, *, html: bool) -> Path: ...
+
+
+_saver: TraceSaver | None = None
+
+
+def use_saver(saver: TraceSaver) -> None:
+    """Make ``saver`` what :meth:`Trace.save` calls (``orchestrator.writer`` registers itself)."""
+    global _saver
+    _saver = saver
+
+
 class Trace:
     """Everything that happened in one run. Thread-safe for the executor's updates."""
 
@@ -81,7 +112,6 @@ class Trace:
         program: str | None = None,
         form: str | None = None,
         run_id: str | None = None,
-        directory: str | Path | None = None,
     ) -> None:
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.created = time.time()
@@ -95,75 +125,68 @@ class Trace:
         self.error: dict[str, Any] | None = None
         self.finished: float | None = None
         self.meta: dict[str, Any] = {}
-        self._lock = threading.RLock()
-        self._stream: IO[str] | None = None
-        self.directory: Path | None = None
-        if directory is not None:
-            self.open(directory)
+        self.directory: Path | None = None  # where its files are, once a writer put them there
+        self.lock = threading.RLock()  # held by writers while they read a live trace
+        self._sinks: list[TraceSink] = []
 
-    # --- streaming ---------------------------------------------------------------------------
+    # --- observers ---------------------------------------------------------------------------
 
-    def open(self, directory: str | Path) -> None:
-        """Start streaming records to ``directory/trace.jsonl`` (artifacts written at save)."""
-        with self._lock:
-            self.directory = Path(directory)
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._stream = (self.directory / TRACE_FILE).open("w", encoding="utf-8")
-            self._emit(self._run_record())
-            for rec in self.inputs:
-                self._emit(self._input_record(rec))
-            for plan in self.planning:
-                self._emit({"type": "planning", **plan})
+    def attach(self, sink: TraceSink) -> None:
+        """Send ``sink`` every record made so far, then each new one as it is made."""
+        with self.lock:
+            for record in self.records(final=False):
+                sink.emit(record)
+            self._sinks.append(sink)
 
-    def _emit(self, record: dict[str, Any]) -> None:
-        if self._stream is not None:
-            self._stream.write(json.dumps(record, default=_json_default) + "\n")
-            self._stream.flush()
+    def _emit(self, record: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+        if not self._sinks:
+            return
+        made = record() if callable(record) else record
+        for sink in self._sinks:
+            sink.emit(made)
 
     # --- recording ---------------------------------------------------------------------------
 
     def set_program(self, program: str, form: str) -> None:
-        with self._lock:
+        with self.lock:
             self.program = program
             self.form = form
             self._emit({"type": "program", "program": program, "form": form})
 
     def add_input(self, name: str, value: Any) -> None:
-        with self._lock:
+        with self.lock:
             rec = InputRecord(name, summarize(value), value=value)
             self.inputs.append(rec)
-            self._emit(self._input_record(rec))
+            self._emit(lambda: _input_record(rec))
 
     def add_planning(self, record: dict[str, Any]) -> None:
-        with self._lock:
+        with self.lock:
             self.planning.append(record)
             self._emit({"type": "planning", **record})
 
     def add_step(self, record: StepRecord) -> StepRecord:
-        with self._lock:
+        with self.lock:
             record.index = len(self.steps)
             self.steps.append(record)
             return record
 
     def finish_step(self, record: StepRecord) -> None:
-        """A step reached a final status: stream it (when a directory is open)."""
-        if self._stream is None:
-            return
-        with self._lock:
-            self._emit(record.to_json())
+        """A step reached a final status: tell the sinks."""
+        with self.lock:
+            self._emit(record.to_json)
 
     def finish(self, *, output: Any = None, error: Any = None) -> None:
-        with self._lock:
+        with self.lock:
             self.finished = time.time()
             self.result = summarize(output) if error is None else None
             if error is not None:
                 self.error = (
                     error.to_dict() if hasattr(error, "to_dict") else {"message": str(error)}
                 )
-            self._emit(self._result_record())
-            if self._stream is not None:
-                self._stream.close()
-                self._stream = None
+            self._emit(self._result_record)
+            for sink in self._sinks:
+                sink.close()
+            self._sinks.clear()
 
     def step(self, name: str) -> StepRecord:
         for rec in self.steps:
@@ -175,43 +198,54 @@ class Trace:
     def duration(self) -> float | None:
         return None if self.finished is None else self.finished - self.created
 
-    # --- files -------------------------------------------------------------------------------
+    # --- files (through the writer) ------------------------------------------------------
 
     def save(self, directory: str | Path | None = None, *, html: bool = True) -> Path:
-        """Write ``trace.jsonl``, the step pictures and ``index.html``; return the directory."""
-        from .html import render_html
+        """Write ``trace.jsonl``, the step pictures and ``index.html`` into ``directory``
+        (default: where the trace was streamed to) with :func:`orchestrator.writer.save`."""
+        if _saver is None:
+            raise RuntimeError("no trace writer registered: import orchestrator.writer")
+        return _saver(self, directory, html=html)
 
-        with self._lock:
-            out = Path(directory) if directory is not None else self.directory
-            if out is None:
-                raise ValueError("no directory to save the trace to")
-            out.mkdir(parents=True, exist_ok=True)
-            (out / ARTIFACTS).mkdir(exist_ok=True)
-            for rec in self.inputs:
-                if rec.value is not None:
-                    rec.artifact = render_artifact(
-                        rec.value, None, out / ARTIFACTS, f"input-{rec.name}"
-                    )
-            for srec in self.steps:
-                if srec.value is not None:
-                    srec.artifact = render_artifact(
-                        srec.value, srec.context, out / ARTIFACTS, f"step-{srec.index:04d}"
-                    )
-            with (out / TRACE_FILE).open("w", encoding="utf-8") as f:
-                for record in self.records():
-                    f.write(json.dumps(record, default=_json_default) + "\n")
-            if html:
-                (out / HTML_FILE).write_text(render_html(self, out), encoding="utf-8")
-            self.directory = out
+    @classmethod
+    def load(cls, directory: str | Path) -> Trace:
+        """Read a trace back from ``trace.jsonl`` (values are summaries; pictures are files)."""
+        path = Path(directory)
+        path = path / TRACE_FILE if path.is_dir() else path
+        with path.open(encoding="utf-8") as f:
+            trace = cls.from_records(_json_lines(f))
+        trace.directory = path.parent
+        return trace
+
+    # --- JSON form -----------------------------------------------------------------------
+
+    def records(self, *, final: bool = True) -> list[dict[str, Any]]:
+        """The trace as JSON records: run, inputs, planning, steps (all of them, or with
+        ``final=False`` only those that reached a final status) and, when finished, result."""
+        with self.lock:
+            out = [self._run_record()]
+            out.extend(_input_record(r) for r in self.inputs)
+            out.extend({"type": "planning", **p} for p in self.planning)
+            out.extend(
+                s.to_json() for s in self.steps if final or s.status not in ("pending", "running")
+            )
+            if final or self.finished is not None:
+                out.append(self._result_record())
             return out
 
-    def records(self) -> list[dict[str, Any]]:
-        out = [self._run_record()]
-        out.extend(self._input_record(r) for r in self.inputs)
-        out.extend({"type": "planning", **p} for p in self.planning)
-        out.extend(s.to_json() for s in self.steps)
-        out.append(self._result_record())
-        return out
+    @classmethod
+    def from_records(cls, records: Iterable[dict[str, Any]]) -> Trace:
+        """A trace from its JSON records (untrusted: unknown fields are dropped, wrong
+        types raise :class:`TraceFormatError`)."""
+        trace = cls()
+        steps: dict[int, StepRecord] = {}
+        for n, rec in enumerate(records, start=1):
+            try:
+                _load_record(trace, steps, dict(rec))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise TraceFormatError(f"trace record {n} is malformed: {exc!r}") from None
+        trace.steps = [steps[i] for i in sorted(steps)]
+        return trace
 
     def _run_record(self) -> dict[str, Any]:
         return {
@@ -224,10 +258,6 @@ class Trace:
             "meta": self.meta,
         }
 
-    @staticmethod
-    def _input_record(rec: InputRecord) -> dict[str, Any]:
-        return {"type": "input", "name": rec.name, "summary": rec.summary, "artifact": rec.artifact}
-
     def _result_record(self) -> dict[str, Any]:
         return {
             "type": "result",
@@ -236,46 +266,79 @@ class Trace:
             "finished": self.finished,
         }
 
-    @classmethod
-    def load(cls, directory: str | Path) -> Trace:
-        """Read a trace back from ``trace.jsonl`` (values are summaries; pictures are files)."""
-        path = Path(directory)
-        path = path / TRACE_FILE if path.is_dir() else path
-        trace = cls()
-        trace.directory = path.parent
-        steps: dict[int, StepRecord] = {}
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            kind = rec.pop("type")
-            if kind == "run":
-                trace.run_id = rec["run_id"]
-                trace.created = rec["created"]
-                trace.instruction = rec.get("instruction")
-                trace.program = rec.get("program")
-                trace.form = rec.get("form")
-                trace.meta = rec.get("meta") or {}
-            elif kind == "program":
-                trace.program, trace.form = rec["program"], rec["form"]
-            elif kind == "input":
-                trace.inputs.append(InputRecord(rec["name"], rec["summary"], rec.get("artifact")))
-            elif kind == "planning":
-                trace.planning.append(rec)
-            elif kind == "step":
-                rec["args"] = [ArgRecord(**a) for a in rec.get("args", [])]
-                steps[rec["index"]] = StepRecord(**rec)
-            elif kind == "result":
-                trace.result = rec.get("result")
-                trace.error = rec.get("error")
-                trace.finished = rec.get("finished")
-        trace.steps = [steps[i] for i in sorted(steps)]
-        return trace
+
+def _input_record(rec: InputRecord) -> dict[str, Any]:
+    return {"type": "input", "name": rec.name, "summary": rec.summary, "artifact": rec.artifact}
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
+def _json_lines(lines: Iterable[str]) -> Iterable[dict[str, Any]]:
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TraceFormatError(f"line {n} of the trace is not JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise TraceFormatError(f"line {n} of the trace is not a JSON object")
+        yield record
+
+
+_STEP_FIELDS = {f.name for f in fields(StepRecord)} - {"value", "context"}
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "step": str, "index": int, "line": int, "text": str, "tool": (str, type(None)),
+    "deps": list, "status": str, "output": (dict, type(None)), "error": (dict, type(None)),
+    "start": (int, float, type(None)), "end": (int, float, type(None)),
+    "duration": (int, float, type(None)), "batch_size": int, "meta": dict,
+    "artifact": (str, type(None)), "name": str, "summary": (dict, str),
+    "source": (str, type(None)), "instruction": (str, type(None)),
+    "program": (str, type(None)), "form": (str, type(None)), "run_id": str,
+    "created": (int, float), "finished": (int, float, type(None)),
+    "result": (dict, type(None)),
+}  # fmt: skip
+
+
+def _typed(rec: dict[str, Any], key: str, default: Any = None, *, required: bool = False) -> Any:
+    if required and key not in rec:
+        raise KeyError(key)
+    value = rec.get(key, default)
+    expected = _TYPES.get(key)
+    if expected is not None and value is not default and not isinstance(value, expected):
+        raise TypeError(f"{key} is {type(value).__name__}")
+    return value
+
+
+def _load_record(trace: Trace, steps: dict[int, StepRecord], rec: dict[str, Any]) -> None:
+    kind = rec.pop("type", None)
+    if kind == "run":
+        trace.run_id = _typed(rec, "run_id", trace.run_id)
+        trace.created = _typed(rec, "created", trace.created)
+        trace.instruction = _typed(rec, "instruction")
+        trace.program = _typed(rec, "program")
+        trace.form = _typed(rec, "form")
+        meta = rec.get("meta") or {}
+        trace.meta = meta if isinstance(meta, dict) else {}
+    elif kind == "program":
+        trace.program, trace.form = _typed(rec, "program"), _typed(rec, "form")
+    elif kind == "input":
+        summary = _typed(rec, "summary", {})
+        summary = summary if isinstance(summary, dict) else {"text": summary}
+        name = _typed(rec, "name", required=True)
+        trace.inputs.append(InputRecord(name, summary, _typed(rec, "artifact")))
+    elif kind == "planning":
+        trace.planning.append(rec)
+    elif kind == "step":
+        values = {k: _typed(rec, k) for k in _STEP_FIELDS if k in rec and k != "args"}
+        values["args"] = [
+            ArgRecord(_typed(a, "name", required=True), str(a.get("summary", "")), a.get("source"))
+            for a in rec.get("args") or []
+        ]
+        values["deps"] = [str(d) for d in values.get("deps") or []]
+        step = StepRecord(**values)
+        steps[step.index] = step
+    elif kind == "result":
+        trace.result = _typed(rec, "result")
+        trace.error = rec.get("error") if isinstance(rec.get("error"), dict) else None
+        trace.finished = _typed(rec, "finished")
+    else:
+        raise ValueError(f"unknown record type {kind!r}")

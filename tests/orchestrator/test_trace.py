@@ -1,4 +1,4 @@
-"""Traces: JSONL that round-trips, streamed records, and the self-contained HTML page."""
+"""Traces: the record, JSONL that round-trips, streamed records, and the HTML page."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from orchestrator import Orchestrator, Trace
+from orchestrator.trace import TraceFormatError
+from orchestrator.writer import stream
 
 PROGRAM = """\
 OBJ0=Loc(image=IMAGE, object='TOP')
@@ -43,7 +47,10 @@ def test_jsonl_round_trips_and_html_has_one_card_per_step(
     )
     step = loaded.steps[4]
     assert step.tool == "Eval" and step.line == 5 and step.duration is not None
-    assert (out / step.artifact if step.artifact else out).exists()
+    assert step.artifact is None  # text has no picture
+    crop = loaded.steps[1]
+    assert crop.tool == "Crop" and crop.artifact == "artifacts/step-0001.png"
+    assert (out / crop.artifact).read_bytes().startswith(b"\x89PNG")
 
 
 def test_failed_run_still_writes_finished_steps(offline: Orchestrator, tmp_path: Path) -> None:
@@ -59,7 +66,54 @@ def test_failed_run_still_writes_finished_steps(offline: Orchestrator, tmp_path:
 
 
 def test_records_stream_while_running(offline: Orchestrator, tmp_path: Path) -> None:
-    trace = Trace(directory=tmp_path)
+    trace = Trace()
+    stream(trace, tmp_path)
     offline.execute("A=Eval('1')\nB=Eval('{A} + 1')", trace=trace)
     streamed = (tmp_path / "trace.jsonl").read_text().splitlines()
     assert [json.loads(line)["type"] for line in streamed][-3:] == ["step", "step", "result"]
+
+
+def test_streamed_file_holds_each_finished_step_before_the_run_ends(tmp_path: Path) -> None:
+    from orchestrator.trace import StepRecord
+
+    trace = Trace(instruction="count")
+    trace.add_planning({"kind": "round", "output": "A=Eval('1')"})
+    stream(trace, tmp_path)  # records made before streaming are written first
+    rec = trace.add_step(StepRecord(step="A", index=0, line=1, text="A=Eval('1')", tool="Eval"))
+    rec.status = "ok"
+    trace.finish_step(rec)
+    lines = [json.loads(x) for x in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in lines] == ["run", "planning", "step"]
+    assert lines[2]["step"] == "A" and lines[2]["status"] == "ok"
+    trace.finish(output=1)
+    assert Trace.load(tmp_path).result["text"] == "1"
+
+
+def test_the_record_module_imports_no_writer() -> None:
+    import ast
+    import inspect
+
+    import orchestrator.trace as record
+
+    tree = ast.parse(inspect.getsource(record))
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert imported.isdisjoint({"writer", "html", "templating"}), imported
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "not json",
+        "[1, 2]",
+        '{"type": "step", "step": "A"}',
+        '{"type": "step", "step": "A", "index": "0", "line": 1, "text": "", "tool": null}',
+        '{"type": "input", "name": 3, "summary": {}}',
+        '{"type": "mystery"}',
+    ],
+)
+def test_malformed_trace_files_raise_a_typed_error(tmp_path: Path, line: str) -> None:
+    (tmp_path / "trace.jsonl").write_text(line + "\n")
+    with pytest.raises(TraceFormatError):
+        Trace.load(tmp_path)
