@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -25,11 +24,8 @@ from sandbox import (
     ProgramInvalid,
     PythonProgram,
     VisChainError,
-    check,
-    parse,
     to_text,
 )
-from sandbox.ir import value_names
 from tools import Registry, ToolContext, default_registry
 from tools.cache import ByteLRU
 from tools.convert import to_image
@@ -39,8 +35,8 @@ from tools.types import Image
 
 from .config import Config
 from .executor import ExecOptions, Executor
+from .forms import Machinery, form_of, parse_program
 from .planner import Plan, Planner, PlanningError
-from .python_runner import check_program, run_python
 from .render import summarize
 from .report import row_for, write_report
 from .telemetry import export_trace
@@ -117,6 +113,13 @@ class Orchestrator:
             if self.config.executor.memo_mb
             else None,
         )
+        self.machinery = Machinery(
+            self.registry,
+            self.executor,
+            self.limits,
+            seconds=self.config.limits.python_seconds,
+            max_tool_calls=self.config.limits.max_tool_calls,
+        )
         self._planner: Any = None
         self._planner_lock = threading.Lock()
 
@@ -145,20 +148,20 @@ class Orchestrator:
     def check(
         self, program: str | Program | PythonProgram, *, inputs: Any = None, form: str = "auto"
     ) -> BoundProgram | PythonProgram:
-        """Parse (if needed) and check a program; raise ProgramInvalid listing problems."""
-        parsed = (
-            program
-            if isinstance(program, (Program, PythonProgram))
-            else parse(program, form=form, limits=self.limits)
-        )
-        if isinstance(parsed, PythonProgram):
-            check_program(parsed, self.registry, None if inputs is None else list(inputs))
-            return parsed
-        return check(parsed, self.registry, inputs=inputs)
+        """Parse (if needed) and check a program; raise ProgramInvalid listing problems.
+        ``inputs`` names the inputs (a mapping may give their type names; see
+        :mod:`orchestrator.forms` for how they bind)."""
+        parsed = self._parse(program, form)
+        return form_of(parsed).check(parsed, self.registry, inputs=inputs)
+
+    def _parse(self, program: str | Program | PythonProgram, form: str) -> Program | PythonProgram:
+        if isinstance(program, str):
+            return parse_program(program, form=form, limits=self.limits)
+        return program
 
     def execute(
         self,
-        program: str | Program,
+        program: str | Program | PythonProgram,
         *,
         image: ImageLike | None = None,
         images: Mapping[str, ImageLike] | None = None,
@@ -175,65 +178,33 @@ class Orchestrator:
         source = getattr(program, "source", program)
         if isinstance(source, str):
             trace.set_program(source, form)
-        parsed: Program | None = None
+        parsed: Program | PythonProgram | None = None
         try:
             named = _named_images(image, images)
             for name, value in named.items():
                 named[name] = to_image(value, name=name)
                 trace.add_input(name, named[name])
-            parsed = (
-                program
-                if isinstance(program, (Program, PythonProgram))
-                else parse(program, form=form, limits=self.limits)
-            )
+            parsed = self._parse(program, form)
             trace.form = parsed.form
-            if isinstance(parsed, PythonProgram):
-                return self._execute_python(parsed, named, trace)
-            inputs = _bind_inputs(parsed, named)
-            bound = check(parsed, self.registry, inputs={n: "Image" for n in inputs})
+            program_form = form_of(parsed)
+            inputs = program_form.bind(parsed, named)
+            checked = program_form.check(
+                parsed, self.registry, inputs=dict.fromkeys(inputs, "Image")
+            )
         except VisChainError as exc:
             return self._finish(trace, parsed, None, exc, {}, {})
-        t0 = time.perf_counter()
         try:
-            outcome = self.executor.run(bound, inputs, trace)
-        except Exception as exc:  # the trace keeps every finished step
-            done = {r.step: r.value for r in trace.steps if r.status == "ok"}
-            return self._finish(trace, parsed, None, _internal(exc), done, {})
-        log.debug("executed %d steps in %.3f s", len(bound.steps), time.perf_counter() - t0)
-        result = bound.result
-        error = None
-        output = None
-        if result is not None and outcome.status.get(result) == "ok":
-            output = outcome.values[result]
-        elif result is not None:
-            error = _root_error(bound, result, outcome.errors)
-        return self._finish(trace, parsed, output, error, outcome.values, outcome.errors)
-
-    def _execute_python(
-        self, program: PythonProgram, named: dict[str, Image], trace: Trace
-    ) -> RunResult:
-        try:
-            check_program(program, self.registry, list(named))
-            output, values, errors = run_python(
-                program,
-                named,
-                registry=self.registry,
-                executor=self.executor,
-                limits=self.limits,
-                trace=trace,
-                seconds=self.config.limits.python_seconds,
-                max_calls=self.config.limits.max_tool_calls,
-            )
-        except Exception as exc:  # a typed error for the user, whatever went wrong
+            run = program_form.run(checked, inputs, self.machinery, trace)
+        except Exception as exc:  # a typed error for the user; the trace keeps finished steps
             error = exc if isinstance(exc, VisChainError) else _internal(exc)
             done = {r.step: r.value for r in trace.steps if r.status == "ok"}
-            return self._finish(trace, program, None, error, done, {})
-        return self._finish(trace, program, output, None, values, errors)
+            return self._finish(trace, parsed, None, error, done, {})
+        return self._finish(trace, parsed, run.output, run.error, run.values, run.errors)
 
     def _finish(
         self,
         trace: Trace,
-        program: Program | None,
+        program: Program | PythonProgram | None,
         output: Any,
         error: VisChainError | None,
         values: dict[str, Any],
@@ -460,7 +431,7 @@ def _is_program(item: str, mode: str) -> bool:
     if mode == "run":
         return False
     try:
-        parse(item)
+        parse_program(item)
     except VisChainError:
         return False
     return True
@@ -477,51 +448,6 @@ def _named_images(
             )
         named["IMAGE"] = image
     return named
-
-
-def _bind_inputs(program: Program, named: dict[str, Image]) -> dict[str, Image]:
-    """Map the program's free names to the given images (exact name first, then ignoring
-    case, so ``image`` finds IMAGE). Unused images are allowed."""
-    defined = {s.target for s in program.steps}
-    free: set[str] = set()
-    for s in program.steps:
-        for a in s.args:
-            free |= value_names(a.value)
-    free -= defined
-    by_lower = {n.lower(): n for n in named}
-    bound: dict[str, Image] = {}
-    for name in sorted(free):
-        if name in named:
-            bound[name] = named[name]
-        elif name.lower() in by_lower:
-            bound[name] = named[by_lower[name.lower()]]
-    for name, value in named.items():
-        bound.setdefault(name, value)
-    return bound
-
-
-def _root_error(
-    bound: BoundProgram, result: str, errors: dict[str, VisChainError]
-) -> VisChainError:
-    """The failure that stopped the result: the earliest failed step it depends on."""
-    ancestors = {result}
-    changed = True
-    deps = {s.target: s.deps for s in bound.steps}
-    while changed:
-        changed = False
-        for name in list(ancestors):
-            for d in deps.get(name, ()):
-                if d not in ancestors:
-                    ancestors.add(d)
-                    changed = True
-    failed = [
-        (bound.step(n).line, errors[n])
-        for n in ancestors
-        if n in errors and errors[n].code != ErrorCode.SKIPPED
-    ]
-    if failed:
-        return min(failed, key=lambda x: x[0])[1]
-    return errors.get(result) or VisChainError("the result was not computed", step=result)
 
 
 _DEFAULT: Orchestrator | None = None

@@ -26,16 +26,14 @@ from sandbox import (
     ProgramInvalid,
     PythonProgram,
     VisChainError,
-    check,
-    parse,
 )
-from tools.patch import API_TOOLS, PATCH_METHODS, api_docs
+from tools.patch import api_docs
 from tools.registry import Registry
 
 from .config import PlannerConfig
 from .examples import ExampleSelector
+from .forms import get_form
 from .grammar import gbnf_to_regex, line_grammar
-from .python_runner import check_program
 
 log = logging.getLogger("vischain.planner")
 _STEP = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
@@ -142,8 +140,8 @@ def _grammar_regex(grammar: str) -> re.Pattern[str]:
 
 
 @dataclass
-class _Form:
-    """What the planner needs for one program form."""
+class _Prompting:
+    """How the planner asks for programs of one form (the form itself parses and checks)."""
 
     name: str
     template: str
@@ -178,7 +176,7 @@ class Planner:
             return ExampleSelector(chosen, embedder=embedder, count_tokens=count)
 
         self.forms = {
-            "lines": _Form(
+            "lines": _Prompting(
                 "lines",
                 "lines",
                 selector("lines"),
@@ -186,7 +184,7 @@ class Planner:
                 ["\n\n", "\nInstruction:"],
                 extract_program,
             ),
-            "python": _Form(
+            "python": _Prompting(
                 "python",
                 "python",
                 selector("python"),
@@ -208,10 +206,11 @@ class Planner:
         """Whether every tool an example calls is one this planner may use: examples that
         show unavailable tools teach the model to write programs that cannot run."""
         try:
-            program = parse(example.program, form=example.form, limits=self.limits)
+            form = get_form(example.form)
+            program = form.parse(example.program, limits=self.limits)
         except ProgramInvalid:
             return False
-        return all(t in self.registry for t in _tools_used(program))
+        return all(t in self.registry for t in form.tools_used(program))
 
     # --- prompts -----------------------------------------------------------------------------
 
@@ -332,7 +331,7 @@ class Planner:
         return plans
 
     def _attempt(
-        self, spec: _Form, kind: str, prompt: str, completion: Any, seconds: float, candidate: int
+        self, spec: _Prompting, kind: str, prompt: str, completion: Any, seconds: float, candidate: int
     ) -> Attempt:
         output = completion.text
         respected = None
@@ -365,16 +364,15 @@ class Planner:
                 ProgramError(ErrorCode.EMPTY_PROGRAM, "no program found in the output", 1, 1)
             ]
         try:
-            program = parse(source, form=form, limits=self.limits)
-            if isinstance(program, PythonProgram):
-                check_program(program, self.registry, list(inputs))
-                return program, []
-            return check(program, self.registry, inputs=list(inputs)).program, []
+            program_form = get_form(form)
+            program = program_form.parse(source, limits=self.limits)
+            program_form.check(program, self.registry, inputs=list(inputs))
+            return program, []
         except ProgramInvalid as exc:
             return None, exc.errors
 
     def _check_and_repair(
-        self, spec: _Form, instruction: str, inputs: Sequence[str], prompt: str, first: Attempt
+        self, spec: _Prompting, instruction: str, inputs: Sequence[str], prompt: str, first: Attempt
     ) -> Plan:
         attempts = [first]
         current = first
@@ -413,30 +411,3 @@ class Planner:
         )
         return Plan(current.program or None, None, attempts, error, form=spec.name)
 
-
-def _tools_used(program: Program | PythonProgram) -> set[str]:
-    """The registered tools a program calls (directly, or through the image-patch API)."""
-    if isinstance(program, Program):
-        return {s.tool for s in program.steps if s.tool is not None}
-    import ast
-
-    used: set[str] = set()
-    for node in ast.walk(program.function):
-        if isinstance(node, ast.Call):
-            name = (
-                node.func.attr
-                if isinstance(node.func, ast.Attribute)
-                else node.func.id
-                if isinstance(node.func, ast.Name)
-                else None
-            )
-            if name in API_TOOLS:
-                used |= set(API_TOOLS[name])
-            elif (
-                name is not None
-                and name[:1].isupper()
-                and name not in PATCH_METHODS
-                and name != "ImagePatch"
-            ):
-                used.add(name)
-    return used

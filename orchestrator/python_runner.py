@@ -20,18 +20,17 @@ from sandbox import (
     Budget,
     ErrorCode,
     EvalError,
+    Exposed,
     LimitExceeded,
     Limits,
     Program,
-    ProgramInvalid,
     VisChainError,
 )
 from sandbox.ir import BoundProgram, BoundStep, Const, Ref, Value
 from sandbox.lazy import Lazy, force, force_deep
-from sandbox.python import PY_FUNCTIONS, PythonInterpreter, PythonProgram, check_python
-from tools.patch import API_FUNCTIONS, EXPOSED_PATCH, Derived, ImagePatch, PatchAPI
+from sandbox.python import PythonInterpreter, PythonProgram
+from tools.patch import Derived, ImagePatch, PatchAPI
 from tools.registry import Registry
-from tools.types import EXPOSED, Image
 
 from .executor import Executor
 from .trace import Trace
@@ -213,42 +212,9 @@ def tool_functions(runtime: PythonRuntime, registry: Registry) -> dict[str, Any]
     return {t.spec.name: make(t.spec.name) for t in registry}
 
 
-def api_names(registry: Registry) -> set[str]:
-    """Every function a Python program may call (for the static check)."""
-    return set(PY_FUNCTIONS) | set(API_FUNCTIONS) | {t.spec.name for t in registry}
-
-
-EXPOSURES = {**EXPOSED, **EXPOSED_PATCH}
-
-
-def check_program(program: PythonProgram, registry: Registry, inputs: list[str] | None) -> None:
-    errors = check_python(program, functions=api_names(registry), exposed=EXPOSURES, inputs=inputs)
-    if errors:
-        raise ProgramInvalid(errors)
-
-
-def bind_parameters(program: PythonProgram, images: Mapping[str, Image]) -> dict[str, Image]:
-    """``execute_command(image)`` gets IMAGE; ``(left, right)`` get LEFT and RIGHT."""
-    lowered = {k.lower(): v for k, v in images.items()}
-    args = {}
-    for p in program.params:
-        if p in images:
-            args[p] = images[p]
-        elif p.lower() in lowered:
-            args[p] = lowered[p.lower()]
-        elif len(program.params) == 1 and len(images) == 1:
-            args[p] = next(iter(images.values()))
-        else:
-            raise EvalError(
-                f"no input image for parameter '{p}' (given: {', '.join(images) or 'none'})",
-                code=ErrorCode.BAD_INPUT,
-            )
-    return args
-
-
 def run_python(
     program: PythonProgram,
-    images: Mapping[str, Image],
+    args: Mapping[str, Any],
     *,
     registry: Registry,
     executor: Executor,
@@ -256,8 +222,11 @@ def run_python(
     trace: Trace,
     seconds: float | None,
     max_calls: int,
+    exposed: Mapping[type, Exposed],
 ) -> tuple[Any, dict[str, Any], dict[str, VisChainError]]:
-    """Interpret ``program``; return its (forced) result, every call's value, and errors."""
+    """Interpret ``program`` with its parameters bound to ``args`` (see
+    :func:`orchestrator.forms.bind_inputs`) and ``exposed`` the types whose attributes and
+    methods it may use; return its (forced) result, every call's value, and errors."""
     deadline = None if seconds is None else time.monotonic() + seconds
     runtime = PythonRuntime(
         executor, registry, trace, source=program.source, max_calls=max_calls, deadline=deadline
@@ -266,11 +235,10 @@ def run_python(
     interpreter = PythonInterpreter(
         Budget(limits.with_(time_limit=seconds)),
         functions={**tool_functions(runtime, registry), **PatchAPI(runtime).functions()},
-        exposed=EXPOSURES,
+        exposed=exposed,
         output=printed.append,
     )
     runtime.line_of = lambda: interpreter.line
-    args = bind_parameters(program, images)
     try:
         result = interpreter.run(program, args)
         result = _plain(result)

@@ -16,7 +16,7 @@ import programs
 import sandbox
 import tools
 from orchestrator import Orchestrator
-from orchestrator.python_runner import check_program
+from orchestrator.forms import get_form
 from programs import Example
 from sandbox import ProgramInvalid, VisChainError
 from tools.types import Image
@@ -87,7 +87,7 @@ def test_example_parses_and_checks(example: Example) -> None:
         f"{_where(example)}\nparameters {list(program.params)} do not match the inputs"
     )
     try:
-        check_program(program, REGISTRY, list(example.inputs))
+        get_form(FAMILY).check(program, REGISTRY, inputs=list(example.inputs))
     except ProgramInvalid as exc:
         pytest.fail(f"{_where(example)}\nfails the check:\n{_errors(exc)}")
 

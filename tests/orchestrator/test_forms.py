@@ -1,0 +1,197 @@
+"""Program forms: each form parses, checks, names its tools and inputs, binds and runs;
+forms are found by name, by detection and from a parsed program."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator import Orchestrator, Trace
+from orchestrator.forms import (
+    FORMS,
+    LineForm,
+    PythonForm,
+    UnknownForm,
+    bind_inputs,
+    detect,
+    form_of,
+    get_form,
+    parse_program,
+    register_form,
+)
+from sandbox import (
+    BoundProgram,
+    ErrorCode,
+    Limits,
+    Program,
+    ProgramInvalid,
+    PythonProgram,
+    VisChainError,
+)
+from tools import default_registry
+from tools.convert import to_image
+
+REGISTRY = default_registry(plugins=False)
+
+LINES = """\
+HALF=Loc(image=image, object='LEFT')
+N=Count(object=HALF)
+OTHER=Loc(image=PHOTO, object='TOP')
+RESULT=Eval('{N} == 1')
+"""
+PYTHON = """\
+def execute_command(image, other):
+    patch = ImagePatch(image)
+    halves = patch.find('LEFT')
+    label = best_image_match([patch], ['a cup'])
+    pick = lambda x: x
+    named = Count(Loc(other, 'TOP'))
+    return pick(len(halves)) + named
+"""
+
+
+def test_forms_are_registered_by_name_and_found_from_programs() -> None:
+    assert set(FORMS) >= {"lines", "python"}
+    lines, python = get_form("lines"), get_form("python")
+    assert isinstance(lines, LineForm) and isinstance(python, PythonForm)
+    assert detect(PYTHON) is python and detect(LINES) is lines
+    assert form_of(parse_program(PYTHON)) is python
+    parsed = parse_program(LINES)
+    assert form_of(parsed) is lines
+    assert form_of(lines.check(parsed, REGISTRY)) is lines  # a checked program too
+
+
+def test_an_unknown_form_is_a_typed_error_naming_the_known_ones() -> None:
+    with pytest.raises(UnknownForm) as info:
+        get_form("lisp")
+    assert isinstance(info.value, ProgramInvalid)
+    assert info.value.code == ErrorCode.SYNTAX and info.value.name == "lisp"
+    assert "lines" in str(info.value) and "python" in str(info.value)
+    with pytest.raises(UnknownForm):
+        parse_program("A=Count(object=B)", form="lisp")
+
+
+def test_registering_a_form_twice_needs_replace() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_form(LineForm())
+    assert register_form(FORMS["lines"], replace=True) is FORMS["lines"]
+
+
+def test_line_form_parse_check_tools_and_inputs() -> None:
+    form = get_form("lines")
+    program = form.parse(LINES)
+    assert form.input_names(program) == ("PHOTO", "image")
+    assert form.tools_used(program) == {"Loc", "Count", "Eval"}
+    bound = form.check(program, REGISTRY, inputs=["IMAGE", "PHOTO"])
+    assert isinstance(bound, BoundProgram) and set(bound.inputs) >= {"image", "PHOTO"}
+    with pytest.raises(ProgramInvalid) as info:
+        form.check(program, REGISTRY, inputs=["IMAGE"])  # PHOTO has no input
+    assert [e.code for e in info.value.errors] == [ErrorCode.UNDEFINED_NAME]
+    assert info.value.errors[0].line == 3
+
+
+def test_python_form_parse_check_tools_and_inputs() -> None:
+    form = get_form("python")
+    program = form.parse(PYTHON)
+    assert isinstance(program, PythonProgram)
+    assert form.input_names(program) == ("image", "other")
+    # find → Loc, best_image_match → Similarity, Count/Loc called as functions; the lambda
+    # `pick`, builtins (len) and ImagePatch are not tools
+    assert form.tools_used(program) == {"Loc", "Similarity", "Count"}
+    assert form.check(program, REGISTRY, inputs=["IMAGE", "OTHER"]) is program
+    with pytest.raises(ProgramInvalid) as info:
+        form.check(program, REGISTRY, inputs=["IMAGE"])
+    assert "'other'" in str(info.value)
+    with pytest.raises(ProgramInvalid, match="unknown function 'Lco'"):
+        form.check(form.parse("def execute_command(image):\n    return Lco(image, 'x')\n"), REGISTRY)
+
+
+def test_tools_used_names_unregistered_tools_too() -> None:
+    """What the planner relies on to drop examples whose tools cannot run here."""
+    python = get_form("python")
+    program = python.parse("def execute_command(image):\n    return Classify2(image)\n")
+    assert python.tools_used(program) == {"Classify2"}
+    lines = get_form("lines")
+    assert lines.tools_used(lines.parse("A=Classify2(image=IMAGE)")) == {"Classify2"}
+
+
+def test_one_binding_rule_for_both_forms() -> None:
+    given = {"IMAGE": "i", "Other": "o", "EXTRA": "e"}
+    for form, source in (("lines", LINES), ("python", PYTHON)):
+        program = get_form(form).parse(source)
+        bound = get_form(form).bind(program, given)
+        assert bound["image"] == "i"  # ignoring case
+        assert bound["EXTRA"] == "e" and bound["IMAGE"] == "i"  # kept under their own names
+    python = get_form("python").parse(PYTHON)
+    assert get_form("python").bind(python, given)["other"] == "o"
+    lines = get_form("lines").parse(LINES)
+    assert "PHOTO" not in get_form("lines").bind(lines, given)  # left for check to report
+
+
+def test_exact_names_win_and_case_only_clashes_are_errors() -> None:
+    assert bind_inputs(["image"], {"IMAGE": 1, "image": 2}) == {"image": 2, "IMAGE": 1}
+    with pytest.raises(VisChainError) as info:
+        bind_inputs(["Image"], {"IMAGE": 1, "image": 2})
+    assert info.value.code == ErrorCode.BAD_INPUT and "'Image'" in str(info.value)
+
+
+def test_each_form_runs_through_the_executor(offline: Orchestrator) -> None:
+    image = to_image("sample:coffee")
+    lines = get_form("lines")
+    program = lines.parse("HALF=Loc(image=image, object='LEFT')\nRESULT=Count(object=HALF)")
+    inputs = lines.bind(program, {"IMAGE": image})
+    trace = Trace()
+    run = lines.run(lines.check(program, REGISTRY, inputs=list(inputs)), inputs,
+                    offline.machinery, trace)  # fmt: skip
+    assert run.error is None and run.output == 1 and run.values["HALF"].count == 1
+    assert [s.step for s in trace.steps] == ["HALF", "RESULT"]
+
+    python = get_form("python")
+    program = python.parse("def execute_command(image):\n    return Count(Loc(image, 'TOP'))\n")
+    inputs = python.bind(program, {"IMAGE": image})
+    trace = Trace()
+    run = python.run(python.check(program, REGISTRY, inputs=list(inputs)), inputs,
+                     offline.machinery, trace)  # fmt: skip
+    assert run.error is None and run.output == 1
+    assert [s.tool for s in trace.steps] == ["Loc", "Count"]
+
+
+def test_a_failed_line_run_names_the_earliest_failure_it_depends_on(
+    offline: Orchestrator,
+) -> None:
+    lines = get_form("lines")
+    source = "A=Vqa(image=IMAGE, question='what?')\nB=Count(object=A)\nRESULT=B"
+    program = lines.parse(source)
+    image = to_image("sample:coffee")
+    run = lines.run(lines.check(program, REGISTRY, inputs=["IMAGE"]), {"IMAGE": image},
+                    offline.machinery, Trace())  # fmt: skip
+    assert run.output is None and run.error.code == ErrorCode.NO_BACKEND and run.error.step == "A"
+    assert run.errors["B"].code == ErrorCode.SKIPPED
+
+
+def test_a_registered_form_is_used_by_name_and_by_detection(offline: Orchestrator) -> None:
+    """The API finds a newly registered form without any change to it; later registrations
+    are asked first, so a plug-in form can claim texts a built-in one would take."""
+    parsed: list[str] = []
+
+    class Recorded(LineForm):
+        """Line programs that start with a marker comment; records what it parses."""
+
+        name = "recorded-lines"
+
+        def recognizes(self, text: str) -> bool:
+            return text.startswith("# recorded")
+
+        def parse(self, text: str, *, limits: Limits | None = None) -> Program:
+            parsed.append(text)
+            return super().parse(text, limits=limits)
+
+    register_form(Recorded())
+    try:
+        program = "# recorded\nA=Loc(image=IMAGE, object='LEFT')\nRESULT=Count(object=A)"
+        assert offline.execute(program, image="sample:coffee").output == 1
+        assert offline.execute(program[11:], image="sample:coffee", form="recorded-lines").ok
+        assert parsed == [program, program[11:]]
+        assert offline.execute(program[11:], image="sample:coffee").ok  # lines: not recorded
+        assert len(parsed) == 2
+    finally:
+        del FORMS["recorded-lines"]
