@@ -40,7 +40,7 @@ from .planner import Plan, Planner, PlanningError
 from .render import summarize
 from .report import row_for, write_report
 from .telemetry import export_trace
-from .trace import Trace
+from .trace import StepStatus, Trace
 from .workers import WorkerPool
 from .writer import stream
 
@@ -197,7 +197,7 @@ class Orchestrator:
             run = program_form.run(checked, inputs, self.machinery, trace)
         except Exception as exc:  # a typed error for the user; the trace keeps finished steps
             error = exc if isinstance(exc, VisChainError) else _internal(exc)
-            done = {r.step: r.value for r in trace.steps if r.status == "ok"}
+            done = {r.step: r.value for r in trace.steps if r.status == StepStatus.OK}
             return self._finish(trace, parsed, None, error, done, {})
         return self._finish(trace, parsed, run.output, run.error, run.values, run.errors)
 

@@ -41,7 +41,7 @@ from tools.registry import Registry
 from tools.types import Image, fingerprint
 
 from .render import summarize
-from .trace import ArgRecord, StepRecord, Trace
+from .trace import ArgRecord, StepRecord, StepStatus, Trace
 from .workers import Job, WorkerPool
 
 log = logging.getLogger("vischain.executor")
@@ -77,7 +77,7 @@ class Outcome:
     """What a run produced: every value by name, and the first error that matters."""
 
     values: dict[str, Any]
-    status: dict[str, str]
+    status: dict[str, StepStatus]
     errors: dict[str, VisChainError] = field(default_factory=dict)
 
 
@@ -150,7 +150,7 @@ class _Run:
         self.trace = trace
         self.values: dict[str, Any] = dict(inputs)
         self.steps = {s.target: s for s in bound.steps}
-        self.status: dict[str, str] = dict.fromkeys(self.steps, "pending")
+        self.status: dict[str, StepStatus] = dict.fromkeys(self.steps, StepStatus.PENDING)
         self.errors: dict[str, VisChainError] = {}
         self.records: dict[str, StepRecord] = {}
         self.graph = nx.DiGraph()
@@ -217,7 +217,7 @@ class _Run:
         newly: list[str] = []
         groups: dict[str, list[tuple[BoundStep, dict[str, Any]]]] = defaultdict(list)
         for name in ready:
-            if self.status[name] != "pending":
+            if self.status[name] != StepStatus.PENDING:
                 continue
             if self.deadline is not None and time.monotonic() > self.deadline:
                 self.fail(
@@ -324,8 +324,8 @@ class _Run:
             deadline=deadline,
         )
         for s in group.steps:
-            self.status[s.target] = "running"
-            self.records[s.target].status = "running"
+            self.status[s.target] = StepStatus.RUNNING
+            self.records[s.target].status = StepStatus.RUNNING
         batched = tool.max_batch > 1
 
         def work() -> None:
@@ -394,9 +394,9 @@ class _Run:
 
     def succeed(self, name: str, value: Any, *, duration: float) -> list[str]:
         self.values[name] = value
-        self.status[name] = "ok"
+        self.status[name] = StepStatus.OK
         record = self.records[name]
-        record.status = "ok"
+        record.status = StepStatus.OK
         record.duration = duration
         record.value = value
         record.output = summarize(value)
@@ -404,25 +404,25 @@ class _Run:
         newly = []
         for succ in self.graph.successors(name):
             self.waiting[succ] -= 1
-            if self.waiting[succ] == 0 and self.status[succ] == "pending":
+            if self.waiting[succ] == 0 and self.status[succ] == StepStatus.PENDING:
                 newly.append(succ)
         return newly
 
     def fail(self, name: str, error: VisChainError, *, duration: float | None = None) -> list[str]:
         step = self.steps[name]
         error.located(line=step.line, step=name)
-        self.status[name] = "error"
+        self.status[name] = StepStatus.ERROR
         self.errors[name] = error
         record = self.records[name]
-        record.status = "error"
+        record.status = StepStatus.ERROR
         record.error = error.to_dict()
         if duration is not None:
             record.duration = duration
         self.trace.finish_step(record)
         log.info("step %s (line %s) failed: %s", name, step.line, error)
         for desc in sorted(nx.descendants(self.graph, name), key=lambda n: self.steps[n].line):
-            if self.status[desc] == "pending":
-                self.status[desc] = "skipped"
+            if self.status[desc] == StepStatus.PENDING:
+                self.status[desc] = StepStatus.SKIPPED
                 skipped = StepSkipped(
                     f"skipped because step {name} (line {step.line}) failed",
                     line=self.steps[desc].line,
@@ -430,7 +430,7 @@ class _Run:
                 )
                 self.errors[desc] = skipped
                 rec = self.records[desc]
-                rec.status = "skipped"
+                rec.status = StepStatus.SKIPPED
                 rec.error = skipped.to_dict()
                 self.trace.finish_step(rec)
         return []

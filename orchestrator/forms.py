@@ -57,7 +57,7 @@ from tools.types import EXPOSED
 
 from .executor import Executor
 from .python_runner import run_python
-from .trace import Trace
+from .trace import StepStatus, Trace
 
 P = TypeVar("P")  # the parsed program
 C = TypeVar("C")  # the checked program (what ``run`` takes)
@@ -207,7 +207,7 @@ class LineForm(ProgramForm[Program, BoundProgram]):
     ) -> Execution:
         outcome = machinery.executor.run(checked, dict(inputs), trace)
         result = checked.result
-        if result is not None and outcome.status.get(result) == "ok":
+        if result is not None and outcome.status.get(result) == StepStatus.OK:
             return Execution(outcome.values[result], None, outcome.values, outcome.errors)
         error = None if result is None else root_error(checked, result, outcome.errors)
         return Execution(None, error, outcome.values, outcome.errors)

@@ -33,7 +33,7 @@ from tools.patch import Derived, ImagePatch, PatchAPI
 from tools.registry import Registry
 
 from .executor import Executor
-from .trace import Trace
+from .trace import StepStatus, Trace
 
 log = logging.getLogger("vischain.python")
 
@@ -161,7 +161,7 @@ class PythonRuntime:
             node.finished = True
             record = self.trace.step(node.name)
             record.meta["wave"] = self.waves
-            if outcome.status.get(node.name) == "ok":
+            if outcome.status.get(node.name) == StepStatus.OK:
                 node.value = outcome.values[node.name]
                 self.values[node.name] = node.value
                 self.produced_by[id(node.value)] = node.name

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .trace import Trace
+from .trace import StepStatus, Trace
 
 log = logging.getLogger("vischain.telemetry")
 _NS = 1_000_000_000
@@ -87,7 +87,7 @@ def export_trace(trace: Trace, tracer: Any | None = None) -> None:
         })  # fmt: skip
         span = tracer.start_span(f"vischain.step {rec.tool or 'value'}", context=context,
                                  start_time=s_start, attributes=attrs)  # fmt: skip
-        if rec.status == "error":
+        if rec.status == StepStatus.ERROR:
             span.set_status(Status(StatusCode.ERROR, (rec.error or {}).get("message", "")))
         span.end(end_time=max(s_end, s_start))
     if trace.error:

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +30,17 @@ TRACE_FILE = "trace.jsonl"
 
 class TraceFormatError(ValueError):
     """A ``trace.jsonl`` that is not a trace (names the line)."""
+
+
+class StepStatus(StrEnum):
+    """Where a step is: ``pending`` → ``running`` → ``ok`` | ``error``; ``skipped`` when a
+    step it depends on failed. The values are what ``trace.jsonl`` stores."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    OK = "ok"
+    ERROR = "error"
+    SKIPPED = "skipped"
 
 
 @dataclass
@@ -47,7 +59,7 @@ class StepRecord:
     tool: str | None
     args: list[ArgRecord] = field(default_factory=list)
     deps: list[str] = field(default_factory=list)
-    status: str = "pending"  # pending | running | ok | error | skipped
+    status: StepStatus = StepStatus.PENDING
     output: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     start: float | None = None
@@ -227,7 +239,9 @@ class Trace:
             out.extend(_input_record(r) for r in self.inputs)
             out.extend({"type": "planning", **p} for p in self.planning)
             out.extend(
-                s.to_json() for s in self.steps if final or s.status not in ("pending", "running")
+                s.to_json()
+                for s in self.steps
+                if final or s.status not in (StepStatus.PENDING, StepStatus.RUNNING)
             )
             if final or self.finished is not None:
                 out.append(self._result_record())
@@ -334,6 +348,7 @@ def _load_record(trace: Trace, steps: dict[int, StepRecord], rec: dict[str, Any]
             for a in rec.get("args") or []
         ]
         values["deps"] = [str(d) for d in values.get("deps") or []]
+        values["status"] = StepStatus(values.get("status", StepStatus.PENDING))
         step = StepRecord(**values)
         steps[step.index] = step
     elif kind == "result":

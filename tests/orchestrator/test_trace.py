@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import Orchestrator, Trace
-from orchestrator.trace import TraceFormatError
+from orchestrator.trace import StepStatus, TraceFormatError
 from orchestrator.writer import stream
 
 PROGRAM = """\
@@ -111,9 +111,25 @@ def test_the_record_module_imports_no_writer() -> None:
         '{"type": "step", "step": "A", "index": "0", "line": 1, "text": "", "tool": null}',
         '{"type": "input", "name": 3, "summary": {}}',
         '{"type": "mystery"}',
+        '{"type": "step", "step": "A", "index": 0, "line": 1, "text": "", "status": "bogus"}',
     ],
 )
 def test_malformed_trace_files_raise_a_typed_error(tmp_path: Path, line: str) -> None:
     (tmp_path / "trace.jsonl").write_text(line + "\n")
     with pytest.raises(TraceFormatError):
         Trace.load(tmp_path)
+
+
+def test_step_statuses_are_an_enum_stored_as_the_plain_words(
+    offline: Orchestrator, tmp_path: Path
+) -> None:
+    program = (
+        "A=Loc(image=IMAGE, object='TOP')\nB=Vqa(image=IMAGE, question='what?')\nC=Eval('{B} == 1')"
+    )
+    result = offline.execute(program, image="sample:coffee", trace_dir=tmp_path)
+    live = {s.step: s.status for s in result.trace.steps}
+    assert live == {"A": StepStatus.OK, "B": StepStatus.ERROR, "C": StepStatus.SKIPPED}
+    stored = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    words = {r["step"]: r["status"] for r in stored if r["type"] == "step"}
+    assert words == {"A": "ok", "B": "error", "C": "skipped"}
+    assert [type(s.status) for s in Trace.load(tmp_path).steps] == [StepStatus] * 3
