@@ -113,9 +113,8 @@ class Executor:
         if self.memo is None or ctx is None or not tool.cacheable or getattr(tool, "inline", False):
             return None
         models = []
-        resolve = getattr(ctx.models, "resolve", None)
         for role in tool.requires:
-            spec = resolve(role)[0] if resolve is not None else None
+            spec = ctx.models.resolve(role)[0] if ctx.models is not None else None
             models.append(spec.key() if spec is not None else role)
         try:
             args = tuple((k, fingerprint(v)) for k, v in sorted(call.items()))

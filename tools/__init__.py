@@ -3,7 +3,7 @@ layer (backends, devices, caches, the shared pool)."""
 
 from __future__ import annotations
 
-from .base import Tool, ToolContext, ToolSpec, tool
+from .base import BatchTool, Tool, ToolContext, ToolSpec, tool
 from .errors import ImageLoadError, ModelError, NoBackendError, ToolError, ToolInputError
 from .registry import ENTRY_POINT_GROUP, Registry
 from .types import Box, Image, Mask, Object, ObjectList, Point, PointList
@@ -21,6 +21,7 @@ def default_registry(*, plugins: bool = True) -> Registry:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "BatchTool",
     "Box",
     "Image",
     "ImageLoadError",

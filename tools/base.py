@@ -16,7 +16,9 @@ Write a tool as a decorated function::
 or, when it holds models, as a :class:`Tool` subclass with a ``run`` method. A parameter
 named ``ctx`` receives the :class:`ToolContext` and is not part of the signature. A tool
 that can process many calls at once overrides ``run_batch`` (or uses ``@fn.batch``); the
-executor groups ready calls to such a tool into one batch.
+executor groups ready calls to such a tool into one batch. A tool that only batches is a
+:class:`BatchTool`: a ``signature`` stub declares its parameters once, ``run_batch`` does
+the work.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, InstanceOf, ValidationError, create_
 from sandbox import ErrorCode, LimitExceeded, Limits, ParamSpec, Signature
 
 from .errors import NoBackendError, ToolInputError
+from .settings import ModelSpec
 from .types import CLASS_NAMES, coerce, type_name
 
 log = logging.getLogger("vischain.tools")
@@ -47,7 +50,12 @@ _EMPTY = inspect.Parameter.empty
 class ModelProvider(Protocol):
     """Resolves a model *role* ("clip", "vlm", "detector"...) to a loaded backend."""
 
-    def get(self, role: str) -> Any: ...
+    def get(self, role: str) -> Any:
+        """The loaded backend serving ``role`` (loads it on first use)."""
+
+    def resolve(self, role: str) -> tuple[ModelSpec | None, str | None]:
+        """The spec that would serve ``role`` without loading it, or None and the reason
+        none can."""
 
     def unavailable(self, role: str) -> str | None:
         """Why the role cannot be served (None when it can)."""
@@ -177,18 +185,27 @@ class Tool:
 
     def __init_subclass__(cls, generic: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "run" in cls.__dict__ and not generic:
-            name = cls.__dict__.get("name") or cls.__name__
-            cls.name = name
-            cls.spec, cls._wants_ctx = build_spec(
-                cls.run,
-                name=name,
-                aliases=cls.aliases,
-                examples=cls.examples,
-                requires=cls.requires,
-                doc=cls.__doc__,
-                skip_first=True,
-            )
+        declared = cls.__dict__.get("run") or cls.__dict__.get("signature")
+        if declared is None or generic:
+            return
+        if "run" in cls.__dict__ and "signature" in cls.__dict__:
+            raise TypeError(f"tool {cls.__name__}: define run or signature, not both")
+        name = cls.__dict__.get("name") or cls.__name__
+        cls.name = name
+        cls.spec, wants_ctx = build_spec(
+            declared,
+            name=name,
+            aliases=cls.aliases,
+            examples=cls.examples,
+            requires=cls.requires,
+            doc=cls.__doc__,
+            skip_first=True,
+        )
+        if declared is cls.__dict__.get("signature"):
+            if cls.run_batch is Tool.run_batch:
+                raise TypeError(f"tool {cls.__name__}: a tool declared by signature needs run_batch")
+            wants_ctx = True  # its run is BatchTool.run(ctx, **call)
+        cls._wants_ctx = wants_ctx
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
@@ -260,6 +277,27 @@ class Tool:
 
     def __repr__(self) -> str:
         return f"<tool {self.spec.usage()}>"
+
+
+class BatchTool(Tool, generic=True):
+    """A tool whose natural form is a batch. Declare its parameters once, on a
+    ``signature`` stub (annotated parameters and return, a docstring with ``Args:``, no
+    body), and implement ``run_batch``; a single call runs as a batch of one::
+
+        class Loc(BatchTool):
+            max_batch = 16
+
+            def signature(self, image: Image, object: str) -> ObjectList:
+                '''Args:
+                image: the picture to search
+                object: what to find
+                '''
+
+            def run_batch(self, ctx, calls): ...
+    """
+
+    def run(self, ctx: ToolContext, **call: Any) -> Any:
+        return self.one(ctx, **call)
 
 
 class FunctionTool(Tool, generic=True):

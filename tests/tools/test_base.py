@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import pytest
 
 from sandbox import ErrorCode, LimitExceeded
-from tools.base import Tool, ToolContext, parse_docstring, tool
+from tools.base import BatchTool, ToolContext, parse_docstring, tool
 from tools.errors import NoBackendError, ToolInputError
 from tools.types import ObjectList
 
@@ -23,7 +23,7 @@ def double(x: int, label: Annotated[str, "a name for the result"] = "n") -> str:
     return f"{label}={2 * x}"
 
 
-class Scale(Tool):
+class Scale(BatchTool):
     """Multiply numbers, many at once."""
 
     name = "Scale"
@@ -32,12 +32,11 @@ class Scale(Tool):
     def __init__(self) -> None:
         self.batches: list[int] = []
 
-    def run(self, ctx: ToolContext, x: float, factor: float = 2.0) -> float:
+    def signature(self, x: float, factor: float = 2.0) -> float:
         """Args:
         x: the number
         factor: the multiplier
         """
-        return self.one(ctx, x=x, factor=factor)
 
     def run_batch(self, ctx: ToolContext, calls: list[dict[str, Any]]) -> list[Any]:
         self.batches.append(len(calls))
@@ -71,14 +70,40 @@ def test_validation_coerces_and_refuses() -> None:
 
 def test_class_tool_and_batches() -> None:
     scale = Scale()
-    assert scale.spec.params[1].default == 2.0
-    assert scale(3) == 6.0
+    assert scale.spec.usage() == "Scale(x: Number, factor: Number=2.0) -> Number"
+    assert scale.spec.params[0].description == "the number"
+    assert scale.spec.description == "Multiply numbers, many at once."
+    assert scale(3) == 6.0 and scale.batches == [1]  # one call runs as a batch of one
     results = scale.run_batch(
         ToolContext(), [{"x": 1.0, "factor": 3.0}, {"x": -1.0, "factor": 1.0}]
     )
     assert results[0] == 3.0 and isinstance(results[1], ValueError)
     with pytest.raises(ValueError):
         scale(-1)
+
+
+def test_a_batch_tool_declares_its_signature_once() -> None:
+    with pytest.raises(TypeError, match="needs run_batch"):
+
+        class NoBatch(BatchTool):
+            def signature(self, x: float) -> float:
+                """Args:
+                x: the number
+                """
+
+    with pytest.raises(TypeError, match="not both"):
+
+        class Both(BatchTool):
+            def signature(self, x: float) -> float:
+                """Args:
+                x: the number
+                """
+
+            def run(self, ctx: ToolContext, x: float) -> float:
+                return x
+
+            def run_batch(self, ctx: ToolContext, calls: list[dict[str, Any]]) -> list[Any]:
+                return [c["x"] for c in calls]
 
 
 def test_context_limits_and_missing_models() -> None:

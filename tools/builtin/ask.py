@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sandbox.answers import short_answer
-from tools.base import Tool, ToolContext
+from tools.base import BatchTool, ToolContext
 from tools.errors import NoBackendError
 from tools.types import Image, Point, PointList
 
 
-class Vqa(Tool):
+class Vqa(BatchTool):
     """Answer a question about an image with a short answer. Yes/no answers come back as
     'yes'/'no' and counts as digits, ready for Eval."""
 
@@ -21,12 +21,11 @@ class Vqa(Tool):
     requires = ("vlm",)
     max_batch = 16
 
-    def run(self, ctx: ToolContext, image: Image, question: str) -> str:
+    def signature(self, image: Image, question: str) -> str:
         """Args:
         image: the picture (or crop) to look at
         question: the question, e.g. 'How many boats are there?'
         """
-        return self.one(ctx, image=image, question=question)
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         vlm = ctx.model("vlm")
@@ -37,7 +36,7 @@ class Vqa(Tool):
         return [short_answer(text, c["question"]) for text, c in zip(raw, calls, strict=True)]
 
 
-class PointAt(Tool):
+class PointAt(BatchTool):
     """Point at every instance of an object (Molmo). Points feed Count, or Seg to become
     masks."""
 
@@ -50,12 +49,11 @@ class PointAt(Tool):
     requires = ("pointer",)
     max_batch = 16
 
-    def run(self, ctx: ToolContext, image: Image, object: str) -> PointList:
+    def signature(self, image: Image, object: str) -> PointList:
         """Args:
         image: the picture to look at
         object: what to point at, e.g. 'person wearing a hat'
         """
-        return self.one(ctx, image=image, object=object)
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         pointer = ctx.model("pointer")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tools.base import Tool, ToolContext
+from tools.base import BatchTool, ToolContext
 from tools.types import Box, Image, Object, ObjectList
 
 # VisProg programs use these names for halves of the image rather than for objects.
@@ -28,7 +28,7 @@ def _note_model(ctx: ToolContext, backend: Any) -> None:
     ctx.note(model=backend.spec.label(), device=backend.device)
 
 
-class Loc(Tool):
+class Loc(BatchTool):
     """Find every instance of an object (open-vocabulary detection), best first. The
     names TOP, BOTTOM, LEFT and RIGHT give that half of the image instead."""
 
@@ -38,12 +38,11 @@ class Loc(Tool):
     requires = ("detector",)
     max_batch = 16
 
-    def run(self, ctx: ToolContext, image: Image, object: str) -> ObjectList:
+    def signature(self, image: Image, object: str) -> ObjectList:
         """Args:
         image: the picture to search
         object: what to find, e.g. 'red car' (or TOP/BOTTOM/LEFT/RIGHT)
         """
-        return self.one(ctx, image=image, object=object)
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         results: list[Any] = [None] * len(calls)
@@ -71,7 +70,7 @@ class Loc(Tool):
         return results
 
 
-class FaceDet(Tool):
+class FaceDet(BatchTool):
     """Find the faces in an image, best first."""
 
     name = "FaceDet"
@@ -80,11 +79,10 @@ class FaceDet(Tool):
     requires = ("face",)
     max_batch = 16
 
-    def run(self, ctx: ToolContext, image: Image) -> ObjectList:
+    def signature(self, image: Image) -> ObjectList:
         """Args:
         image: the picture to search for faces
         """
-        return self.one(ctx, image=image)
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         detector = ctx.model("face")

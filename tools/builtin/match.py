@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from tools.base import Tool, ToolContext
+from tools.base import BatchTool, ToolContext
 from tools.builtin.crop import object_crop
 from tools.errors import ToolInputError
 from tools.types import Image, ObjectList
@@ -42,7 +42,7 @@ def _queries(text: str) -> list[str]:
     return [q.strip() for q in text.split(",") if q.strip()]
 
 
-class Select(Tool):
+class Select(BatchTool):
     """Pick the objects that match a text query: an object whose label equals the query is
     chosen directly; otherwise CLIP picks the best-matching object for each
     comma-separated query. `category` narrows the candidates to objects of that label."""
@@ -53,9 +53,8 @@ class Select(Tool):
     requires = ("clip",)
     max_batch = 16
 
-    def run(
+    def signature(
         self,
-        ctx: ToolContext,
         image: Image,
         object: ObjectList,
         query: str,
@@ -67,7 +66,6 @@ class Select(Tool):
         query: what to choose, e.g. 'desert' or 'sky,water'
         category: optional label the candidates must have (e.g. 'car' for query 'red car')
         """
-        return self.one(ctx, image=image, object=object, query=query, category=category)
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         calls = _on_their_images(calls)
@@ -114,7 +112,7 @@ class Select(Tool):
         return out
 
 
-class Classify(Tool):
+class Classify(BatchTool):
     """Label objects with categories using CLIP: each category gets its single best object
     (an optimal one-to-one assignment), and objects that look more like 'other' than like
     their category are dropped. With per_object=True, every object gets its own best
@@ -131,9 +129,8 @@ class Classify(Tool):
     requires = ("clip",)
     max_batch = 16
 
-    def run(
+    def signature(
         self,
-        ctx: ToolContext,
         image: Image,
         object: ObjectList,
         categories: list[str],
@@ -147,14 +144,6 @@ class Classify(Tool):
         describe: match LLM-written visual descriptions of each category (CuPL)
         per_object: label every object with its best category (not one object per category)
         """
-        return self.one(
-            ctx,
-            image=image,
-            object=object,
-            categories=categories,
-            describe=describe,
-            per_object=per_object,
-        )
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         calls = _on_their_images(calls)
@@ -292,7 +281,7 @@ def parse_list(text: str, *, limit: int | None = None) -> list[str]:
     return items
 
 
-class Match(Tool):
+class Match(BatchTool):
     """Choose the option that best describes an image (CLIP zero-shot)."""
 
     name = "Match"
@@ -301,12 +290,11 @@ class Match(Tool):
     requires = ("clip",)
     max_batch = 32
 
-    def run(self, ctx: ToolContext, image: Image, options: list[str]) -> str:
+    def signature(self, image: Image, options: list[str]) -> str:
         """Args:
         image: the picture (or crop)
         options: the candidate descriptions
         """
-        return self.one(ctx, image=image, options=options)
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         for call in calls:
@@ -323,7 +311,7 @@ class Match(Tool):
         return out
 
 
-class Similarity(Tool):
+class Similarity(BatchTool):
     """How well an image matches a text, as CLIP's cosine similarity (-1 to 1)."""
 
     name = "Similarity"
@@ -331,12 +319,11 @@ class Similarity(Tool):
     requires = ("clip",)
     max_batch = 64
 
-    def run(self, ctx: ToolContext, image: Image, text: str) -> float:
+    def signature(self, image: Image, text: str) -> float:
         """Args:
         image: the picture (or crop)
         text: the description
         """
-        return self.one(ctx, image=image, text=text)
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         clip = ctx.model("clip")

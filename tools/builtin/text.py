@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tools.base import Tool, ToolContext
+from tools.base import BatchTool, Tool, ToolContext
 from tools.builtin.match import parse_list
 from tools.errors import ToolError, ToolInputError
 from tools.types import Image, ObjectList
@@ -40,7 +40,7 @@ class List(Tool):
         return items
 
 
-class Ocr(Tool):
+class Ocr(BatchTool):
     """Read the text in an image: one object per line of text, its label the text, in
     reading order."""
 
@@ -50,11 +50,10 @@ class Ocr(Tool):
     requires = ("ocr",)
     max_batch = 8
 
-    def run(self, ctx: ToolContext, image: Image) -> ObjectList:
+    def signature(self, image: Image) -> ObjectList:
         """Args:
         image: the picture to read
         """
-        return self.one(ctx, image=image)
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         reader = ctx.model("ocr")
