@@ -29,6 +29,7 @@ from sandbox import (
 from tools import Registry, ToolContext, default_registry
 from tools.cache import ByteLRU
 from tools.convert import to_image
+from tools.errors import ToolErrorCode
 from tools.pool import ModelPool
 from tools.progress import bar
 from tools.types import Image
@@ -420,7 +421,7 @@ class Orchestrator:
 
 def _internal(exc: BaseException) -> VisChainError:
     log.exception("internal error", exc_info=exc)
-    error = VisChainError(f"internal error: {type(exc).__name__}: {exc}", code=ErrorCode.TOOL_ERROR)
+    error = VisChainError(f"internal error: {type(exc).__name__}: {exc}", code=ToolErrorCode.TOOL_ERROR)
     error.__cause__ = exc
     return error
 
@@ -444,7 +445,7 @@ def _named_images(
     if image is not None:
         if "IMAGE" in named:
             raise VisChainError(
-                "give the image either as image= or as images['IMAGE']", code=ErrorCode.BAD_INPUT
+                "give the image either as image= or as images['IMAGE']", code=ToolErrorCode.BAD_INPUT
             )
         named["IMAGE"] = image
     return named

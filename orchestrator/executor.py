@@ -36,11 +36,12 @@ from sandbox import (
 from tools.base import Tool, ToolContext
 from tools.batching import Batcher, default_batcher
 from tools.cache import ByteLRU
-from tools.errors import ToolError
+from tools.errors import ToolError, ToolErrorCode
 from tools.registry import Registry
 from tools.types import Image, fingerprint
 
 from .render import summarize
+from .errors import RunErrorCode
 from .trace import ArgRecord, StepRecord, StepStatus, Trace
 from .workers import Job, WorkerPool
 
@@ -57,7 +58,7 @@ class ExecOptions:
 class StepSkipped(VisChainError):
     """A step did not run because a step it depends on failed."""
 
-    code = ErrorCode.SKIPPED
+    code = RunErrorCode.SKIPPED
 
 
 @dataclass
@@ -178,7 +179,7 @@ class _Run:
                 elif d not in self.values:
                     raise VisChainError(
                         f"input '{d}' was not provided",
-                        code=ErrorCode.BAD_INPUT,
+                        code=ToolErrorCode.BAD_INPUT,
                         line=s.line,
                         step=s.target,
                     )

@@ -52,10 +52,12 @@ from sandbox.ir import value_names
 from sandbox.lines import parse_lines
 from sandbox.python import PY_FUNCTIONS
 from tools.patch import API_FUNCTIONS, API_TOOLS, EXPOSED_PATCH
+from tools.errors import ToolErrorCode
 from tools.registry import Registry
 from tools.types import EXPOSED
 
 from .executor import Executor
+from .errors import RunErrorCode
 from .python_runner import run_python
 from .trace import StepStatus, Trace
 
@@ -117,7 +119,7 @@ def bind_inputs(names: Collection[str], given: Mapping[str, V]) -> dict[str, V]:
             raise VisChainError(
                 f"the inputs {', '.join(map(repr, matches))} both match '{name}' ignoring case; "
                 "name them apart",
-                code=ErrorCode.BAD_INPUT,
+                code=ToolErrorCode.BAD_INPUT,
             )
         if matches:
             bound[name] = given[matches[0]]
@@ -228,11 +230,13 @@ def root_error(
     failed = [
         (bound.step(n).line, errors[n])
         for n in ancestors
-        if n in errors and errors[n].code != ErrorCode.SKIPPED
+        if n in errors and errors[n].code != RunErrorCode.SKIPPED
     ]
     if failed:
         return min(failed, key=lambda x: x[0])[1]
-    return errors.get(result) or VisChainError("the result was not computed", step=result)
+    return errors.get(result) or VisChainError(
+        "the result was not computed", code=ToolErrorCode.TOOL_ERROR, step=result
+    )
 
 
 class PythonForm(ProgramForm[PythonProgram, PythonProgram]):

@@ -31,6 +31,7 @@ from tools.patch import api_docs
 from tools.registry import Registry
 
 from .config import PlannerConfig
+from .errors import RunErrorCode
 from .examples import ExampleSelector
 from .forms import get_form
 from .grammar import gbnf_to_regex, line_grammar
@@ -43,7 +44,7 @@ _PLACEHOLDER = re.compile(r"\{(tools|api|examples|instruction|inputs|program|err
 class PlanningError(VisChainError):
     """The planner could not produce a valid program."""
 
-    code = ErrorCode.PLANNING
+    code = RunErrorCode.PLANNING
 
 
 @dataclass

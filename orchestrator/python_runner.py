@@ -30,6 +30,7 @@ from sandbox.ir import BoundProgram, BoundStep, Const, Ref, Value
 from sandbox.lazy import Lazy, force, force_deep
 from sandbox.python import PythonInterpreter, PythonProgram
 from tools.patch import Derived, ImagePatch, PatchAPI
+from tools.errors import ToolErrorCode
 from tools.registry import Registry
 
 from .executor import Executor
@@ -169,7 +170,10 @@ class PythonRuntime:
                     self.produced_by.setdefault(id(item), node.name)
             else:
                 node.error = outcome.errors.get(node.name) or VisChainError(
-                    f"{node.tool} did not run", step=node.name, line=node.line
+                    f"{node.tool} did not run",
+                    code=ToolErrorCode.TOOL_ERROR,
+                    step=node.name,
+                    line=node.line,
                 )
                 self.errors[node.name] = node.error
 

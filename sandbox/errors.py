@@ -1,8 +1,12 @@
-"""Typed errors shared by every layer.
+"""Typed errors: the root of VisChain's hierarchy, and the sandbox's own.
 
 The sandbox is the bottom layer, so the root of VisChain's error hierarchy lives here. Every
 error carries a stable ``code`` (for programs, tests and repair prompts) and, where it is
-known, the program ``line``/``col`` and the ``step`` (the variable the step assigns).
+known, the program ``line``/``col`` and the ``step`` (the variable the step assigns). Each
+layer owns its codes: :class:`ErrorCode` holds the sandbox's (parsing, checking, evaluation,
+limits); the tool layer's are ``tools.errors.ToolErrorCode``, the orchestrator's
+``orchestrator.errors.RunErrorCode``. A code is a ``StrEnum`` member, so it compares equal
+to its stable text (``"no-backend"``) whichever layer defines it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from enum import StrEnum
 
 
 class ErrorCode(StrEnum):
-    """Stable error codes. Never rename one: traces, tests and prompts refer to them."""
+    """The sandbox's stable error codes. Never rename one: traces, tests and prompts refer
+    to them."""
 
     # parsing
     SYNTAX = "syntax"
@@ -42,25 +47,22 @@ class ErrorCode(StrEnum):
     STEP_LIMIT = "step-limit"
     SIZE_LIMIT = "size-limit"
     DEPTH_LIMIT = "depth-limit"
-    BAD_INPUT = "bad-input"
-    NO_BACKEND = "no-backend"
-    MODEL_ERROR = "model-error"
-    TOOL_ERROR = "tool-error"
-    SKIPPED = "skipped"
     CANCELLED = "cancelled"
-    PLANNING = "planning"
+    # an error no layer gave a more specific code
+    ERROR = "error"
 
 
 class VisChainError(Exception):
-    """Root of every error VisChain raises on purpose."""
+    """Root of every error VisChain raises on purpose. ``code`` is a member of the raising
+    layer's code enum (a subclass sets its own)."""
 
-    code: ErrorCode = ErrorCode.TOOL_ERROR
+    code: StrEnum = ErrorCode.ERROR
 
     def __init__(
         self,
         message: str,
         *,
-        code: ErrorCode | None = None,
+        code: StrEnum | None = None,
         line: int | None = None,
         col: int | None = None,
         step: str | None = None,

@@ -1,14 +1,26 @@
-"""Errors raised by tools and the model layer."""
+"""Errors raised by tools and the model layer, and the codes this layer owns."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sandbox import ErrorCode, VisChainError
+
+
+class ToolErrorCode(StrEnum):
+    """The tool layer's stable error codes (never rename one: traces, tests and prompts
+    refer to them)."""
+
+    BAD_INPUT = "bad-input"  # an input (image, argument value) that cannot be used
+    NO_BACKEND = "no-backend"  # a model role with no model present
+    MODEL_ERROR = "model-error"  # a model failed to load or to run
+    TOOL_ERROR = "tool-error"  # a tool failed while running
 
 
 class ToolError(VisChainError):
     """A tool failed while running (its message says why)."""
 
-    code = ErrorCode.TOOL_ERROR
+    code = ToolErrorCode.TOOL_ERROR
 
 
 class ToolInputError(ToolError):
@@ -20,16 +32,16 @@ class ToolInputError(ToolError):
 class ImageLoadError(VisChainError):
     """An input image could not be read (missing, corrupt, unsupported)."""
 
-    code = ErrorCode.BAD_INPUT
+    code = ToolErrorCode.BAD_INPUT
 
 
 class NoBackendError(ToolError):
     """A tool needs a model that is not configured or whose weights are not present."""
 
-    code = ErrorCode.NO_BACKEND
+    code = ToolErrorCode.NO_BACKEND
 
 
 class ModelError(ToolError):
     """A model failed to load or to run."""
 
-    code = ErrorCode.MODEL_ERROR
+    code = ToolErrorCode.MODEL_ERROR

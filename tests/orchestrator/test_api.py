@@ -10,6 +10,7 @@ import pytest
 from orchestrator import Orchestrator
 from sandbox import ErrorCode, ProgramInvalid
 from tools.convert import to_image
+from tools.errors import ToolErrorCode
 
 NLVR = """\
 ANSWER0=Vqa(image=LEFT, question='How many people are in the image?')
@@ -57,7 +58,7 @@ def test_model_tools_without_models_fail_with_a_clear_no_backend_error(
     img = to_image("sample:coffee")
     result = offline.execute(NLVR, images={"LEFT": img, "RIGHT": img})
     assert not result.ok
-    assert result.error.code == ErrorCode.NO_BACKEND
+    assert result.error.code == ToolErrorCode.NO_BACKEND
     assert result.error.line == 1 and result.error.step == "ANSWER0"
     assert "vlm" in result.error.message
     statuses = {s.step: s.status for s in result.trace.steps}
@@ -85,11 +86,11 @@ def test_lowercase_program_names_bind_to_the_given_image(offline: Orchestrator) 
 
 def test_bad_inputs_are_typed_errors(offline: Orchestrator, tmp_path: Path) -> None:
     missing = offline.execute("A=Crop(image=IMAGE, box=[0,0,5,5])", image=tmp_path / "nope.jpg")
-    assert missing.error.code == ErrorCode.BAD_INPUT and "not found" in missing.error.message
+    assert missing.error.code == ToolErrorCode.BAD_INPUT and "not found" in missing.error.message
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     bad = offline.execute("A=Crop(image=IMAGE, box=[0,0,5,5])", image=corrupt)
-    assert bad.error.code == ErrorCode.BAD_INPUT
+    assert bad.error.code == ToolErrorCode.BAD_INPUT
     unknown = offline.execute("A=Crop(image=PHOTO, box=[0,0,5,5])", image="sample:coffee")
     assert isinstance(unknown.error, ProgramInvalid)
     assert unknown.error.errors[0].code == ErrorCode.UNDEFINED_NAME
@@ -112,9 +113,9 @@ def test_failure_keeps_finished_steps(offline: Orchestrator) -> None:
     program = "A=Loc(image=IMAGE, object='TOP')\nB=Crop(image=IMAGE, box=A)\nC=Vqa(image=B, question='what?')\nD=Count(object=A)"
     result = offline.execute(program, image="sample:coffee")
     assert result.ok and result.output == 1  # the result (D) does not depend on the failure
-    assert result.step_errors["C"].code == ErrorCode.NO_BACKEND
+    assert result.step_errors["C"].code == ToolErrorCode.NO_BACKEND
     failed = offline.execute(program + "\nRESULT=C", image="sample:coffee")
-    assert failed.error.code == ErrorCode.NO_BACKEND and failed.error.step == "C"
+    assert failed.error.code == ToolErrorCode.NO_BACKEND and failed.error.step == "C"
     assert failed.values["B"].size == (600, 200) and failed.values["D"] == 1
 
 

@@ -14,6 +14,8 @@ from orchestrator.workers import WorkerPool
 from sandbox import ErrorCode, check, parse
 from tools import Registry, Tool, ToolContext, tool
 from tools.builtin.logic import count, eval_, result
+from tools.errors import ToolErrorCode
+from orchestrator.errors import RunErrorCode
 
 
 @tool
@@ -138,7 +140,7 @@ def test_one_bad_call_in_a_batch_fails_only_itself() -> None:
     assert outcome.status == {"A": "ok", "B": "error", "C": "ok", "D": "skipped"}
     assert outcome.values["C"] == "OK!"
     assert outcome.errors["B"].line == 2 and outcome.errors["B"].step == "B"
-    assert outcome.errors["D"].code == ErrorCode.SKIPPED
+    assert outcome.errors["D"].code == RunErrorCode.SKIPPED
 
 
 def test_a_failing_step_keeps_finished_work_and_skips_dependents() -> None:
@@ -151,7 +153,7 @@ def test_a_failing_step_keeps_finished_work_and_skips_dependents() -> None:
     assert outcome.status["A"] == "ok" and outcome.status["D"] == "ok"
     assert outcome.status["B"] == "error" and outcome.status["C"] == "skipped"
     err = outcome.errors["B"]
-    assert err.code == ErrorCode.TOOL_ERROR and "boom" in err.message and err.line == 2
+    assert err.code == ToolErrorCode.TOOL_ERROR and "boom" in err.message and err.line == 2
     assert trace.step("C").error["code"] == "skipped"
 
 

@@ -29,6 +29,8 @@ from sandbox import (
 )
 from tools import default_registry
 from tools.convert import to_image
+from tools.errors import ToolErrorCode
+from orchestrator.errors import RunErrorCode
 
 REGISTRY = default_registry(plugins=False)
 
@@ -131,7 +133,7 @@ def test_exact_names_win_and_case_only_clashes_are_errors() -> None:
     assert bind_inputs(["image"], {"IMAGE": 1, "image": 2}) == {"image": 2, "IMAGE": 1}
     with pytest.raises(VisChainError) as info:
         bind_inputs(["Image"], {"IMAGE": 1, "image": 2})
-    assert info.value.code == ErrorCode.BAD_INPUT and "'Image'" in str(info.value)
+    assert info.value.code == ToolErrorCode.BAD_INPUT and "'Image'" in str(info.value)
 
 
 def test_each_form_runs_through_the_executor(offline: Orchestrator) -> None:
@@ -164,8 +166,8 @@ def test_a_failed_line_run_names_the_earliest_failure_it_depends_on(
     image = to_image("sample:coffee")
     run = lines.run(lines.check(program, REGISTRY, inputs=["IMAGE"]), {"IMAGE": image},
                     offline.machinery, Trace())  # fmt: skip
-    assert run.output is None and run.error.code == ErrorCode.NO_BACKEND and run.error.step == "A"
-    assert run.errors["B"].code == ErrorCode.SKIPPED
+    assert run.output is None and run.error.code == ToolErrorCode.NO_BACKEND and run.error.step == "A"
+    assert run.errors["B"].code == RunErrorCode.SKIPPED
 
 
 def test_a_registered_form_is_used_by_name_and_by_detection(offline: Orchestrator) -> None:

@@ -16,6 +16,7 @@ from programs import Example
 from sandbox import ErrorCode
 from tests.support.scripted_llm import ScriptedLLM
 from tools import Image, Registry, default_registry, tool
+from orchestrator.errors import RunErrorCode
 
 REG = default_registry(plugins=False)
 EXAMPLES = [
@@ -128,7 +129,7 @@ def test_repair_gives_up_after_the_configured_rounds() -> None:
     p, _ = planner([bad, bad, bad], repair_rounds=1)
     [plan] = p.plan("How many faces?", ["IMAGE"])
     assert not plan.ok and len(plan.attempts) == 2
-    assert plan.error.code == ErrorCode.PLANNING and "Nope" in plan.error.message
+    assert plan.error.code == RunErrorCode.PLANNING and "Nope" in plan.error.message
 
 
 def test_program_extraction_from_chatty_output() -> None:
@@ -193,7 +194,7 @@ def test_fallback_is_used_only_when_configured_and_is_traced(scripted_orchestrat
     bad = "OBJ0=Nope(image=IMAGE)\nRESULT=OBJ0\n"
     orch, _ = scripted_orchestrator([bad, bad], repair_rounds=1)
     result = orch.run("What is this?", image="sample:coffee")
-    assert result.error.code == ErrorCode.PLANNING
+    assert result.error.code == RunErrorCode.PLANNING
     orch.close()
     fallback = "ANSWER0=Result(var={instruction})\nRESULT=ANSWER0"
     orch, _ = scripted_orchestrator([bad, bad], repair_rounds=1, fallback=fallback)

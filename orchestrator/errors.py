@@ -1,0 +1,16 @@
+"""The error codes the orchestrator owns (its runs and its planner).
+
+Codes are stable: traces, tests and prompts refer to them, so never rename one. The
+sandbox's codes are ``sandbox.ErrorCode``, the tool layer's ``tools.errors.ToolErrorCode``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunErrorCode(StrEnum):
+    """Error codes of runs and planning."""
+
+    SKIPPED = "skipped"  # a step did not run because a step it depends on failed
+    PLANNING = "planning"  # the planner could not produce a valid program
