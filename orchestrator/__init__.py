@@ -1,4 +1,7 @@
-"""The orchestrator: the Python API, planner, executor, tracing, configuration and CLI."""
+"""The orchestrator: the Python API (``api``), program forms (``forms``: parse, check, bind
+and run each way of writing programs), the planner, the executor (a DAG of typed tool
+calls; ``python_runner`` feeds it a Python program's calls), tracing, configuration, its
+error codes and the CLI."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from typing import Any
 from sandbox import ProgramInvalid, VisChainError
 
 from .config import Config
+from .forms import FORMS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -216,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("program", help="program file, or - for standard input")
     image_help = "an input image (path or sample:<name>); NAME defaults to IMAGE"
     p.add_argument("--image", action="append", default=[], metavar="[NAME=]PATH", help=image_help)
-    p.add_argument("--form", default="auto", choices=["auto", "lines", "python"])
+    p.add_argument("--form", default="auto", choices=["auto", *FORMS])
     p.add_argument("--trace-dir", help="write trace.jsonl and index.html here")
     p.add_argument("--output", help="where to save an image result")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -225,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="parse and type-check a program without running it")
     p.add_argument("program", help="program file, or - for standard input")
     p.add_argument("--inputs", help="comma-separated input image names (default: inferred)")
-    p.add_argument("--form", default="auto", choices=["auto", "lines", "python"])
+    p.add_argument("--form", default="auto", choices=["auto", *FORMS])
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("tools", help="list the tools and whether they can run here")
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace-dir", help="write trace.jsonl and index.html here")
     p.add_argument("--voting", type=int, help="sample this many programs; majority answer wins")
     p.add_argument("--fallback", help="program to run if planning or execution fails")
-    p.add_argument("--form", choices=["lines", "python", "auto"], help="program form to write")
+    p.add_argument("--form", choices=[*FORMS, "auto"], help="program form to write")
     p.add_argument("--output", help="where to save an image result")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_run, show_program=True)

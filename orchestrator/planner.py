@@ -1,9 +1,10 @@
-"""The planner: an LLM writes a program for an instruction; the sandbox checks it; errors go
-back to the LLM for repair.
+"""The planner: an LLM writes a program for an instruction; its program form checks it;
+errors go back to the LLM for repair.
 
 generate (under the tools' grammar) → extract the program from the output → parse and
-check against the tools that can run → on errors, show the model every error (line, code,
-message) and ask again, up to ``repair_rounds`` times. Every LLM call is recorded
+check it with its form (:mod:`orchestrator.forms`) against the tools that can run → on
+errors, show the model every error (line, code, message) and ask again, up to
+``repair_rounds`` times. Every LLM call is recorded
 (prompt, raw output, errors, tokens, seconds) for the trace.
 """
 

@@ -1,5 +1,7 @@
 """Running Python-form programs: the interpreter walks the code; every tool call it makes
-becomes a node of the run's DAG, executed by the same executor as line programs.
+becomes a node of the run's DAG, executed by the same executor as line programs. The
+Python form (:class:`orchestrator.forms.PythonForm`) parses, checks and binds a program's
+inputs, then calls :func:`run_python`.
 
 Calls are issued lazily: a call returns a :class:`CallNode` at once and joins the pending
 set; when the interpreter needs a value (a test, an operator, a builtin...), every pending
