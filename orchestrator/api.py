@@ -18,7 +18,6 @@ from typing import Any
 
 from sandbox import (
     BoundProgram,
-    ErrorCode,
     Program,
     ProgramError,
     ProgramInvalid,
@@ -421,7 +420,9 @@ class Orchestrator:
 
 def _internal(exc: BaseException) -> VisChainError:
     log.exception("internal error", exc_info=exc)
-    error = VisChainError(f"internal error: {type(exc).__name__}: {exc}", code=ToolErrorCode.TOOL_ERROR)
+    error = VisChainError(
+        f"internal error: {type(exc).__name__}: {exc}", code=ToolErrorCode.TOOL_ERROR
+    )
     error.__cause__ = exc
     return error
 
@@ -445,7 +446,8 @@ def _named_images(
     if image is not None:
         if "IMAGE" in named:
             raise VisChainError(
-                "give the image either as image= or as images['IMAGE']", code=ToolErrorCode.BAD_INPUT
+                "give the image either as image= or as images['IMAGE']",
+                code=ToolErrorCode.BAD_INPUT,
             )
         named["IMAGE"] = image
     return named

@@ -40,8 +40,8 @@ from tools.errors import ToolError, ToolErrorCode
 from tools.registry import Registry
 from tools.types import Image, fingerprint
 
-from .render import summarize
 from .errors import RunErrorCode
+from .render import summarize
 from .trace import ArgRecord, StepRecord, StepStatus, Trace
 from .workers import Job, WorkerPool
 

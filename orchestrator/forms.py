@@ -51,13 +51,13 @@ from sandbox import (
 from sandbox.ir import value_names
 from sandbox.lines import parse_lines
 from sandbox.python import PY_FUNCTIONS
-from tools.patch import API_FUNCTIONS, API_TOOLS, EXPOSED_PATCH
 from tools.errors import ToolErrorCode
+from tools.patch import API_FUNCTIONS, API_TOOLS, EXPOSED_PATCH
 from tools.registry import Registry
 from tools.types import EXPOSED
 
-from .executor import Executor
 from .errors import RunErrorCode
+from .executor import Executor
 from .python_runner import run_python
 from .trace import StepStatus, Trace
 

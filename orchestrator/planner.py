@@ -333,7 +333,13 @@ class Planner:
         return plans
 
     def _attempt(
-        self, spec: _Prompting, kind: str, prompt: str, completion: Any, seconds: float, candidate: int
+        self,
+        spec: _Prompting,
+        kind: str,
+        prompt: str,
+        completion: Any,
+        seconds: float,
+        candidate: int,
     ) -> Attempt:
         output = completion.text
         respected = None
@@ -412,4 +418,3 @@ class Planner:
             + "; ".join(str(e) for e in errors[:3])
         )
         return Plan(current.program or None, None, attempts, error, form=spec.name)
-

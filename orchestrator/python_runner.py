@@ -31,8 +31,8 @@ from sandbox import (
 from sandbox.ir import BoundProgram, BoundStep, Const, Ref, Value
 from sandbox.lazy import Lazy, force, force_deep
 from sandbox.python import PythonInterpreter, PythonProgram
-from tools.patch import Derived, ImagePatch, PatchAPI
 from tools.errors import ToolErrorCode
+from tools.patch import Derived, ImagePatch, PatchAPI
 from tools.registry import Registry
 
 from .executor import Executor

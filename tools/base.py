@@ -203,7 +203,9 @@ class Tool:
         )
         if declared is cls.__dict__.get("signature"):
             if cls.run_batch is Tool.run_batch:
-                raise TypeError(f"tool {cls.__name__}: a tool declared by signature needs run_batch")
+                raise TypeError(
+                    f"tool {cls.__name__}: a tool declared by signature needs run_batch"
+                )
             wants_ctx = True  # its run is BatchTool.run(ctx, **call)
         cls._wants_ctx = wants_ctx
 

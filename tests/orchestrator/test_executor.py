@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.errors import RunErrorCode
 from orchestrator.executor import ExecOptions, Executor
 from orchestrator.trace import Trace
 from orchestrator.workers import WorkerPool
@@ -15,7 +16,6 @@ from sandbox import ErrorCode, check, parse
 from tools import Registry, Tool, ToolContext, tool
 from tools.builtin.logic import count, eval_, result
 from tools.errors import ToolErrorCode
-from orchestrator.errors import RunErrorCode
 
 
 @tool

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import Orchestrator, Trace
+from orchestrator.errors import RunErrorCode
 from orchestrator.forms import (
     FORMS,
     LineForm,
@@ -30,7 +31,6 @@ from sandbox import (
 from tools import default_registry
 from tools.convert import to_image
 from tools.errors import ToolErrorCode
-from orchestrator.errors import RunErrorCode
 
 REGISTRY = default_registry(plugins=False)
 
@@ -104,7 +104,9 @@ def test_python_form_parse_check_tools_and_inputs() -> None:
         form.check(program, REGISTRY, inputs=["IMAGE"])
     assert "'other'" in str(info.value)
     with pytest.raises(ProgramInvalid, match="unknown function 'Lco'"):
-        form.check(form.parse("def execute_command(image):\n    return Lco(image, 'x')\n"), REGISTRY)
+        form.check(
+            form.parse("def execute_command(image):\n    return Lco(image, 'x')\n"), REGISTRY
+        )
 
 
 def test_tools_used_names_unregistered_tools_too() -> None:
@@ -144,7 +146,7 @@ def test_each_form_runs_through_the_executor(offline: Orchestrator) -> None:
     trace = Trace()
     run = lines.run(lines.check(program, REGISTRY, inputs=list(inputs)), inputs,
                     offline.machinery, trace)  # fmt: skip
-    assert run.error is None and run.output == 1 and run.values["HALF"].count == 1
+    assert run.error is None and run.output == 1 and len(run.values["HALF"]) == 1
     assert [s.step for s in trace.steps] == ["HALF", "RESULT"]
 
     python = get_form("python")
@@ -161,13 +163,16 @@ def test_a_failed_line_run_names_the_earliest_failure_it_depends_on(
     offline: Orchestrator,
 ) -> None:
     lines = get_form("lines")
-    source = "A=Vqa(image=IMAGE, question='what?')\nB=Count(object=A)\nRESULT=B"
+    source = "A=Vqa(image=IMAGE, question='how many?')\nB=Eval('{A} == 1')\nC=Crop(image=IMAGE, box=[0, 0, 5, 5])\nRESULT=B"
     program = lines.parse(source)
     image = to_image("sample:coffee")
     run = lines.run(lines.check(program, REGISTRY, inputs=["IMAGE"]), {"IMAGE": image},
                     offline.machinery, Trace())  # fmt: skip
-    assert run.output is None and run.error.code == ToolErrorCode.NO_BACKEND and run.error.step == "A"
+    assert (
+        run.output is None and run.error.code == ToolErrorCode.NO_BACKEND and run.error.step == "A"
+    )
     assert run.errors["B"].code == RunErrorCode.SKIPPED
+    assert run.values["C"].size == (5, 5)  # independent steps still ran
 
 
 def test_a_registered_form_is_used_by_name_and_by_detection(offline: Orchestrator) -> None:

@@ -9,14 +9,13 @@ import pytest
 
 from orchestrator import Config, Orchestrator
 from orchestrator.config import PlannerConfig
+from orchestrator.errors import RunErrorCode
 from orchestrator.examples import ExampleSelector, lexical_similarity
 from orchestrator.grammar import accepts, line_grammar
 from orchestrator.planner import Planner, extract_program, fill
 from programs import Example
-from sandbox import ErrorCode
 from tests.support.scripted_llm import ScriptedLLM
 from tools import Image, Registry, default_registry, tool
-from orchestrator.errors import RunErrorCode
 
 REG = default_registry(plugins=False)
 EXAMPLES = [

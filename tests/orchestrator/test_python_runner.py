@@ -119,7 +119,9 @@ def execute_command(image):
 """
     result = tiny.execute(source, image="sample:coffee")
     assert not result.ok
-    assert result.error.line == 6 and result.error.code == ToolErrorCode.TOOL_ERROR  # the call's line
+    assert (
+        result.error.line == 6 and result.error.code == ToolErrorCode.TOOL_ERROR
+    )  # the call's line
     assert result.error.step == "Crop1" and "nothing to crop:" in result.error.message
     assert [s.status for s in result.trace.steps] == ["ok", "error"]
 
