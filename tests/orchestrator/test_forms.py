@@ -138,25 +138,23 @@ def test_exact_names_win_and_case_only_clashes_are_errors() -> None:
     assert info.value.code == ToolErrorCode.BAD_INPUT and "'Image'" in str(info.value)
 
 
-def test_each_form_runs_through_the_executor(offline: Orchestrator) -> None:
-    image = to_image("sample:coffee")
-    lines = get_form("lines")
-    program = lines.parse("HALF=Loc(image=image, object='LEFT')\nRESULT=Count(object=HALF)")
-    inputs = lines.bind(program, {"IMAGE": image})
-    trace = Trace()
-    run = lines.run(lines.check(program, REGISTRY, inputs=list(inputs)), inputs,
-                    offline.machinery, trace)  # fmt: skip
-    assert run.error is None and run.output == 1 and len(run.values["HALF"]) == 1
-    assert [s.step for s in trace.steps] == ["HALF", "RESULT"]
+RUNS = {
+    "lines": "HALF=Loc(image=image, object='LEFT')\nRESULT=Count(object=HALF)",
+    "python": "def execute_command(image):\n    return Count(Loc(image, 'TOP'))\n",
+}
 
-    python = get_form("python")
-    program = python.parse("def execute_command(image):\n    return Count(Loc(image, 'TOP'))\n")
-    inputs = python.bind(program, {"IMAGE": image})
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_each_form_runs_through_the_executor(offline: Orchestrator, name: str) -> None:
+    form = get_form(name)
+    program = form.parse(RUNS[name])
+    inputs = form.bind(program, {"IMAGE": to_image("sample:coffee")})
     trace = Trace()
-    run = python.run(python.check(program, REGISTRY, inputs=list(inputs)), inputs,
-                     offline.machinery, trace)  # fmt: skip
+    checked = form.check(program, REGISTRY, inputs=list(inputs))
+    run = form.run(checked, inputs, offline.machinery, trace)
     assert run.error is None and run.output == 1
     assert [s.tool for s in trace.steps] == ["Loc", "Count"]
+    assert [run.values[s.step] for s in trace.steps][1] == 1
 
 
 def test_a_failed_line_run_names_the_earliest_failure_it_depends_on(
