@@ -22,9 +22,9 @@ from typing import Any
 import networkx as nx
 
 from .templating import render_template
-from .trace import InputRecord, StepRecord, Trace
+from .trace import InputRecord, StepRecord, StepStatus, Trace
 
-STATUSES = ("ok", "error", "skipped", "running", "pending")
+STATUSES = frozenset(str(s) for s in StepStatus)
 NODE_W, NODE_H, GAP_X, GAP_Y = 150, 34, 60, 14
 
 
