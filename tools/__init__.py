@@ -1,5 +1,7 @@
-"""Tools: value types, the tool definition, the registry, the built-in tools, and the model
-layer (backends, devices, caches, the shared pool)."""
+"""Tools: value types, the tool definition (a function with ``@tool``, a ``Tool`` subclass,
+or a ``BatchTool`` that declares its signature once and runs batches), the registry, the
+built-in tools, the tool layer's errors and codes, and the model layer (backends, devices,
+caches, the shared pool behind the ``ModelProvider`` protocol)."""
 
 from __future__ import annotations
 
