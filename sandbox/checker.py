@@ -8,15 +8,19 @@ repair prompt (what is wrong, and what would be right).
 
 from __future__ import annotations
 
-import difflib
+import time
 from collections.abc import Collection, Mapping
 
 from .errors import ErrorCode, ProgramError, ProgramInvalid, VisChainError
 from .expressions import compile_expression
+from .hints import Hints
 from .ir import Arg, BoundProgram, BoundStep, Const, Expr, Program, Ref, Step, Value, value_names
 from .signatures import ANY, Catalog, ParamSpec, Signature
 
 IMAGE = "Image"
+
+
+CHECK_SECONDS = 10.0
 
 
 def check(
@@ -24,14 +28,16 @@ def check(
     catalog: Catalog,
     *,
     inputs: Mapping[str, str] | Collection[str] | None = None,
+    time_limit: float | None = CHECK_SECONDS,
 ) -> BoundProgram:
     """Check ``program``; return it bound to its tools, or raise :class:`ProgramInvalid`.
 
     ``inputs`` names the caller's inputs (all images unless a mapping gives their types).
     When it is None, a free name used where an Image is expected is taken to be an image
-    input; any other free name is an error.
+    input; any other free name is an error. Checking is linear in the program's size; past
+    ``time_limit`` seconds it stops with a ``time-limit`` error at the step it reached.
     """
-    bound, errors = _Checker(program, catalog, inputs).run()
+    bound, errors = _Checker(program, catalog, inputs, time_limit).run()
     if errors:
         raise ProgramInvalid(errors)
     return bound
@@ -42,9 +48,10 @@ def diagnose(
     catalog: Catalog,
     *,
     inputs: Mapping[str, str] | Collection[str] | None = None,
+    time_limit: float | None = CHECK_SECONDS,
 ) -> list[ProgramError]:
     """Every problem ``check`` would report, as a list (empty when the program is fine)."""
-    return _Checker(program, catalog, inputs).run()[1]
+    return _Checker(program, catalog, inputs, time_limit).run()[1]
 
 
 def literal_type(value: object) -> str:
@@ -60,24 +67,18 @@ def literal_type(value: object) -> str:
     return ANY
 
 
-def suggest(name: str, candidates: Collection[str]) -> str:
-    """A "did you mean" phrase (empty when nothing is close)."""
-    lowered = {c.lower(): c for c in candidates}
-    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
-    if not close:
-        return ""
-    options = " or ".join(f"'{lowered[c]}'" for c in close)
-    return f"; did you mean {options}?"
-
-
 class _Checker:
     def __init__(
         self,
         program: Program,
         catalog: Catalog,
         inputs: Mapping[str, str] | Collection[str] | None,
+        time_limit: float | None = CHECK_SECONDS,
     ) -> None:
         self.program = program
+        self.time_limit = time_limit
+        self.deadline = None if time_limit is None else time.monotonic() + time_limit
+        self.hints = Hints()
         self.catalog = catalog
         self.infer_inputs = inputs is None
         if inputs is None:
@@ -94,6 +95,14 @@ class _Checker:
     def run(self) -> tuple[BoundProgram, list[ProgramError]]:
         steps = []
         for step in self.program.steps:
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                self.error(
+                    ErrorCode.TIME_LIMIT,
+                    f"checking took longer than {self.time_limit:g} s and stopped here",
+                    step,
+                    step.col,
+                )
+                break
             if step.target in self.inputs:
                 self.error(
                     ErrorCode.REDEFINED,
@@ -131,7 +140,7 @@ class _Checker:
         assert step.tool is not None
         sig = self.catalog.signature(step.tool)
         if sig is None:
-            hint = suggest(step.tool, self.catalog.tool_names())
+            hint = self.hints.phrase(step.tool, self.catalog.tool_names())
             self.error(ErrorCode.UNKNOWN_TOOL, f"unknown tool '{step.tool}'{hint}", step, step.col)
             deps = set()
             for arg in step.args:
@@ -173,7 +182,7 @@ class _Checker:
                 continue
             param = sig.param(arg.name)
             if param is None:
-                hint = suggest(arg.name, names)
+                hint = self.hints.phrase(arg.name, names)
                 self.error(
                     ErrorCode.UNKNOWN_ARGUMENT,
                     f"{sig.name} has no argument '{arg.name}'{hint} "
@@ -291,9 +300,14 @@ class _Checker:
             self.inputs[name] = IMAGE
             self.types[name] = IMAGE
             return IMAGE
-        known = [n for n in self.types if n not in self.inputs]
-        hint = suggest(name, list(self.types))
-        listing = ", ".join(known[-8:]) or "none yet"
+        known: list[str] = []  # the latest eight variables (not a scan of all of them)
+        for n in reversed(self.types):
+            if n not in self.inputs:
+                known.insert(0, n)
+                if len(known) == 8:
+                    break
+        hint = self.hints.phrase(name, self.types)
+        listing = ", ".join(known) or "none yet"
         inputs = ", ".join(self.inputs) or "none"
         self.error(
             ErrorCode.UNDEFINED_NAME,

@@ -13,7 +13,6 @@ sizes, depth, loop iterations, time), and a violation is a typed error naming th
 from __future__ import annotations
 
 import ast
-import difflib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -28,6 +27,7 @@ from .errors import (
     VisChainError,
 )
 from .evaluator import ChainEnv, Evaluator
+from .hints import Hints
 from .lazy import force, force_deep
 from .limits import Budget, Limits, admit_program, parse_bounded
 from .safe_builtins import BUILTIN_METHODS, SAFE_FUNCTIONS, Exposed, check_renderable, is_dunder
@@ -182,6 +182,7 @@ def check_python(
     """Static checks against the host's API: unknown functions, methods and attributes,
     names never assigned, and parameters without an input image."""
     errors: list[ProgramError] = []
+    hints = Hints()
     fn = program.function
     assigned = set(program.params)
     for node in ast.walk(fn):
@@ -203,12 +204,12 @@ def check_python(
                 and node.func.id not in callable_names
                 and node.func.id not in assigned
             ):
-                hint = _hint(node.func.id, callable_names)
+                hint = hints.phrase(node.func.id, callable_names, n=2)
                 errors.append(
                     _error(ErrorCode.UNKNOWN_TOOL, f"unknown function '{node.func.id}'{hint}", node)
                 )
             elif isinstance(node.func, ast.Attribute) and node.func.attr not in methods:
-                hint = _hint(node.func.attr, methods)
+                hint = hints.phrase(node.func.attr, methods, n=2)
                 errors.append(
                     _error(ErrorCode.UNKNOWN_TOOL, f"no method '{node.func.attr}'{hint}", node)
                 )
@@ -218,7 +219,7 @@ def check_python(
             and id(node) not in called
             and node.attr not in attributes
         ):
-            hint = _hint(node.attr, attributes)
+            hint = hints.phrase(node.attr, attributes, n=2)
             errors.append(
                 _error(ErrorCode.UNKNOWN_ATTRIBUTE, f"no attribute '{node.attr}'{hint}", node)
             )
@@ -242,11 +243,6 @@ def check_python(
                     )
                 )
     return sorted(errors, key=lambda e: (e.line, e.col))
-
-
-def _hint(name: str, candidates: Collection[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=2, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 # --- the interpreter ------------------------------------------------------------------------

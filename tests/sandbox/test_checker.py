@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import pytest
 
 from sandbox import (
@@ -13,6 +15,8 @@ from sandbox import (
     diagnose,
     parse,
 )
+from sandbox.hints import MAX_CANDIDATES, MAX_HINTS
+from sandbox.python import check_python, parse_python
 from tests.support.catalog import SmallCatalog
 
 CAT = SmallCatalog()
@@ -107,3 +111,43 @@ def test_messages_are_fit_for_a_repair_prompt() -> None:
     message = info.value.errors[0].message
     assert "argument 'image' of Crop expects Image" in message
     assert "B is ObjectList (from line 1)" in message
+
+
+def _count_ratios(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    ratio = difflib.SequenceMatcher.ratio
+
+    def counted(self: difflib.SequenceMatcher) -> float:
+        calls[0] += 1
+        return ratio(self)
+
+    monkeypatch.setattr(difflib.SequenceMatcher, "ratio", counted)
+    return calls
+
+
+def test_near_miss_names_are_hinted_with_bounded_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 14 item 3: 4,500 near-miss names took 97 s ("did you mean" over every name)
+    n = 600
+    text = "\n".join(f"VARIABLE_NUMBER_{i}=Count(object=VARIABLE_NUMBR_{i})" for i in range(n))
+    calls = _count_ratios(monkeypatch)
+    found = diagnose(parse(text), CAT, inputs=[])  # type: ignore[arg-type]
+    assert len(found) == n and all(e.code == ErrorCode.UNDEFINED_NAME for e in found)
+    assert "did you mean 'VARIABLE_NUMBER_1" in found[2].message
+    assert calls[0] <= MAX_HINTS * MAX_CANDIDATES  # was about n * n / 2
+
+
+def test_python_check_hints_with_bounded_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = "".join(f"    x{i} = fnd{i}(image)\n" for i in range(600))
+    program = parse_python("def execute_command(image):\n" + body + "    return 1\n")
+    names = [f"find{i}" for i in range(600)]
+    calls = _count_ratios(monkeypatch)
+    found = check_python(program, functions=names, exposed={})
+    assert len(found) == 600 and "did you mean 'find0'" in found[0].message
+    assert calls[0] <= MAX_HINTS * MAX_CANDIDATES
+
+
+def test_checking_is_time_bounded() -> None:
+    text = "A=Loc(image=B, object='cat')\nC=Count(object=A)"
+    found = diagnose(parse(text), CAT, inputs=["B"], time_limit=0.0)  # type: ignore[arg-type]
+    assert [(e.code, e.line) for e in found] == [(ErrorCode.TIME_LIMIT, 1)]
+    assert diagnose(parse(text), CAT, inputs=["B"]) == []  # type: ignore[arg-type]
