@@ -227,8 +227,9 @@ def root_error(
             if d not in ancestors:
                 ancestors.add(d)
                 frontier.append(d)
+    lines = {s.target: s.line for s in bound.steps}  # bound.step() would search: quadratic
     failed = [
-        (bound.step(n).line, errors[n])
+        (lines[n], errors[n])
         for n in ancestors
         if n in errors and errors[n].code != RunErrorCode.SKIPPED
     ]

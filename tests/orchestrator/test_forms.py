@@ -200,3 +200,29 @@ def test_a_registered_form_is_used_by_name_and_by_detection(offline: Orchestrato
         assert len(parsed) == 2
     finally:
         del FORMS["recorded-lines"]
+
+
+def test_root_error_of_a_long_chain_looks_each_step_up_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 14 item 3: the root error of a 17,000-step chain took 48 s (quadratic)."""
+    from orchestrator.forms import root_error
+    from sandbox import BoundStep
+
+    n = 17_000
+    steps = tuple(
+        BoundStep(f"S{i}", "Count", {}, frozenset({f"S{i - 1}"} if i else ()), i + 1, "", "Number")
+        for i in range(n)
+    )
+    bound = BoundProgram(Program((), ""), steps, result=f"S{n - 1}")
+    errors = {f"S{i}": VisChainError(f"failed {i}", step=f"S{i}") for i in range(n)}
+    searches = [0]
+    find = BoundProgram.step
+
+    def counted(self: BoundProgram, target: str) -> object:
+        searches[0] += 1
+        return find(self, target)
+
+    monkeypatch.setattr(BoundProgram, "step", counted)
+    assert root_error(bound, f"S{n - 1}", errors).message == "failed 0"
+    assert searches[0] == 0  # one table of lines, not a search per failed step
