@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
@@ -36,6 +36,14 @@ def lexical_similarity(query: str, texts: Sequence[str]) -> np.ndarray:
     return out
 
 
+class TextEmbedder(Protocol):
+    """What ranking needs from a sentence-embedding model (``SentenceEmbeddingBackend``)."""
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """[N, D] float32 unit vectors, one per text."""
+        ...
+
+
 class ExampleSelector:
     """Ranks library examples by similarity to an instruction."""
 
@@ -43,7 +51,7 @@ class ExampleSelector:
         self,
         examples: Sequence[Example],
         *,
-        embedder: Any | None = None,
+        embedder: TextEmbedder | None = None,
         count_tokens: Callable[[str], int] | None = None,
     ) -> None:
         self.examples = list(examples)

@@ -28,12 +28,13 @@ from sandbox import (
     PythonProgram,
     VisChainError,
 )
+from tools.backends.llm import Completion, LanguageModel, LLMRequest
 from tools.patch import api_docs
 from tools.registry import Registry
 
 from .config import PlannerConfig
 from .errors import RunErrorCode
-from .examples import ExampleSelector
+from .examples import ExampleSelector, TextEmbedder
 from .forms import get_form
 from .grammar import gbnf_to_regex, line_grammar
 
@@ -143,14 +144,19 @@ def _grammar_regex(grammar: str) -> re.Pattern[str]:
 
 @dataclass
 class _Prompting:
-    """How the planner asks for programs of one form (the form itself parses and checks)."""
+    """How the planner asks for programs of one form (the form itself parses and checks).
+    ``request`` is how to sample it (max_tokens, stop strings, grammar); a call derives
+    temperature, ``n`` and seed."""
 
     name: str
     template: str
     selector: ExampleSelector
-    grammar: str | None
-    stop: list[str]
+    request: LLMRequest
     extract: Callable[[str], str]
+
+    @property
+    def grammar(self) -> str | None:
+        return self.request.grammar
 
 
 class Planner:
@@ -159,11 +165,11 @@ class Planner:
     def __init__(
         self,
         registry: Registry,
-        llm: Any,
+        llm: LanguageModel,
         config: PlannerConfig,
         *,
         examples: Sequence[Example] | None = None,
-        embedder: Any | None = None,
+        embedder: TextEmbedder | None = None,
         limits: Limits | None = None,
     ) -> None:
         self.registry = registry
@@ -171,27 +177,30 @@ class Planner:
         self.config = config
         self.limits = limits or Limits()
         library = list(examples) if examples is not None else load_library()
-        count: Callable[[str], int] | None = getattr(llm, "count_tokens", None)
 
         def selector(form: str) -> ExampleSelector:
             chosen = [e for e in library if e.form == form and self._runnable(e)]
-            return ExampleSelector(chosen, embedder=embedder, count_tokens=count)
+            return ExampleSelector(chosen, embedder=embedder, count_tokens=llm.count_tokens)
+
+        def request(stop: tuple[str, ...], grammar: str | None = None) -> LLMRequest:
+            return LLMRequest(max_tokens=config.max_tokens, stop=stop, grammar=grammar)
 
         self.forms = {
             "lines": _Prompting(
                 "lines",
                 "lines",
                 selector("lines"),
-                line_grammar(registry, max_steps=config.max_steps) if config.grammar else None,
-                ["\n\n", "\nInstruction:"],
+                request(
+                    ("\n\n", "\nInstruction:"),
+                    line_grammar(registry, max_steps=config.max_steps) if config.grammar else None,
+                ),
                 extract_program,
             ),
             "python": _Prompting(
                 "python",
                 "python",
                 selector("python"),
-                None,
-                ["\nInstruction:", "\nImages:"],
+                request(("\nInstruction:", "\nImages:")),
                 extract_function,
             ),
         }
@@ -263,19 +272,17 @@ class Planner:
             "api": api_docs([t.spec.name for t in self.registry][:6]),
         }
         budget = self.config.example_token_budget
-        context = getattr(self.llm, "context_length", None)
-        count = getattr(self.llm, "count_tokens", None)
-        if isinstance(context, int) and count is not None:
-            # what the model can take: the context minus the fixed text and the answer
-            fixed = count(fill(template(spec.template), examples="", **parts) + query)
-            room = context - fixed - self.config.max_tokens - 16
-            if room < 0:
-                raise PlanningError(
-                    f"the prompt does not fit {self.llm.spec.label()}'s context of {context} "
-                    f"tokens (tools and instruction take {fixed}); use fewer tools or a model "
-                    "with a longer context"
-                )
-            budget = min(budget, room)
+        # what the model can take: the context minus the fixed text and the answer
+        context = self.llm.context_length
+        fixed = self.llm.count_tokens(fill(template(spec.template), examples="", **parts) + query)
+        room = context - fixed - spec.request.max_tokens - 16
+        if room < 0:
+            raise PlanningError(
+                f"the prompt does not fit {self.llm.spec.label()}'s context of {context} "
+                f"tokens (tools and instruction take {fixed}); use fewer tools or a model "
+                "with a longer context"
+            )
+        budget = min(budget, room)
         chosen = spec.selector.select(
             instruction,
             k=self.config.examples,
@@ -314,14 +321,7 @@ class Planner:
             temp = self.config.voting_temperature
         t0 = time.perf_counter()
         wall = time.time()
-        completions = self.llm.complete(
-            prompt,
-            max_tokens=self.config.max_tokens,
-            temperature=temp,
-            stop=spec.stop,
-            grammar=spec.grammar,
-            n=n,
-        )
+        completions = self.llm.complete(prompt, spec.request.with_(temperature=temp, n=n))
         seconds = time.perf_counter() - t0
         plans = []
         for i, completion in enumerate(completions):
@@ -337,7 +337,7 @@ class Planner:
         spec: _Prompting,
         kind: str,
         prompt: str,
-        completion: Any,
+        completion: Completion,
         seconds: float,
         candidate: int,
     ) -> Attempt:
@@ -357,7 +357,7 @@ class Planner:
             model=self.llm.spec.label(),
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
-            seconds=round(getattr(completion, "seconds", seconds) or seconds, 3),
+            seconds=round(completion.seconds or seconds, 3),
             grammar=spec.grammar is not None,
             grammar_respected=respected,
             candidate=candidate,
@@ -395,15 +395,10 @@ class Planner:
             repair_prompt = prompt + current.program + fill(template("repair"), errors=listing)
             t0 = time.perf_counter()
             wall = time.time()
-            completion = self.llm.complete(
-                repair_prompt,
-                max_tokens=self.config.max_tokens,
-                # greedy decoding tends to repeat the same mistake: sample a little instead
-                temperature=max(self.config.temperature, self.config.repair_temperature),
-                stop=spec.stop,
-                grammar=spec.grammar,
-                seed=round_ + 1,
-            )[0]
+            # greedy decoding tends to repeat the same mistake: sample a little instead
+            temperature = max(self.config.temperature, self.config.repair_temperature)
+            request = spec.request.with_(temperature=temperature, seed=round_ + 1)
+            completion = self.llm.complete(repair_prompt, request)[0]
             current = self._attempt(
                 spec, "repair", repair_prompt, completion, time.perf_counter() - t0, first.candidate
             )

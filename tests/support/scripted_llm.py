@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from tools.backends.base import Placement
-from tools.backends.llm import Completion, LLMBackend
+from tools.backends.llm import DEFAULT_REQUEST, Completion, LLMBackend, LLMRequest
 from tools.settings import ModelSpec
 
 
@@ -22,26 +22,15 @@ class ScriptedLLM(LLMBackend):
         super().__init__(ModelSpec(family="scripted", model=name), Placement("cpu", torch.float32))
         self.outputs = list(outputs)
         self.prompts: list[str] = []
-        self.grammars: list[str | None] = []
+        self.requests: list[LLMRequest] = []
 
-    def complete(
-        self,
-        prompt: str,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        stop: Sequence[str] | None = None,
-        grammar: str | None = None,
-        n: int = 1,
-        seed: int | None = None,
-    ) -> list[Completion]:
+    def complete(self, prompt: str, request: LLMRequest = DEFAULT_REQUEST) -> list[Completion]:
         out = []
-        for _ in range(n):
+        for _ in range(request.n):
             if not self.outputs:
                 raise AssertionError("the scripted LLM ran out of outputs")
             self.prompts.append(prompt)
-            self.grammars.append(grammar)
+            self.requests.append(request)
             text = self.outputs.pop(0)
             out.append(
                 Completion(text, self.count_tokens(prompt), self.count_tokens(text), 0.001, "stop")
@@ -49,8 +38,15 @@ class ScriptedLLM(LLMBackend):
         time.sleep(0)
         return out
 
-    def chat(self, messages: list[dict[str, str]], **kwargs: object) -> list[Completion]:
-        return self.complete("\n".join(m["content"] for m in messages), **kwargs)  # type: ignore[arg-type]
+    def chat(
+        self, messages: list[dict[str, str]], request: LLMRequest = DEFAULT_REQUEST
+    ) -> list[Completion]:
+        return self.complete("\n".join(m["content"] for m in messages), request)
+
+    @property
+    def grammars(self) -> list[str | None]:
+        """The grammar of every request, in order."""
+        return [r.grammar for r in self.requests]
 
     def count_tokens(self, text: str) -> int:
         return max(1, len(text.split()))

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from ..errors import ModelError, NoBackendError
 from ..settings import ModelSettings, ModelSpec
 from .base import Located, Placement, file_locate, package_dir
-from .llm import Completion, LLMBackend, check_sampling
+from .llm import DEFAULT_REQUEST, Completion, LLMBackend, LLMRequest
 
 log = logging.getLogger("vischain.models")
 
@@ -482,85 +482,34 @@ class LlamaCppBackend(LLMBackend):
         with self._lock:
             return len(self._model().tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def complete(
-        self,
-        prompt: str,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        stop: Sequence[str] | None = None,
-        grammar: str | None = None,
-        n: int = 1,
-        seed: int | None = None,
-    ) -> list[Completion]:
-        return self._sample(
-            "create_completion",
-            {"prompt": prompt},
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            grammar=grammar,
-            n=n,
-            seed=seed,
-        )
+    def complete(self, prompt: str, request: LLMRequest = DEFAULT_REQUEST) -> list[Completion]:
+        return self._sample("create_completion", {"prompt": prompt}, request)
 
     def chat(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        stop: Sequence[str] | None = None,
-        grammar: str | None = None,
-        n: int = 1,
-        seed: int | None = None,
+        self, messages: list[dict[str, str]], request: LLMRequest = DEFAULT_REQUEST
     ) -> list[Completion]:
         return self._sample(
-            "create_chat_completion",
-            {"messages": [dict(m) for m in messages]},
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            grammar=grammar,
-            n=n,
-            seed=seed,
+            "create_chat_completion", {"messages": [dict(m) for m in messages]}, request
         )
 
-    def _sample(
-        self,
-        method: str,
-        inputs: dict[str, Any],
-        *,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        stop: Sequence[str] | None,
-        grammar: str | None,
-        n: int,
-        seed: int | None,
-    ) -> list[Completion]:
+    def _sample(self, method: str, inputs: dict[str, Any], request: LLMRequest) -> list[Completion]:
         """``n`` calls with seeds ``seed``, ``seed + 1``…: llama.cpp draws one sequence per
         call. The shared prompt prefix stays in the KV cache, so later samples skip the
         prompt."""
-        check_sampling(max_tokens, n, temperature, top_p)
-        base = seed if seed is not None else self._rng.randrange(2**31)
+        base = request.seed if request.seed is not None else self._rng.randrange(2**31)
         out: list[Completion] = []
         with self._lock:
-            compiled = self._grammar(grammar) if grammar is not None else None
+            compiled = self._grammar(request.grammar) if request.grammar is not None else None
             generate = getattr(self._model(), method)
-            for i in range(n):
+            for i in range(request.n):
                 t0 = time.perf_counter()
                 try:
                     response = generate(
                         **inputs,
-                        max_tokens=max_tokens,
-                        temperature=temperature,
-                        top_p=top_p,
-                        stop=list(stop or []),
+                        max_tokens=request.max_tokens,
+                        temperature=request.temperature,
+                        top_p=request.top_p,
+                        stop=list(request.stop),
                         seed=(base + i) % 0xFFFFFFFF,  # 0xFFFFFFFF means "random" to llama.cpp
                         grammar=compiled,
                         **self._sampling,

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 from .base import Located, Placement, is_loopback
-from .llm import Completion, LLMBackend, check_sampling
+from .llm import DEFAULT_REQUEST, Completion, LLMBackend, LLMRequest, single
 
 log = logging.getLogger("vischain.models")
 
@@ -168,52 +168,25 @@ class OpenAIBackend(LLMBackend):
     def context_length(self) -> int:
         return self._context_length
 
-    def complete(
-        self,
-        prompt: str,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        stop: Sequence[str] | None = None,
-        grammar: str | None = None,
-        n: int = 1,
-        seed: int | None = None,
-    ) -> list[Completion]:
+    def complete(self, prompt: str, request: LLMRequest = DEFAULT_REQUEST) -> list[Completion]:
         """``POST /v1/completions``: ``n`` samples from one request."""
-        check_sampling(max_tokens, n, temperature, top_p)
-        body = self._body(max_tokens, temperature, top_p, stop, grammar, n, seed)
+        body = self._body(request)
         response, seconds = self._request(
             lambda: self.client.completions.create(prompt=prompt, **body)
         )
-        return self._completions(response, seconds, [c.text for c in response.choices], n)
+        return self._completions(response, seconds, [c.text for c in response.choices], request.n)
 
     def complete_many(
-        self,
-        prompts: Sequence[str],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        stop: Sequence[str] | None = None,
-        grammar: str | None = None,
-        seed: int | None = None,
+        self, prompts: Sequence[str], request: LLMRequest = DEFAULT_REQUEST
     ) -> list[Completion]:
         """One request per prompt, up to ``max_concurrency`` at once (the server batches
         concurrent requests itself); results in the order of ``prompts``."""
+        single(request)
         if not prompts:
             return []
 
         def one(prompt: str) -> Completion:
-            return self.complete(
-                prompt,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                grammar=grammar,
-                seed=seed,
-            )[0]
+            return self.complete(prompt, request)[0]
 
         if len(prompts) == 1:
             return [one(prompts[0])]
@@ -222,26 +195,16 @@ class OpenAIBackend(LLMBackend):
             return list(pool.map(one, prompts))
 
     def chat(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        stop: Sequence[str] | None = None,
-        grammar: str | None = None,
-        n: int = 1,
-        seed: int | None = None,
+        self, messages: list[dict[str, str]], request: LLMRequest = DEFAULT_REQUEST
     ) -> list[Completion]:
         """``POST /v1/chat/completions`` with the server's chat template."""
-        check_sampling(max_tokens, n, temperature, top_p)
-        body = self._body(max_tokens, temperature, top_p, stop, grammar, n, seed)
+        body = self._body(request)
         msgs: list[Any] = [dict(m) for m in messages]
         response, seconds = self._request(
             lambda: self.client.chat.completions.create(messages=msgs, **body)
         )
         texts = [c.message.content or "" for c in response.choices]
-        return self._completions(response, seconds, texts, n)
+        return self._completions(response, seconds, texts, request.n)
 
     def count_tokens(self, text: str) -> int:
         """Exact through vLLM's ``POST /tokenize`` (special tokens not added). Servers
@@ -272,36 +235,10 @@ class OpenAIBackend(LLMBackend):
 
     # --- plumbing ----------------------------------------------------------------------------
 
-    def _body(
-        self,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        stop: Sequence[str] | None,
-        grammar: str | None,
-        n: int,
-        seed: int | None,
-    ) -> dict[str, Any]:
-        if temperature == 0:
-            n = 1  # vLLM rejects n > 1 with greedy decoding; _completions repeats the one
-        body: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
-            "n": n,
-        }
-        if stop:
-            body["stop"] = list(stop)
-        if seed is not None:
-            body["seed"] = seed
-        extra: dict[str, Any] = {}
-        if grammar is not None:
-            extra["structured_outputs"] = {"grammar": grammar}
-        if n > 1 and self._token_ids:
-            extra["return_token_ids"] = True
-        if extra:
-            body["extra_body"] = extra
+    def _body(self, request: LLMRequest) -> dict[str, Any]:
+        body = {"model": self.model, **sampling_body(request)}
+        if body["n"] > 1 and self._token_ids:
+            body.setdefault("extra_body", {})["return_token_ids"] = True
         return body
 
     def _request(
@@ -360,6 +297,26 @@ class OpenAIBackend(LLMBackend):
         return out
 
 
+def sampling_body(request: LLMRequest) -> dict[str, Any]:
+    """The OpenAI-client keyword arguments for ``request`` (without ``model``): sampling
+    fields, plus ``extra_body`` with vLLM's ``structured_outputs`` when there is a grammar.
+    Greedy requests ask for one sample (vLLM rejects ``n > 1`` with greedy decoding; the
+    caller repeats it)."""
+    body: dict[str, Any] = {
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "n": 1 if request.greedy else request.n,
+    }
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.grammar is not None:
+        body["extra_body"] = {"structured_outputs": {"grammar": request.grammar}}
+    return body
+
+
 def _message(exc: BaseException) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
@@ -378,4 +335,4 @@ def _model_error(base_url: str, exc: BaseException) -> ModelError:
                       f"{_message(exc)}")  # fmt: skip
 
 
-__all__ = ["OpenAIBackend", "base_url_for"]
+__all__ = ["OpenAIBackend", "base_url_for", "sampling_body"]

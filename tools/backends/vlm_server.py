@@ -34,6 +34,8 @@ from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 from ..types import Image
 from .base import Backend, Located, Placement, is_loopback
+from .llm import LLMRequest
+from .llm_openai import sampling_body
 
 log = logging.getLogger("vischain.models")
 
@@ -167,11 +169,10 @@ class OpenAIVisionBackend(Backend):
         """The model's reply to each (image, text) user turn, stripped, in order."""
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images but {len(texts)} prompts")
-        if max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
+        request = LLMRequest(max_tokens=max_new_tokens)  # greedy: answers, not samples
         urls = [self._data_url(image) for image in images]
         futures = [
-            self._executor.submit(self._complete, url, text, max_new_tokens)
+            self._executor.submit(self._complete, url, text, request)
             for url, text in zip(urls, texts, strict=True)
         ]
         return [f.result() for f in futures]
@@ -184,7 +185,7 @@ class OpenAIVisionBackend(Backend):
 
         return self.cached(("png_data_url", image.hash, self.max_side), encode)[0]
 
-    def _complete(self, image_url: str, text: str, max_tokens: int) -> str:
+    def _complete(self, image_url: str, text: str, request: LLMRequest) -> str:
         import openai
 
         messages = [
@@ -199,13 +200,11 @@ class OpenAIVisionBackend(Backend):
         with self._lock:
             self._in_flight += 1
             self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self._in_flight)
+        body = sampling_body(request)
+        extra = {**(self.spec.options.get("extra_body") or {}), **body.pop("extra_body", {})}
         try:
             response = self.client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                max_tokens=max_tokens,
-                temperature=0.0,
-                extra_body=self.spec.options.get("extra_body"),
+                model=self.model, messages=messages, extra_body=extra or None, **body
             )
         except openai.APIError as exc:
             raise ModelError(

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from tools.backends.llm import LLMRequest
 from tools.base import BatchTool, ToolContext
 from tools.builtin.crop import object_crop
 from tools.errors import ToolInputError
@@ -244,10 +245,7 @@ class Describer:
             if name in self._memory:
                 return self._memory[name]
             completion = self.llm.complete(
-                self.PROMPT.format(k=self.k, name=name),
-                max_tokens=200,
-                temperature=0.0,
-                stop=["\n\n"],
+                self.PROMPT.format(k=self.k, name=name), LLMRequest(max_tokens=200, stop=("\n\n",))
             )[0]
             lines = parse_list("1." + completion.text, limit=self.k)
             self._memory[name] = lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tools.backends.llm import LLMRequest
 from tools.base import BatchTool, Tool, ToolContext
 from tools.builtin.match import parse_list
 from tools.errors import ToolError, ToolInputError
@@ -31,9 +32,8 @@ class List(Tool):
         llm = ctx.model("llm")
         ctx.note(model=llm.spec.label())
         prompt = self.PROMPT.format(max=max, query=query.strip())
-        completion = llm.complete(prompt, max_tokens=24 * max + 32, stop=["\n\n", f"\n{max + 1}."])[
-            0
-        ]
+        request = LLMRequest(max_tokens=24 * max + 32, stop=("\n\n", f"\n{max + 1}."))
+        completion = llm.complete(prompt, request)[0]
         items = parse_list("1." + completion.text, limit=max)
         if not items:
             raise ToolError(f"List: the language model gave no items for '{query}'")
@@ -77,9 +77,8 @@ class LlmQuery(Tool):
         """
         llm = ctx.model("llm")
         ctx.note(model=llm.spec.label())
-        text = llm.complete(
-            self.PROMPT.format(question=question.strip()), max_tokens=64, stop=["\n"]
-        )[0].text
+        request = LLMRequest(max_tokens=64, stop=("\n",))
+        text = llm.complete(self.PROMPT.format(question=question.strip()), request)[0].text
         answer = text.strip()
         if not answer:
             raise ToolError("LlmQuery: the language model gave no answer")

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tools.backends import Placement, backend_class
-from tools.backends.llm import Completion
+from tools.backends.llm import Completion, LLMRequest
 from tools.backends.llm_local import (
     PACKAGED,
     LlamaCppBackend,
@@ -148,7 +148,7 @@ def test_tiny_spec_loads_through_the_path_loader(tmp_path: Path, settings: Model
     assert LlamaCppBackend.locate(spec, settings).present
     backend = LlamaCppBackend.load(spec, CPU, settings)
     try:
-        assert backend.complete("1, 2, 3,", max_tokens=4)[0].completion_tokens > 0
+        assert backend.complete("1, 2, 3,", LLMRequest(max_tokens=4))[0].completion_tokens > 0
     finally:
         backend.unload()
 
@@ -216,7 +216,7 @@ def test_a_truncated_or_missing_part_fails_before_copying(tmp_path: Path) -> Non
 
 def test_grammar_constrains_every_sample(smol: LlamaCppBackend) -> None:
     samples = smol.complete(
-        "Program:\n", max_tokens=150, temperature=1.0, grammar=LINE_GRAMMAR, n=4, seed=7
+        "Program:\n", LLMRequest(max_tokens=150, temperature=1.0, grammar=LINE_GRAMMAR, n=4, seed=7)
     )
     assert len(samples) == 4
     for s in samples:
@@ -228,22 +228,28 @@ def test_grammar_constrains_every_sample(smol: LlamaCppBackend) -> None:
 
 
 def test_seeds_make_samples_reproducible(smol: LlamaCppBackend) -> None:
-    first = smol.complete("Once upon a time", max_tokens=12, temperature=1.0, n=2, seed=11)
-    again = smol.complete("Once upon a time", max_tokens=12, temperature=1.0, n=2, seed=11)
+    first = smol.complete(
+        "Once upon a time", LLMRequest(max_tokens=12, temperature=1.0, n=2, seed=11)
+    )
+    again = smol.complete(
+        "Once upon a time", LLMRequest(max_tokens=12, temperature=1.0, n=2, seed=11)
+    )
     assert [c.text for c in first] == [c.text for c in again]
 
 
 def test_stop_sequences_cut_the_text(smol: LlamaCppBackend) -> None:
-    for s in smol.complete("x", grammar=STOP_GRAMMAR, stop=["STOP"], n=2, temperature=1.0):
+    for s in smol.complete(
+        "x", LLMRequest(grammar=STOP_GRAMMAR, stop=("STOP",), n=2, temperature=1.0)
+    ):
         assert STOP_RE.fullmatch(s.text), s.text
         assert s.finish_reason == "stop"
-    unstopped = smol.complete("x", grammar=STOP_GRAMMAR, temperature=1.0)[0].text
+    unstopped = smol.complete("x", LLMRequest(grammar=STOP_GRAMMAR, temperature=1.0))[0].text
     assert unstopped.endswith("STOPdef")
 
 
 def test_max_tokens_and_token_counts(smol: LlamaCppBackend) -> None:
     prompt = "The quick brown fox"
-    (c,) = smol.complete(prompt, max_tokens=5, grammar="root ::= [a-z ]{40}")
+    (c,) = smol.complete(prompt, LLMRequest(max_tokens=5, grammar="root ::= [a-z ]{40}"))
     assert c.finish_reason == "length" and c.completion_tokens == 5
     assert c.prompt_tokens == smol.count_tokens(prompt) > 0
     assert smol.count_tokens("") == 0
@@ -252,11 +258,11 @@ def test_max_tokens_and_token_counts(smol: LlamaCppBackend) -> None:
 
 def test_greedy_samples_agree_and_calls_are_thread_safe(smol: LlamaCppBackend) -> None:
     prompts = ["1, 2, 3,", "def add(a, b):", "The capital of France is"]
-    expected = [smol.complete(p, max_tokens=8)[0].text for p in prompts]
+    expected = [smol.complete(p, LLMRequest(max_tokens=8))[0].text for p in prompts]
     results: dict[int, str] = {}
 
     def run(i: int) -> None:
-        results[i] = smol.complete(prompts[i], max_tokens=8)[0].text
+        results[i] = smol.complete(prompts[i], LLMRequest(max_tokens=8))[0].text
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
     for t in threads:
@@ -264,41 +270,37 @@ def test_greedy_samples_agree_and_calls_are_thread_safe(smol: LlamaCppBackend) -
     for t in threads:
         t.join()
     assert [results[i] for i in range(len(prompts))] == expected
-    many = smol.complete_many(prompts, max_tokens=8)
+    many = smol.complete_many(prompts, LLMRequest(max_tokens=8))
     assert [c.text for c in many] == expected
-    greedy = smol.complete(prompts[0], max_tokens=8, n=3)
+    greedy = smol.complete(prompts[0], LLMRequest(max_tokens=8, n=3))
     assert len(greedy) == 3 and len({c.text for c in greedy}) == 1
 
 
 def test_chat_uses_the_template(smol: LlamaCppBackend) -> None:
-    (reply,) = smol.chat([{"role": "user", "content": "Say hello."}], max_tokens=20)
+    (reply,) = smol.chat([{"role": "user", "content": "Say hello."}], LLMRequest(max_tokens=20))
     assert reply.text.strip() and reply.completion_tokens > 0
     # the template adds role markup: the prompt is longer than the message itself
     assert reply.prompt_tokens > smol.count_tokens("Say hello.") + 2
     constrained = smol.chat(
         [{"role": "user", "content": "Find the dog."}],
-        grammar=LINE_GRAMMAR,
-        max_tokens=150,
-        temperature=1.0,
-        n=2,
-        seed=3,
+        LLMRequest(grammar=LINE_GRAMMAR, max_tokens=150, temperature=1.0, n=2, seed=3),
     )
     assert all(LINE_RE.fullmatch(c.text) for c in constrained), constrained
 
 
 def test_bad_grammar_raises_model_error(smol: LlamaCppBackend) -> None:
     with pytest.raises(ModelError, match=r"invalid GBNF grammar.*foo"):
-        smol.complete("x", grammar="root ::= foo")
+        smol.complete("x", LLMRequest(grammar="root ::= foo"))
     with pytest.raises(ModelError, match="invalid GBNF grammar"):
-        smol.complete("x", grammar='root ::= "unterminated')
-    assert smol.complete("x", grammar='root ::= "ok"')[0].text == "ok"  # still usable
+        smol.complete("x", LLMRequest(grammar='root ::= "unterminated'))
+    assert smol.complete("x", LLMRequest(grammar='root ::= "ok"'))[0].text == "ok"  # still usable
 
 
 def test_bad_arguments_raise(smol: LlamaCppBackend) -> None:
     with pytest.raises(ValueError, match="n must be"):
-        smol.complete("x", n=0)
+        smol.complete("x", LLMRequest(n=0))
     with pytest.raises(ValueError, match="max_tokens"):
-        smol.complete("x", max_tokens=0)
+        smol.complete("x", LLMRequest(max_tokens=0))
 
 
 def test_context_and_memory(smol: LlamaCppBackend) -> None:
@@ -310,7 +312,7 @@ def test_context_and_memory(smol: LlamaCppBackend) -> None:
 
 def test_prompt_longer_than_the_context_is_a_model_error(smol: LlamaCppBackend) -> None:
     with pytest.raises(ModelError):
-        smol.complete("word " * 3000, max_tokens=4)
+        smol.complete("word " * 3000, LLMRequest(max_tokens=4))
 
 
 # --- the real planner model -----------------------------------------------------------------
@@ -319,7 +321,8 @@ def test_prompt_longer_than_the_context_is_a_model_error(smol: LlamaCppBackend) 
 def test_qwen_writes_grammar_valid_programs(qwen: tuple[LlamaCppBackend, float]) -> None:
     backend, _ = qwen
     samples = backend.complete(
-        PROGRAM_PROMPT, max_tokens=120, temperature=1.0, grammar=LINE_GRAMMAR, n=2, seed=5
+        PROGRAM_PROMPT,
+        LLMRequest(max_tokens=120, temperature=1.0, grammar=LINE_GRAMMAR, n=2, seed=5),
     )
     assert len(samples) == 2
     for s in samples:

@@ -21,7 +21,8 @@ import torch
 
 from tests.support.vllm_server import VllmServer, free_port
 from tools.backends import Placement, backend_class
-from tools.backends.llm_openai import OpenAIBackend, base_url_for
+from tools.backends.llm import LLMRequest
+from tools.backends.llm_openai import OpenAIBackend, base_url_for, sampling_body
 from tools.errors import ModelError
 from tools.settings import ModelSettings, ModelSpec
 
@@ -120,29 +121,31 @@ def test_load_rejects_a_model_the_server_does_not_serve(
 
 
 def test_completion(llm: OpenAIBackend) -> None:
-    (c,) = llm.complete("Program:\n", max_tokens=7, temperature=1.0, seed=1)
+    (c,) = llm.complete("Program:\n", LLMRequest(max_tokens=7, temperature=1.0, seed=1))
     assert isinstance(c.text, str) and c.text
     assert c.prompt_tokens == llm.count_tokens("Program:\n") > 0
     assert 0 < c.completion_tokens <= 7 and c.seconds > 0
     assert c.finish_reason in ("stop", "length")
-    again = llm.complete("Program:\n", max_tokens=7, temperature=1.0, seed=1)[0]
+    again = llm.complete("Program:\n", LLMRequest(max_tokens=7, temperature=1.0, seed=1))[0]
     assert again.text == c.text  # seeded
 
 
 def test_n_samples(llm: OpenAIBackend) -> None:
-    samples = llm.complete("Program:\n", max_tokens=10, temperature=1.0, n=4, seed=2)
+    samples = llm.complete("Program:\n", LLMRequest(max_tokens=10, temperature=1.0, n=4, seed=2))
     assert len(samples) == 4
     assert len({s.text for s in samples}) >= 2
     assert all(0 < s.completion_tokens <= 10 for s in samples)
-    greedy = llm.complete("Program:\n", max_tokens=6, n=3)  # vLLM refuses n > 1 when greedy
+    greedy = llm.complete(
+        "Program:\n", LLMRequest(max_tokens=6, n=3)
+    )  # vLLM refuses n > 1 when greedy
     assert len(greedy) == 3 and len({s.text for s in greedy}) == 1
 
 
 def test_grammar_is_really_applied(llm: OpenAIBackend) -> None:
-    free = llm.complete("Program:\n", max_tokens=60, temperature=1.0, n=4, seed=3)
+    free = llm.complete("Program:\n", LLMRequest(max_tokens=60, temperature=1.0, n=4, seed=3))
     assert not all(LINE_RE.fullmatch(s.text) for s in free)  # random weights: gibberish
     constrained = llm.complete(
-        "Program:\n", max_tokens=120, temperature=1.0, n=4, seed=3, grammar=LINE_GRAMMAR
+        "Program:\n", LLMRequest(max_tokens=120, temperature=1.0, n=4, seed=3, grammar=LINE_GRAMMAR)
     )
     assert len(constrained) == 4
     for s in constrained:
@@ -151,18 +154,22 @@ def test_grammar_is_really_applied(llm: OpenAIBackend) -> None:
 
 
 def test_stop_sequences(llm: OpenAIBackend) -> None:
-    for s in llm.complete("x", grammar=STOP_GRAMMAR, stop=["STOP"], temperature=1.0, n=2):
+    for s in llm.complete(
+        "x", LLMRequest(grammar=STOP_GRAMMAR, stop=("STOP",), temperature=1.0, n=2)
+    ):
         assert STOP_RE.fullmatch(s.text), s.text
         assert s.finish_reason == "stop"
-    assert llm.complete("x", grammar=STOP_GRAMMAR)[0].text.endswith("STOPdef")
+    assert llm.complete("x", LLMRequest(grammar=STOP_GRAMMAR))[0].text.endswith("STOPdef")
 
 
 def test_chat(llm: OpenAIBackend) -> None:
     messages = [{"role": "user", "content": "Where is the dog?"}]
-    replies = llm.chat(messages, max_tokens=8, temperature=1.0, n=2)
+    replies = llm.chat(messages, LLMRequest(max_tokens=8, temperature=1.0, n=2))
     assert len(replies) == 2 and all(r.text for r in replies)
     assert replies[0].prompt_tokens > llm.count_tokens("Where is the dog?")  # the template
-    constrained = llm.chat(messages, max_tokens=120, temperature=1.0, grammar=LINE_GRAMMAR, n=2)
+    constrained = llm.chat(
+        messages, LLMRequest(max_tokens=120, temperature=1.0, grammar=LINE_GRAMMAR, n=2)
+    )
     assert all(LINE_RE.fullmatch(r.text) for r in constrained), constrained
 
 
@@ -191,16 +198,16 @@ def test_complete_many_is_concurrent_bounded_and_ordered(
     llm: OpenAIBackend, server: VllmServer, settings: ModelSettings
 ) -> None:
     prompts = [f"BOX{i}=Loc(image=IMAGE, object='" for i in range(8)]
-    expected = [llm.complete(p, max_tokens=6)[0].text for p in prompts]
+    expected = [llm.complete(p, LLMRequest(max_tokens=6))[0].text for p in prompts]
     options = {"base_url": server.base_url, "max_concurrency": 3}
     probe = _Probe.load(ModelSpec(family="openai", options=options), CPU, settings)
     try:
         assert isinstance(probe, _Probe)
-        results = probe.complete_many(prompts, max_tokens=6)
+        results = probe.complete_many(prompts, LLMRequest(max_tokens=6))
         assert [r.text for r in results] == expected  # in prompt order
         assert 1 < probe.peak <= 3
-        constrained = probe.complete_many(prompts, temperature=1.0, grammar=LINE_GRAMMAR,
-                                          max_tokens=120)  # fmt: skip
+        constrained = probe.complete_many(prompts, LLMRequest(temperature=1.0, grammar=LINE_GRAMMAR,
+                                          max_tokens=120))  # fmt: skip
         assert len(constrained) == 8 and all(LINE_RE.fullmatch(c.text) for c in constrained)
     finally:
         probe.unload()
@@ -216,13 +223,13 @@ def test_count_tokens(llm: OpenAIBackend) -> None:
 
 def test_bad_grammar_is_a_model_error_with_the_servers_reason(llm: OpenAIBackend) -> None:
     with pytest.raises(ModelError, match=r"HTTP 400.*[Gg]rammar.*foo"):
-        llm.complete("x", grammar="root ::= foo", max_tokens=4)
-    assert llm.complete("x", max_tokens=2)[0].text is not None  # still usable
+        llm.complete("x", LLMRequest(grammar="root ::= foo", max_tokens=4))
+    assert llm.complete("x", LLMRequest(max_tokens=2))[0].text is not None  # still usable
 
 
 def test_bad_arguments_raise(llm: OpenAIBackend) -> None:
     with pytest.raises(ValueError, match="n must be"):
-        llm.complete("x", n=0)
+        llm.complete("x", LLMRequest(n=0))
 
 
 # --- a server without vLLM's extras -----------------------------------------------------------
@@ -265,3 +272,23 @@ def test_token_estimate_without_tokenize_endpoint(settings: ModelSettings) -> No
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# --- the request body ---------------------------------------------------------------------------
+
+
+def test_sampling_body_puts_the_grammar_where_vllm_reads_it() -> None:
+    body = sampling_body(LLMRequest(max_tokens=9, temperature=0.5, top_p=0.9, stop=("\n",),
+                                    grammar='root ::= "a"', n=3, seed=4))  # fmt: skip
+    assert body == {
+        "max_tokens": 9,
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "n": 3,
+        "stop": ["\n"],
+        "seed": 4,
+        "extra_body": {"structured_outputs": {"grammar": 'root ::= "a"'}},
+    }
+    assert "guided_grammar" not in str(body)  # vLLM 0.32 silently ignores that field
+    greedy = sampling_body(LLMRequest(n=4))
+    assert greedy["n"] == 1 and "extra_body" not in greedy and "stop" not in greedy
