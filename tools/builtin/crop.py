@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PIL import Image as PILImage
 
-from tools.base import ToolContext, tool
+from tools.base import FunctionTool, ToolContext, tool
 from tools.errors import ToolError
 from tools.types import Box, Image, Object, ObjectList
 
@@ -58,68 +60,37 @@ def crop(ctx: ToolContext, image: Image, box: Region, margin: float = 0.0) -> Im
     return _cut(image, b, "")
 
 
-@tool(
-    name="CropLeft",
-    aliases=("CropLeftOf",),
-    examples=("IMAGE1=CropLeft(image=IMAGE, box=BOX0)",),
-)
-def crop_left(ctx: ToolContext, image: Image, box: Region) -> Image:
-    """The part of the image left of an object's centre (the left half if there is none).
+Corner = tuple[float, float]
+
+
+def _beside(
+    name: str, alias: str, where: str, half: str, keep: Callable[[Image, Corner], Box]
+) -> FunctionTool:
+    """A tool that keeps the part of the image ``where`` (e.g. 'left of') an object's centre;
+    ``keep(image, centre)`` is that part's box."""
+
+    def crop_beside(ctx: ToolContext, image: Image, box: Region) -> Image:
+        return _cut(image, keep(image, region_box(ctx, image, box).center), f"{where} the object")
+
+    crop_beside.__doc__ = f"""The part of the image {where} an object's centre (the {half} half if
+    there is none).
 
     Args:
         image: the picture to cut from
         box: the object that marks the edge
     """
-    cx, _ = region_box(ctx, image, box).center
-    return _cut(image, Box(0, 0, cx, image.height), "left of the object")
+    example = f"IMAGE1={name}(image=IMAGE, box=BOX0)"
+    return tool(name=name, aliases=(alias,), examples=(example,))(crop_beside)
 
 
-@tool(
-    name="CropRight",
-    aliases=("CropRightOf",),
-    examples=("IMAGE1=CropRight(image=IMAGE, box=BOX0)",),
-)
-def crop_right(ctx: ToolContext, image: Image, box: Region) -> Image:
-    """The part of the image right of an object's centre (the right half if there is none).
-
-    Args:
-        image: the picture to cut from
-        box: the object that marks the edge
-    """
-    cx, _ = region_box(ctx, image, box).center
-    return _cut(image, Box(cx, 0, image.width, image.height), "right of the object")
-
-
-@tool(
-    name="CropAbove",
-    aliases=("CropTop",),
-    examples=("IMAGE1=CropAbove(image=IMAGE, box=BOX0)",),
-)
-def crop_above(ctx: ToolContext, image: Image, box: Region) -> Image:
-    """The part of the image above an object's centre (the top half if there is none).
-
-    Args:
-        image: the picture to cut from
-        box: the object that marks the edge
-    """
-    _, cy = region_box(ctx, image, box).center
-    return _cut(image, Box(0, 0, image.width, cy), "above the object")
-
-
-@tool(
-    name="CropBelow",
-    aliases=("CropBottom",),
-    examples=("IMAGE1=CropBelow(image=IMAGE, box=BOX0)",),
-)
-def crop_below(ctx: ToolContext, image: Image, box: Region) -> Image:
-    """The part of the image below an object's centre (the bottom half if there is none).
-
-    Args:
-        image: the picture to cut from
-        box: the object that marks the edge
-    """
-    _, cy = region_box(ctx, image, box).center
-    return _cut(image, Box(0, cy, image.width, image.height), "below the object")
+crop_left = _beside("CropLeft", "CropLeftOf", "left of", "left",
+                    lambda im, c: Box(0, 0, c[0], im.height))  # fmt: skip
+crop_right = _beside("CropRight", "CropRightOf", "right of", "right",
+                     lambda im, c: Box(c[0], 0, im.width, im.height))  # fmt: skip
+crop_above = _beside("CropAbove", "CropTop", "above", "top",
+                     lambda im, c: Box(0, 0, im.width, c[1]))  # fmt: skip
+crop_below = _beside("CropBelow", "CropBottom", "below", "bottom",
+                     lambda im, c: Box(0, c[1], im.width, im.height))  # fmt: skip
 
 
 def object_crop(
