@@ -21,6 +21,7 @@ import torch
 
 from ..cache import ByteLRU
 from ..devices import module_bytes
+from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 
 
@@ -103,6 +104,15 @@ class Backend:
     @classmethod
     def load(cls, spec: ModelSpec, placement: Placement, settings: ModelSettings) -> Backend:
         raise NotImplementedError
+
+    @classmethod
+    def located(cls, spec: ModelSpec, settings: ModelSettings, missing: str) -> Located:
+        """:meth:`locate`, raising :class:`ModelError` ("``missing``: what to do") when the
+        weights are not here (for ``load``)."""
+        found = cls.locate(spec, settings)
+        if not found.present:
+            raise ModelError(f"{missing}: {found.hint}")
+        return found
 
     @classmethod
     def estimate_bytes(cls, spec: ModelSpec, settings: ModelSettings) -> int | None:

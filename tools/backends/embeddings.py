@@ -120,9 +120,7 @@ class SentenceEmbeddingBackend(Backend):
     def load(
         cls, spec: ModelSpec, placement: Placement, settings: ModelSettings
     ) -> SentenceEmbeddingBackend:
-        located = cls.locate(spec, settings)
-        if not located.present:
-            raise ModelError(f"sentence embedding model not found: {located.hint}")
+        located = cls.located(spec, settings, "sentence embedding model not found")
         from transformers import AutoModel, AutoTokenizer
 
         source = spec.model if located.where.startswith("hf-cache:") else located.where

@@ -103,9 +103,7 @@ class MtcnnBackend(Backend):
 
     @classmethod
     def load(cls, spec: ModelSpec, placement: Placement, settings: ModelSettings) -> MtcnnBackend:
-        located = cls.locate(spec, settings)
-        if not located.present:
-            raise ModelError(f"MTCNN weights not found: {located.hint}")
+        located = cls.located(spec, settings, "MTCNN weights not found")
         from facenet_pytorch import MTCNN
 
         opts = spec.options
@@ -252,9 +250,7 @@ class HaarBackend(Backend):
 
     @classmethod
     def load(cls, spec: ModelSpec, placement: Placement, settings: ModelSettings) -> HaarBackend:
-        located = cls.locate(spec, settings)
-        if not located.present:
-            raise ModelError(f"Haar cascade not found: {located.hint}")
+        located = cls.located(spec, settings, "Haar cascade not found")
         import cv2
 
         classifier = cv2.CascadeClassifier(located.where)

@@ -117,9 +117,7 @@ class RapidOcrBackend(Backend):
     def load(
         cls, spec: ModelSpec, placement: Placement, settings: ModelSettings
     ) -> RapidOcrBackend:
-        located = cls.locate(spec, settings)
-        if not located.present:
-            raise ModelError(f"RapidOCR is not available: {located.hint}")
+        cls.located(spec, settings, "RapidOCR is not available")
         import onnxruntime
         from rapidocr import RapidOCR
 

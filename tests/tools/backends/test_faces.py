@@ -14,6 +14,7 @@ from tools.backends.base import Placement
 from tools.backends.faces import HaarBackend, MtcnnBackend
 from tools.cache import ByteLRU
 from tools.convert import to_image
+from tools.errors import ModelError
 from tools.settings import ModelSettings, ModelSpec
 from tools.types import Box, Image
 
@@ -70,6 +71,15 @@ def test_locate_finds_weights_inside_the_packages(settings: ModelSettings, tmp_p
     assert cascade.present and cascade.where.endswith("haarcascade_frontalface_default.xml")
     absent = HaarBackend.locate(ModelSpec(family="haar", model="no_such_cascade.xml"), settings)
     assert not absent.present and "no_such_cascade.xml" in absent.hint
+
+
+def test_loading_without_weights_is_a_model_error_saying_what_to_do(
+    settings: ModelSettings, tmp_path
+) -> None:
+    with pytest.raises(ModelError, match=r"MTCNN weights not found: .*pnet\.pt"):
+        MtcnnBackend.load(ModelSpec(family="mtcnn", weights=str(tmp_path)), CPU, settings)
+    with pytest.raises(ModelError, match=r"Haar cascade not found: .*no_such_cascade\.xml"):
+        HaarBackend.load(ModelSpec(family="haar", model="no_such_cascade.xml"), CPU, settings)
 
 
 def test_mtcnn_finds_the_astronaut(mtcnn: MtcnnBackend, photos: dict[str, Image]) -> None:
