@@ -38,7 +38,7 @@ from tools.batching import Batcher, default_batcher
 from tools.cache import ByteLRU
 from tools.errors import ToolError, ToolErrorCode
 from tools.registry import Registry
-from tools.types import Image, fingerprint
+from tools.types import Image, detached, fingerprint
 
 from .errors import RunErrorCode
 from .render import summarize
@@ -251,7 +251,7 @@ class _Run:
                 if found is not None:
                     record.start = record.end = time.time()
                     record.meta.update(cache_hit=True, memoised=True)
-                    newly += self.succeed(name, found[0], duration=0.0)
+                    newly += self.succeed(name, detached(found[0]), duration=0.0)  # own copy
                     continue
             groups[tool.spec.name].append((step, call))
         for tool_name, items in groups.items():
@@ -359,7 +359,7 @@ class _Run:
             else:
                 key = self.keys.get(step.target)
                 if key is not None:
-                    self.ex.memo.put(key, (result,))  # type: ignore[union-attr]
+                    self.remember(key, result)
                 newly += self.succeed(step.target, result, duration=seconds)
         return newly
 
@@ -391,6 +391,13 @@ class _Run:
         return newly
 
     # --- outcomes --------------------------------------------------------------------------
+
+    def remember(self, key: Hashable, result: Any) -> None:
+        """Memoise a private copy: the run goes on using (and may mutate) its own value."""
+        try:
+            self.ex.memo.put(key, (detached(result),))  # type: ignore[union-attr]
+        except ValueError:
+            log.debug("not memoised: %s", key)  # nested too deeply to copy
 
     def succeed(self, name: str, value: Any, *, duration: float) -> list[str]:
         self.values[name] = value

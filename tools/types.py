@@ -345,6 +345,41 @@ def _moved(obj: Object, dx: float, dy: float, size: tuple[int, int]) -> Object:
     return replace(obj, box=box, mask=mask)
 
 
+def detached(value: Any, _depth: int = 0) -> Any:
+    """A copy of ``value`` that shares nothing mutable with it, for values that outlive one
+    run (the memo hands each run its own copy, so a run that mutates a result — a program's
+    ``xs.clear()``, a caller editing ``result.output`` — cannot change what later runs get).
+
+    Lists, dicts and sets are copied, deeply; an Image's pixels are copied (its content hash
+    is kept); an Object's ``extra`` dict is copied; tuples and frozen records are rebuilt only
+    around copied parts; strings, numbers, Box, Point and Mask (a read-only array) are
+    immutable and shared. Values of other (plug-in) types are shared as they are. Nesting
+    deeper than 100 levels raises ValueError (such a value is not remembered)."""
+    if _depth > 100:
+        raise ValueError("value nested too deeply to copy")
+    inner = _depth + 1
+    if isinstance(value, Image):
+        copy = Image(value.pil.copy(), name=value.name, origin=value.origin)
+        copy._hash = value._hash
+        return copy
+    if isinstance(value, list):
+        return [detached(v, inner) for v in value]
+    if isinstance(value, dict):
+        return {k: detached(v, inner) for k, v in value.items()}
+    if isinstance(value, set):
+        return {detached(v, inner) for v in value}
+    if isinstance(value, tuple) and type(value) is tuple:
+        items = tuple(detached(v, inner) for v in value)
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if isinstance(value, Object):
+        return replace(value, extra=detached(value.extra, inner)) if value.extra else value
+    if isinstance(value, (ObjectList, PointList)):
+        items = tuple(detached(v, inner) for v in value.items)
+        same = all(a is b for a, b in zip(items, value.items, strict=True))
+        return value if same else replace(value, items=items)
+    return value
+
+
 def fingerprint(value: object) -> Hashable:
     """A hashable identity of a value's content (images by their pixel hash), for
     memoising tool calls; raises TypeError for values that have none."""
