@@ -17,11 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import (
-    BoundProgram,
-    Program,
     ProgramError,
     ProgramInvalid,
-    PythonProgram,
     VisChainError,
     to_text,
 )
@@ -35,7 +32,7 @@ from tools.types import Image
 
 from .config import Config
 from .executor import ExecOptions, Executor
-from .forms import Machinery, form_of, parse_program
+from .forms import Checked, Machinery, Parsed, form_of, parse_program
 from .planner import Plan, Planner, PlanningError
 from .render import summarize
 from .report import row_for, write_report
@@ -54,7 +51,7 @@ class RunResult:
     ``trace``, and the ``error`` that stopped it (None when it succeeded)."""
 
     output: Any
-    program: Program | PythonProgram | None
+    program: Parsed | None
     trace: Trace
     error: VisChainError | None = None
     values: dict[str, Any] = field(default_factory=dict)
@@ -145,23 +142,21 @@ class Orchestrator:
 
     # --- programs --------------------------------------------------------------------------
 
-    def check(
-        self, program: str | Program | PythonProgram, *, inputs: Any = None, form: str = "auto"
-    ) -> BoundProgram | PythonProgram:
+    def check(self, program: str | Parsed, *, inputs: Any = None, form: str = "auto") -> Checked:
         """Parse (if needed) and check a program; raise ProgramInvalid listing problems.
         ``inputs`` names the inputs (a mapping may give their type names; see
         :mod:`orchestrator.forms` for how they bind)."""
         parsed = self._parse(program, form)
         return form_of(parsed).check(parsed, self.registry, inputs=inputs)
 
-    def _parse(self, program: str | Program | PythonProgram, form: str) -> Program | PythonProgram:
+    def _parse(self, program: str | Parsed, form: str) -> Parsed:
         if isinstance(program, str):
             return parse_program(program, form=form, limits=self.limits)
         return program
 
     def execute(
         self,
-        program: str | Program | PythonProgram,
+        program: str | Parsed,
         *,
         image: ImageLike | None = None,
         images: Mapping[str, ImageLike] | None = None,
@@ -178,7 +173,7 @@ class Orchestrator:
         source = getattr(program, "source", program)
         if isinstance(source, str):
             trace.set_program(source, form)
-        parsed: Program | PythonProgram | None = None
+        parsed: Parsed | None = None
         try:
             named = _named_images(image, images)
             for name, value in named.items():
@@ -204,7 +199,7 @@ class Orchestrator:
     def _finish(
         self,
         trace: Trace,
-        program: Program | PythonProgram | None,
+        program: Parsed | None,
         output: Any,
         error: VisChainError | None,
         values: dict[str, Any],
@@ -465,7 +460,7 @@ def default_orchestrator() -> Orchestrator:
         return _DEFAULT
 
 
-def execute(program: str | Program, **kwargs: Any) -> RunResult:
+def execute(program: str | Parsed, **kwargs: Any) -> RunResult:
     """Run a program with the default orchestrator (see :meth:`Orchestrator.execute`)."""
     return default_orchestrator().execute(program, **kwargs)
 

@@ -66,6 +66,10 @@ C = TypeVar("C")  # the checked program (what ``run`` takes)
 V = TypeVar("V")  # an input value (an image when running, a type name when checking)
 
 InputTypes = Mapping[str, str] | Collection[str]
+#: a parsed program of a built-in form (what ``parse_program`` returns)
+Parsed = Program | PythonProgram
+#: a checked program of a built-in form (what ``check`` returns, ``run`` takes)
+Checked = BoundProgram | PythonProgram
 
 
 class UnknownForm(ProgramInvalid):
@@ -348,16 +352,14 @@ def detect(text: str) -> ProgramForm[Any, Any]:
     return FORMS[LineForm.name]
 
 
-def form_of(program: Program | PythonProgram | BoundProgram | Any) -> ProgramForm[Any, Any]:
+def form_of(program: Parsed | Checked) -> ProgramForm[Any, Any]:
     """The form a parsed (or checked) program is written in."""
     if isinstance(program, BoundProgram):
         program = program.program
     return get_form(getattr(program, "form", LineForm.name))
 
 
-def parse_program(
-    text: str, *, form: str = "auto", limits: Limits | None = None
-) -> Program | PythonProgram:
+def parse_program(text: str, *, form: str = "auto", limits: Limits | None = None) -> Parsed:
     """Parse ``text`` in ``form`` ('auto': the form :func:`detect` finds)."""
     chosen = detect(text) if form == "auto" else get_form(form)
     return chosen.parse(text, limits=limits)
@@ -368,9 +370,11 @@ register_form(PythonForm())
 
 __all__ = [
     "FORMS",
+    "Checked",
     "Execution",
     "LineForm",
     "Machinery",
+    "Parsed",
     "ProgramForm",
     "PythonForm",
     "UnknownForm",

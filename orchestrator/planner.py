@@ -22,10 +22,8 @@ from programs import Example, load_library, template
 from sandbox import (
     ErrorCode,
     Limits,
-    Program,
     ProgramError,
     ProgramInvalid,
-    PythonProgram,
     VisChainError,
 )
 from tools.backends.llm import Completion, LanguageModel, LLMRequest
@@ -35,7 +33,7 @@ from tools.registry import Registry
 from .config import PlannerConfig
 from .errors import RunErrorCode
 from .examples import ExampleSelector, TextEmbedder
-from .forms import get_form
+from .forms import Parsed, get_form
 from .grammar import gbnf_to_regex, line_grammar
 
 log = logging.getLogger("vischain.planner")
@@ -78,7 +76,7 @@ class Plan:
     that produced it."""
 
     source: str | None
-    program: Program | PythonProgram | None
+    program: Parsed | None
     attempts: list[Attempt]
     error: VisChainError | None = None
     form: str = "lines"
@@ -365,7 +363,7 @@ class Planner:
 
     def check(
         self, source: str, inputs: Sequence[str], form: str = "lines"
-    ) -> tuple[Program | PythonProgram | None, list[ProgramError]]:
+    ) -> tuple[Parsed | None, list[ProgramError]]:
         """The runnable program, or every problem found in it."""
         if not source.strip():
             return None, [
