@@ -10,10 +10,9 @@ so the same bytes come out on every build.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from tests.support.build_once import build_once
 
 # Bump when the recipe changes, so stale cached directories are rebuilt.
 BUILD_VERSION = "1"
@@ -146,38 +145,13 @@ def _build_model(out_dir: Path, vocab_size: int, bos_id: int, eos_id: int, pad_i
     model.save_pretrained(out_dir, safe_serialization=True)
 
 
-def _is_complete(directory: Path) -> bool:
-    marker = directory / COMPLETE_MARKER
-    return marker.is_file() and marker.read_text().strip() == BUILD_VERSION
+def _build(out_dir: Path) -> None:
+    vocab_size = _build_tokenizer(out_dir)
+    vocab = json.loads((out_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    _build_model(out_dir, vocab_size, vocab[BOS], vocab[EOS], vocab[PAD])
 
 
 def build_tiny_llama(directory: Path) -> Path:
-    """Build (or reuse) a tiny random Llama checkpoint with tokenizer in `directory`.
-
-    The files are written to a sibling temp dir and renamed into place, so a crashed or
-    concurrent build never leaves a half-written model behind. Returns `directory`.
-    """
-    directory = Path(directory)
-    if _is_complete(directory):
-        return directory
-
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        vocab_size = _build_tokenizer(tmp)
-        vocab = json.loads((tmp / "tokenizer.json").read_text())["model"]["vocab"]
-        _build_model(tmp, vocab_size, vocab[BOS], vocab[EOS], vocab[PAD])
-        (tmp / COMPLETE_MARKER).write_text(BUILD_VERSION + "\n")
-        if directory.exists():
-            if _is_complete(directory):  # another process finished first
-                return directory
-            shutil.rmtree(directory)
-        try:
-            os.replace(tmp, directory)
-        except OSError:
-            if not _is_complete(directory):
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+    """Build (or reuse) a tiny random Llama checkpoint with tokenizer in `directory`
+    (atomically: see :func:`tests.support.build_once.build_once`). Returns `directory`."""
+    return build_once(directory, _build, marker=COMPLETE_MARKER, version=BUILD_VERSION)

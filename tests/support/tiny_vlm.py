@@ -18,9 +18,9 @@ instead and needs no torchvision (the CLIP image processor falls back to PIL).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from tests.support.build_once import build_once
 
 BUILD_VERSION = "1"
 COMPLETE_MARKER = ".tiny-llava-complete"
@@ -28,37 +28,11 @@ SERVED_NAME = "tiny-llava"
 VLLM_ARGS = ("--model-impl", "transformers")
 
 
-def _is_complete(directory: Path) -> bool:
-    marker = directory / COMPLETE_MARKER
-    return marker.is_file() and marker.read_text().strip() == BUILD_VERSION
-
-
 def build_tiny_llava(directory: str | os.PathLike[str]) -> Path:
-    """Build (or reuse) the tiny LLaVA checkpoint in ``directory`` and return it.
-
-    Written to a sibling temp dir and renamed into place, so a crashed or concurrent build
-    never leaves a half-written model behind.
-    """
+    """Build (or reuse) the tiny LLaVA checkpoint in ``directory`` (atomically: see
+    :func:`tests.support.build_once.build_once`) and return it."""
     from tools.backends.vlm import LlavaBackend
 
-    directory = Path(directory)
-    if _is_complete(directory):
-        return directory
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        LlavaBackend.tiny_spec(tmp)
-        (tmp / COMPLETE_MARKER).write_text(BUILD_VERSION + "\n")
-        if directory.exists():
-            if _is_complete(directory):
-                return directory
-            shutil.rmtree(directory)
-        try:
-            os.replace(tmp, directory)
-        except OSError:
-            if not _is_complete(directory):
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+    return build_once(
+        directory, LlavaBackend.tiny_spec, marker=COMPLETE_MARKER, version=BUILD_VERSION
+    )
