@@ -385,12 +385,8 @@ class PythonInterpreter(Evaluator):
         for n, item in enumerate(items):
             self._count_iteration(n, stmt)
             self.store(stmt.target, item, env)
-            try:
-                self.block(stmt.body, env)
-            except _Break:
+            if not self._loop_body(stmt, env):
                 return
-            except _Continue:
-                continue
         self.block(stmt.orelse, env)
 
     def _while(self, stmt: ast.While, env: dict[str, object]) -> None:
@@ -399,13 +395,19 @@ class PythonInterpreter(Evaluator):
             self._count_iteration(n, stmt)
             n += 1
             self.budget.tick()
-            try:
-                self.block(stmt.body, env)
-            except _Break:
+            if not self._loop_body(stmt, env):
                 return
-            except _Continue:
-                continue
         self.block(stmt.orelse, env)
+
+    def _loop_body(self, stmt: ast.For | ast.While, env: dict[str, object]) -> bool:
+        """Run a loop's body once; False when it breaks out of the loop."""
+        try:
+            self.block(stmt.body, env)
+        except _Break:
+            return False
+        except _Continue:
+            pass
+        return True
 
     def _count_iteration(self, n: int, stmt: ast.stmt) -> None:
         limit = self.budget.limits.max_loop_iterations
