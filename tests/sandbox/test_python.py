@@ -70,6 +70,33 @@ def execute_command(image):
     assert run(source) == "10 ['n1', 'n3', 'n5', 'n7'] 4 [1, 4, 9] [1, 2, 3] 3"
 
 
+def test_break_continue_and_else_in_both_loops() -> None:
+    source = """
+def execute_command(image):
+    seen = []
+    n = 0
+    while n < 10:
+        n += 1
+        if n % 2:
+            continue
+        if n > 6:
+            break
+        seen.append(n)
+    else:
+        seen.append("while-else")
+    for i in range(2):
+        seen.append(i)
+    else:
+        seen.append("for-else")
+    while n > 20:
+        n -= 1
+    else:
+        seen.append("while-else")
+    return seen
+"""
+    assert run(source) == [2, 4, 6, 0, 1, "for-else", "while-else"]
+
+
 def test_parameters_bind_and_tuples_unpack() -> None:
     source = "def execute_command(left, right):\n    a, b = left, right\n    return [b, a]\n"
     assert run(source, left=1, right=2) == [2, 1]
