@@ -1,24 +1,19 @@
 """CLIP through open_clip: image and text embeddings, zero-shot classification, similarity.
 
-``spec.model`` names the architecture: an open_clip config name ("ViT-B-32", "ViT-L-14"),
-a local directory in open_clip's Hugging Face layout (``open_clip_config.json`` plus
-``open_clip_model.safetensors``; what :meth:`OpenClipBackend.tiny_spec` writes), an
-``hf-hub:org/repo`` id found in the local HF cache, or a JSON file holding a bare model
-config. ``spec.weights`` is an open_clip pretrained tag ("openai", "laion2b_s34b_b79k"),
-resolved without the network to its file in the HF cache, or a checkpoint path. Features are
-cached per image content hash and per text in the pool's feature cache.
+Two stages: :mod:`tools.backends.clip_weights` finds what a spec names on this machine
+(architecture, checkpoint, preprocessing a pretrained tag implies); this module builds the
+model from that (skipping random initialisation where the checkpoint covers every tensor) and
+runs it. Features are cached per image content hash and per text in the pool's feature
+cache; only the misses of a call are encoded, together.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
-import os
 import threading
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,13 +26,9 @@ from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 from ..types import Image
 from .base import Backend, Located, Placement, dir_bytes
+from .clip_weights import CONFIG_NAME, LOCAL_PREFIX, WEIGHT_NAMES, WeightsMissing, resolve
 
 log = logging.getLogger("vischain.models")
-
-HF_PREFIX = "hf-hub:"
-LOCAL_PREFIX = "local-dir:"
-CONFIG_NAME = "open_clip_config.json"
-WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 # Prompt ensemble for zero-shot classification (each class embedding is the renormalised
 # mean over these, formatted with the class name).
@@ -67,23 +58,6 @@ TINY_PREPROCESS: dict[str, Any] = {
     "resize_mode": "shortest",
 }
 TINY_SEED = 20240611
-
-
-@dataclass(frozen=True)
-class _Source:
-    """How to build a spec's model: the open_clip model name, the checkpoint (None for random
-    weights), and overrides a pretrained tag implies."""
-
-    name: str
-    checkpoint: str | None
-    where: str
-    quick_gelu: bool = False
-    preprocess: dict[str, Any] = field(default_factory=dict)
-    register: str | None = None  # a bare config JSON file to add to open_clip's registry
-
-
-class _Missing(Exception):
-    """A spec's weights or config are not on this machine (the message is the hint)."""
 
 
 class OpenClipBackend(Backend):
@@ -137,8 +111,8 @@ class OpenClipBackend(Backend):
     @classmethod
     def locate(cls, spec: ModelSpec, settings: ModelSettings) -> Located:
         try:
-            source = _resolve(spec, settings)
-        except _Missing as missing:
+            source = resolve(spec, settings)
+        except WeightsMissing as missing:
             return Located(False, hint=str(missing))
         return Located(True, source.where)
 
@@ -148,8 +122,8 @@ class OpenClipBackend(Backend):
         from open_clip.transform import PreprocessCfg, image_transform_v2
 
         try:
-            source = _resolve(spec, settings)
-        except _Missing as missing:
+            source = resolve(spec, settings)
+        except WeightsMissing as missing:
             raise ModelError(f"cannot load {spec.label()}: {missing}") from None
         if source.register:
             _register_config(source.register)
@@ -182,7 +156,7 @@ class OpenClipBackend(Backend):
         try:
             import open_clip
 
-            source = _resolve(spec, settings)
+            source = resolve(spec, settings)
             if source.register:
                 _register_config(source.register)
             with torch.device("meta"), _quiet_open_clip(True):
@@ -192,8 +166,8 @@ class OpenClipBackend(Backend):
             return sum(p.numel() for p in model.parameters()) * 4
         except Exception:  # an estimate is optional: fall back to the checkpoint's size
             try:
-                source = _resolve(spec, settings)
-            except _Missing:
+                source = resolve(spec, settings)
+            except WeightsMissing:
                 return None
             return dir_bytes(source.checkpoint) if source.checkpoint else None
 
@@ -318,29 +292,15 @@ class OpenClipBackend(Backend):
         encode: Callable[[list[Any]], torch.Tensor],
     ) -> torch.Tensor:
         """One row per key through the feature cache; the misses are encoded together."""
-        todo: dict[Hashable, Any] = {}
-        for key, item in zip(keys, items, strict=True):
-            if key not in todo and not self._in_cache(key):
-                todo[key] = item
-        fresh: dict[Hashable, torch.Tensor] = {}
-        if todo:
-            vectors = encode(list(todo.values()))
-            fresh = {k: vectors[i].clone() for i, k in enumerate(todo)}
-        rows = []
-        for key, item in zip(keys, items, strict=True):
 
-            def compute(key: Hashable = key, item: Any = item) -> torch.Tensor:
-                # evicted between the check and now (rare): encode this one alone
-                return fresh[key] if key in fresh else encode([item])[0].clone()
+        def compute(indices: list[int]) -> list[torch.Tensor]:
+            vectors = encode([items[i] for i in indices])
+            return [row.clone() for row in vectors]  # own storage: the cache sizes each row
 
-            value, _ = self.cached(key, compute)
-            rows.append(value)
+        rows = self.cached_many(keys, compute)
         if not rows:
             return torch.zeros((0, self.embed_dim), dtype=torch.float32)
         return torch.stack(rows)
-
-    def _in_cache(self, key: Hashable) -> bool:
-        return self.cache is not None and (self.spec.key(), key) in self.cache
 
     def _count(self, counter: str, items: str, n: int) -> None:
         with self._stats_lock:
@@ -375,170 +335,6 @@ class OpenClipBackend(Backend):
                 raise ModelError(f"CLIP text encoder failed: {type(exc).__name__}: {exc}") from exc
             self._count("text_encoder", "texts_encoded", len(chunk))
         return torch.cat(out)
-
-
-# --- resolving specs without the network -----------------------------------------------------
-
-
-def _resolve(spec: ModelSpec, settings: ModelSettings) -> _Source:
-    import open_clip
-
-    model = (spec.model or "").strip()
-    if not model:
-        raise _Missing("set model to an open_clip architecture (e.g. ViT-B-32) or a directory")
-    if model.startswith(HF_PREFIX):
-        return _resolve_hub(model[len(HF_PREFIX) :], spec)
-    if model.startswith(LOCAL_PREFIX):
-        model = model[len(LOCAL_PREFIX) :]
-    path = Path(os.path.expandvars(model)).expanduser()
-    if path.is_dir():
-        return _resolve_dir(path, spec, settings)
-    if path.suffix == ".json":
-        return _resolve_json(path, spec, settings)
-    if open_clip.get_model_config(model) is None:
-        known = ", ".join([m for m in open_clip.list_models() if m.startswith("ViT-")][:10])
-        raise _Missing(
-            f"'{model}' is not an open_clip architecture, directory or config file "
-            f"(architectures include {known}...)"
-        )
-    weights = spec.weights
-    if not weights:
-        if spec.options.get("random_init") is True:
-            return _Source(model, None, "random-init")
-        raise _Missing(
-            f"no weights for {model}: set weights to a pretrained tag "
-            f"({', '.join(open_clip.list_pretrained_tags_by_model(model)[:6]) or 'none known'}) "
-            "or a checkpoint file (options.random_init=true builds random weights, for "
-            "benchmarks only)"
-        )
-    tag = open_clip.get_pretrained_cfg(model, weights)
-    if tag:
-        checkpoint = _find_tag_weights(tag, settings)
-        if checkpoint is None:
-            raise _Missing(_tag_hint(model, weights, tag))
-        from open_clip.transform import PreprocessCfg
-
-        fields = {f.name for f in dataclasses.fields(PreprocessCfg)}
-        preprocess = {k: v for k, v in tag.items() if k in fields}
-        return _Source(
-            model,
-            checkpoint,
-            checkpoint,
-            quick_gelu=bool(tag.get("quick_gelu", False)),
-            preprocess=preprocess,
-        )
-    checkpoint = _find_file(weights, settings)
-    if checkpoint is None:
-        tags = ", ".join(open_clip.list_pretrained_tags_by_model(model)[:8]) or "none"
-        raise _Missing(
-            f"'{weights}' is neither an open_clip pretrained tag for {model} (known: {tags}) "
-            "nor a checkpoint file"
-        )
-    return _Source(model, checkpoint, checkpoint)
-
-
-def _resolve_dir(path: Path, spec: ModelSpec, settings: ModelSettings) -> _Source:
-    if not (path / CONFIG_NAME).is_file():
-        raise _Missing(f"{path} has no {CONFIG_NAME} (open_clip's Hugging Face layout)")
-    name = LOCAL_PREFIX + str(path.resolve())
-    if spec.weights:
-        checkpoint = _find_file(spec.weights, settings)
-        if checkpoint is None:
-            raise _Missing(f"checkpoint {spec.weights} not found")
-        return _Source(name, checkpoint, checkpoint)
-    for weight in WEIGHT_NAMES:
-        if (path / weight).is_file():
-            return _Source(name, str(path / weight), str(path))
-    if spec.options.get("random_init") is True:
-        return _Source(name, None, f"{path} (random-init)")
-    raise _Missing(f"{path} has no weights ({' or '.join(WEIGHT_NAMES)})")
-
-
-def _resolve_json(path: Path, spec: ModelSpec, settings: ModelSettings) -> _Source:
-    if not path.is_file():
-        raise _Missing(f"model config {path} not found")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise _Missing(f"unreadable model config {path}: {exc}") from None
-    if "model_cfg" in config:
-        if path.name != CONFIG_NAME:
-            raise _Missing(f"{path} holds a 'model_cfg': name it {CONFIG_NAME}, give its folder")
-        return _resolve_dir(path.parent, spec, settings)
-    if not all(k in config for k in ("embed_dim", "vision_cfg", "text_cfg")):
-        raise _Missing(f"{path} is not an open_clip model config (embed_dim, vision_cfg...)")
-    checkpoint = None
-    if spec.weights:
-        checkpoint = _find_file(spec.weights, settings)
-        if checkpoint is None:
-            raise _Missing(f"checkpoint {spec.weights} not found")
-    elif spec.options.get("random_init") is not True:
-        raise _Missing(f"set weights to a checkpoint file for the config {path}")
-    where = checkpoint or f"{path} (random-init)"
-    return _Source(path.stem, checkpoint, where, register=str(path.resolve()))
-
-
-def _resolve_hub(repo: str, spec: ModelSpec) -> _Source:
-    from huggingface_hub import try_to_load_from_cache
-
-    config = try_to_load_from_cache(repo, CONFIG_NAME, revision=spec.revision)
-    hint = (
-        f"'{repo}' is not in the Hugging Face cache; download it where a hub is reachable "
-        f"(huggingface-cli download {repo}) or give a local directory"
-    )
-    if not isinstance(config, str):
-        raise _Missing(hint)
-    for weight in WEIGHT_NAMES:
-        found = try_to_load_from_cache(repo, weight, revision=spec.revision)
-        if isinstance(found, str):
-            return _Source(LOCAL_PREFIX + str(Path(config).parent), found, f"hf-cache:{repo}")
-    raise _Missing(hint)
-
-
-def _find_tag_weights(tag: Mapping[str, Any], settings: ModelSettings) -> str | None:
-    """The cached file for a pretrained tag: HF cache first (as open_clip prefers), then
-    open_clip's URL download folder and ours."""
-    hub = tag.get("hf_hub", "")
-    if hub:
-        from huggingface_hub import try_to_load_from_cache
-
-        # open_clip's convention: "org/repo/" means the default file names, else "org/repo/file"
-        repo, filename = os.path.split(hub)
-        names = list(WEIGHT_NAMES) if not filename else [filename]
-        if filename.endswith((".bin", ".pth")):
-            names.insert(0, filename[:-4] + ".safetensors")
-        for name in names:
-            found = try_to_load_from_cache(repo, name)
-            if isinstance(found, str):
-                return found
-    url = tag.get("url", "")
-    if url:
-        base = os.path.basename(url)
-        for folder in (Path("~/.cache/clip").expanduser(), Path(settings.cache_dir) / "clip"):
-            if (folder / base).is_file():
-                return str(folder / base)
-    return tag.get("file") if tag.get("file") and Path(tag["file"]).is_file() else None
-
-
-def _tag_hint(model: str, weights: str, tag: Mapping[str, Any]) -> str:
-    repo, filename = os.path.split(tag.get("hf_hub", ""))
-    if repo:
-        how = f"huggingface-cli download {repo} {filename}".rstrip()
-    else:
-        how = f"download {tag.get('url', '')} into ~/.cache/clip"
-    return (
-        f"open_clip weights {model}/{weights} are not on this machine; fetch them where a hub "
-        f"is reachable ({how}) or set weights to a local checkpoint file"
-    )
-
-
-def _find_file(path: str, settings: ModelSettings) -> str | None:
-    p = Path(os.path.expandvars(path)).expanduser()
-    candidates = [p] if p.is_absolute() else [Path(settings.cache_dir) / p, p]
-    for c in candidates:
-        if c.is_file():
-            return str(c)
-    return None
 
 
 _RANDOM_INIT_NOTES = (

@@ -15,6 +15,7 @@ import torch
 
 from tools.backends.base import Placement
 from tools.backends.clip import DEFAULT_TEMPLATES, TINY_CONFIG, OpenClipBackend
+from tools.backends.clip_weights import WeightsMissing, resolve
 from tools.cache import ByteLRU
 from tools.convert import to_image
 from tools.pool import ModelPool
@@ -135,6 +136,20 @@ def test_locate_finds_a_pretrained_tag_in_the_hf_cache(settings: ModelSettings, 
     located = OpenClipBackend.locate(spec, settings)
     assert located.present
     assert located.where == str(snapshot / "open_clip_model.safetensors")
+
+
+def test_a_pretrained_tag_resolves_to_its_file_and_what_it_implies(
+    settings: ModelSettings, hf_cache: Path
+):
+    spec = ModelSpec(family="open_clip", model="ViT-B-32", weights="openai")
+    with pytest.raises(WeightsMissing, match="huggingface-cli download"):
+        resolve(spec, settings)
+    snapshot = plant(hf_cache, "timm/vit_base_patch32_clip_224.openai",
+                     {"open_clip_model.safetensors": b"weights"})  # fmt: skip
+    source = resolve(spec, settings)
+    assert source.name == "ViT-B-32" and source.quick_gelu  # OpenAI's CLIP uses QuickGELU
+    assert source.checkpoint == str(snapshot / "open_clip_model.safetensors")
+    assert source.preprocess["mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
 
 
 def test_hf_hub_model_loads_from_the_cache(

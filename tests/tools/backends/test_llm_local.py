@@ -18,16 +18,16 @@ import pytest
 import torch
 
 from tools.backends import Placement, backend_class
-from tools.backends.llm import Completion, LLMRequest
-from tools.backends.llm_local import (
+from tools.backends.gguf import (
     PACKAGED,
-    LlamaCppBackend,
     assemble_parts,
     cached_gguf_path,
     file_sha256,
     gguf_path,
     is_verified,
 )
+from tools.backends.llm import Completion, LLMRequest
+from tools.backends.llm_local import LlamaCppBackend
 from tools.errors import ModelError, NoBackendError
 from tools.settings import ModelSettings, ModelSpec
 
