@@ -2,8 +2,10 @@
 
 A :class:`ProgramForm` knows everything the rest of VisChain asks of a program written in
 it — how to ``parse`` its text, ``check`` it against the tools, which ``tools_used`` it
-calls, which ``input_names`` its inputs bind to, and how to ``run`` it — so the API, the
-planner and the agent loop call the form instead of branching on the program's type:
+calls, which ``input_names`` its inputs bind to, and how to ``run`` it; and, for the
+planner, how an LLM is asked for it (``template``, ``stop``, ``grammar``) and how to
+``extract`` it from the LLM's output — so the API, the planner and the agent loop call the
+form instead of branching on the program's type:
 
     form = form_of(program)                    # or get_form("python"), or detect(text)
     inputs = form.bind(program, images)        # the one binding rule, below
@@ -29,6 +31,7 @@ line (``undefined-name``), like any other name the program never assigns.
 from __future__ import annotations
 
 import ast
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -58,6 +61,7 @@ from tools.types import EXPOSED
 
 from .errors import RunErrorCode
 from .executor import Executor
+from .grammar import line_grammar
 from .python_runner import run_python
 from .trace import StepStatus, Trace
 
@@ -132,11 +136,62 @@ def bind_inputs(names: Collection[str], given: Mapping[str, V]) -> dict[str, V]:
     return bound
 
 
+_STEP = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
+
+
+def extract_program(output: str) -> str:
+    """The program in an LLM's output: step and comment lines from the first step on, without
+    code fences or prose, up to the first line that is neither."""
+    lines: list[str] = []
+    started = False
+    for raw in output.replace("\r\n", "\n").split("\n"):
+        line = raw.rstrip()
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            if started:
+                break
+            continue
+        if _STEP.match(line):
+            started = True
+            lines.append(stripped)
+        elif started and stripped.startswith("#"):
+            lines.append(stripped)
+        elif started:
+            break
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def extract_function(output: str) -> str:
+    """The ``def execute_command`` block in an LLM's output (the def line and everything
+    indented under it), without code fences or prose around it."""
+    lines = output.replace("\r\n", "\n").split("\n")
+    start = next(
+        (i for i, ln in enumerate(lines) if ln.lstrip().startswith("def execute_command")), None
+    )
+    if start is None:
+        return ""
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    body = [lines[start][indent:]]
+    for ln in lines[start + 1 :]:
+        if ln.strip().startswith("```"):
+            break
+        if ln.strip() and len(ln) - len(ln.lstrip()) <= indent:
+            break
+        body.append(ln[indent:] if ln.strip() else "")
+    while body and not body[-1].strip():
+        body.pop()
+    return "\n".join(body) + "\n"
+
+
 class ProgramForm(ABC, Generic[P, C]):
     """One way of writing programs. Subclasses set ``name`` and implement the abstract
     methods; :meth:`bind` is the same for every form."""
 
     name: ClassVar[str]
+    #: the prompt template that asks an LLM for this form (``programs/templates/<t>.txt``)
+    template: ClassVar[str]
+    #: strings that end a program of this form in an LLM's output
+    stop: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def recognizes(self, text: str) -> bool:
@@ -162,6 +217,15 @@ class ProgramForm(ABC, Generic[P, C]):
         """The names of the tools the program calls (directly or through an API)."""
 
     @abstractmethod
+    def extract(self, output: str) -> str:
+        """The program in an LLM's output, without fences or prose ('' when there is none)."""
+
+    def grammar(self, registry: Registry, *, max_steps: int) -> str | None:
+        """A GBNF grammar that constrains decoding to this form with these tools (None: no
+        grammar)."""
+        return None
+
+    @abstractmethod
     def run(
         self, checked: C, inputs: Mapping[str, Any], machinery: Machinery, trace: Trace
     ) -> Execution:
@@ -185,6 +249,8 @@ class LineForm(ProgramForm[Program, BoundProgram]):
     """VisProg-style lines, ``NAME=Tool(arg=...)``: checked into a DAG of typed steps."""
 
     name = "lines"
+    template = "lines"
+    stop = ("\n\n", "\nInstruction:")
 
     def recognizes(self, text: str) -> bool:
         return detect_form(text) == self.name
@@ -207,6 +273,12 @@ class LineForm(ProgramForm[Program, BoundProgram]):
 
     def tools_used(self, program: Program) -> set[str]:
         return {s.tool for s in program.steps if s.tool is not None}
+
+    def extract(self, output: str) -> str:
+        return extract_program(output)
+
+    def grammar(self, registry: Registry, *, max_steps: int) -> str | None:
+        return line_grammar(registry, max_steps=max_steps)
 
     def run(
         self, checked: BoundProgram, inputs: Mapping[str, Any], machinery: Machinery, trace: Trace
@@ -249,6 +321,8 @@ class PythonForm(ProgramForm[PythonProgram, PythonProgram]):
     interpreted; its functions are the tools, the image-patch API and a few builtins."""
 
     name = "python"
+    template = "python"
+    stop = ("\nInstruction:", "\nImages:")
     #: the types whose attributes and methods a Python program may use
     EXPOSED: ClassVar[dict[type, Any]] = {**EXPOSED, **EXPOSED_PATCH}
 
@@ -300,6 +374,9 @@ class PythonForm(ProgramForm[PythonProgram, PythonProgram]):
                 elif name not in PY_FUNCTIONS and name not in API_FUNCTIONS and name not in local:
                     used.add(name)
         return used
+
+    def extract(self, output: str) -> str:
+        return extract_function(output)
 
     def run(
         self,
@@ -380,6 +457,8 @@ __all__ = [
     "UnknownForm",
     "bind_inputs",
     "detect",
+    "extract_function",
+    "extract_program",
     "form_of",
     "get_form",
     "parse_program",

@@ -33,11 +33,10 @@ from tools.registry import Registry
 from .config import PlannerConfig
 from .errors import RunErrorCode
 from .examples import ExampleSelector, TextEmbedder
-from .forms import Parsed, get_form
-from .grammar import gbnf_to_regex, line_grammar
+from .forms import FORMS, Parsed, get_form
+from .grammar import gbnf_to_regex
 
 log = logging.getLogger("vischain.planner")
-_STEP = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
 _PLACEHOLDER = re.compile(r"\{(tools|api|examples|instruction|inputs|program|errors)\}")
 
 
@@ -91,50 +90,6 @@ def fill(text: str, **values: str) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
 
-def extract_program(output: str) -> str:
-    """The program in an LLM's output: step and comment lines from the first step on, without
-    code fences or prose, up to the first line that is neither."""
-    lines: list[str] = []
-    started = False
-    for raw in output.replace("\r\n", "\n").split("\n"):
-        line = raw.rstrip()
-        stripped = line.strip()
-        if stripped.startswith("```"):
-            if started:
-                break
-            continue
-        if _STEP.match(line):
-            started = True
-            lines.append(stripped)
-        elif started and stripped.startswith("#"):
-            lines.append(stripped)
-        elif started:
-            break
-    return "\n".join(lines) + ("\n" if lines else "")
-
-
-def extract_function(output: str) -> str:
-    """The ``def execute_command`` block in an LLM's output (the def line and everything
-    indented under it), without code fences or prose around it."""
-    lines = output.replace("\r\n", "\n").split("\n")
-    start = next(
-        (i for i, ln in enumerate(lines) if ln.lstrip().startswith("def execute_command")), None
-    )
-    if start is None:
-        return ""
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    body = [lines[start][indent:]]
-    for ln in lines[start + 1 :]:
-        if ln.strip().startswith("```"):
-            break
-        if ln.strip() and len(ln) - len(ln.lstrip()) <= indent:
-            break
-        body.append(ln[indent:] if ln.strip() else "")
-    while body and not body[-1].strip():
-        body.pop()
-    return "\n".join(body) + "\n"
-
-
 @lru_cache(maxsize=8)
 def _grammar_regex(grammar: str) -> re.Pattern[str]:
     return gbnf_to_regex(grammar)
@@ -184,23 +139,17 @@ class Planner:
             return LLMRequest(max_tokens=config.max_tokens, stop=stop, grammar=grammar)
 
         self.forms = {
-            "lines": _Prompting(
-                "lines",
-                "lines",
-                selector("lines"),
+            name: _Prompting(
+                name,
+                form.template,
+                selector(name),
                 request(
-                    ("\n\n", "\nInstruction:"),
-                    line_grammar(registry, max_steps=config.max_steps) if config.grammar else None,
+                    form.stop,
+                    form.grammar(registry, max_steps=config.max_steps) if config.grammar else None,
                 ),
-                extract_program,
-            ),
-            "python": _Prompting(
-                "python",
-                "python",
-                selector("python"),
-                request(("\nInstruction:", "\nImages:")),
-                extract_function,
-            ),
+                form.extract,
+            )
+            for name, form in FORMS.items()
         }
 
     @property

@@ -226,3 +226,42 @@ def test_root_error_of_a_long_chain_looks_each_step_up_once(
     monkeypatch.setattr(BoundProgram, "step", counted)
     assert root_error(bound, f"S{n - 1}", errors).message == "failed 0"
     assert searches[0] == 0  # one table of lines, not a search per failed step
+
+
+def test_each_form_tells_the_planner_how_to_ask_for_it() -> None:
+    lines, python = get_form("lines"), get_form("python")
+    chat = "Sure! Here it is:\n```\nA=Loc(image=IMAGE, object='dog')\nRESULT=A\n```\nEnjoy."
+    assert lines.extract(chat) == "A=Loc(image=IMAGE, object='dog')\nRESULT=A\n"
+    code = "```python\ndef execute_command(image):\n    return 1\n```\nprose"
+    assert python.extract(code) == "def execute_command(image):\n    return 1\n"
+    assert python.extract(chat) == "" and lines.extract("no program") == ""
+    grammar = lines.grammar(REGISTRY, max_steps=4)
+    assert grammar is not None and "Loc" in grammar
+    assert python.grammar(REGISTRY, max_steps=4) is None
+    assert {lines.template, python.template} == {"lines", "python"}
+    assert "\nInstruction:" in lines.stop and "\nInstruction:" in python.stop
+
+
+def test_the_planner_asks_for_every_registered_form() -> None:
+    from orchestrator.config import PlannerConfig
+    from orchestrator.planner import Planner
+    from tests.support.scripted_llm import ScriptedLLM
+
+    class Marked(LineForm):
+        """Line programs that begin with a marker comment."""
+
+        name = "marked-lines"
+        stop = ("\nEND",)
+
+        def recognizes(self, text: str) -> bool:
+            return text.startswith("# marked")
+
+    register_form(Marked())
+    try:
+        planner = Planner(REGISTRY, ScriptedLLM([]), PlannerConfig(), examples=[])
+        assert set(planner.forms) == set(FORMS)
+        prompting = planner.forms["marked-lines"]
+        assert prompting.request.stop == ("\nEND",) and prompting.template == "lines"
+        assert prompting.grammar == planner.forms["lines"].grammar
+    finally:
+        del FORMS["marked-lines"]

@@ -11,8 +11,9 @@ from orchestrator import Config, Orchestrator
 from orchestrator.config import PlannerConfig
 from orchestrator.errors import RunErrorCode
 from orchestrator.examples import ExampleSelector, lexical_similarity
+from orchestrator.forms import extract_program
 from orchestrator.grammar import accepts, line_grammar
-from orchestrator.planner import Planner, extract_program, fill
+from orchestrator.planner import Planner, fill
 from programs import Example
 from tests.support.scripted_llm import ScriptedLLM
 from tools import Image, Registry, default_registry, tool
