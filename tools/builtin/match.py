@@ -3,21 +3,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-import threading
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from tools.backends.llm import LLMRequest
 from tools.base import BatchTool, ToolContext
 from tools.builtin.crop import object_crop
+from tools.builtin.cupl import Describer
 from tools.errors import ToolInputError
+from tools.pool import ModelPool
 from tools.types import Image, ObjectList
 
 log = logging.getLogger("vischain.tools")
@@ -158,15 +155,14 @@ class Classify(BatchTool):
         if not crops:
             return results
         clip.image_features(crops)  # one batched encoder pass; zero_shot below hits the cache
-        describer = Describer.shared(ctx) if any(c.get("describe") for c in calls) else None
+        wanted = [_clean(c["categories"]) for c in calls if c.get("describe")]
+        described = _descriptions(ctx, wanted)
         for i, call in enumerate(calls):
             rows = [n for n, (ci, _) in enumerate(where) if ci == i]
             if not rows:
                 continue
             names = _clean(call["categories"])
-            descriptions = None
-            if call.get("describe") and describer is not None:
-                descriptions = {c: describer.describe(c) for c in names}
+            descriptions = {c: described[c] for c in names} if call.get("describe") else None
             probs = clip.zero_shot(
                 [crops[r] for r in rows], [*names, OTHER], descriptions=descriptions
             )
@@ -194,6 +190,17 @@ def assign(probs: np.ndarray, *, per_object: bool = False) -> list[tuple[int, in
     )
 
 
+def _descriptions(ctx: ToolContext, groups: list[list[str]]) -> dict[str, list[str]]:
+    """CuPL descriptions of every category in ``groups``, missing ones written in one call
+    (stored under the model pool's cache directory)."""
+    names = [n for group in groups for n in group]
+    if not names:
+        return {}
+    models = ctx.models
+    cache_dir = models.settings.cache_dir if isinstance(models, ModelPool) else None
+    return Describer.shared(ctx.model("llm"), cache_dir).describe_many(names)
+
+
 def _clean(categories: Sequence[str]) -> list[str]:
     out: list[str] = []
     for c in categories:
@@ -201,82 +208,6 @@ def _clean(categories: Sequence[str]) -> list[str]:
         if c and c.lower() != OTHER and c not in out:
             out.append(c)
     return out
-
-
-class Describer:
-    """CuPL: an LLM writes short visual descriptions of a category; cached per category and
-    model, in memory and on disk, so each category costs one LLM call ever."""
-
-    PROMPT = (
-        "Write {k} short, different sentences describing what a {name} looks like in a "
-        "photo, one per line, focusing on visible features (shape, colour, texture, parts).\n1."
-    )
-    _instances: ClassVar[dict[str, Describer]] = {}
-    _guard = threading.Lock()
-
-    def __init__(self, llm: Any, path: Path | None, k: int = 4) -> None:
-        self.llm = llm
-        self.path = path
-        self.k = k
-        self._lock = threading.Lock()
-        self._memory: dict[str, list[str]] = {}
-        if path is not None and path.is_file():
-            try:
-                self._memory = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                log.warning("ignoring unreadable CuPL cache %s", path)
-
-    @classmethod
-    def shared(cls, ctx: ToolContext) -> Describer:
-        llm = ctx.model("llm")
-        key = f"{llm.spec.key()}#{id(llm)}"
-        with cls._guard:
-            if key not in cls._instances:
-                cache_dir = getattr(getattr(ctx.models, "settings", None), "cache_dir", None)
-                path = None
-                if cache_dir is not None:
-                    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", llm.spec.label())
-                    path = Path(cache_dir) / "cupl" / f"{safe}.json"
-                cls._instances[key] = cls(llm, path)
-            return cls._instances[key]
-
-    def describe(self, name: str) -> list[str]:
-        with self._lock:
-            if name in self._memory:
-                return self._memory[name]
-            completion = self.llm.complete(
-                self.PROMPT.format(k=self.k, name=name), LLMRequest(max_tokens=200, stop=("\n\n",))
-            )[0]
-            lines = parse_list("1." + completion.text, limit=self.k)
-            self._memory[name] = lines
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.write_text(json.dumps(self._memory, indent=1), encoding="utf-8")
-            return lines
-
-
-_BULLET = re.compile(r"^\s*(?:[-*•·]|\d+[.)]|\(\d+\)|[a-z][.)])\s*", re.I)
-
-
-def parse_list(text: str, *, limit: int | None = None) -> list[str]:
-    """Items from an LLM's list: one per line or comma-separated, bullets and numbering,
-    quotes and trailing punctuation removed, duplicates dropped, order kept."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if len(lines) <= 1 and lines and "," in lines[0]:
-        lines = lines[0].split(",")
-    items: list[str] = []
-    seen: set[str] = set()
-    for line in lines:
-        item = _BULLET.sub("", line).strip().strip("\"'`").strip()
-        item = re.sub(r"[.;:]+$", "", item).strip()
-        item = re.sub(r"\s+", " ", item)
-        if not item or len(item) > 200 or item.lower() in seen:
-            continue
-        seen.add(item.lower())
-        items.append(item)
-        if limit is not None and len(items) >= limit:
-            break
-    return items
 
 
 class Match(BatchTool):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from tools.backends.llm import LLMRequest
 from tools.base import BatchTool, Tool, ToolContext
-from tools.builtin.match import parse_list
 from tools.errors import ToolError, ToolInputError
 from tools.types import Image, ObjectList
 
@@ -83,3 +83,27 @@ class LlmQuery(Tool):
         if not answer:
             raise ToolError("LlmQuery: the language model gave no answer")
         return answer
+
+
+_BULLET = re.compile(r"^\s*(?:[-*•·]|\d+[.)]|\(\d+\)|[a-z][.)])\s*", re.I)
+
+
+def parse_list(text: str, *, limit: int | None = None) -> list[str]:
+    """Items from an LLM's list: one per line or comma-separated, bullets and numbering,
+    quotes and trailing punctuation removed, duplicates dropped, order kept."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) <= 1 and lines and "," in lines[0]:
+        lines = lines[0].split(",")
+    items: list[str] = []
+    seen: set[str] = set()
+    for line in lines:
+        item = _BULLET.sub("", line).strip().strip("\"'`").strip()
+        item = re.sub(r"[.;:]+$", "", item).strip()
+        item = re.sub(r"\s+", " ", item)
+        if not item or len(item) > 200 or item.lower() in seen:
+            continue
+        seen.add(item.lower())
+        items.append(item)
+        if limit is not None and len(items) >= limit:
+            break
+    return items
