@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${ROOT}"
 VENV="${VISCHAIN_VENV:-${ROOT}/.venv}"
-EXTRAS="${VISCHAIN_EXTRAS:-dev,inpaint,otel}"
+EXTRAS="${VISCHAIN_EXTRAS:-dev,inpaint,otel,serve}"
 
 log() { printf '[install] %s\n' "$*"; }
 # pip's config here may list file:// indexes that lack most projects; hide that one warning.

@@ -45,3 +45,7 @@ class ModelError(ToolError):
     """A model failed to load or to run."""
 
     code = ToolErrorCode.MODEL_ERROR
+
+
+class ReplicaDiedError(ModelError):
+    """The Ray Serve replica holding a model died during a call (it is being restarted)."""

@@ -5,6 +5,10 @@ loads that model on first use (once, even when many threads ask at the same time
 it on the device with the most free memory within its budget, and evicts the least recently
 used models of that device when a new one would not fit. It also owns the per-image
 feature cache (bounded in bytes) that backends use for CLIP features and SAM embeddings.
+
+With ``settings.serve`` set, nothing is loaded here: each role resolves to the Ray Serve
+deployment that serves it (:mod:`tools.remote`), and the pool hands out stand-ins with the
+same methods.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +30,9 @@ from .errors import ModelError, NoBackendError
 from .profiles import roles_for
 from .progress import task
 from .settings import ModelSettings, ModelSpec
+
+if TYPE_CHECKING:
+    from .remote import RemoteModels
 
 log = logging.getLogger("vischain.models")
 
@@ -51,7 +58,12 @@ class ModelPool:
         self._loaded: OrderedDict[str, _Entry] = OrderedDict()  # LRU order: oldest first
         self._provided: dict[str, Backend] = {}
         self._resolved: dict[str, tuple[ModelSpec | None, str | None]] = {}
-        self._roles = roles_for(self.settings)
+        self.remote: RemoteModels | None = None
+        if self.settings.serve is not None:  # the deployments hold the models, not this pool
+            from .remote import RemoteModels
+
+            self.remote = RemoteModels(self.settings.serve)
+        self._roles = roles_for(self.settings) if self.remote is None else {}
 
     # --- roles ---------------------------------------------------------------------------
 
@@ -62,7 +74,8 @@ class ModelPool:
             self._resolved.pop(role, None)
 
     def roles(self) -> list[str]:
-        return sorted(set(self._roles) | set(self._provided))
+        served = self.remote.roles() if self.remote is not None else []
+        return sorted(set(self._roles) | set(self._provided) | set(served))
 
     def candidates(self, role: str) -> list[ModelSpec]:
         return list(self._roles.get(role, []))
@@ -75,6 +88,11 @@ class ModelPool:
                 return self._provided[role].spec, None
             if role in self._resolved:
                 return self._resolved[role]
+        if self.remote is not None:
+            chosen = self.remote.resolve(role, self.settings.candidates(role))
+            with self._lock:
+                self._resolved[role] = chosen
+            return chosen
         reasons = []
         chosen: tuple[ModelSpec | None, str | None] = (None, None)
         for spec in self._roles.get(role, []):
@@ -103,6 +121,8 @@ class ModelPool:
         spec, reason = self.resolve(role)
         if spec is None:
             raise NoBackendError(f"no '{role}' model available: {reason}")
+        if self.remote is not None:
+            return self.remote.backend(role, spec)
         backend = self.load(spec)
         with self._lock:
             if spec.key() in self._loaded:

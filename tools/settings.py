@@ -51,6 +51,27 @@ class ModelSpec(BaseModel):
         return f"{self.family}:{self.model or self.weights or 'default'}"
 
 
+class ServeSettings(BaseModel):
+    """Where the models run when they are served by Ray Serve (see :mod:`tools.remote`):
+    ``address`` is ``auto`` (the Ray cluster on this machine), ``ray://host:10001`` or a
+    GCS address ``host:6379``; ``app`` the Serve application ``vischain serve`` started."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = "auto"
+    app: str = "vischain"
+    timeout_s: float = Field(600.0, gt=0)  # the longest one model call may take
+    image_cache_mb: int = Field(256, ge=0)  # images already in the object store, per process
+    # what `vischain serve` deploys each role with
+    replicas: int = Field(1, ge=1)
+    num_cpus: float = Field(0.5, ge=0)
+    health_check_s: float = Field(10.0, gt=0)
+    multiplex: dict[str, list[ModelSpec]] = Field(default_factory=dict)  # more checkpoints
+    # per role {max_batch, max_wait_ms} for the replicas' @serve.batch (default: the largest
+    # the role's tools are configured with)
+    batch: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
 class ModelSettings(BaseModel):
     """The model layer's configuration (part of the orchestrator's config)."""
 
@@ -66,6 +87,7 @@ class ModelSettings(BaseModel):
     cache_mb: int = 1024
     cache_dir: Path = Field(default_factory=default_cache_dir)
     progress: bool = True
+    serve: ServeSettings | None = None  # set: roles are Ray Serve deployments, not local models
 
     @field_validator("roles", mode="before")
     @classmethod

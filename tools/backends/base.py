@@ -11,7 +11,7 @@ import importlib.util
 import ipaddress
 import os
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,6 +47,12 @@ class Backend:
 
     family: ClassVar[str] = ""
     offline_capable: ClassVar[bool] = False  # weights ship with a package we depend on
+    # Methods that work item by item over their first N arguments (equal-length sequences),
+    # so calls from many clients can be concatenated into one (see tools.deployments).
+    batch_methods: ClassVar[Mapping[str, int]] = {}
+    # Methods returning a tuple whose element ``index`` is a stateful object of class ``cls``
+    # (served remotely by replaying the call; see tools.remote): name -> (index, cls).
+    remote_sessions: ClassVar[Mapping[str, tuple[int, type]]] = {}
 
     def __init__(self, spec: ModelSpec, placement: Placement) -> None:
         self.spec = spec

@@ -64,6 +64,13 @@ class OpenClipBackend(Backend):
     """A loaded open_clip model with cached, batched image and text embeddings."""
 
     family: ClassVar[str] = "open_clip"
+    batch_methods: ClassVar[Mapping[str, int]] = {
+        "image_features": 1,
+        "text_features": 1,
+        "similarity": 1,
+        "similarity_to_classes": 1,
+        "zero_shot": 1,
+    }
 
     def __init__(
         self,

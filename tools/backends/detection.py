@@ -24,7 +24,7 @@ calls on the same picture. ``options={"batching": "pad"}`` forces a single padde
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -81,6 +81,8 @@ class _HFDetector(HFBackend):
         self.max_detections = int(options.get("max_detections", DEFAULT_MAX_DETECTIONS))
 
     # --- detection ---------------------------------------------------------------------------
+
+    batch_methods: ClassVar[Mapping[str, int]] = {"detect": 2}
 
     def detect(
         self,

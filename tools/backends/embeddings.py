@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,6 +74,7 @@ class SentenceEmbeddingBackend(Backend):
     """A sentence encoder: ``embed(texts)`` -> unit vectors, cached per text."""
 
     family: ClassVar[str] = "sentence_embeddings"
+    batch_methods: ClassVar[Mapping[str, int]] = {"embed": 1}
     offline_capable: ClassVar[bool] = True
 
     def __init__(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -60,6 +60,7 @@ class MtcnnBackend(Backend):
     """facenet-pytorch's MTCNN with the weights bundled in the package."""
 
     family: ClassVar[str] = "mtcnn"
+    batch_methods: ClassVar[Mapping[str, int]] = {"detect_faces": 1}
     offline_capable: ClassVar[bool] = True
 
     def __init__(self, spec: ModelSpec, placement: Placement, mtcnn: Any) -> None:
@@ -206,6 +207,7 @@ class HaarBackend(Backend):
     """
 
     family: ClassVar[str] = "haar"
+    batch_methods: ClassVar[Mapping[str, int]] = {"detect_faces": 1}
     offline_capable: ClassVar[bool] = True
 
     def __init__(self, spec: ModelSpec, placement: Placement, classifier: Any, path: str) -> None:

@@ -16,9 +16,9 @@ CuPL) type against.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..settings import ModelSpec
 from .base import Backend
@@ -121,6 +121,8 @@ class LLMBackend(Backend):
     """A loaded text model. Subclasses implement :meth:`complete`, :meth:`chat`,
     :meth:`count_tokens` and :attr:`context_length`; :meth:`complete_many` loops by default
     and is overridden where a backend can batch or issue requests concurrently."""
+
+    batch_methods: ClassVar[Mapping[str, int]] = {"complete_many": 1}
 
     def complete(self, prompt: str, request: LLMRequest = DEFAULT_REQUEST) -> list[Completion]:
         """``request.n`` samples continuing ``prompt`` (raw text, no chat template)."""

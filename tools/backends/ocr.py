@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -85,6 +86,7 @@ class RapidOcrBackend(Backend):
     """RapidOCR on onnxruntime (CPU, or CUDA when onnxruntime-gpu is installed)."""
 
     family: ClassVar[str] = "rapidocr"
+    batch_methods: ClassVar[Mapping[str, int]] = {"read": 1}
     offline_capable: ClassVar[bool] = True
 
     def __init__(

@@ -182,6 +182,7 @@ class SamBackend(Backend):
     """A loaded SAM with a per-image embedding cache."""
 
     family: ClassVar[str] = "sam"
+    remote_sessions: ClassVar[Mapping[str, tuple[int, type]]] = {"predictor": (0, ImagePredictor)}
 
     def __init__(self, spec: ModelSpec, placement: Placement, model: torch.nn.Module) -> None:
         super().__init__(spec, placement)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -168,6 +168,12 @@ class _HFVisionLM(HFBackend):
     model_class: ClassVar[str] = ""
     default_model: ClassVar[str] = ""
     supports_pointing: ClassVar[bool] = False
+    batch_methods: ClassVar[Mapping[str, int]] = {
+        "answer": 1,
+        "caption": 1,
+        "generate": 2,
+        "point": 1,
+    }
 
     def __init__(self, spec: ModelSpec, placement: Placement, model: Any, processor: Any) -> None:
         super().__init__(spec, placement, model, processor)

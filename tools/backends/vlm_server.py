@@ -23,7 +23,7 @@ import base64
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
@@ -63,6 +63,7 @@ class OpenAIVisionBackend(Backend):
 
     family = "openai_vlm"
     supports_pointing: ClassVar[bool] = False
+    batch_methods: ClassVar[Mapping[str, int]] = {"answer": 1, "caption": 1}
 
     def __init__(
         self, spec: ModelSpec, placement: Placement, client: Any, model: str, base_url: str
