@@ -33,7 +33,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, InstanceOf, ValidationError, create_model
 
@@ -47,6 +47,7 @@ log = logging.getLogger("vischain.tools")
 _EMPTY = inspect.Parameter.empty
 
 
+@runtime_checkable
 class ModelProvider(Protocol):
     """Resolves a model *role* ("clip", "vlm", "detector"...) to a loaded backend."""
 

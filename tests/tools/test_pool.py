@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tools.backends import BACKENDS, Backend, Located, Placement
+from tools.base import ModelProvider
 from tools.devices import dtype_for, list_devices
 from tools.errors import ModelError, NoBackendError
 from tools.pool import ModelPool
@@ -67,7 +68,8 @@ def pool(tmp_path: Path, **settings: object) -> ModelPool:
 
 def test_role_resolves_to_first_present_candidate_and_loads_once(tmp_path: Path) -> None:
     p = pool(tmp_path, roles={"x": [spec("missing"), spec("here")]})
-    assert p.resolve("x")[0] == spec("here")
+    assert isinstance(p, ModelProvider)  # what tools and the executor rely on
+    assert p.resolve("x")[0] == spec("here") and p.resolve("x")[1] is None
     first = p.get("x")
     assert p.get("x") is first
     assert p.load_counts[spec("here").key()] == 1
