@@ -4,8 +4,9 @@ masks and boxes leave as PIL, numpy or torch values. Nothing else in VisChain co
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
@@ -15,7 +16,44 @@ from .errors import ImageLoadError
 from .types import Box, Image, Mask
 
 SAMPLE_PREFIX = "sample:"
-MAX_PIXELS = 100_000_000  # refuse decompression bombs before decoding
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an input image may be, checked before its pixels are decoded: the file's size,
+    the pixel count, the longer side and the aspect ratio (a 2000×1 strip would make a
+    detector tile it into a huge array), and the file formats PIL may parse (no EPS/PS,
+    which would run Ghostscript)."""
+
+    max_bytes: int = 256 * 2**20
+    max_pixels: int = 64_000_000
+    max_side: int = 16_384
+    max_aspect: float = 64.0
+    formats: tuple[str, ...] = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "ICO")
+
+    def check_size(self, width: int, height: int, where: str) -> None:
+        """Raise :class:`ImageLoadError` unless a ``width``×``height`` image is admissible."""
+        if width < 1 or height < 1:
+            raise ImageLoadError(f"{where}: empty image ({width}x{height})")
+        if width * height > self.max_pixels:
+            raise ImageLoadError(
+                f"{where}: image too large ({width}x{height} = {width * height:,} pixels; "
+                f"the limit is {self.max_pixels:,})"
+            )
+        if max(width, height) > self.max_side:
+            raise ImageLoadError(
+                f"{where}: image too large ({width}x{height}; the longer side may be at most "
+                f"{self.max_side:,} pixels)"
+            )
+        if max(width, height) / min(width, height) > self.max_aspect:
+            raise ImageLoadError(
+                f"{where}: image too elongated ({width}x{height}; the aspect ratio may be at "
+                f"most {self.max_aspect:g}:1)"
+            )
+
+
+IMAGE_LIMITS = ImageLimits()
+MAX_PIXELS = IMAGE_LIMITS.max_pixels  # refuse decompression bombs before decoding
 
 
 def sample_names() -> list[str]:
@@ -36,60 +74,95 @@ def _sample(name: str) -> PILImage.Image:
     return array_to_pil(np.asarray(array))
 
 
-def to_image(value: Any, *, name: str | None = None) -> Image:
-    """Accept an Image, PIL image, numpy array (H×W, H×W×3/4, uint8 or float 0–1), torch
-    tensor (C×H×W or H×W×C), bytes, a file path, or ``sample:<name>``."""
+def to_image(value: Any, *, name: str | None = None, limits: ImageLimits = IMAGE_LIMITS) -> Image:
+    """Accept an Image, PIL image, numpy array (H×W, H×W×3/4: bool, uint8, uint16, other
+    integers within 0–255, float in 0–1 or 0–255), torch tensor (C×H×W or H×W×C), bytes, a
+    file path, or ``sample:<name>``. Sizes, formats and dtypes are checked against
+    ``limits`` before any pixel is decoded or copied; anything unusable raises
+    :class:`ImageLoadError` saying why."""
     if isinstance(value, Image):
         return value
+    kind = type(value).__name__
     try:
         if isinstance(value, PILImage.Image):
+            limits.check_size(value.width, value.height, name or "image")
             return Image(value, name=name)
         if isinstance(value, (str, Path)):
             text = str(value)
             if text.startswith(SAMPLE_PREFIX):
                 return Image(_sample(text[len(SAMPLE_PREFIX) :]), name=text)
-            return Image(_open(Path(text)), name=name or Path(text).name)
+            return Image(_open(Path(text), limits), name=name or Path(text).name)
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return Image(_decode(bytes(value), "bytes"), name=name)
+            data = memoryview(value)
+            if data.nbytes > limits.max_bytes:
+                raise ImageLoadError(_too_many_bytes("bytes", data.nbytes, limits))
+            return Image(_decode(io.BytesIO(data), "bytes", limits), name=name)
         if isinstance(value, np.ndarray):
-            return Image(array_to_pil(value), name=name)
+            return Image(array_to_pil(value, limits), name=name)
         if _is_tensor(value):
-            return Image(array_to_pil(tensor_to_array(value)), name=name)
+            return Image(array_to_pil(tensor_to_array(value, limits), limits), name=name)
     except ImageLoadError:
         raise
-    except (ValueError, TypeError, OSError) as exc:
-        raise ImageLoadError(f"cannot use {type(value).__name__} as an image: {exc}") from exc
-    raise ImageLoadError(f"cannot use a {type(value).__name__} as an image")
+    except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
+        raise ImageLoadError(f"cannot use {kind} as an image: {_message(exc)}") from exc
+    if isinstance(value, (list, tuple)):
+        raise ImageLoadError(f"cannot use a {kind} as an image (give one image, or a dict of "
+                             "named images as images=)")  # fmt: skip
+    raise ImageLoadError(f"cannot use a {kind} as an image")
 
 
-def _open(path: Path) -> PILImage.Image:
+def _message(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return type(exc).__name__
+
+
+def _too_many_bytes(where: str, size: int, limits: ImageLimits) -> str:
+    return f"{where}: file too large ({size:,} bytes; the limit is {limits.max_bytes:,})"
+
+
+def _open(path: Path, limits: ImageLimits = IMAGE_LIMITS) -> PILImage.Image:
+    """Decode the file at ``path``, streamed from disk, after its size and header pass."""
     if not path.exists():
         raise ImageLoadError(f"image file not found: {path}")
     if not path.is_file():
         raise ImageLoadError(f"not a file: {path}")
-    return _decode(path.read_bytes(), str(path))
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise ImageLoadError(_too_many_bytes(str(path), size, limits))
+    with path.open("rb") as f:
+        return _decode(f, str(path), limits)
 
 
-def _decode(data: bytes, where: str) -> PILImage.Image:
+def _decode(stream: BinaryIO, where: str, limits: ImageLimits = IMAGE_LIMITS) -> PILImage.Image:
+    """Read the header, check format and size, then decode (only the allowed formats'
+    parsers ever see the bytes)."""
     try:
-        with PILImage.open(io.BytesIO(data)) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise ImageLoadError(f"{where}: image too large ({im.width}x{im.height})")
+        with PILImage.open(stream, formats=list(limits.formats)) as im:
+            limits.check_size(im.width, im.height, where)
             im.load()
             return im.convert("RGB")
     except ImageLoadError:
         raise
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError(
+            f"{where}: not a readable image in an allowed format ({', '.join(limits.formats)})"
+        ) from exc
     except (
-        UnidentifiedImageError,
         OSError,
         SyntaxError,
         ValueError,
+        MemoryError,
         PILImage.DecompressionBombError,
     ) as exc:
-        raise ImageLoadError(f"{where}: not a readable image ({exc})") from exc
+        raise ImageLoadError(f"{where}: not a readable image ({_message(exc)})") from exc
 
 
-def array_to_pil(array: np.ndarray) -> PILImage.Image:
+def array_to_pil(array: np.ndarray, limits: ImageLimits = IMAGE_LIMITS) -> PILImage.Image:
+    """An RGB PIL image from an H×W or H×W×C (or C×H×W) array; dtypes convert explicitly:
+    bool to 0/255, uint16 scaled to 8 bits, other integers only within 0–255, floats from
+    0–1 (or 0–255); anything else is refused with ``ValueError``."""
     arr = np.asarray(array)
     if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
         arr = np.moveaxis(arr, 0, -1)
@@ -99,23 +172,58 @@ def array_to_pil(array: np.ndarray) -> PILImage.Image:
         raise ValueError(f"unsupported image array shape {arr.shape}")
     if arr.size == 0:
         raise ValueError("empty image array")
+    limits.check_size(int(arr.shape[1]), int(arr.shape[0]), "array")
+    return PILImage.fromarray(_to_uint8(arr)).convert("RGB")
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
     if arr.dtype == bool:
-        arr = arr.astype(np.uint8) * 255
-    elif np.issubdtype(arr.dtype, np.floating):
+        return arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint16:  # 16-bit images use the full range: keep the top 8 bits
+        return (arr >> 8).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        low, high = int(arr.min()), int(arr.max())
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"{arr.dtype} image values must lie in 0–255 (found {low}–{high}); "
+                "scale them to uint8 first"
+            )
+        return arr.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
             raise ValueError("image array has NaN or infinite values")
-        scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
-        arr = np.clip(arr * scale, 0, 255).astype(np.uint8)
-    elif arr.dtype != np.uint8:
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
-    return PILImage.fromarray(arr).convert("RGB")
+        low, high = float(arr.min()), float(arr.max())
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"float image values must lie in 0–1 or 0–255 (found {low:g}–{high:g})"
+            )
+        scale = 255.0 if high <= 1.0 else 1.0
+        return (arr * scale).astype(np.uint8)
+    raise ValueError(f"unsupported image dtype {arr.dtype}")
 
 
 def _is_tensor(value: Any) -> bool:
     return type(value).__module__.startswith("torch") and hasattr(value, "detach")
 
 
-def tensor_to_array(tensor: Any) -> np.ndarray:
+def tensor_to_array(tensor: Any, limits: ImageLimits | None = None) -> np.ndarray:
+    """A numpy copy of a dense tensor's data; meta, nested and sparse tensors (which have
+    no plain data) raise ``ValueError``, as do ones over ``limits`` (checked first)."""
+    if getattr(tensor, "is_meta", False):
+        raise ValueError("a meta tensor has no data")
+    if getattr(tensor, "is_nested", False):
+        raise ValueError("a nested tensor has no single shape")
+    layout = str(getattr(tensor, "layout", "torch.strided"))
+    if layout != "torch.strided":
+        raise ValueError(f"a {layout} tensor is not a dense array")
+    if limits is not None and tensor.dim() in (2, 3):
+        shape = tuple(int(d) for d in tensor.shape)
+        h, w = shape[-3:-1] if len(shape) == 3 and shape[0] not in (1, 3, 4) else shape[-2:]
+        limits.check_size(int(w), int(h), "tensor")
+    if tensor.dtype.is_complex:
+        raise ValueError(f"unsupported image dtype {tensor.dtype}")
     return (
         tensor.detach().to("cpu").float().numpy()
         if tensor.dtype.is_floating_point

@@ -1,0 +1,138 @@
+"""Image admission: sizes, shapes, formats and dtypes are checked before any pixel is
+decoded or copied, and every unusable input is an ImageLoadError saying why."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import EpsImagePlugin
+from PIL import Image as PILImage
+
+from tools.convert import IMAGE_LIMITS, ImageLimits, to_image
+from tools.errors import ImageLoadError
+
+
+def _png(width: int, height: int) -> bytes:
+    """A valid grey PNG of any size, built row by row (never the whole pixel buffer)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    z = zlib.compressobj()
+    row = b"\x00" + bytes(width)
+    data = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+
+
+def test_a_small_png_is_admitted() -> None:
+    image = to_image(_png(40, 30))
+    assert image.size == (40, 30)
+
+
+def test_a_long_strip_is_refused_before_decoding() -> None:
+    with pytest.raises(ImageLoadError, match=r"too elongated \(2000x1"):
+        to_image(_png(2000, 1))
+
+
+def test_a_hundred_million_pixel_strip_is_refused_by_its_header() -> None:
+    data = _png(100_000_000, 1)
+    with pytest.raises(ImageLoadError, match="too large"):
+        to_image(data)
+
+
+def test_an_oversized_file_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = tmp_path / "huge.png"
+    with big.open("wb") as f:  # a sparse 7 GiB file: nothing is really written
+        f.write(_png(8, 8))
+        f.truncate(7 * 2**30)
+
+    def no_whole_reads(self: Path) -> bytes:
+        raise AssertionError("the whole file was read")
+
+    monkeypatch.setattr(Path, "read_bytes", no_whole_reads)
+    with pytest.raises(ImageLoadError, match="file too large"):
+        to_image(big)
+
+
+def test_files_are_decoded_from_a_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ok.png"
+    path.write_bytes(_png(16, 12))
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read whole"))
+    assert to_image(path).size == (16, 12)
+
+
+def test_postscript_never_reaches_ghostscript(monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    original = EpsImagePlugin.EpsImageFile._open
+
+    def spy(self: EpsImagePlugin.EpsImageFile) -> None:
+        opened.append("eps")
+        original(self)
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", spy)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n%%EOF\n"
+    with pytest.raises(ImageLoadError, match="allowed format"):
+        to_image(eps)
+    assert opened == []
+    assert "EPS" not in IMAGE_LIMITS.formats
+
+
+def test_uint16_is_scaled_not_saturated() -> None:
+    arr = np.array([[0, 100 * 256, 65535]], dtype=np.uint16).repeat(3, axis=0)
+    image = to_image(arr)
+    assert image.array[0, :, 0].tolist() == [0, 100, 255]
+
+
+def test_integers_out_of_range_are_refused_not_clipped() -> None:
+    with pytest.raises(ImageLoadError, match="int32 image values must lie in 0–255"):
+        to_image(np.full((4, 4), 300, dtype=np.int32))
+    with pytest.raises(ImageLoadError, match="float image values"):
+        to_image(np.full((4, 4), -0.5, dtype=np.float32))
+    assert to_image(np.full((4, 4), 7, dtype=np.int64)).array[0, 0, 0] == 7
+
+
+def test_a_meta_tensor_is_refused() -> None:
+    with pytest.raises(ImageLoadError, match="meta tensor has no data"):
+        to_image(torch.empty(3, 8, 8, device="meta"))
+
+
+def test_a_nested_tensor_is_refused() -> None:
+    nested = torch.nested.nested_tensor([torch.zeros(3, 4, 4), torch.zeros(3, 5, 5)])
+    with pytest.raises(ImageLoadError, match="nested tensor"):
+        to_image(nested)
+
+
+def test_tensor_sizes_are_checked_before_the_copy() -> None:
+    huge = torch.zeros(1, 3, dtype=torch.uint8).expand(10_000, 3)  # a view: no memory
+    with pytest.raises(ImageLoadError, match="too elongated"):
+        to_image(huge)
+
+
+def test_limits_can_be_tightened() -> None:
+    strict = ImageLimits(max_pixels=100)
+    with pytest.raises(ImageLoadError, match="the limit is 100"):
+        to_image(_png(20, 20), limits=strict)
+    with pytest.raises(ImageLoadError, match="file too large"):
+        to_image(_png(20, 20), limits=ImageLimits(max_bytes=10))
+
+
+def test_a_pil_image_is_checked_too() -> None:
+    with pytest.raises(ImageLoadError, match="too elongated"):
+        to_image(PILImage.new("RGB", (3000, 2)))
+
+
+def test_a_list_is_not_an_image_and_the_message_says_what_to_do() -> None:
+    with pytest.raises(ImageLoadError, match="images="):
+        to_image([io.BytesIO()])
