@@ -3,15 +3,25 @@
 The scheduler (the calling thread) keeps a networkx DAG of the steps. Whenever steps become
 ready it resolves their arguments, validates them, groups calls to the same batched tool
 into one ``run_batch`` call, and hands the groups to worker threads. Each group runs under a
-deadline (step limit, capped by the program limit); an overrun is abandoned and recorded as
-a ``time-limit`` error. A failed step keeps everything that finished; the steps that depend
-on it are marked skipped; independent steps still run.
+deadline (the step limit, counted from when a worker starts it, capped by the program
+limit); an overrun is abandoned and recorded as a ``time-limit`` error. A failed step keeps
+everything that finished; the steps that depend on it are marked skipped; independent
+steps still run.
+
+Faults stay contained: a tool whose abandoned call is still running is *degraded* — new
+calls to it fail at once with :class:`~tools.errors.ToolDegraded` naming it, until that call
+returns (the worker pool bounds the threads such calls hold). Inline tools run in the
+scheduler thread under a watchdog that interrupts them at the step deadline. Every value a
+tool returns is checked against its declared output type, and nothing a tool raises leaves
+the run as anything but a typed error on its step.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import queue
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping
@@ -34,16 +44,17 @@ from sandbox import (
     compile_expression,
 )
 from tools.base import Tool, ToolContext
-from tools.batching import Batcher, default_batcher
+from tools.batching import Batcher, default_batcher, run_calls
 from tools.cache import ByteLRU
-from tools.errors import ToolError, ToolErrorCode
+from tools.errors import ToolDegraded, ToolError, ToolErrorCode, ToolInputError, ToolOutputError
+from tools.isolate import IsolatedTool, wants_process
 from tools.registry import Registry
 from tools.types import Image, detached, fingerprint
 
 from .errors import RunErrorCode
 from .render import summarize
 from .trace import ArgRecord, StepRecord, StepStatus, Trace
-from .workers import Job, WorkerPool
+from .workers import DeadlineExceeded, Job, WorkerPool, watchdog
 
 log = logging.getLogger("vischain.executor")
 
@@ -71,6 +82,7 @@ class _Group:
     deadline: float | None
     job: Job | None = None
     started: float | None = None
+    isolated: IsolatedTool | None = None  # runs in a child process that can be killed
 
 
 @dataclass
@@ -106,6 +118,26 @@ class Executor:
         self.pool = pool or WorkerPool(4)
         self.batcher = batcher or default_batcher()
         self.memo = memo
+        self._isolated: dict[str, IsolatedTool] = {}
+        self._isolated_lock = threading.Lock()
+
+    def isolated(self, tool: Tool, ctx: ToolContext) -> IsolatedTool | None:
+        """The child process that runs ``tool``, when the config isolates it."""
+        if not wants_process(ctx, tool):
+            return None
+        with self._isolated_lock:
+            runner = self._isolated.get(tool.spec.name)
+            if runner is None:
+                runner = IsolatedTool(tool, getattr(ctx.models, "settings", None))
+                self._isolated[tool.spec.name] = runner
+            return runner
+
+    def close(self) -> None:
+        """Stop the isolated tools' processes."""
+        with self._isolated_lock:
+            runners, self._isolated = list(self._isolated.values()), {}
+        for runner in runners:
+            runner.close()
 
     def memo_key(
         self, tool: Tool, call: Mapping[str, Any], ctx: ToolContext | None
@@ -155,7 +187,8 @@ class _Run:
         self.records: dict[str, StepRecord] = {}
         self.graph = nx.DiGraph()
         self.waiting: dict[str, int] = {}
-        self.done: queue.SimpleQueue[tuple[_Group, list[Any], float]] = queue.SimpleQueue()
+        # finished groups with their results, and started ones (results None)
+        self.done: queue.SimpleQueue[tuple[_Group, list[Any] | None, float]] = queue.SimpleQueue()
         self.running: dict[int, _Group] = {}
         limit = ex.options.program_time_limit
         own = None if limit is None else time.monotonic() + limit
@@ -202,6 +235,8 @@ class _Run:
                 continue
             if group.job is None or group.job.id not in self.running:
                 continue  # abandoned earlier; its result is dropped
+            if results is None:
+                continue  # it started running: its step deadline now counts
             del self.running[group.job.id]
             ready = self.collect(group, results, finished)
         return Outcome(self.values, self.status, self.errors)
@@ -231,6 +266,9 @@ class _Run:
             except VisChainError as exc:
                 newly += self.fail(name, exc)
                 continue
+            except Exception as exc:  # e.g. an argument whose summary cannot be made
+                newly += self.fail(name, ToolInputError(f"bad argument: {_describe(exc)}"))
+                continue
             if step.tool is None:
                 record.start = record.end = time.time()
                 newly += self.succeed(name, args["value"], duration=0.0)
@@ -241,8 +279,16 @@ class _Run:
             except VisChainError as exc:
                 newly += self.fail(name, exc)
                 continue
-            if getattr(tool, "inline", False):
+            except Exception as exc:  # a plug-in's own validation may raise anything
+                error = ToolInputError(f"{tool.name}: bad arguments: {_describe(exc)}")
+                newly += self.fail(name, error)
+                continue
+            if getattr(tool, "inline", False) and not wants_process(self.probe_context(), tool):
                 newly += self.run_inline(tool, step, call)
+                continue
+            degraded = self.degraded(tool)
+            if degraded is not None:
+                newly += self.fail(name, degraded)
                 continue
             key = self.ex.memo_key(tool, call, self.probe)
             if key is not None:
@@ -283,6 +329,12 @@ class _Run:
             return compile_expression(value.source).bind(self.values)
         raise TypeError(f"unknown value {value!r}")
 
+    def probe_context(self) -> ToolContext:
+        """A context for reading options (made once per run)."""
+        if self.probe is None:
+            self.probe = self.ex.context()
+        return self.probe
+
     def context(self, deadline: float | None) -> ToolContext:
         ctx = self.ex.context()
         ctx.deadline = deadline
@@ -303,18 +355,41 @@ class _Run:
         record.start = time.time()
         t0 = time.perf_counter()
         try:
-            value = tool.invoke(ctx, call)
+            with watchdog().guard(ctx.deadline):
+                value = tool.invoke(ctx, call)
+        except DeadlineExceeded:
+            value = LimitExceeded(
+                f"{tool.name} did not finish within the {self.limit_name(ctx.deadline)} time limit",
+                code=ErrorCode.TIME_LIMIT,
+            )
         except Exception as exc:
-            record.end = time.time()
-            record.duration = time.perf_counter() - t0
-            record.meta.update(ctx.meta)
-            return self.fail(step.target, _as_error(exc, tool))
+            value = exc
         record.end = time.time()
+        record.duration = time.perf_counter() - t0
         record.meta.update(ctx.meta)
-        return self.succeed(step.target, value, duration=time.perf_counter() - t0)
+        return self.outcome(step.target, tool, value, duration=record.duration)
+
+    def degraded(self, tool: Tool) -> ToolDegraded | None:
+        """The error for a call to ``tool`` while an abandoned call of it still runs."""
+        stuck = self.ex.pool.stuck(tool.spec.name)
+        if not stuck:
+            return None
+        return ToolDegraded(
+            f"{tool.name} is degraded: {stuck} earlier call(s) overran the time limit and "
+            "have not returned yet; it accepts calls again once they do",
+            tool=tool.spec.name,
+        )
+
+    def limit_name(self, deadline: float | None) -> str:
+        """Which limit a deadline is: the program's (when it is the sooner) or the step's."""
+        if self.deadline is not None and deadline is not None and deadline >= self.deadline:
+            return "program"
+        return "step"
 
     def submit(self, tool: Tool, items: list[tuple[BoundStep, dict[str, Any]]]) -> None:
-        deadline = self.step_deadline()
+        """Queue one group on the worker pool. While it waits only the program deadline
+        applies; the step limit counts from when a worker starts it."""
+        deadline = self.deadline
         group = _Group(
             tool=tool,
             steps=[s for s, _ in items],
@@ -323,6 +398,12 @@ class _Run:
             ctx=self.context(deadline),
             deadline=deadline,
         )
+        try:
+            group.isolated = self.ex.isolated(tool, group.ctx)
+        except VisChainError as exc:  # the config isolates a tool that cannot be
+            for s in group.steps:
+                self.fail(s.target, exc)
+            return
         for s in group.steps:
             self.status[s.target] = StepStatus.RUNNING
             self.records[s.target].status = StepStatus.RUNNING
@@ -330,20 +411,27 @@ class _Run:
 
         def work() -> None:
             group.started = time.time()
+            group.deadline = group.ctx.deadline = self.step_deadline()
+            self.done.put((group, None, 0.0))  # wake the scheduler to watch the new deadline
             t0 = time.perf_counter()
             try:
-                if batched:
+                degraded = self.degraded(tool)  # a call of it got stuck while this one queued
+                if degraded is not None:
+                    raise degraded
+                if group.isolated is not None:
+                    results = group.isolated.run_batch(group.ctx, group.calls)
+                elif batched:
                     results = list(self.ex.batcher.run(tool, group.ctx, group.calls))
                     if len(results) != len(group.calls):
                         n, k = len(results), len(group.calls)
                         raise ToolError(f"{tool.name}.run_batch returned {n} results for {k} calls")
                 else:
-                    results = [tool.invoke(group.ctx, group.calls[0])]
+                    results = run_calls(tool, group.ctx, group.calls)
             except Exception as exc:
                 results = [exc] * len(group.calls)
             self.done.put((group, results, time.perf_counter() - t0))
 
-        group.job = self.ex.pool.submit(work)
+        group.job = self.ex.pool.submit(work, tag=tool.spec.name)
         self.running[group.job.id] = group
 
     def collect(self, group: _Group, results: list[Any], seconds: float) -> list[str]:
@@ -354,14 +442,30 @@ class _Run:
             record.end = end
             record.batch_size = len(group.steps)
             record.meta.update(group.ctx.meta)
-            if isinstance(result, BaseException):
-                newly += self.fail(step.target, _as_error(result, group.tool), duration=seconds)
-            else:
-                key = self.keys.get(step.target)
-                if key is not None:
-                    self.remember(key, result)
-                newly += self.succeed(step.target, result, duration=seconds)
+            newly += self.outcome(step.target, group.tool, result, duration=seconds)
         return newly
+
+    def outcome(self, name: str, tool: Tool, result: Any, *, duration: float) -> list[str]:
+        """Record what a tool returned for step ``name``: a value of its declared type, or a
+        typed error (whatever it raised or returned instead)."""
+        summary: dict[str, Any] | None = None
+        if not isinstance(result, BaseException):
+            try:
+                tool.check_output(result)
+                summary = summarize(result)
+            except VisChainError as exc:
+                result = exc
+            except Exception as exc:  # e.g. a plug-in value whose __str__ raises
+                result = ToolOutputError(
+                    f"{tool.name} returned a {type(result).__name__} that cannot be shown: "
+                    f"{_describe(exc)}"
+                )
+        if isinstance(result, BaseException):
+            return self.fail(name, _as_error(result, tool), duration=duration)
+        key = self.keys.get(name)
+        if key is not None:
+            self.remember(key, result)
+        return self.succeed(name, result, duration=duration, summary=summary)
 
     def expire(self) -> list[str]:
         """Abandon every running group whose deadline has passed."""
@@ -371,14 +475,10 @@ class _Run:
             if group.deadline is None or group.deadline > now:
                 continue
             del self.running[job_id]
-            group.ctx.cancel.set()
-            if group.job is not None:
+            group.ctx.cancel.set()  # an isolated tool's child is killed when it sees this
+            if group.job is not None and group.isolated is None:
                 self.ex.pool.abandon(group.job)
-            which = (
-                "program"
-                if self.deadline is not None and group.deadline >= self.deadline
-                else "step"
-            )
+            which = self.limit_name(group.deadline)
             for step, record in zip(group.steps, group.records, strict=True):
                 record.start = group.started
                 record.end = time.time()
@@ -399,14 +499,16 @@ class _Run:
         except ValueError:
             log.debug("not memoised: %s", key)  # nested too deeply to copy
 
-    def succeed(self, name: str, value: Any, *, duration: float) -> list[str]:
+    def succeed(
+        self, name: str, value: Any, *, duration: float, summary: dict[str, Any] | None = None
+    ) -> list[str]:
         self.values[name] = value
         self.status[name] = StepStatus.OK
         record = self.records[name]
         record.status = StepStatus.OK
         record.duration = duration
         record.value = value
-        record.output = summarize(value)
+        record.output = summary if summary is not None else summarize(value)
         self.trace.finish_step(record)
         newly = []
         for succ in self.graph.successors(name):
@@ -417,6 +519,9 @@ class _Run:
 
     def fail(self, name: str, error: VisChainError, *, duration: float | None = None) -> list[str]:
         step = self.steps[name]
+        if error.step is not None and error.step != name:  # one error shared by a group
+            error = copy.copy(error)
+            error.line = error.step = None
         error.located(line=step.line, step=name)
         self.status[name] = StepStatus.ERROR
         self.errors[name] = error
@@ -444,11 +549,31 @@ class _Run:
 
 
 def _as_error(exc: BaseException, tool: Tool) -> VisChainError:
+    """A typed error for whatever a tool raised (its message names the tool)."""
     if isinstance(exc, VisChainError):
         return exc
-    error = ToolError(f"{tool.name} failed: {type(exc).__name__}: {exc}")
+    if isinstance(exc, RecursionError):
+        error: VisChainError = LimitExceeded(
+            f"{tool.name} failed: its data is nested too deeply", code=ErrorCode.DEPTH_LIMIT
+        )
+    elif isinstance(exc, MemoryError):
+        error = LimitExceeded(
+            f"{tool.name} failed: it ran out of memory ({_describe(exc)})",
+            code=ErrorCode.SIZE_LIMIT,
+        )
+    else:
+        error = ToolError(f"{tool.name} failed: {_describe(exc)}")
     error.__cause__ = exc
     return error
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, even for an exception whose ``__str__`` raises."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "(its message cannot be shown)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _arg_summary(value: Value, resolved: Any) -> str:

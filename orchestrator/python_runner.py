@@ -245,14 +245,24 @@ def run_python(
         output=printed.append,
     )
     runtime.line_of = lambda: interpreter.line
+    fired = False  # a limit stopped the program: nothing it queued may run after that
     try:
         result = interpreter.run(program, args)
         result = _plain(result)
+    except LimitExceeded:
+        fired = True
+        raise
     finally:
-        try:
-            runtime.flush()  # calls never forced still run, so the trace shows them
-        except VisChainError as exc:
-            log.debug("pending calls failed after the program ended: %s", exc)
+        if fired:
+            dropped = len(runtime.pending)
+            runtime.pending = []
+            if dropped:
+                trace.meta["dropped_calls"] = dropped
+        else:
+            try:
+                runtime.flush()  # calls never forced still run, so the trace shows them
+            except VisChainError as exc:
+                log.debug("pending calls failed after the program ended: %s", exc)
         if printed:
             trace.meta["printed"] = printed
         trace.meta["waves"] = runtime.waves

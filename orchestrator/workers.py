@@ -1,20 +1,33 @@
-"""Worker threads whose jobs can be abandoned when they overrun their time limit.
+"""Worker threads whose jobs can be abandoned when they overrun their time limit, in a
+bounded number of threads.
 
-Python cannot kill a thread, so a job that overruns is *abandoned*: its worker is retired
-(it exits after the job), a replacement takes its place, the job's result is dropped, and an
-asynchronous ``JobAbandoned`` exception is raised inside it so pure-Python loops stop at once.
-Native calls (a model's forward pass) finish their current call first; their results are
-ignored. Workers are daemon threads, so an abandoned job never blocks interpreter exit.
+Python cannot kill a thread, so a job that overruns is *abandoned*: its result is dropped,
+an asynchronous ``JobAbandoned`` exception is raised inside it so pure-Python loops stop at
+once, and its worker is retired (it exits when the job returns). Native calls (a model's
+forward pass, a blocking wait) finish their current call first. While a retired worker is
+still running it is *stuck*; a replacement takes its place only while fewer than
+``max_stuck`` workers are stuck, so the pool never holds more than ``max_workers +
+max_stuck`` threads, however many jobs time out. Each job carries a tag (the tool it runs):
+:meth:`WorkerPool.stuck` says how many abandoned jobs with that tag are still running, so
+the executor can refuse new calls to a stuck tool until its call returns.
+
+:class:`Watchdog` puts a deadline on code that runs in the caller's own thread (inline
+tools): past the deadline it raises ``DeadlineExceeded`` inside that thread.
+
+Workers are daemon threads, so an abandoned job never blocks interpreter exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import logging
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 log = logging.getLogger("vischain.executor")
@@ -24,12 +37,18 @@ class JobAbandoned(BaseException):
     """Raised asynchronously inside a job that overran its time limit."""
 
 
+class DeadlineExceeded(BaseException):
+    """Raised asynchronously inside code guarded by a :class:`Watchdog` past its deadline."""
+
+
 @dataclass(eq=False)
 class Job:
     fn: Callable[[], None]
+    tag: str | None = None
     id: int = field(default_factory=itertools.count().__next__)
     worker: _Worker | None = None
     abandoned: bool = False
+    finished: bool = False
 
 
 class _Worker(threading.Thread):
@@ -60,6 +79,7 @@ class _Worker(threading.Thread):
                 finally:
                     with self.state:
                         self.current = None
+                        job.finished = True
         except JobAbandoned:
             pass
         finally:
@@ -67,23 +87,32 @@ class _Worker(threading.Thread):
 
 
 class WorkerPool:
-    """A fixed number of live workers; abandoned ones are replaced."""
+    """``max_workers`` live workers; at most ``max_stuck`` more that were abandoned while
+    running and have not returned yet (default: as many as ``max_workers``)."""
 
-    def __init__(self, max_workers: int = 4, name: str = "vischain-worker") -> None:
+    def __init__(
+        self, max_workers: int = 4, name: str = "vischain-worker", *, max_stuck: int | None = None
+    ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.max_workers = max_workers
+        self.max_stuck = max_workers if max_stuck is None else max(0, max_stuck)
         self.name = name
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._workers: set[_Worker] = set()
+        self._workers: set[_Worker] = set()  # live: take jobs from the queue
+        self._stuck: dict[_Worker, Job] = {}  # retired while running an abandoned job
         self._counter = itertools.count()
         self._closed = False
 
-    def submit(self, fn: Callable[[], None]) -> Job:
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def submit(self, fn: Callable[[], None], *, tag: str | None = None) -> Job:
         if self._closed:
             raise RuntimeError("worker pool is shut down")
-        job = Job(fn)
+        job = Job(fn, tag)
         self._ensure_workers()
         self._jobs.put(job)
         return job
@@ -95,16 +124,31 @@ class WorkerPool:
         if worker is None:
             return
         with worker.state:
-            if worker.current is job:
+            running = worker.current is job
+            if running:
                 worker.retired = True
                 _raise_in_thread(worker, JobAbandoned)
         with self._lock:
             self._workers.discard(worker)
+            if running and worker.is_alive():
+                self._stuck[worker] = job
         self._ensure_workers()
 
-    def _ensure_workers(self) -> None:
+    def stuck(self, tag: str) -> int:
+        """How many abandoned jobs tagged ``tag`` are still running."""
         with self._lock:
-            while len(self._workers) < self.max_workers:
+            return sum(1 for j in self._stuck.values() if j.tag == tag and not j.finished)
+
+    def stuck_tags(self) -> Counter[str]:
+        with self._lock:
+            return Counter(j.tag for j in self._stuck.values() if j.tag and not j.finished)
+
+    def _ensure_workers(self) -> None:
+        if self._closed:
+            return
+        with self._lock:
+            room = self.max_workers + self.max_stuck - len(self._stuck)
+            while len(self._workers) < min(self.max_workers, room):
                 w = _Worker(self, next(self._counter))
                 self._workers.add(w)
                 w.start()
@@ -112,11 +156,20 @@ class WorkerPool:
     def _worker_exited(self, worker: _Worker) -> None:
         with self._lock:
             self._workers.discard(worker)
+            was_stuck = self._stuck.pop(worker, None) is not None
+        if was_stuck:
+            self._ensure_workers()
 
     @property
     def live_workers(self) -> int:
         with self._lock:
             return len(self._workers)
+
+    @property
+    def threads(self) -> int:
+        """Every thread the pool holds: live workers and stuck ones."""
+        with self._lock:
+            return len(self._workers) + len(self._stuck)
 
     def shutdown(self) -> None:
         self._closed = True
@@ -126,9 +179,74 @@ class WorkerPool:
             self._jobs.put(None)
 
 
+class Watchdog:
+    """One thread that interrupts guarded code in other threads at their deadlines."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[int, tuple[float, threading.Thread]] = {}  # token -> deadline
+        self._fired: set[int] = set()
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def guard(self, deadline: float | None) -> Iterator[None]:
+        """Run the body; past ``deadline`` (``time.monotonic()``) raise ``DeadlineExceeded``
+        in it. Code blocked in a native call is interrupted when that call returns."""
+        if deadline is None:
+            yield
+            return
+        token = next(self._tokens)
+        with self._cond:
+            self._armed[token] = (deadline, threading.current_thread())
+            self._start()
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._armed.pop(token, None)
+                fired = token in self._fired
+                self._fired.discard(token)
+            if fired:  # delivered already, or still pending: then withdraw it
+                _clear_in_thread(threading.current_thread())
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._loop, name="vischain-watchdog", daemon=True
+            )
+            self._thread.start()
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, thread) in list(self._armed.items()):
+                    if deadline <= now and token not in self._fired:
+                        self._fired.add(token)
+                        _raise_in_thread(thread, DeadlineExceeded)
+                pending = [d for t, (d, _) in self._armed.items() if t not in self._fired]
+                self._cond.wait(timeout=None if not pending else max(min(pending) - now, 0.001))
+
+
+_WATCHDOG = Watchdog()
+
+
+def watchdog() -> Watchdog:
+    """The process-wide watchdog."""
+    return _WATCHDOG
+
+
 def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> None:
     if thread.ident is None:
         return
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type)
     )
+
+
+def _clear_in_thread(thread: threading.Thread) -> None:
+    if thread.ident is None:
+        return
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), None)

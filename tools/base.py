@@ -35,13 +35,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, InstanceOf, ValidationError, create_model
 
-from sandbox import ErrorCode, LimitExceeded, Limits, ParamSpec, Signature
+from sandbox import ANY, ErrorCode, LimitExceeded, Limits, ParamSpec, Signature
 
-from .errors import NoBackendError, ToolInputError
+from .errors import NoBackendError, ToolInputError, ToolOutputError
 from .settings import ModelSpec
-from .types import CLASS_NAMES, coerce, type_name
+from .types import CLASS_NAMES, coerce, type_name, value_type
 
 log = logging.getLogger("vischain.tools")
 _EMPTY = inspect.Parameter.empty
@@ -125,6 +126,7 @@ class ToolSpec:
     examples: tuple[str, ...]
     requires: tuple[str, ...]
     input_model: type[BaseModel]
+    output_optional: bool = False  # the return annotation allows None
 
     def signature(self) -> Signature:
         return self._signature
@@ -261,8 +263,13 @@ class Tool:
             value = args[p.name]
             try:
                 converted[p.name] = coerce(value, p.type)
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 raise ToolInputError(f"{self.name}: argument '{p.name}' {exc}") from None
+            except OverflowError:
+                raise ToolInputError(
+                    f"{self.name}: argument '{p.name}' holds a number too large to use "
+                    "(coordinates must be finite)"
+                ) from None
         try:
             model = self.spec.input_model.model_validate(converted)
         except ValidationError as exc:
@@ -271,6 +278,19 @@ class Tool:
             )
             raise ToolInputError(f"{self.name}: {problems}") from None
         return {p.name: getattr(model, p.name) for p in self.spec.params}
+
+    def check_output(self, value: Any) -> None:
+        """Raise :class:`ToolOutputError` unless ``value`` is of the declared output type
+        (None only where the annotation allows it; containers at most
+        ``MAX_OUTPUT_DEPTH`` deep)."""
+        if _nesting(value, MAX_OUTPUT_DEPTH) > MAX_OUTPUT_DEPTH:
+            raise LimitExceeded(
+                f"{self.name} returned containers nested more than {MAX_OUTPUT_DEPTH} deep",
+                code=ErrorCode.DEPTH_LIMIT,
+            )
+        problem = output_problem(value, self.spec.output, self.spec.output_optional)
+        if problem:
+            raise ToolOutputError(f"{self.name} {problem}")
 
     def __call__(self, *args: Any, ctx: ToolContext | None = None, **kwargs: Any) -> Any:
         """Call the tool directly from Python (positional arguments in declared order)."""
@@ -301,6 +321,50 @@ class BatchTool(Tool, generic=True):
 
     def run(self, ctx: ToolContext, **call: Any) -> Any:
         return self.one(ctx, **call)
+
+
+MAX_OUTPUT_DEPTH = 100  # containers nested deeper than this are refused
+
+
+def output_problem(value: Any, declared: str, optional: bool) -> str | None:
+    """Why ``value`` cannot be the result of a tool declared to return ``declared``."""
+    if value is None:
+        if optional or ANY in declared.split("|"):
+            return None
+        return f"returned None, but it is declared to return {declared}"
+    if ANY in declared.split("|"):
+        return None
+    if _is_number(value):  # a numpy scalar
+        value = value.item()
+    try:
+        coerce(value, declared)
+    except TypeError:
+        shown = type(value).__name__
+        return f"returned {shown} ({value_type(value)}), but it is declared to return {declared}"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (np.number, np.bool_)) and np.ndim(value) == 0
+
+
+def _nesting(value: Any, limit: int) -> int:
+    """How deep lists, tuples, sets and dicts nest in ``value`` (stops past ``limit``)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    seen: set[int] = set()
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, (list, tuple, set, frozenset, dict)) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth) for c in children)
+    return deepest
 
 
 class FunctionTool(Tool, generic=True):
@@ -406,6 +470,7 @@ def build_spec(
     if "return" not in hints:
         raise TypeError(f"tool {name}: the return type must be annotated")
     output = type_name(hints["return"])
+    optional = type(None) in typing.get_args(hints["return"]) or hints["return"] is None
     fields: dict[str, Any] = {}
     for p in params:
         fields[p.name] = (_validator_type(p.annotation), ... if p.required else p.default)
@@ -423,6 +488,7 @@ def build_spec(
         examples=tuple(examples),
         requires=tuple(requires),
         input_model=model,
+        output_optional=optional,
     )
     return spec, wants_ctx
 

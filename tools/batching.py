@@ -4,23 +4,43 @@ Every program in the process hands its ready calls for a batched tool to that to
 queue. The first caller to arrive leads: it waits up to ``max_wait_ms`` (or until
 ``max_batch`` calls are queued), runs one ``run_batch`` over everything queued, and hands
 each caller its own results. A failing call fails only its caller; a batch that raises
-fails the calls in it. Tools that do not batch bypass the queue.
+fails the calls in it.
+
+Every member of a batch gets its own result or a typed error, whatever happens to the
+leader: the batch runs under the leader's cancellation, so when the leader's step is
+cancelled (its time limit fired) the batch stops at its next ``ctx.check()``, the other
+members get a ``cancelled`` error at once, and the queue takes a new leader, so a leader
+stuck in native code never blocks later calls. A caller that is cancelled while queued
+leaves the queue.
+
+:func:`run_calls` applies the out-of-memory policy to one ``run_batch``: on a (CUDA) out of
+memory error it halves the batch, then moves to the CPU, then gives a typed error, as
+configured per tool (``tools: {Name: {on_oom: [smaller_batch, cpu]}}``), noting each
+retreat in the context's ``meta`` (so the trace shows it). Tools that do not batch bypass
+the queue.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sandbox import ErrorCode, LimitExceeded
+
 from .base import Tool, ToolContext
+from .errors import ModelError, ToolError
+
+log = logging.getLogger("vischain.tools")
 
 DEFAULT_MAX_WAIT_MS = 5.0
+DEFAULT_ON_OOM = ("smaller_batch", "cpu")
 
 
-@dataclass
+@dataclass(eq=False)
 class _Request:
     calls: Sequence[dict[str, Any]]
     ctx: ToolContext
@@ -28,74 +48,166 @@ class _Request:
     results: list[Any] | None = None
     batch_size: int = 0
 
+    def finish(self, results: list[Any], batch_size: int) -> None:
+        """Hand the caller its results (the first answer wins)."""
+        if not self.done.is_set():
+            self.results = results
+            self.batch_size = batch_size
+            self.done.set()
+
 
 class _Queue:
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.pending: list[_Request] = []
-        self.leading = False
+        self.leader: _Request | None = None  # whose thread runs the current batch
+        self.inflight: list[_Request] = []  # the current batch
         self.batches = 0
 
     def run(self, tool: Tool, request: _Request, max_batch: int, max_wait: float) -> list[Any]:
         with self.cond:
             self.pending.append(request)
             self.cond.notify_all()
-        while True:
-            with self.cond:
-                while not request.done.is_set() and self.leading:
-                    self.cond.wait(timeout=0.05)
-                if request.done.is_set():
-                    return request.results or []
-                self.leading = True
-            try:
-                self._lead(tool, max_batch, max_wait)
-            finally:
+        try:
+            while True:
                 with self.cond:
-                    self.leading = False
-                    self.cond.notify_all()
+                    while not request.done.is_set() and self._busy(tool):
+                        self.cond.wait(timeout=0.05)
+                    if request.done.is_set():
+                        return request.results or []
+                    self.leader = request
+                try:
+                    self._lead(tool, request, max_batch, max_wait)
+                finally:
+                    with self.cond:
+                        if self.leader is request:
+                            self.leader, self.inflight = None, []
+                        self.cond.notify_all()
+        finally:
+            with self.cond:
+                if request in self.pending:  # cancelled while queued
+                    self.pending.remove(request)
 
-    def _lead(self, tool: Tool, max_batch: int, max_wait: float) -> None:
+    def _busy(self, tool: Tool) -> bool:
+        """Whether a live leader runs a batch; a cancelled leader's batch is given up:
+        its members get a typed error and the queue is free again (call under ``cond``)."""
+        leader = self.leader
+        if leader is None:
+            return False
+        if not leader.ctx.cancel.is_set():
+            return True
+        error = LimitExceeded(
+            f"{tool.name}: the batch this call shared was cancelled with its leading step",
+            code=ErrorCode.CANCELLED,
+        )
+        for r in self.inflight:
+            r.finish([error] * len(r.calls), len(self.inflight))
+        self.leader, self.inflight = None, []
+        return False
+
+    def _lead(self, tool: Tool, leader: _Request, max_batch: int, max_wait: float) -> None:
         deadline = time.monotonic() + max_wait
         with self.cond:
             while sum(len(r.calls) for r in self.pending) < max_batch:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or leader.ctx.cancel.is_set():
                     break
                 self.cond.wait(timeout=left)
+            if self.leader is not leader:  # cancelled while waiting: another leads now
+                return
             batch: list[_Request] = []
             size = 0
             for r in list(self.pending):
                 if batch and size + len(r.calls) > max_batch:
                     break
+                self.pending.remove(r)
+                if r.ctx.cancel.is_set():
+                    r.finish([_cancelled(tool)] * len(r.calls), 0)
+                    continue
                 batch.append(r)
                 size += len(r.calls)
-            for r in batch:
-                self.pending.remove(r)
+            if not batch:
+                return
+            self.inflight = batch
             self.batches += 1
         calls = [c for r in batch for c in r.calls]
-        first = batch[0].ctx
         deadlines = [r.ctx.deadline for r in batch]
-        ctx = ToolContext(
-            models=first.models,
-            options=first.options,
-            limits=first.limits,
+        ctx = replace(
+            leader.ctx,
             deadline=None if None in deadlines else max(d for d in deadlines if d is not None),
-            services=first.services,
+            meta={},
         )
         try:
-            results = list(tool.run_batch(ctx, calls))
-            if len(results) != len(calls):
-                n, k = len(results), len(calls)
-                raise RuntimeError(f"{tool.name}.run_batch returned {n} results for {k} calls")
-        except Exception as exc:
-            results = [exc] * len(calls)
-        start = 0
-        for r in batch:
-            r.results = results[start : start + len(r.calls)]
-            start += len(r.calls)
-            r.ctx.meta.update(ctx.meta)
-            r.batch_size = len(calls)
-            r.done.set()
+            results = run_calls(tool, ctx, calls)
+        except BaseException as exc:  # the leader was abandoned: no member is left waiting
+            error = exc if isinstance(exc, Exception) else _cancelled(tool)
+            with self.cond:
+                for r in batch:
+                    r.finish([error] * len(r.calls), len(calls))
+            raise
+        with self.cond:
+            start = 0
+            for r in batch:
+                r.ctx.meta.update(ctx.meta)
+                r.finish(results[start : start + len(r.calls)], len(calls))
+                start += len(r.calls)
+
+
+def _cancelled(tool: Tool) -> LimitExceeded:
+    return LimitExceeded(f"{tool.name}: the call was cancelled", code=ErrorCode.CANCELLED)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A device out-of-memory error (CUDA's, or a backend's that says so)."""
+    if type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def run_calls(tool: Tool, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
+    """``tool.run_batch(ctx, calls)``, checked for one result per call, under the tool's
+    out-of-memory policy; every other exception passes through."""
+    policy = tuple(ctx.option(tool.name, "on_oom", DEFAULT_ON_OOM) or ())
+    try:
+        results = list(tool.run_batch(ctx, calls))
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        return _retreat(tool, ctx, calls, policy, exc)
+    if len(results) != len(calls):
+        n, k = len(results), len(calls)
+        raise ToolError(f"{tool.name}.run_batch returned {n} results for {k} calls")
+    failed = [i for i, r in enumerate(results) if isinstance(r, Exception) and is_out_of_memory(r)]
+    if failed:  # calls that ran out of memory one by one
+        again = _retreat(tool, ctx, [calls[i] for i in failed], policy, results[failed[0]])
+        for i, r in zip(failed, again, strict=True):
+            results[i] = r
+    return results
+
+
+def _retreat(
+    tool: Tool, ctx: ToolContext, calls: Sequence[dict[str, Any]], policy: tuple, exc: Exception
+) -> list[Any]:
+    steps = ctx.meta.setdefault("out_of_memory", [])
+    if "smaller_batch" in policy and len(calls) > 1:
+        half = (len(calls) + 1) // 2
+        steps.append({"batch": len(calls), "then": f"batches of {half}"})
+        log.warning("%s ran out of memory on %d calls; retrying in halves", tool.name, len(calls))
+        return run_calls(tool, ctx, calls[:half]) + run_calls(tool, ctx, calls[half:])
+    on_device = getattr(ctx.models, "on_device", None)
+    on_cpu = getattr(ctx.models, "device", None) == "cpu"  # already a CPU view
+    if "cpu" in policy and on_device is not None and not on_cpu:
+        steps.append({"batch": len(calls), "then": "cpu"})
+        ctx.note(fallback_device="cpu")
+        log.warning("%s ran out of memory; retrying on the CPU", tool.name)
+        return run_calls(tool, replace(ctx, models=on_device("cpu")), calls)
+    steps.append({"batch": len(calls), "then": "error"})
+    error = ModelError(
+        f"{tool.name} ran out of device memory (policy {list(policy) or 'none'} exhausted): "
+        f"{type(exc).__name__}: {exc}"
+    )
+    error.__cause__ = exc
+    return [error] * len(calls)
 
 
 class Batcher:
@@ -114,7 +226,7 @@ class Batcher:
         max_batch = int(ctx.option(tool.name, "max_batch", tool.max_batch))
         max_wait = float(ctx.option(tool.name, "max_wait_ms", DEFAULT_MAX_WAIT_MS)) / 1000.0
         if tool.max_batch <= 1 or max_batch <= 1 or max_wait <= 0:
-            return list(tool.run_batch(ctx, calls))
+            return run_calls(tool, ctx, calls)
         request = _Request(list(calls), ctx)
         results = self.queue(tool).run(tool, request, max_batch, max_wait)
         ctx.note(coalesced=request.batch_size)

@@ -15,6 +15,7 @@ class ToolErrorCode(StrEnum):
     NO_BACKEND = "no-backend"  # a model role with no model present
     MODEL_ERROR = "model-error"  # a model failed to load or to run
     TOOL_ERROR = "tool-error"  # a tool failed while running
+    DEGRADED = "degraded"  # a tool refusing calls while a timed-out call of it still runs
 
 
 class ToolError(VisChainError):
@@ -49,3 +50,20 @@ class ModelError(ToolError):
 
 class ReplicaDiedError(ModelError):
     """The Ray Serve replica holding a model died during a call (it is being restarted)."""
+
+
+class ToolOutputError(ToolError):
+    """A tool returned a value that is not of its declared output type (or cannot be used)."""
+
+    code = ErrorCode.WRONG_TYPE
+
+
+class ToolDegraded(ToolError):
+    """A tool refuses calls while an earlier call of it overran its time limit and has not
+    returned yet (``tool`` names it)."""
+
+    code = ToolErrorCode.DEGRADED
+
+    def __init__(self, message: str, *, tool: str, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.tool = tool

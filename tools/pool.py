@@ -114,6 +114,11 @@ class ModelPool:
     def unavailable(self, role: str) -> str | None:
         return self.resolve(role)[1]
 
+    def on_device(self, device: str) -> DevicePool:
+        """This pool's roles served by copies of their models on ``device`` (the
+        out-of-memory fallback moves a tool's calls to the CPU this way)."""
+        return DevicePool(self, device)
+
     def get(self, role: str) -> Any:
         with self._lock:
             if role in self._provided:
@@ -131,9 +136,13 @@ class ModelPool:
 
     # --- loading ---------------------------------------------------------------------------
 
-    def load(self, spec: ModelSpec) -> Backend:
-        """The loaded model for ``spec``, loading it once on first use."""
+    def load(self, spec: ModelSpec, *, device: str | None = None) -> Backend:
+        """The loaded model for ``spec``, loading it once on first use (on ``device`` when
+        given: a copy of its own beside the one placed automatically)."""
         key = spec.key()
+        if device is not None:
+            spec = spec.model_copy(update={"device": device})
+            key = f"{key}@{device}"
         with self._lock:
             entry = self._loaded.get(key)
             if entry is not None:
@@ -266,6 +275,38 @@ class ModelPool:
     def is_loaded(self, spec: ModelSpec) -> bool:
         with self._lock:
             return spec.key() in self._loaded
+
+
+class DevicePool:
+    """A view of a :class:`ModelPool` that loads every role's model on one device."""
+
+    def __init__(self, pool: ModelPool, device: str) -> None:
+        self.pool = pool
+        self.device = device
+
+    def resolve(self, role: str) -> tuple[ModelSpec | None, str | None]:
+        return self.pool.resolve(role)
+
+    def unavailable(self, role: str) -> str | None:
+        return self.pool.unavailable(role)
+
+    def on_device(self, device: str) -> DevicePool:
+        return self.pool.on_device(device)
+
+    def get(self, role: str) -> Any:
+        with self.pool._lock:
+            provided = self.pool._provided.get(role)
+        if provided is not None:
+            if provided.device == self.device:
+                return provided
+            raise NoBackendError(
+                f"the '{role}' model was provided on {provided.device} and cannot move to "
+                f"{self.device}"
+            )
+        spec, reason = self.pool.resolve(role)
+        if spec is None:
+            raise NoBackendError(f"no '{role}' model available: {reason}")
+        return self.pool.load(spec, device=self.device)
 
 
 _DEFAULT: ModelPool | None = None

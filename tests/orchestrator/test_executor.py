@@ -13,9 +13,11 @@ from orchestrator.executor import ExecOptions, Executor
 from orchestrator.trace import Trace
 from orchestrator.workers import WorkerPool
 from sandbox import ErrorCode, check, parse
+from tests.support.faults import RELEASE, stuck
 from tools import Registry, Tool, ToolContext, tool
 from tools.builtin.logic import count, eval_, result
-from tools.errors import ToolErrorCode
+from tools.errors import ToolDegraded, ToolErrorCode, ToolOutputError
+from tools.types import Image
 
 
 @tool
@@ -153,7 +155,7 @@ def test_a_failing_step_keeps_finished_work_and_skips_dependents() -> None:
     assert outcome.status["A"] == "ok" and outcome.status["D"] == "ok"
     assert outcome.status["B"] == "error" and outcome.status["C"] == "skipped"
     err = outcome.errors["B"]
-    assert err.code == ToolErrorCode.TOOL_ERROR and "boom" in err.message and err.line == 2
+    assert err.code == ToolToolErrorCode.TOOL_ERROR and "boom" in err.message and err.line == 2
     assert trace.step("C").error["code"] == "skipped"
 
 
@@ -206,3 +208,142 @@ def test_results_do_not_depend_on_worker_count(workers: int) -> None:
         ex, reg, "A=Wait(seconds=0.01, tag='a')\nB=Wait(seconds=0.01, tag='b')\nC=Join(a=B, b=A)"
     )
     assert outcome.values["C"] == "ba"
+
+
+# --- bounded threads, degraded tools, inline limits, output types ---------------------------
+
+
+def test_time_outs_never_hold_more_than_a_fixed_number_of_threads() -> None:
+    """Wave after wave of calls stuck in native code: the pool holds at most max_workers +
+    max_stuck threads, the stuck tool is refused at once, and other tools keep running."""
+    RELEASE.clear()
+    upper = Upper()
+    reg = Registry([stuck, wait, join, upper, result])
+    pool = WorkerPool(4)
+    ex = Executor(reg, options=ExecOptions(step_time_limit=0.2), pool=pool)
+    before = threading.active_count()
+    try:
+        for _ in range(30):
+            text = "\n".join(f"S{i}=Stuck(x={i})" for i in range(10))
+            outcome, _ = run(ex, reg, text + "\nW=Wait(seconds=0, tag='w')\nT=Upper(text='t')")
+            assert outcome.values["W"] == "w" and outcome.values["T"] == "T"
+            assert {e.code for e in outcome.errors.values()} <= {
+                ErrorCode.TIME_LIMIT,
+                ToolErrorCode.TOOL_ERROR,
+            }
+            assert pool.threads <= pool.max_workers + pool.max_stuck
+            assert threading.active_count() <= before + pool.max_workers + pool.max_stuck + 1
+        outcome, _ = run(ex, reg, "S=Stuck(x=1)")
+        assert isinstance(outcome.errors["S"], ToolDegraded)
+        assert "Stuck is degraded" in str(outcome.errors["S"])
+    finally:
+        RELEASE.set()
+    deadline = time.monotonic() + 30
+    while pool.stuck("Stuck") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    outcome, _ = run(ex, reg, "S=Stuck(x=7)")
+    assert outcome.values["S"] == 7  # recovered when its calls returned
+    RELEASE.clear()
+
+
+@tool(inline=True)
+def busy_inline(seconds: float) -> str:
+    """An inline plug-in that loops in Python for a while.
+
+    Args:
+        seconds: how long
+    """
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "done"
+
+
+def test_inline_tools_run_under_the_step_limit() -> None:
+    reg = Registry([busy_inline, eval_])
+    ex = Executor(reg, options=ExecOptions(step_time_limit=0.3), pool=WorkerPool(2))
+    outcome, _ = run(ex, reg, "A=BusyInline(seconds=8)\nB=Eval('1 + 1')")
+    assert outcome.errors["A"].code == ErrorCode.TIME_LIMIT
+    assert "BusyInline" in outcome.errors["A"].message and outcome.errors["A"].line == 1
+    assert outcome.values["B"] == 2
+    outcome, _ = run(ex, reg, "A=BusyInline(seconds=0)")  # and nothing is left pending
+    assert outcome.values["A"] == "done"
+
+
+class Box42(Tool):
+    """Declared to return an Image; returns whatever it was told to."""
+
+    name = "Box42"
+
+    def run(self, what: str) -> Image:
+        """Args:
+        what: '42', 'none', 'deep' or 'bad-str'
+        """
+        values: dict[str, Any] = {"42": 42, "none": None, "deep": _deep(5000)}
+        return values[what]  # type: ignore[return-value]
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+    __repr__ = __str__
+
+
+@tool
+def anything(what: str) -> Any:
+    """Returns odd values.
+
+    Args:
+        what: 'deep' or 'unprintable'
+    """
+    return _deep(5000) if what == "deep" else Unprintable()
+
+
+def _deep(n: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(n):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("what", ["42", "none"])
+def test_a_plugin_output_of_the_wrong_type_fails_its_step(what: str) -> None:
+    reg = Registry([Box42(), eval_])
+    ex = Executor(reg, pool=WorkerPool(2))
+    outcome, trace = run(ex, reg, f"A=Box42(what='{what}')\nB=Eval('2')")
+    error = outcome.errors["A"]
+    assert isinstance(error, ToolOutputError) and error.code == ErrorCode.WRONG_TYPE
+    assert "Box42" in error.message and "declared to return Image" in error.message
+    assert trace.step("A").status == "error" and outcome.values["B"] == 2
+
+
+def test_odd_plugin_values_become_precise_typed_errors() -> None:
+    reg = Registry([anything])
+    ex = Executor(reg, pool=WorkerPool(2))
+    outcome, _ = run(ex, reg, "A=Anything(what='deep')\nB=Anything(what='unprintable')")
+    deep, odd = outcome.errors["A"], outcome.errors["B"]
+    assert deep.code == ErrorCode.DEPTH_LIMIT and "nested more than 100 deep" in deep.message
+    assert isinstance(odd, ToolOutputError) and "Unprintable" in odd.message
+    assert "no text for you" in odd.message
+
+
+def test_a_plugin_exception_whose_message_fails_is_still_reported() -> None:
+    @tool
+    def rude(x: int) -> int:
+        """Raises an exception that cannot be printed.
+
+        Args:
+            x: ignored
+        """
+        raise BadMessage()
+
+    reg = Registry([rude])
+    outcome, _ = run(Executor(reg, pool=WorkerPool(1)), reg, "A=Rude(x=1)")
+    assert outcome.errors["A"].code == ToolErrorCode.TOOL_ERROR
+    assert "Rude failed: BadMessage" in outcome.errors["A"].message
+
+
+class BadMessage(Exception):
+    def __str__(self) -> str:
+        raise ValueError("nope")

@@ -177,3 +177,38 @@ def test_api_docs_are_generated_from_the_implementation(registry_tools: Registry
         assert f"def {name}(" in docs
     flat = " ".join(docs.split())
     assert "origin at the bottom-left" in flat and "lower < upper" in flat
+
+
+def test_nothing_queued_runs_after_the_call_limit_fired(tmp_path: Path) -> None:
+    ran: list[int] = []
+
+    @tool
+    def note(x: int) -> int:
+        """Record that a call ran.
+
+        Args:
+            x: any number
+        """
+        ran.append(x)
+        return x
+
+    orch = Orchestrator(
+        Config(
+            models={"profile": "offline", "cache_dir": tmp_path},
+            plugins=False,
+            limits={"max_tool_calls": 50},
+        ),
+        registry=Registry([note]),
+    )
+    source = """
+def execute_command(image):
+    for i in range(100):
+        Note(i)
+    return 1
+"""
+    result = orch.execute(source, image="sample:coffee")
+    orch.close()
+    assert result.error is not None and result.error.code == ErrorCode.STEP_LIMIT
+    assert "50" in str(result.error)
+    assert ran == []  # the 50 queued calls were dropped, not run
+    assert result.trace.meta["dropped_calls"] == 50

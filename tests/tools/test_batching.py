@@ -6,6 +6,7 @@ import threading
 import time
 from typing import Any
 
+from sandbox import ErrorCode, LimitExceeded
 from tools import Tool, ToolContext
 from tools.batching import Batcher
 
@@ -81,3 +82,110 @@ def test_no_wait_means_no_coalescing() -> None:
         tool, ToolContext(options={"Echo": {"max_wait_ms": 0}}), [{"text": "x"}]
     ) == ["X"]
     assert batcher.batches("Echo") == 0 and tool.batches == [1]
+
+
+class Blocky(Tool):
+    """Upper-cases texts; a batch holding 'block' waits in native code until released."""
+
+    name = "Blocky"
+    max_batch = 8
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.batches: list[list[str]] = []
+
+    def run(self, ctx: ToolContext, text: str) -> str:
+        """Args:
+        text: any text
+        """
+        return self.one(ctx, text=text)
+
+    def run_batch(self, ctx: ToolContext, calls: list[dict[str, Any]]) -> list[Any]:
+        texts = [c["text"] for c in calls]
+        self.batches.append(texts)
+        if "block" in texts:
+            self.release.wait()
+        return [t.upper() for t in texts]
+
+
+def _start(
+    batcher: Batcher, tool: Tool, ctx: ToolContext, text: str, out: dict
+) -> threading.Thread:
+    def go() -> None:
+        out[text] = batcher.run(tool, ctx, [{"text": text}])
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_cancelled_leader_gives_its_members_a_typed_error_and_frees_the_queue() -> None:
+    tool, batcher = Blocky(), Batcher()
+    options = {"Blocky": {"max_wait_ms": 200}}
+    leader, member = ToolContext(options=options), ToolContext(options=options)
+    out: dict[str, Any] = {}
+    a = _start(batcher, tool, leader, "block", out)
+    while not batcher.queue(tool).pending:
+        time.sleep(0.001)
+    b = _start(batcher, tool, member, "b", out)
+    while not tool.batches:  # the leader's batch (with the member in it) is running
+        time.sleep(0.001)
+    assert tool.batches == [["block", "b"]]
+    leader.cancel.set()  # the leading step's time limit fired
+    b.join(timeout=60)
+    assert not b.is_alive()
+    error = out["b"][0]
+    assert isinstance(error, LimitExceeded) and error.code == ErrorCode.CANCELLED
+    assert "Blocky" in str(error)
+    c = _start(batcher, tool, ToolContext(options=options), "c", out)  # not blocked
+    c.join(timeout=60)
+    assert out["c"] == ["C"] and a.is_alive()  # while the stuck batch still runs
+    tool.release.set()
+    a.join(timeout=60)
+    assert out["b"][0] is error  # the stuck batch's late results change nothing
+
+
+def test_a_caller_cancelled_while_queued_never_runs() -> None:
+    tool, batcher = Blocky(), Batcher()
+    options = {"Blocky": {"max_wait_ms": 100}}
+    gone = ToolContext(options=options)
+    gone.cancel.set()
+    out: dict[str, Any] = {}
+    _start(batcher, tool, gone, "gone", out).join(timeout=60)
+    assert out["gone"][0].code == ErrorCode.CANCELLED and tool.batches == []
+
+
+def test_a_leader_interrupted_mid_batch_leaves_no_member_stranded() -> None:
+    """The leader's thread is abandoned (an exception raised inside ``run_batch``): every
+    member of its batch gets a typed error, never an IndexError or a hang."""
+
+    class Interrupted(BaseException):
+        pass
+
+    class Exploding(Blocky):
+        name = "Exploding"
+
+        def run_batch(self, ctx: ToolContext, calls: list[dict[str, Any]]) -> list[Any]:
+            self.batches.append([c["text"] for c in calls])
+            raise Interrupted()
+
+    tool, batcher = Exploding(), Batcher()
+    options = {"Exploding": {"max_wait_ms": 200}}
+    out: dict[str, Any] = {}
+
+    def lead() -> None:
+        try:
+            batcher.run(tool, ToolContext(options=options), [{"text": "a"}])
+        except Interrupted:
+            out["a"] = "interrupted"
+
+    a = threading.Thread(target=lead, daemon=True)
+    a.start()
+    while not batcher.queue(tool).pending:
+        time.sleep(0.001)
+    b = _start(batcher, tool, ToolContext(options=options), "b", out)
+    a.join(timeout=60)
+    b.join(timeout=60)
+    assert out["a"] == "interrupted"
+    assert out["b"][0].code == ErrorCode.CANCELLED
+    assert tool.batches == [["a", "b"]]
