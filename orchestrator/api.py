@@ -8,6 +8,7 @@ module-level ``execute``/``run`` use a process-wide default orchestrator.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import (
+    ErrorCode,
     ProgramError,
     ProgramInvalid,
     VisChainError,
@@ -32,7 +34,7 @@ from tools.types import Image
 
 from .config import Config
 from .executor import ExecOptions, Executor
-from .forms import Checked, Machinery, Parsed, form_of, parse_program
+from .forms import Checked, LineForm, Machinery, Parsed, detect, form_of, parse_program
 from .planner import Plan, Planner, PlanningError
 from .render import summarize
 from .report import row_for, write_report
@@ -119,6 +121,7 @@ class Orchestrator:
         )
         self._planner: Any = None
         self._planner_lock = threading.Lock()
+        self._closed = False
 
     # --- tools -----------------------------------------------------------------------------
 
@@ -165,16 +168,49 @@ class Orchestrator:
         instruction: str | None = None,
         trace: Trace | None = None,
     ) -> RunResult:
-        """Run a given program on named images (``image=`` is shorthand for IMAGE)."""
+        """Run a given program on named images (``image=`` is shorthand for IMAGE).
+
+        Never raises: whatever goes wrong comes back as a typed ``error`` on the result,
+        with every step that finished kept in its trace."""
         trace = trace or Trace(instruction=instruction)
-        directory = trace_dir or self.config.trace_dir
-        if directory is not None and trace.directory is None:
-            stream(trace, directory)
-        source = getattr(program, "source", program)
-        if isinstance(source, str):
-            trace.set_program(source, form)
+        try:
+            return self._execute(program, image, images, form, trace_dir, trace)
+        except Exception as exc:  # a bug: still a typed error, and the trace is kept
+            return self._failed(trace, exc)
+
+    def _failed(self, trace: Trace, exc: Exception) -> RunResult:
+        error = _internal(exc)
+        done = {r.step: r.value for r in trace.steps if r.status == StepStatus.OK}
+        try:
+            return self._finish(trace, None, None, error, done, {})
+        except Exception:  # even the trace cannot be finished: the result still comes back
+            log.exception("could not finish the trace")
+            return RunResult(None, None, trace, error, done, {})
+
+    def _execute(
+        self,
+        program: str | Parsed,
+        image: ImageLike | None,
+        images: Mapping[str, ImageLike] | None,
+        form: str,
+        trace_dir: str | Path | None,
+        trace: Trace,
+    ) -> RunResult:
         parsed: Parsed | None = None
         try:
+            if self._closed:
+                raise OrchestratorClosed("this orchestrator is closed: build a new one")
+            directory = trace_dir or self.config.trace_dir
+            if directory is not None and trace.directory is None:
+                stream(trace, directory)
+            source = getattr(program, "source", program)
+            if not isinstance(source, str):
+                raise VisChainError(
+                    "a program is text, a Program or a PythonProgram, not a "
+                    f"{type(source).__name__}",
+                    code=ToolErrorCode.BAD_INPUT,
+                )
+            trace.set_program(source, form)
             named = _named_images(image, images)
             for name, value in named.items():
                 named[name] = to_image(value, name=name)
@@ -188,6 +224,9 @@ class Orchestrator:
             )
         except VisChainError as exc:
             return self._finish(trace, parsed, None, exc, {}, {})
+        except OSError as exc:  # the trace directory cannot be written
+            error = VisChainError(f"cannot write the trace: {exc}", code=ToolErrorCode.BAD_INPUT)
+            return self._finish(trace, parsed, None, error, {}, {})
         try:
             run = program_form.run(checked, inputs, self.machinery, trace)
         except Exception as exc:  # a typed error for the user; the trace keeps finished steps
@@ -390,27 +429,45 @@ class Orchestrator:
             )
             if trace_dir is not None:
                 kwargs["trace_dir"] = Path(trace_dir) / f"{i:05d}"
-            if _is_program(item, mode):
-                results[i] = self.execute(item, **kwargs)
-            else:
-                results[i] = self.run(item, **kwargs)
+            try:
+                if _is_program(item, mode):
+                    results[i] = self.execute(item, **kwargs)
+                else:
+                    results[i] = self.run(item, **kwargs)
+            except Exception as exc:  # one item's failure never costs the others theirs
+                results[i] = self._failed(Trace(instruction=str(item)), exc)
 
-        with ThreadPoolExecutor(
-            max_workers=max(1, concurrency), thread_name_prefix="vischain-map"
-        ) as ex:
-            futures = [ex.submit(one, i) for i in range(len(items))]
-            for future in bar(as_completed(futures), total=len(futures), description="runs",
-                              enabled=progress):  # fmt: skip
-                future.result()
-        done = [r for r in results if r is not None]
-        if trace_dir is not None:
-            expect = list(expected) if expected is not None else [None] * len(items)
-            rows = [row_for(i, items[i], r, expect[i]) for i, r in enumerate(done)]
-            write_report(rows, trace_dir)
+        try:
+            with ThreadPoolExecutor(
+                max_workers=max(1, concurrency), thread_name_prefix="vischain-map"
+            ) as ex:
+                futures = [ex.submit(one, i) for i in range(len(items))]
+                for _ in bar(as_completed(futures), total=len(futures), description="runs",
+                             enabled=progress):  # fmt: skip
+                    pass
+        finally:
+            done = [
+                r if r is not None else self._failed(Trace(instruction=str(items[i])),
+                                                     RuntimeError("the item did not run"))
+                for i, r in enumerate(results)
+            ]  # fmt: skip
+            if trace_dir is not None:
+                expect = list(expected) if expected is not None else [None] * len(items)
+                rows = [row_for(i, items[i], r, expect[i]) for i, r in enumerate(done)]
+                write_report(rows, trace_dir)
         return done
 
     def close(self) -> None:
+        """Stop the worker threads; later calls return an ``OrchestratorClosed`` error."""
+        self._closed = True
         self.workers.shutdown()
+        self.executor.close()
+
+
+class OrchestratorClosed(VisChainError):
+    """The orchestrator was closed; it runs nothing more."""
+
+    code = ErrorCode.CANCELLED
 
 
 def _internal(exc: BaseException) -> VisChainError:
@@ -422,11 +479,22 @@ def _internal(exc: BaseException) -> VisChainError:
     return error
 
 
+_STEP = re.compile(r"^[ \t]*[A-Za-z_]\w*[ \t]*=[ \t]*[A-Za-z_]\w*[ \t]*\(", re.M)
+
+
 def _is_program(item: str, mode: str) -> bool:
+    """Whether ``map`` runs ``item`` as a program (else it plans it as an instruction). In
+    'auto' mode, text that has the shape of a program (a ``NAME=Tool(`` line, or text
+    another form recognizes) is one, errors and all: its errors are reported, never
+    planned."""
     if mode in ("execute", "program"):
         return True
     if mode == "run":
         return False
+    if not isinstance(item, str):
+        return False
+    if detect(item).name != LineForm.name or _STEP.search(item):
+        return True
     try:
         parse_program(item)
     except VisChainError:
@@ -437,6 +505,17 @@ def _is_program(item: str, mode: str) -> bool:
 def _named_images(
     image: ImageLike | None, images: Mapping[str, ImageLike] | None
 ) -> dict[str, Any]:
+    if images is not None and not isinstance(images, Mapping):
+        raise VisChainError(
+            f"images= takes a dict of named images, not a {type(images).__name__} "
+            "(e.g. images={'LEFT': a, 'RIGHT': b}; image= takes one image)",
+            code=ToolErrorCode.BAD_INPUT,
+        )
+    bad = [repr(k) for k in (images or {}) if not isinstance(k, str)]
+    if bad:
+        raise VisChainError(
+            f"image names must be text, got {', '.join(bad[:3])}", code=ToolErrorCode.BAD_INPUT
+        )
     named: dict[str, Any] = dict(images or {})
     if image is not None:
         if "IMAGE" in named:

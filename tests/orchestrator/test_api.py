@@ -123,3 +123,107 @@ def test_result_and_final_result_and_last_step(offline: Orchestrator) -> None:
     assert offline.execute("A=Eval('1')\nB=Eval('2')").output == 2
     assert offline.execute("RESULT=Eval('1')\nB=Eval('2')").output == 1
     assert offline.execute("A=Eval('1')\nFINAL_RESULT=Result(var=A)\nB=Eval('3')").output == 1
+
+
+# --- execute never raises; map always reports ---------------------------------------------
+
+
+def test_execute_after_close_is_a_typed_error(tmp_path: Path) -> None:
+    from orchestrator import Config
+    from orchestrator.api import OrchestratorClosed
+
+    orch = Orchestrator(Config(models={"profile": "offline", "cache_dir": tmp_path}, plugins=False))
+    orch.close()
+    result = orch.execute("A=Eval('1 + 1')")
+    assert isinstance(result.error, OrchestratorClosed) and "closed" in str(result.error)
+
+
+def test_images_given_as_a_list_is_a_typed_error(offline: Orchestrator) -> None:
+    img = to_image("sample:coffee")
+    result = offline.execute("A=Eval('1')", images=[img, img])  # type: ignore[arg-type]
+    assert result.error is not None and result.error.code == ErrorCode.BAD_INPUT
+    assert "images= takes a dict" in str(result.error)
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda: __import__("torch").empty(3, 8, 8, device="meta"), "meta tensor"),
+        (
+            lambda: __import__("torch").nested.nested_tensor(
+                [__import__("torch").zeros(3, 4, 4), __import__("torch").zeros(3, 5, 5)]
+            ),
+            "nested tensor",
+        ),
+        (lambda: object(), "cannot use a object as an image"),
+    ],
+)
+def test_unusable_images_are_typed_errors(offline: Orchestrator, make, says: str) -> None:
+    result = offline.execute("A=Eval('1')", image=make())
+    assert result.error is not None and result.error.code == ErrorCode.BAD_INPUT
+    assert says in str(result.error)
+
+
+@pytest.mark.parametrize("program", [None, 42, b"A=Eval('1')", ["A=Eval('1')"]])
+def test_execute_returns_an_error_for_any_program_value(offline: Orchestrator, program) -> None:
+    result = offline.execute(program)  # type: ignore[arg-type]
+    assert result.error is not None and result.error.code == ErrorCode.BAD_INPUT
+
+
+@pytest.mark.parametrize(
+    ("program", "says"),
+    [
+        ("A=Crop(image=IMAGE, box=(0, 0, 1e999, 10))", "finite"),
+        (f"A=Crop(image=IMAGE, box=(0, 0, {'9' * 400}, 10))", "too large to use"),
+    ],
+)
+def test_absurd_coordinates_are_precise_typed_errors(
+    offline: Orchestrator, program: str, says: str
+) -> None:
+    result = offline.execute(program, image="sample:coffee")
+    assert result.error is not None and "internal error" not in str(result.error)
+    assert result.error.code in (ErrorCode.WRONG_TYPE, ErrorCode.BAD_VALUE)
+    assert says in str(result.error)
+
+
+def test_an_internal_failure_is_still_returned_with_finished_steps(
+    offline: Orchestrator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(offline.executor, "run", broken)
+    result = offline.execute("A=Eval('1')")
+    assert result.error is not None and "internal error: KeyError" in str(result.error)
+
+
+def test_map_gives_every_item_a_result_and_writes_its_report(
+    offline: Orchestrator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = offline.execute
+
+    def sometimes_broken(program, **kwargs):
+        if "'2'" in program:
+            raise RuntimeError("escaped")
+        return real(program, **kwargs)
+
+    monkeypatch.setattr(offline, "execute", sometimes_broken)
+    items = [f"A=Eval('{i}')" for i in range(4)]
+    results = offline.map(items, concurrency=2, mode="execute", trace_dir=tmp_path, progress=False)
+    assert [r.ok for r in results] == [True, True, False, True]
+    assert "RuntimeError: escaped" in str(results[2].error)
+    assert (tmp_path / "report.html").is_file()
+
+
+def test_map_auto_reports_a_broken_program_instead_of_planning_it(
+    offline: Orchestrator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_planning(*args, **kwargs):
+        raise AssertionError("the planner was asked")
+
+    monkeypatch.setattr(offline, "run", no_planning)
+    typo = "ANSWER0=Eval('1 + 1'\nRESULT=ANSWER0"
+    python_typo = "def execute_command(image):\n    return image.width +\n"
+    results = offline.map([typo, python_typo], progress=False)
+    for r in results:
+        assert r.error is not None and r.error.code == ErrorCode.SYNTAX

@@ -155,7 +155,7 @@ def test_a_failing_step_keeps_finished_work_and_skips_dependents() -> None:
     assert outcome.status["A"] == "ok" and outcome.status["D"] == "ok"
     assert outcome.status["B"] == "error" and outcome.status["C"] == "skipped"
     err = outcome.errors["B"]
-    assert err.code == ToolToolErrorCode.TOOL_ERROR and "boom" in err.message and err.line == 2
+    assert err.code == ToolErrorCode.TOOL_ERROR and "boom" in err.message and err.line == 2
     assert trace.step("C").error["code"] == "skipped"
 
 
