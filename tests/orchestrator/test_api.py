@@ -141,7 +141,7 @@ def test_execute_after_close_is_a_typed_error(tmp_path: Path) -> None:
 def test_images_given_as_a_list_is_a_typed_error(offline: Orchestrator) -> None:
     img = to_image("sample:coffee")
     result = offline.execute("A=Eval('1')", images=[img, img])  # type: ignore[arg-type]
-    assert result.error is not None and result.error.code == ErrorCode.BAD_INPUT
+    assert result.error is not None and result.error.code == ToolErrorCode.BAD_INPUT
     assert "images= takes a dict" in str(result.error)
 
 
@@ -160,14 +160,14 @@ def test_images_given_as_a_list_is_a_typed_error(offline: Orchestrator) -> None:
 )
 def test_unusable_images_are_typed_errors(offline: Orchestrator, make, says: str) -> None:
     result = offline.execute("A=Eval('1')", image=make())
-    assert result.error is not None and result.error.code == ErrorCode.BAD_INPUT
+    assert result.error is not None and result.error.code == ToolErrorCode.BAD_INPUT
     assert says in str(result.error)
 
 
 @pytest.mark.parametrize("program", [None, 42, b"A=Eval('1')", ["A=Eval('1')"]])
 def test_execute_returns_an_error_for_any_program_value(offline: Orchestrator, program) -> None:
     result = offline.execute(program)  # type: ignore[arg-type]
-    assert result.error is not None and result.error.code == ErrorCode.BAD_INPUT
+    assert result.error is not None and result.error.code == ToolErrorCode.BAD_INPUT
 
 
 @pytest.mark.parametrize(
