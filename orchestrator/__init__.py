@@ -7,6 +7,19 @@ from __future__ import annotations
 
 from .api import Orchestrator, RunResult, default_orchestrator, execute, run
 from .config import Config
-from .trace import Trace
+from .forms import ProgramForm, get_form, register_form
+from .trace import StepStatus, Trace
 
-__all__ = ["Config", "Orchestrator", "RunResult", "Trace", "default_orchestrator", "execute", "run"]
+__all__ = [
+    "Config",
+    "Orchestrator",
+    "ProgramForm",
+    "RunResult",
+    "StepStatus",
+    "Trace",
+    "default_orchestrator",
+    "execute",
+    "get_form",
+    "register_form",
+    "run",
+]

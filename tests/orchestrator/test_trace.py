@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import Orchestrator, Trace
-from orchestrator.trace import StepStatus, TraceFormatError
+from orchestrator import Orchestrator, StepStatus, Trace
+from orchestrator.trace import TraceFormatError
 from orchestrator.writer import stream
 
 PROGRAM = """\
