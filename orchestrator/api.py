@@ -98,7 +98,10 @@ class Orchestrator:
         self.registry = registry or default_registry(plugins=self.config.plugins)
         self.pool = pool or ModelPool(self.config.model_settings())
         self.limits = self.config.limits.sandbox()
-        self.workers = WorkerPool(self.config.executor.workers)
+        self.image_limits = self.config.limits.images()
+        self.workers = WorkerPool(
+            self.config.executor.workers, max_stuck=self.config.executor.max_stuck
+        )
         self.executor = Executor(
             self.registry,
             context=self.context,
@@ -213,7 +216,7 @@ class Orchestrator:
             trace.set_program(source, form)
             named = _named_images(image, images)
             for name, value in named.items():
-                named[name] = to_image(value, name=name)
+                named[name] = to_image(value, name=name, limits=self.image_limits)
                 trace.add_input(name, named[name])
             parsed = self._parse(program, form)
             trace.form = parsed.form
@@ -300,7 +303,10 @@ class Orchestrator:
         if directory is not None:
             stream(trace, directory)
         try:
-            named = {n: to_image(v, name=n) for n, v in _named_images(image, images).items()}
+            named = {
+                n: to_image(v, name=n, limits=self.image_limits)
+                for n, v in _named_images(image, images).items()
+            }
             planner = self.planner()
             plans = planner.plan(
                 instruction,

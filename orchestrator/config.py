@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 
 from sandbox import Limits
+from tools.convert import ImageLimits
 from tools.settings import ModelSettings, ModelSpec
 
 CONFIG_ENV = "VISCHAIN_CONFIG"
@@ -50,6 +51,19 @@ class LimitsConfig(BaseModel):
     max_steps: int = 20_000
     max_ops: int = 2_000_000
     max_tool_calls: int = 2_000
+    image_mb: float = 256.0  # input image file or bytes
+    image_pixels: int = 64_000_000
+    image_side: int = 16_384  # longer side, pixels
+    image_aspect: float = 64.0  # longer side / shorter side
+
+    def images(self) -> ImageLimits:
+        """What an input image may be (checked before it is decoded)."""
+        return ImageLimits(
+            max_bytes=int(self.image_mb * 2**20),
+            max_pixels=self.image_pixels,
+            max_side=self.image_side,
+            max_aspect=self.image_aspect,
+        )
 
     def sandbox(self) -> Limits:
         return Limits(
@@ -64,6 +78,7 @@ class ExecutorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workers: int = Field(4, ge=1)
+    max_stuck: int | None = Field(None, ge=0)  # abandoned calls' threads (None: = workers)
     max_batch: int = Field(32, ge=1)
     memo_mb: int = Field(512, ge=0)  # remembered tool results (0: off)
 

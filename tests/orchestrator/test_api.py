@@ -227,3 +227,21 @@ def test_map_auto_reports_a_broken_program_instead_of_planning_it(
     results = offline.map([typo, python_typo], progress=False)
     for r in results:
         assert r.error is not None and r.error.code == ErrorCode.SYNTAX
+
+
+def test_image_limits_come_from_the_config(tmp_path: Path) -> None:
+    from orchestrator import Config
+
+    config = Config(
+        models={"profile": "offline", "cache_dir": tmp_path},
+        plugins=False,
+        limits={"image_pixels": 100},
+        executor={"workers": 2, "max_stuck": 1},
+    )
+    orch = Orchestrator(config)
+    try:
+        result = orch.execute("A=Eval('1')", image=np.zeros((20, 20, 3), dtype=np.uint8))
+        assert result.error is not None and "the limit is 100" in str(result.error)
+        assert orch.workers.max_workers == 2 and orch.workers.max_stuck == 1
+    finally:
+        orch.close()
