@@ -212,3 +212,34 @@ def execute_command(image):
     assert "50" in str(result.error)
     assert ran == []  # the 50 queued calls were dropped, not run
     assert result.trace.meta["dropped_calls"] == 50
+
+
+def test_a_loop_of_stuck_calls_holds_a_bounded_number_of_threads(tmp_path: Path) -> None:
+    """``while True: call()`` on a tool that hangs in native code: the call limit fires,
+    the queued calls are dropped, and the threads stay within the pool's bound."""
+    import threading
+
+    from tests.support.faults import RELEASE, stuck
+
+    RELEASE.clear()
+    orch = Orchestrator(
+        Config(
+            models={"profile": "offline", "cache_dir": tmp_path},
+            plugins=False,
+            limits={"max_tool_calls": 300, "step_seconds": 0.2},
+        ),
+        registry=Registry([stuck]),
+    )
+    before = threading.active_count()
+    try:
+        for source in (
+            "def execute_command(image):\n    while True:\n        Stuck(1)\n",
+            "def execute_command(image):\n    for i in range(200):\n        Stuck(i)\n    return 1\n",
+        ):
+            orch.execute(source, image="sample:coffee")
+            pool = orch.workers
+            assert pool.threads <= pool.max_workers + pool.max_stuck
+            assert threading.active_count() <= before + pool.max_workers + pool.max_stuck + 1
+    finally:
+        RELEASE.set()
+        orch.close()
