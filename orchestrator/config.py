@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,6 +33,8 @@ from pydantic_settings import (
 from sandbox import Limits
 from tools.convert import ImageLimits
 from tools.settings import ModelSettings, ModelSpec
+
+from .forms import FORMS
 
 CONFIG_ENV = "VISCHAIN_CONFIG"
 _FILE: ContextVar[Path | None] = ContextVar("vischain_config_file", default=None)
@@ -88,7 +90,7 @@ class PlannerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    form: Literal["lines", "python", "auto"] = "lines"
+    form: str = "lines"  # a registered program form (lines, python, ...) or auto
     examples: int = Field(6, ge=0)
     example_token_budget: int = 1800
     repair_rounds: int = Field(2, ge=0)
@@ -100,6 +102,15 @@ class PlannerConfig(BaseModel):
     grammar: bool = True
     max_steps: int = Field(16, ge=1)  # longest program the grammar allows
     fallback: str | None = None  # e.g. "ANSWER0=Vqa(image=IMAGE, question='{instruction}')"
+
+    @field_validator("form")
+    @classmethod
+    def _known_form(cls, value: str) -> str:
+        if value != "auto" and value not in FORMS:
+            raise ValueError(
+                f"unknown program form '{value}' (use auto or one of: {', '.join(FORMS)})"
+            )
+        return value
 
 
 class Config(BaseSettings):

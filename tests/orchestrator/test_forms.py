@@ -256,8 +256,11 @@ def test_the_planner_asks_for_every_registered_form() -> None:
         def recognizes(self, text: str) -> bool:
             return text.startswith("# marked")
 
+    with pytest.raises(ValueError, match="unknown program form 'marked-lines'"):
+        PlannerConfig(form="marked-lines")
     register_form(Marked())
     try:
+        assert PlannerConfig(form="marked-lines").form == "marked-lines"
         planner = Planner(REGISTRY, ScriptedLLM([]), PlannerConfig(), examples=[])
         assert set(planner.forms) == set(FORMS)
         prompting = planner.forms["marked-lines"]
