@@ -34,7 +34,7 @@ from .safe_builtins import (
 )
 from .validation import describe_node
 
-_CATCH = (TypeError, ValueError, ZeroDivisionError, OverflowError, IndexError, KeyError,
+CAUGHT = (TypeError, ValueError, ZeroDivisionError, OverflowError, IndexError, KeyError,
           AttributeError, RecursionError, MemoryError)  # fmt: skip
 _FORMAT_NUMBER = re.compile(r"(\.?)(\d+)")  # a width, or a precision after "."
 
@@ -91,8 +91,8 @@ class Evaluator:
             if exc.line is None:
                 exc.line = _line(node)
             raise
-        except _CATCH as exc:
-            raise EvalError(_message(exc), line=_line(node), col=_col(node)) from exc
+        except CAUGHT as exc:
+            raise EvalError(error_message(exc), line=_line(node), col=_col(node)) from exc
         finally:
             self.budget.leave()
 
@@ -554,7 +554,8 @@ def _col(node: ast.AST) -> int | None:
     return getattr(node, "col_offset", None)
 
 
-def _message(exc: BaseException) -> str:
+def error_message(exc: BaseException) -> str:
+    """A Python exception raised while evaluating, as a message for a typed error."""
     if isinstance(exc, ZeroDivisionError):
         return "division by zero"
     if isinstance(exc, RecursionError):

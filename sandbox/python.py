@@ -26,7 +26,7 @@ from .errors import (
     ProgramInvalid,
     VisChainError,
 )
-from .evaluator import ChainEnv, Evaluator
+from .evaluator import CAUGHT, ChainEnv, Evaluator, error_message
 from .hints import Hints
 from .lazy import force, force_deep
 from .limits import Budget, Limits, admit_program, parse_bounded
@@ -379,6 +379,8 @@ class PythonInterpreter(Evaluator):
             if exc.line is None:
                 exc.line = stmt.lineno
             raise
+        except CAUGHT as exc:  # from a statement's own work (item assignment, unpacking...)
+            raise EvalError(error_message(exc), line=stmt.lineno) from exc
 
     def _for(self, stmt: ast.For, env: dict[str, object]) -> None:
         items = self.iterate(self.eval(stmt.iter, env))
