@@ -11,7 +11,7 @@ import pytest
 from orchestrator import Config, Orchestrator, Trace
 from sandbox import ErrorCode, ProgramInvalid
 from tools import Registry, default_registry, tool
-from tools.builtin.logic import count
+from tools.builtin.logic import count, result
 from tools.errors import ToolErrorCode
 
 
@@ -243,3 +243,28 @@ def test_a_loop_of_stuck_calls_holds_a_bounded_number_of_threads(tmp_path: Path)
     finally:
         RELEASE.set()
         orch.close()
+
+
+def test_lazy_results_inside_containers_are_compared_as_values(tmp_path: Path) -> None:
+    """Issue 14 item 2: '"red" in colours' was False (unrun calls compared), so the README's
+    bool_to_yesno example always answered "no", and call objects leaked into outputs."""
+    reg = Registry([result])
+    orch = Orchestrator(
+        Config(models={"profile": "offline", "cache_dir": tmp_path}, plugins=False), registry=reg
+    )
+    source = """
+def execute_command(image):
+    colours = [Result("red"), Result("blue")]
+    names = {c: 1 for c in colours}
+    shown = f"{colours}"
+    print(colours, {Result("green")})
+    return [bool_to_yesno("red" in colours), colours.count("blue"), colours.index("blue"),
+            sorted(colours), colours == ["red", "blue"], len({Result("a"), Result("a")}),
+            "red" in names, shown, {Result("set")}]
+"""
+    run = orch.execute(source, image="sample:coffee")
+    orch.close()
+    assert run.ok, run.error
+    assert run.output == ["yes", 1, 1, ["blue", "red"], True, 1, True, "['red', 'blue']", {"set"}]
+    assert run.trace.meta["printed"] == ["['red', 'blue'] {'green'}"]
+    assert "call" not in repr(run.output) + repr(run.trace.meta["printed"])
