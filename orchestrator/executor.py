@@ -187,8 +187,7 @@ class _Run:
         self.records: dict[str, StepRecord] = {}
         self.graph = nx.DiGraph()
         self.waiting: dict[str, int] = {}
-        # finished groups with their results, and started ones (results None)
-        self.done: queue.SimpleQueue[tuple[_Group, list[Any] | None, float]] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[tuple[_Group, list[Any], float]] = queue.SimpleQueue()
         self.running: dict[int, _Group] = {}
         limit = ex.options.program_time_limit
         own = None if limit is None else time.monotonic() + limit
@@ -235,17 +234,22 @@ class _Run:
                 continue
             if group.job is None or group.job.id not in self.running:
                 continue  # abandoned earlier; its result is dropped
-            if results is None:
-                continue  # it started running: its step deadline now counts
             del self.running[group.job.id]
             ready = self.collect(group, results, finished)
         return Outcome(self.values, self.status, self.errors)
 
     def next_deadline(self) -> float | None:
+        """Seconds until the soonest deadline of a running group. A group that has not
+        started yet may start while the scheduler waits, so the wait is at most one step
+        limit: no group that starts meanwhile can pass its deadline unseen."""
+        now = time.monotonic()
         deadlines = [g.deadline for g in self.running.values() if g.deadline is not None]
+        limit = self.ex.options.step_time_limit
+        if limit is not None and any(g.started is None for g in self.running.values()):
+            deadlines.append(now + limit)
         if not deadlines:
             return None
-        return max(min(deadlines) - time.monotonic(), 0.0)
+        return max(min(deadlines) - now, 0.0)
 
     def launch(self, ready: list[str]) -> list[str]:
         """Start every ready step; return steps made ready by those that finished inline."""
@@ -410,9 +414,8 @@ class _Run:
         batched = tool.max_batch > 1
 
         def work() -> None:
-            group.started = time.time()
             group.deadline = group.ctx.deadline = self.step_deadline()
-            self.done.put((group, None, 0.0))  # wake the scheduler to watch the new deadline
+            group.started = time.time()  # after the deadline: see next_deadline
             t0 = time.perf_counter()
             try:
                 degraded = self.degraded(tool)  # a call of it got stuck while this one queued

@@ -188,6 +188,7 @@ class Watchdog:
         self._fired: set[int] = set()
         self._tokens = itertools.count()
         self._thread: threading.Thread | None = None
+        self._wake = float("inf")  # when the watchdog thread next looks (monotonic)
 
     @contextlib.contextmanager
     def guard(self, deadline: float | None) -> Iterator[None]:
@@ -199,8 +200,10 @@ class Watchdog:
         token = next(self._tokens)
         with self._cond:
             self._armed[token] = (deadline, threading.current_thread())
-            self._start()
-            self._cond.notify_all()
+            if deadline < self._wake:  # only then does the watchdog need to wake earlier
+                self._wake = deadline
+                self._start()
+                self._cond.notify()
         try:
             yield
         finally:
@@ -227,7 +230,8 @@ class Watchdog:
                         self._fired.add(token)
                         _raise_in_thread(thread, DeadlineExceeded)
                 pending = [d for t, (d, _) in self._armed.items() if t not in self._fired]
-                self._cond.wait(timeout=None if not pending else max(min(pending) - now, 0.001))
+                self._wake = min(pending, default=float("inf"))
+                self._cond.wait(timeout=None if not pending else max(self._wake - now, 0.001))
 
 
 _WATCHDOG = Watchdog()
