@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 
@@ -223,13 +224,7 @@ class Evaluator:
         if isinstance(op, ast.IsNot):
             return a is not b
         a, b = self._numeric_pair(a, b)
-        if isinstance(op, ast.Lt):
-            return a < b  # type: ignore[operator]
-        if isinstance(op, ast.LtE):
-            return a <= b  # type: ignore[operator]
-        if isinstance(op, ast.Gt):
-            return a > b  # type: ignore[operator]
-        return a >= b  # type: ignore[operator]
+        return guarded.ordered(_ORDERING[type(op)], a, b, self.budget)
 
     def _equal(self, a: object, b: object) -> bool:
         if not self.answers:
@@ -536,6 +531,9 @@ class ChainEnv(dict[str, object]):
         return dict.__contains__(self, key) or key in self.parent
 
 
+_ORDERING: dict[type, Callable[[object, object], bool]] = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+}  # fmt: skip
 _SIMPLE_OPS: dict[type, Callable[[object, object], object]] = {
     ast.Sub: lambda a, b: a - b,  # type: ignore[operator]
     ast.Div: lambda a, b: a / b,  # type: ignore[operator]

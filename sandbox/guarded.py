@@ -14,6 +14,7 @@ costly. Results are exactly Python's.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Sequence
 
 from .limits import Budget
@@ -66,6 +67,32 @@ def equal(a: object, b: object, budget: Budget) -> bool:
                 return False
         return True
     return bool(a == b)
+
+
+def _first_difference(a: Sequence[object], b: Sequence[object], budget: Budget) -> int | None:
+    """The first index where ``a`` and ``b`` hold unequal items, or None."""
+    for i in range(0, min(len(a), len(b)), _EQUAL_SLICE):
+        budget.check_time()
+        xs, ys = a[i : i + _EQUAL_SLICE], b[i : i + _EQUAL_SLICE]
+        scalars = set(map(type, xs)) | set(map(type, ys)) <= _SCALARS
+        if scalars and xs == ys:
+            continue
+        for k, (x, y) in enumerate(zip(xs, ys, strict=False)):
+            if x is not y and not (x == y if scalars else equal(x, y, budget)):
+                return i + k
+    return None
+
+
+def ordered(op: Callable[[object, object], bool], a: object, b: object, budget: Budget) -> bool:
+    """``op(a, b)`` for an ordering operator (``operator.lt``...), with Python's semantics
+    for lists and tuples (the first unequal items decide, else the lengths), found slice by
+    slice with the clock checked."""
+    if isinstance(a, (list, tuple)) and type(a) is type(b):
+        i = _first_difference(a, b, budget)  # type: ignore[arg-type]
+        if i is None:
+            return op(len(a), len(b))  # type: ignore[arg-type]
+        return ordered(op, a[i], b[i], budget)  # type: ignore[index]
+    return op(a, b)
 
 
 def count(items: Sequence[object], probe: object, budget: Budget) -> int:
@@ -125,7 +152,9 @@ def _costly(values: Sequence[object]) -> bool:
 def _ticking(budget: Budget) -> Callable[[object], object]:
     def compare(x: object, y: object) -> int:
         budget.tick()
-        return -1 if x < y else (1 if y < x else 0)  # type: ignore[operator]
+        if ordered(operator.lt, x, y, budget):
+            return -1
+        return 1 if ordered(operator.lt, y, x, budget) else 0
 
     return functools.cmp_to_key(compare)
 
@@ -166,6 +195,10 @@ def extreme(
     for item in items[1:]:
         budget.tick()
         k = item if key is None else key(item)
-        if (best_key < k) if largest else (k < best_key):  # type: ignore[operator]
+        if (
+            ordered(operator.lt, best_key, k, budget)
+            if largest
+            else ordered(operator.lt, k, best_key, budget)
+        ):
             best, best_key = item, k
     return best

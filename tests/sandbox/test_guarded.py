@@ -4,6 +4,7 @@ clock checked while they loop, so a long scan stops at the time limit."""
 from __future__ import annotations
 
 import math
+import operator
 import threading
 
 import pytest
@@ -61,6 +62,21 @@ def test_scans_match_python() -> None:
     assert removed == expected_list
 
 
+@pytest.mark.parametrize("a", VALUES[:12])
+@pytest.mark.parametrize("b", VALUES[:12])
+def test_ordering_matches_python(a: object, b: object) -> None:
+    for op in (operator.lt, operator.le, operator.gt, operator.ge):
+        try:
+            expected: object = op(a, b)
+        except TypeError:
+            expected = TypeError
+        try:
+            got: object = guarded.ordered(op, a, b, Budget())
+        except TypeError:
+            got = TypeError
+        assert got == expected, (op, a, b)
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 def test_sort_and_extremes_match_python(reverse: bool) -> None:
     budget = Budget()
@@ -89,6 +105,8 @@ def test_sort_and_extremes_match_python(reverse: bool) -> None:
         "['a' * 999999 + 'b'] * 1000000 == ['a' * 999998 + 'ab'] * 1000000",
         "[['a' * 999999 + 'b'] * 1000000] == [['a' * 999998 + 'ab'] * 1000000]",
         "max(['a' * 999999 + 'b', 'a' * 999999 + 'c'] * 500000)",
+        "['a' * 999999 + 'b'] * 1000000 < ['a' * 999998 + 'ab'] * 1000000",
+        "[['a' * 999999 + 'b'] * 1000000] >= [['a' * 999998 + 'ab'] * 1000000]",
     ],
 )
 def test_element_wise_scans_stop_at_the_time_limit(expression: str) -> None:
