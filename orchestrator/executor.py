@@ -374,15 +374,24 @@ class _Run:
         return self.outcome(step.target, tool, value, duration=record.duration)
 
     def degraded(self, tool: Tool) -> ToolDegraded | None:
-        """The error for a call to ``tool`` while an abandoned call of it still runs."""
-        stuck = self.ex.pool.stuck(tool.spec.name)
-        if not stuck:
-            return None
-        return ToolDegraded(
-            f"{tool.name} is degraded: {stuck} earlier call(s) overran the time limit and "
-            "have not returned yet; it accepts calls again once they do",
-            tool=tool.spec.name,
-        )
+        """The error for a call to ``tool`` while an abandoned call of it still runs, or
+        while abandoned calls hold every worker."""
+        pool = self.ex.pool
+        stuck = pool.stuck(tool.spec.name)
+        if stuck:
+            return ToolDegraded(
+                f"{tool.name} is degraded: {stuck} earlier call(s) overran the time limit and "
+                "have not returned yet; it accepts calls again once they do",
+                tool=tool.spec.name,
+            )
+        if pool.exhausted():
+            held = ", ".join(sorted(pool.stuck_tags()))
+            return ToolDegraded(
+                f"{tool.name} cannot run: every worker is held by a call that overran its time "
+                f"limit ({held}); calls run again once one returns",
+                tool=tool.spec.name,
+            )
+        return None
 
     def limit_name(self, deadline: float | None) -> str:
         """Which limit a deadline is: the program's (when it is the sooner) or the step's."""

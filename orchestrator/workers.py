@@ -143,6 +143,13 @@ class WorkerPool:
         with self._lock:
             return Counter(j.tag for j in self._stuck.values() if j.tag and not j.finished)
 
+    def exhausted(self) -> bool:
+        """Whether every thread the pool may hold is stuck in an abandoned call (nothing
+        submitted now would run until one of them returns)."""
+        self._ensure_workers()
+        with self._lock:
+            return not self._workers and bool(self._stuck)
+
     def _ensure_workers(self) -> None:
         if self._closed:
             return

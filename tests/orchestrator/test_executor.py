@@ -347,3 +347,25 @@ def test_a_plugin_exception_whose_message_fails_is_still_reported() -> None:
 class BadMessage(Exception):
     def __str__(self) -> str:
         raise ValueError("nope")
+
+
+def test_when_stuck_calls_hold_every_worker_other_tools_fail_at_once() -> None:
+    RELEASE.clear()
+    reg = Registry([stuck, wait])
+    pool = WorkerPool(1, max_stuck=0)
+    ex = Executor(reg, options=ExecOptions(step_time_limit=0.2), pool=pool)
+    try:
+        outcome, _ = run(ex, reg, "S=Stuck(x=1)")
+        assert outcome.errors["S"].code == ErrorCode.TIME_LIMIT
+        outcome, _ = run(ex, reg, "W=Wait(seconds=0, tag='w')")  # refused, not left waiting
+        error = outcome.errors["W"]
+        assert isinstance(error, ToolDegraded) and "every worker is held" in error.message
+        assert "Stuck" in error.message
+    finally:
+        RELEASE.set()
+    deadline = time.monotonic() + 30
+    while pool.exhausted() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    outcome, _ = run(ex, reg, "W=Wait(seconds=0, tag='w')")
+    assert outcome.values["W"] == "w"
+    RELEASE.clear()
