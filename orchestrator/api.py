@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,18 @@ from tools.convert import to_image
 from tools.errors import ToolErrorCode
 from tools.pool import ModelPool
 from tools.progress import bar
-from tools.types import Image
+from tools.types import Image, value_type
 
+from .agent import AgentRun
+from .capability import unavailable_tools
 from .config import Config
+from .errors import RunErrorCode
 from .executor import ExecOptions, Executor
 from .forms import Checked, LineForm, Machinery, Parsed, detect, form_of, parse_program
 from .planner import Plan, Planner, PlanningError
 from .render import summarize
 from .report import row_for, write_report
+from .rounds import Round
 from .telemetry import export_trace
 from .trace import StepStatus, Trace
 from .workers import WorkerPool
@@ -58,6 +62,7 @@ class RunResult:
     error: VisChainError | None = None
     values: dict[str, Any] = field(default_factory=dict)
     step_errors: dict[str, VisChainError] = field(default_factory=dict)
+    rounds: list[Round] = field(default_factory=list)  # the agent loop's rounds (run())
 
     @property
     def ok(self) -> bool:
@@ -122,7 +127,7 @@ class Orchestrator:
             seconds=self.config.limits.python_seconds,
             max_tool_calls=self.config.limits.max_tool_calls,
         )
-        self._planner: Any = None
+        self._planners: dict[bool, Planner] = {}
         self._planner_lock = threading.Lock()
         self._closed = False
 
@@ -199,7 +204,6 @@ class Orchestrator:
         trace_dir: str | Path | None,
         trace: Trace,
     ) -> RunResult:
-        parsed: Parsed | None = None
         try:
             if self._closed:
                 raise OrchestratorClosed("this orchestrator is closed: build a new one")
@@ -213,30 +217,68 @@ class Orchestrator:
                     f"{type(source).__name__}",
                     code=ToolErrorCode.BAD_INPUT,
                 )
-            trace.set_program(source, form)
             named = _named_images(image, images)
             for name, value in named.items():
                 named[name] = to_image(value, name=name, limits=self.image_limits)
                 trace.add_input(name, named[name])
+        except VisChainError as exc:
+            return self._finish(trace, None, None, exc, {}, {})
+        except OSError as exc:  # the trace directory cannot be written
+            error = VisChainError(f"cannot write the trace: {exc}", code=ToolErrorCode.BAD_INPUT)
+            return self._finish(trace, None, None, error, {}, {})
+        return self._complete(self.run_program(program, named, trace, form=form))
+
+    def run_program(
+        self,
+        program: str | Parsed,
+        named: Mapping[str, Image],
+        trace: Trace,
+        *,
+        form: str = "auto",
+        known: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> RunResult:
+        """Parse, check and run ``program`` on ``named`` images into ``trace``, leaving the
+        trace open (:meth:`execute` finishes it).
+
+        ``known`` are values computed earlier (an agent round's state): the program may read
+        them by name — a line program as variables, a Python program as parameters — and
+        they are not computed again; a step that assigns one of their names replaces it.
+        ``deadline`` (a ``time.monotonic()`` instant) stops the run early.
+        """
+        known = dict(known or {})
+        source = getattr(program, "source", program)
+        if isinstance(source, str):
+            trace.set_program(source, form)
+        parsed: Parsed | None = None
+        try:
             parsed = self._parse(program, form)
             trace.form = parsed.form
             program_form = form_of(parsed)
-            inputs = program_form.bind(parsed, named)
-            checked = program_form.check(
-                parsed, self.registry, inputs=dict.fromkeys(inputs, "Image")
-            )
+            assigned = {s.target for s in getattr(parsed, "steps", ())}
+            earlier = {n: v for n, v in known.items() if n not in assigned}
+            inputs = program_form.bind(parsed, {**earlier, **named})
+            types = {n: value_type(v) for n, v in inputs.items()}
+            checked = program_form.check(parsed, self.registry, inputs=types)
         except VisChainError as exc:
-            return self._finish(trace, parsed, None, exc, {}, {})
-        except OSError as exc:  # the trace directory cannot be written
-            error = VisChainError(f"cannot write the trace: {exc}", code=ToolErrorCode.BAD_INPUT)
-            return self._finish(trace, parsed, None, error, {}, {})
+            return RunResult(None, parsed, trace, exc, known)
+        machinery = (
+            self.machinery if deadline is None else replace(self.machinery, deadline=deadline)
+        )
         try:
-            run = program_form.run(checked, inputs, self.machinery, trace)
+            run = program_form.run(checked, inputs, machinery, trace)
         except Exception as exc:  # a typed error for the user; the trace keeps finished steps
             error = exc if isinstance(exc, VisChainError) else _internal(exc)
             done = {r.step: r.value for r in trace.steps if r.status == StepStatus.OK}
-            return self._finish(trace, parsed, None, error, done, {})
-        return self._finish(trace, parsed, run.output, run.error, run.values, run.errors)
+            return RunResult(None, parsed, trace, error, {**known, **done})
+        return RunResult(run.output, parsed, trace, run.error, run.values, run.errors)
+
+    def _complete(self, result: RunResult) -> RunResult:
+        """Finish the result's trace: record the outcome, export it, save it."""
+        return self._finish(
+            result.trace, result.program, result.output, result.error, result.values,
+            result.step_errors, rounds=result.rounds,
+        )  # fmt: skip
 
     def _finish(
         self,
@@ -246,6 +288,8 @@ class Orchestrator:
         error: VisChainError | None,
         values: dict[str, Any],
         errors: dict[str, VisChainError],
+        *,
+        rounds: Sequence[Round] = (),
     ) -> RunResult:
         trace.finish(output=output, error=error)
         if self.tracer is not None or self.config.telemetry:
@@ -258,26 +302,34 @@ class Orchestrator:
                 trace.save(trace.directory)
             except OSError as exc:  # the run's result matters more than its report
                 log.warning("could not save the trace to %s: %s", trace.directory, exc)
-        return RunResult(output, program, trace, error, values, errors)
+        return RunResult(output, program, trace, error, values, errors, list(rounds))
 
     # --- planning ---------------------------------------------------------------------------
 
-    def planner(self) -> Planner:
-        """The planner over the tools that can run here (built on first use)."""
+    def planner(self, *, agent: bool = False) -> Planner:
+        """The planner over the tools that can run here (built on first use). The agent
+        loop's planner is also told which tools exist but cannot run here, and why, and
+        stops repairing when the same errors come back."""
         with self._planner_lock:
-            if self._planner is None:
+            if agent not in self._planners:
                 llm = self.pool.get("llm")
                 embedder = (
                     None if self.pool.unavailable("embeddings") else self.pool.get("embeddings")
                 )
-                self._planner = Planner(
+                extra: dict[str, Any] = {}
+                if agent:
+                    missing = unavailable_tools(self.registry, self.tool_status())
+                    extra = {"unavailable": missing, "catalog": self.registry,
+                             "stop_repeated": True}  # fmt: skip
+                self._planners[agent] = Planner(
                     self.available_tools(),
                     llm,
                     self.config.planner,
                     embedder=embedder,
                     limits=self.limits,
+                    **extra,
                 )
-            return self._planner
+            return self._planners[agent]
 
     def run(
         self,
@@ -289,8 +341,14 @@ class Orchestrator:
         fallback: str | None = None,
         form: str | None = None,
         trace_dir: str | Path | None = None,
+        agent: bool | None = None,
     ) -> RunResult:
         """Plan a program for ``instruction`` with the LLM, then execute it.
+
+        With the agent loop on (``agent: {...}`` in the config, the default; ``agent=False``
+        turns it off for this call) the result is checked after each round and the planner
+        may accept it, continue from it or rewrite the program (see
+        :mod:`orchestrator.agent`); ``RunResult.rounds`` lists the rounds.
 
         ``voting`` > 1 samples that many programs, runs them all and returns the majority
         answer. ``fallback`` (or the configured one) is a program to run when planning or
@@ -302,6 +360,9 @@ class Orchestrator:
         directory = trace_dir or self.config.trace_dir
         if directory is not None:
             stream(trace, directory)
+        fallback = fallback if fallback is not None else self.config.planner.fallback
+        if self.config.agent.enabled if agent is None else agent:
+            return self._run_agent(instruction, image, images, voting, fallback, form, trace)
         try:
             named = {
                 n: to_image(v, name=n, limits=self.image_limits)
@@ -319,7 +380,6 @@ class Orchestrator:
         for plan in plans:
             for attempt in plan.attempts:
                 trace.add_planning(attempt.record())
-        fallback = fallback if fallback is not None else self.config.planner.fallback
         valid = [p for p in plans if p.ok]
         if not valid:
             error = plans[0].error or PlanningError("no valid program")
@@ -335,7 +395,7 @@ class Orchestrator:
                 valid[0].program, images=named, trace=trace, instruction=instruction
             )
         else:
-            result = self._vote(valid, named, trace)
+            result = self._complete(self.vote(valid, named, trace))
         if not result.ok and fallback:
             fresh = Trace(instruction=instruction)
             if directory is not None:
@@ -346,8 +406,44 @@ class Orchestrator:
             return self._fallback(instruction, fallback, named, fresh, reason, previous=result)
         return result
 
-    def _vote(self, plans: list[Plan], named: dict[str, Image], trace: Trace) -> RunResult:
-        """Run every candidate; the majority answer wins (ties: the earliest candidate)."""
+    def _run_agent(
+        self,
+        instruction: str,
+        image: ImageLike | None,
+        images: Mapping[str, ImageLike] | None,
+        voting: int | None,
+        fallback: str | None,
+        form: str | None,
+        trace: Trace,
+    ) -> RunResult:
+        """``run()`` with the agent loop; the fallback runs when the loop ends in an error
+        (not when the instruction needs a tool that cannot run here)."""
+        try:
+            if self._closed:
+                raise OrchestratorClosed("this orchestrator is closed: build a new one")
+            named = _named_images(image, images)
+            for name, value in named.items():
+                named[name] = to_image(value, name=name)
+                trace.add_input(name, named[name])
+            loop = AgentRun(
+                self, instruction, named, trace,
+                voting=voting or self.config.planner.voting, form=form,
+            )  # fmt: skip
+            result = loop.run()
+        except VisChainError as exc:
+            return self._finish(trace, None, None, exc, {}, {})
+        except Exception as exc:  # a bug: still a typed error, and the trace is kept
+            return self._failed(trace, exc)
+        if result.error is not None and fallback and result.error.code != RunErrorCode.CAPABILITY:
+            reason = f"the agent loop ended in an error: {result.error}"
+            fell_back = self._fallback(instruction, fallback, named, trace, reason)
+            fell_back.rounds = result.rounds
+            return fell_back
+        return self._complete(result)
+
+    def vote(self, plans: list[Plan], named: dict[str, Image], trace: Trace) -> RunResult:
+        """Run every candidate; the majority answer wins (ties: the earliest candidate).
+        The winner's steps are copied into ``trace``, which is left open."""
         runs = [self.execute(p.program, images=named) for p in plans]
         answers = [r.answer if r.ok else None for r in runs]
         tally = Counter(a for a in answers if a is not None)
@@ -365,13 +461,15 @@ class Orchestrator:
         index = answers.index(winner_answer) if winner_answer is not None else 0
         winner = runs[index]
         trace.set_program(plans[index].source or "", plans[index].form)
+        have = {rec.name for rec in trace.inputs}
         for rec in winner.trace.inputs:
-            trace.inputs.append(rec)
+            if rec.name not in have:
+                trace.inputs.append(rec)
         for rec in winner.trace.steps:
             trace.add_step(rec)
             trace.finish_step(rec)
-        return self._finish(
-            trace, winner.program, winner.output, winner.error, winner.values, winner.step_errors
+        return RunResult(
+            winner.output, winner.program, trace, winner.error, winner.values, winner.step_errors
         )
 
     def _fallback(

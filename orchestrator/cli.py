@@ -16,6 +16,7 @@ from typing import Any
 
 from sandbox import ProgramInvalid, VisChainError
 
+from .capability import role_help
 from .config import Config
 from .forms import FORMS
 
@@ -54,12 +55,24 @@ def _print_result(result: Any, args: argparse.Namespace) -> int:
             "program": result.program.source if result.program else result.trace.program,
             "trace": str(result.trace.directory) if result.trace.directory else None,
         }
+        if result.rounds:
+            data["rounds"] = [
+                {k: v for k, v in r.to_dict().items() if k not in ("prompt", "meta")}
+                for r in result.rounds
+            ]
         out.write(json.dumps(data, indent=2) + "\n")
         return EXIT_OK if result.ok else EXIT_FAILED
     if result.trace.program and getattr(args, "show_program", False):
         out.write("program:\n")
         for n, line in enumerate(result.trace.program.splitlines(), 1):
             out.write(f"  {n:>3}  {line}\n")
+    if len(result.rounds) > 1:
+        out.write(f"rounds: {len(result.rounds)}\n")
+        for r in result.rounds:
+            action = (r.decision or {}).get("action") or (r.decision or {}).get("stop") or "-"
+            checks = ", ".join(i["check"] for i in r.issues) or "no findings"
+            mark = "  (returned)" if r.accepted else ""
+            out.write(f"  {r.index}. {r.kind}: {checks} → {action}{mark}\n")
     if result.ok:
         out.write(f"answer: {result.answer}\n")
         saved = _save_output(result, args)
@@ -146,7 +159,10 @@ def cmd_tools(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .api import Orchestrator
 
-    orch = Orchestrator(Config.load(args.config))
+    config = Config.load(args.config)
+    if args.max_rounds is not None:
+        config.agent = config.agent.model_copy(update={"max_rounds": args.max_rounds})
+    orch = Orchestrator(config)
     try:
         result = orch.run(
             args.instruction,
@@ -155,6 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             fallback=args.fallback,
             form=args.form,
             trace_dir=args.trace_dir,
+            agent=False if args.no_agent else None,
         )
     finally:
         orch.close()
@@ -174,13 +191,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     out = sys.stdout
     try:
         for role in orch.pool.roles():
-            spec, reason = orch.pool.resolve(role)
+            spec, _ = orch.pool.resolve(role)
             tools = ", ".join(users.get(role, [])) or "-"
             out.write(f"{role}  (tools: {tools})\n")
             if spec is None:
-                out.write(f"    unavailable: {reason}\n")
-                for cand in orch.pool.candidates(role):
-                    out.write(f"    candidate {cand.label()}\n")
+                for line in role_help(orch.pool, role):
+                    out.write(f"    {line}\n")
                 continue
             cls = backend_class(spec.family)
             located = cls.locate(spec, orch.pool.settings)
@@ -239,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voting", type=int, help="sample this many programs; majority answer wins")
     p.add_argument("--fallback", help="program to run if planning or execution fails")
     p.add_argument("--form", choices=[*FORMS, "auto"], help="program form to write")
+    p.add_argument("--no-agent", action="store_true", help="one-shot: plan, check, execute")
+    p.add_argument("--max-rounds", type=int, help="agent rounds at most (default: config)")
     p.add_argument("--output", help="where to save an image result")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_run, show_program=True)

@@ -113,6 +113,49 @@ class PlannerConfig(BaseModel):
         return value
 
 
+class AgentChecks(BaseModel):
+    """Which checks send a round's result back to the planner (see orchestrator.checks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runtime_error: bool = True
+    empty_detection: bool = True
+    answer_kind: bool = True
+    unsure_answer: bool = True
+    # a tool's best score under its threshold is a finding (tool name → threshold)
+    low_confidence: dict[str, float] = Field(
+        default_factory=lambda: {"Loc": 0.1, "Select": 0.2, "Classify": 0.2, "FaceDet": 0.5}
+    )
+    unsure_tools: list[str] = Field(default_factory=lambda: ["Vqa", "LlmQuery"])
+    unsure_phrases: list[str] = Field(
+        default_factory=lambda: [
+            "unknown", "unclear", "not sure", "cannot tell", "can't tell", "cannot determine",
+            "can't determine", "i don't know", "not visible", "impossible to tell", "n/a",
+        ]
+    )  # fmt: skip
+
+
+class AgentConfig(BaseModel):
+    """The agent loop behind ``run()``: after each round the result is checked; when a
+    check fires the planner sees an observation and decides ANSWER, CONTINUE or REWRITE.
+    ``agent: false`` keeps the one-shot behaviour (plan, check/repair, execute)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    max_rounds: int = Field(3, ge=1)
+    max_tool_calls: int = Field(200, ge=1)  # over all rounds
+    max_seconds: float = Field(600.0, gt=0)  # over all rounds, planning included
+    # "issues": ask the planner only when a check fired; "always": after every round
+    decide: Literal["issues", "always"] = "issues"
+    # how the expected answer kind is decided: from the wording, falling back to the LLM
+    # ("auto"), always by the LLM ("planner"), or by wording only ("rules")
+    answer_kind: Literal["auto", "planner", "rules"] = "auto"
+    observation_tokens: int = Field(600, ge=50)
+    decision_max_tokens: int = Field(400, ge=8)
+    checks: AgentChecks = Field(default_factory=AgentChecks)
+
+
 class Config(BaseSettings):
     """Everything VisChain can be told."""
 
@@ -124,6 +167,7 @@ class Config(BaseSettings):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
     tools: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-tool options
     llm_url: str | None = None  # OpenAI-compatible server (vLLM) for the planner and List
     llm_model: str | None = None
@@ -132,6 +176,16 @@ class Config(BaseSettings):
     trace_dir: Path | None = None
     plugins: bool = True
     telemetry: bool = False  # export runs as OpenTelemetry spans (needs vischain[otel])
+
+    @field_validator("agent", mode="before")
+    @classmethod
+    def _agent_switch(cls, value: Any) -> Any:
+        """``agent: false`` / ``agent: true`` switch the loop off / on with its defaults."""
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if isinstance(value, str) and value.strip().lower() in ("false", "true", "0", "1"):
+            return {"enabled": value.strip().lower() in ("true", "1")}
+        return value
 
     def model_settings(self) -> ModelSettings:
         """The model layer's settings, with the configured servers placed first."""

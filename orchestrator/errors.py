@@ -14,3 +14,5 @@ class RunErrorCode(StrEnum):
 
     SKIPPED = "skipped"  # a step did not run because a step it depends on failed
     PLANNING = "planning"  # the planner could not produce a valid program
+    CAPABILITY = "capability"  # the instruction needs a tool whose model is not here
+    AGENT_LIMIT = "agent-limit"  # the agent loop stopped with the result still in doubt

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ast
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,14 @@ class Machinery:
     limits: Limits = field(default_factory=Limits)
     seconds: float | None = None
     max_tool_calls: int = 10_000
+    deadline: float | None = None  # a time.monotonic() instant every run stops by (agent loop)
+
+    def remaining(self) -> float | None:
+        """The seconds an interpreted program may take: ``seconds``, capped by ``deadline``."""
+        if self.deadline is None:
+            return self.seconds
+        left = max(self.deadline - time.monotonic(), 0.0)
+        return left if self.seconds is None else min(self.seconds, left)
 
 
 @dataclass
@@ -283,7 +292,7 @@ class LineForm(ProgramForm[Program, BoundProgram]):
     def run(
         self, checked: BoundProgram, inputs: Mapping[str, Any], machinery: Machinery, trace: Trace
     ) -> Execution:
-        outcome = machinery.executor.run(checked, dict(inputs), trace)
+        outcome = machinery.executor.run(checked, dict(inputs), trace, deadline=machinery.deadline)
         result = checked.result
         if result is not None and outcome.status.get(result) == StepStatus.OK:
             return Execution(outcome.values[result], None, outcome.values, outcome.errors)
@@ -392,7 +401,7 @@ class PythonForm(ProgramForm[PythonProgram, PythonProgram]):
             executor=machinery.executor,
             limits=machinery.limits,
             trace=trace,
-            seconds=machinery.seconds,
+            seconds=machinery.remaining(),
             max_calls=machinery.max_tool_calls,
             exposed=self.EXPOSED,
         )

@@ -2,10 +2,11 @@
 
 One self-contained HTML file (inline CSS, SVG and images; no network) from the template
 ``templates/trace.html.j2``: the instruction, the answer, the inputs, the planning rounds
-(collapsed), the program with line numbers, the DAG as an inline SVG, and one card per step
-in DAG order with its arguments (linked to the steps that produced them), its output drawn
-for its type, timings, batch size, cache hits, device, and errors in red. A failed run still
-renders everything that finished.
+(collapsed), the agent loop's rounds (one section each, the returned one open), the
+program with line numbers, the DAG as an inline SVG (an agent run's: the returned round's),
+and one card per step in DAG order (grouped by round) with its arguments (linked to the
+steps that produced them), its output drawn for its type, timings, batch size, cache hits,
+device, and errors in red. A failed run still renders everything that finished.
 
 This module turns a :class:`~orchestrator.trace.Trace` into the page's view model
 (:class:`TracePage`, plain values; layout computed here) and renders it; it reads no files —
@@ -114,6 +115,7 @@ class TracePage:
     program: list[dict[str, Any]] = field(default_factory=list)
     dag: Dag | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _text(value: Any) -> str:
@@ -158,6 +160,34 @@ def _planning_rounds(trace: Trace) -> list[dict[str, Any]]:
     return rounds
 
 
+def _agent_rounds(trace: Trace) -> list[dict[str, Any]]:
+    """The agent loop's rounds: title, program, findings, observation, decision, prompt."""
+    rounds = []
+    for rec in trace.rounds:
+        decision = rec.get("decision") if isinstance(rec.get("decision"), dict) else {}
+        issues = [i for i in rec.get("issues") or [] if isinstance(i, dict)]
+        found = ", ".join(_text(i.get("check")) for i in issues) or "no findings"
+        action = decision.get("action") or decision.get("stop") or "—"
+        title = (
+            f"round {rec.get('index')} · {rec.get('kind')} · {found} → {action}"
+            f" · {rec.get('tool_calls', 0)} tool calls · {rec.get('seconds', 0)} s"
+        )
+        error = rec.get("error") if isinstance(rec.get("error"), dict) else None
+        shown = {k: v for k, v in decision.items() if k != "prompt"}
+        rounds.append({
+            "index": _text(rec.get("index")), "title": title,
+            "accepted": rec.get("accepted") is True, "program": _text(rec.get("program")),
+            "steps": [_text(n) for n in rec.get("steps") or []],
+            "answer": None if rec.get("answer") is None else _text(rec.get("answer")),
+            "error": f"[{error.get('code')}] {error.get('message')}" if error else None,
+            "issues": [f"{_text(i.get('check'))}: {_text(i.get('message'))}" for i in issues],
+            "observation": _text(rec.get("observation")),
+            "decision": json.dumps(shown, indent=2, default=str) if shown else "",
+            "prompt": _text(rec.get("prompt") or decision.get("prompt")),
+        })  # fmt: skip
+    return rounds
+
+
 def _card(trace: Trace, rec: StepRecord, pictures: Mapping[str, str]) -> dict[str, Any]:
     error = None
     if rec.error:
@@ -179,6 +209,7 @@ def _card(trace: Trace, rec: StepRecord, pictures: Mapping[str, str]) -> dict[st
         "args": [{"name": a.name, "summary": a.summary, "source": a.source} for a in rec.args],
         "output": _text(rec.output.get("text", "")) if rec.output else None,
         "picture": pictures.get(rec.artifact or ""), "error": error, "facts": facts,
+        "round": rec.meta.get("round"),
     }  # fmt: skip
 
 
@@ -200,9 +231,26 @@ def trace_page(trace: Trace, pictures: Mapping[str, str] | None = None) -> Trace
         inputs=[_input(r, pictures) for r in trace.inputs],
         planning=_planning_rounds(trace),
         program=_program_rows(trace),
-        dag=dag_layout(trace.steps),
-        steps=[_card(trace, s, pictures) for s in _ordered(trace.steps)],
+        dag=dag_layout(_shown_round(trace)),
+        steps=[_card(trace, s, pictures) for s in _by_round(trace.steps)],
+        rounds=_agent_rounds(trace),
     )
+
+
+def _shown_round(trace: Trace) -> list[StepRecord]:
+    """The steps the graph shows: all of them, or (agent runs) the returned round's."""
+    chosen = next((r.get("index") for r in trace.rounds if r.get("accepted") is True), None)
+    if chosen is None:
+        return trace.steps
+    return [s for s in trace.steps if s.meta.get("round") == chosen]
+
+
+def _by_round(steps: list[StepRecord]) -> list[StepRecord]:
+    """Steps in DAG order within each agent round, rounds in order (one group without)."""
+    groups: dict[Any, list[StepRecord]] = {}
+    for s in steps:
+        groups.setdefault(s.meta.get("round"), []).append(s)
+    return [s for key in groups for s in _ordered(groups[key])]
 
 
 def _input(rec: InputRecord, pictures: Mapping[str, str]) -> dict[str, Any]:

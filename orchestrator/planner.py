@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -30,6 +30,7 @@ from tools.backends.llm import Completion, LanguageModel, LLMRequest
 from tools.patch import api_docs
 from tools.registry import Registry
 
+from .capability import CapabilityError, fix_text, needed_unavailable
 from .config import PlannerConfig
 from .errors import RunErrorCode
 from .examples import ExampleSelector, TextEmbedder
@@ -37,7 +38,7 @@ from .forms import FORMS, Parsed, get_form
 from .grammar import gbnf_to_regex
 
 log = logging.getLogger("vischain.planner")
-_PLACEHOLDER = re.compile(r"\{(tools|api|examples|instruction|inputs|program|errors)\}")
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
 class PlanningError(VisChainError):
@@ -124,8 +125,19 @@ class Planner:
         examples: Sequence[Example] | None = None,
         embedder: TextEmbedder | None = None,
         limits: Limits | None = None,
+        unavailable: Mapping[str, str] | None = None,
+        catalog: Registry | None = None,
+        stop_repeated: bool = False,
     ) -> None:
+        """``unavailable`` (tool name → why) and ``catalog`` (every tool, those included)
+        make the planner capability-aware: it is told which tools exist but cannot run
+        here, may write them (grammar and examples cover the catalog), and a program that
+        needs one is answered at once with a :class:`CapabilityError` instead of repairs.
+        ``stop_repeated`` ends the repairs early when a repair brings back the same errors."""
         self.registry = registry
+        self.stop_repeated = stop_repeated
+        self.unavailable = dict(unavailable or {})
+        self.catalog = catalog if catalog is not None and self.unavailable else registry
         self.llm = llm
         self.config = config
         self.limits = limits or Limits()
@@ -145,7 +157,9 @@ class Planner:
                 selector(name),
                 request(
                     form.stop,
-                    form.grammar(registry, max_steps=config.max_steps) if config.grammar else None,
+                    form.grammar(self.catalog, max_steps=config.max_steps)
+                    if config.grammar
+                    else None,
                 ),
                 form.extract,
             )
@@ -168,17 +182,25 @@ class Planner:
             program = form.parse(example.program, limits=self.limits)
         except ProgramInvalid:
             return False
-        return all(t in self.registry for t in form.tools_used(program))
+        return all(t in self.catalog for t in form.tools_used(program))
 
     # --- prompts -----------------------------------------------------------------------------
 
     def tool_docs(self) -> str:
-        """One compact entry per tool: signature and first sentence."""
+        """One compact entry per tool: signature and first sentence; then the tools that
+        exist but cannot run here, and why (capability-aware planners only)."""
         lines = []
         for t in self.registry:
             spec = t.spec
             summary = spec.description.split(". ")[0].rstrip(".")
             lines.append(f"{spec.usage()}  # {summary}")
+        if self.unavailable:
+            lines.append(template("unavailable").rstrip("\n"))
+            for name, why in self.unavailable.items():
+                tool = self.catalog.get(name)
+                role, reason, _ = _role_and_reason(tool, why)
+                need = f"no '{role}' model here" if role else _short(reason)
+                lines.append(f"{tool.spec.usage()}  # NOT AVAILABLE: {need}")
         return "\n".join(lines)
 
     def render_example(self, example: Example) -> str:
@@ -313,7 +335,8 @@ class Planner:
     def check(
         self, source: str, inputs: Sequence[str], form: str = "lines"
     ) -> tuple[Parsed | None, list[ProgramError]]:
-        """The runnable program, or every problem found in it."""
+        """The runnable program, or every problem found in it. A program that needs a tool
+        that cannot run here raises :class:`CapabilityError` (capability-aware planners)."""
         if not source.strip():
             return None, [
                 ProgramError(ErrorCode.EMPTY_PROGRAM, "no program found in the output", 1, 1)
@@ -321,23 +344,50 @@ class Planner:
         try:
             program_form = get_form(form)
             program = program_form.parse(source, limits=self.limits)
+            if self.unavailable:
+                self.refuse_unavailable(program)
             program_form.check(program, self.registry, inputs=list(inputs))
             return program, []
         except ProgramInvalid as exc:
             return None, exc.errors
+
+    def refuse_unavailable(self, program: Parsed) -> None:
+        """Raise a capability error when ``program`` calls a tool that cannot run here."""
+        used = get_form(program.form).tools_used(program)
+        missing = needed_unavailable(used, self.catalog, self.unavailable)
+        if not missing:
+            return
+        line = next(
+            (s.line for s in getattr(program, "steps", ())  # a line program names the line
+             if s.tool in self.catalog and self.catalog.get(s.tool).spec.name == missing[0]),
+            None,
+        )  # fmt: skip
+        raise CapabilityError(
+            missing[0],
+            *_role_and_reason(self.catalog.get(missing[0]), self.unavailable[missing[0]]),
+            line=line,
+        )
 
     def _check_and_repair(
         self, spec: _Prompting, instruction: str, inputs: Sequence[str], prompt: str, first: Attempt
     ) -> Plan:
         attempts = [first]
         current = first
+        seen: list[list[dict[str, Any]]] = []
         for round_ in range(self.config.repair_rounds + 1):
-            program, errors = self.check(current.program, inputs, spec.name)
+            try:
+                program, errors = self.check(current.program, inputs, spec.name)
+            except CapabilityError as exc:
+                current.errors = [exc.to_dict()]
+                return Plan(current.program, None, attempts, exc, form=spec.name)
             current.errors = [e.to_dict() for e in errors]
             if program is not None:
                 return Plan(current.program, program, attempts, form=spec.name)
-            if round_ == self.config.repair_rounds:
+            if round_ == self.config.repair_rounds or (
+                self.stop_repeated and current.errors in seen  # the same errors again: stop
+            ):
                 break
+            seen.append(current.errors)
             listing = "\n".join(f"# {e}" for e in errors)
             repair_prompt = prompt + current.program + fill(template("repair"), errors=listing)
             t0 = time.perf_counter()
@@ -360,3 +410,17 @@ class Planner:
             + "; ".join(str(e) for e in errors[:3])
         )
         return Plan(current.program or None, None, attempts, error, form=spec.name)
+
+
+def _short(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _role_and_reason(tool: Any, why: str) -> tuple[str | None, str, str]:
+    """(role, reason, fix) for a tool that cannot run, from its 'unavailable' text."""
+    role = next(iter(getattr(tool, "requires", ())), None)
+    m = re.match(r"'([\w-]+)' model unavailable: (.*)", why, re.S)
+    if m:
+        role, why = m.group(1), m.group(2)
+    return role, why, fix_text(role)

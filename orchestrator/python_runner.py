@@ -30,7 +30,7 @@ from sandbox import (
 )
 from sandbox.ir import BoundProgram, BoundStep, Const, Ref, Value
 from sandbox.lazy import Lazy, force, force_deep
-from sandbox.python import PythonInterpreter, PythonProgram
+from sandbox.python import Function, PythonInterpreter, PythonProgram
 from tools.errors import ToolErrorCode
 from tools.patch import Derived, ImagePatch, PatchAPI
 from tools.registry import Registry
@@ -246,9 +246,11 @@ def run_python(
     )
     runtime.line_of = lambda: interpreter.line
     fired = False  # a limit stopped the program: nothing it queued may run after that
+    variables: dict[str, Any] = {}
     try:
         result = interpreter.run(program, args)
         result = _plain(result)
+        variables = _variables(interpreter.env, set(program.params))
     except LimitExceeded:
         fired = True
         raise
@@ -266,7 +268,23 @@ def run_python(
         if printed:
             trace.meta["printed"] = printed
         trace.meta["waves"] = runtime.waves
-    return result, dict(runtime.values), dict(runtime.errors)
+    return result, {**runtime.values, **variables}, dict(runtime.errors)
+
+
+def _variables(env: Mapping[str, Any], params: set[str]) -> dict[str, Any]:
+    """The program's own variables at its end, forced (a follow-up program in an agent round
+    takes them as parameters); lambdas and values whose call failed are left out."""
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        if name in params or name.startswith("_"):
+            continue
+        try:
+            forced = force_deep(value)
+        except VisChainError:
+            continue
+        if not isinstance(forced, Function):
+            out[name] = forced
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -42,6 +42,7 @@ def export_trace(trace: Trace, tracer: Any | None = None) -> None:
     start = int(trace.created * _NS)
     end = int((trace.finished or trace.created) * _NS)
     run_attrs = _clean({
+        "vischain.rounds": len(trace.rounds),
         "vischain.run_id": trace.run_id,
         "vischain.instruction": trace.instruction,
         "vischain.program": trace.program,
@@ -69,6 +70,28 @@ def export_trace(trace: Trace, tracer: Any | None = None) -> None:
         )
         cursor = span_start + int(seconds * _NS)
         span.end(end_time=cursor)
+    parents = {}
+    for rnd in trace.rounds:
+        r_start = int((rnd.get("started") or trace.created) * _NS)
+        decision = rnd.get("decision") or {}
+        attrs = _clean({
+            "vischain.round": rnd.get("index"),
+            "vischain.round_kind": rnd.get("kind"),
+            "vischain.program": rnd.get("program"),
+            "vischain.decision": decision.get("action"),
+            "vischain.decided_by": decision.get("by"),
+            "vischain.issues": [f"{i.get('check')}: {i.get('message')}" for i in rnd["issues"]],
+            "vischain.tool_calls": rnd.get("tool_calls"),
+            "vischain.accepted": rnd.get("accepted"),
+            "vischain.answer": rnd.get("answer"),
+            "vischain.error_code": (rnd.get("error") or {}).get("code"),
+        })  # fmt: skip
+        span = tracer.start_span("vischain.round", context=context, start_time=r_start,
+                                 attributes=attrs)  # fmt: skip
+        if rnd.get("error"):
+            span.set_status(Status(StatusCode.ERROR, str(rnd["error"].get("message", ""))))
+        span.end(end_time=r_start + int(float(rnd.get("seconds") or 0.0) * _NS))
+        parents[rnd.get("index")] = set_span_in_context(span)
     for rec in trace.steps:
         s_start = int((rec.start or trace.created) * _NS)
         s_end = int((rec.end or rec.start or trace.created) * _NS)
@@ -85,7 +108,8 @@ def export_trace(trace: Trace, tracer: Any | None = None) -> None:
             "vischain.error_code": (rec.error or {}).get("code"),
             **{f"vischain.meta.{k}": v for k, v in rec.meta.items()},
         })  # fmt: skip
-        span = tracer.start_span(f"vischain.step {rec.tool or 'value'}", context=context,
+        parent = parents.get(rec.meta.get("round"), context)
+        span = tracer.start_span(f"vischain.step {rec.tool or 'value'}", context=parent,
                                  start_time=s_start, attributes=attrs)  # fmt: skip
         if rec.status == StepStatus.ERROR:
             span.set_status(Status(StatusCode.ERROR, (rec.error or {}).get("message", "")))

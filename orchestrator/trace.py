@@ -1,5 +1,5 @@
 """The trace of one run, as a plain record: planning rounds, every step's arguments, output,
-timing and error.
+timing and error, and the agent loop's rounds.
 
 The record knows its own JSON form — :meth:`Trace.records` (one dict per line of
 ``trace.jsonl``: run, input, planning, program, step, result) and :meth:`Trace.from_records`
@@ -133,6 +133,8 @@ class Trace:
         self.inputs: list[InputRecord] = []
         self.planning: list[dict[str, Any]] = []
         self.steps: list[StepRecord] = []
+        self.rounds: list[dict[str, Any]] = []  # the agent loop's rounds (Round.to_dict())
+        self.round: int | None = None  # the agent round new steps belong to
         self.result: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
         self.finished: float | None = None
@@ -176,8 +178,16 @@ class Trace:
             self.planning.append(record)
             self._emit({"type": "planning", **record})
 
+    def add_round(self, record: dict[str, Any]) -> None:
+        """An agent round was decided (see :class:`orchestrator.rounds.Round`)."""
+        with self.lock:
+            self.rounds.append(record)
+            self._emit({"type": "round", **record})
+
     def add_step(self, record: StepRecord) -> StepRecord:
         with self.lock:
+            if self.round is not None:
+                record.meta.setdefault("round", self.round)
             record.index = len(self.steps)
             self.steps.append(record)
             return record
@@ -233,7 +243,8 @@ class Trace:
 
     def records(self, *, final: bool = True) -> list[dict[str, Any]]:
         """The trace as JSON records: run, inputs, planning, steps (all of them, or with
-        ``final=False`` only those that reached a final status) and, when finished, result."""
+        ``final=False`` only those that reached a final status), agent rounds and, when
+        finished, result."""
         with self.lock:
             out = [self._run_record()]
             out.extend(_input_record(r) for r in self.inputs)
@@ -243,6 +254,7 @@ class Trace:
                 for s in self.steps
                 if final or s.status not in (StepStatus.PENDING, StepStatus.RUNNING)
             )
+            out.extend({"type": "round", **r} for r in self.rounds)
             if final or self.finished is not None:
                 out.append(self._result_record())
             return out
@@ -341,6 +353,10 @@ def _load_record(trace: Trace, steps: dict[int, StepRecord], rec: dict[str, Any]
         trace.inputs.append(InputRecord(name, summary, _typed(rec, "artifact")))
     elif kind == "planning":
         trace.planning.append(rec)
+    elif kind == "round":
+        if not isinstance(rec.get("index"), int):
+            raise TypeError("a round's index is not an integer")
+        trace.rounds.append(rec)
     elif kind == "step":
         values = {k: _typed(rec, k) for k in _STEP_FIELDS if k in rec and k != "args"}
         values["args"] = [

@@ -316,11 +316,13 @@ class PythonInterpreter(Evaluator):
         self.calls_depth = 0
         self.printed = 0  # characters printed so far
         self.max_calls_depth = max_calls_depth
+        self.env: dict[str, object] = {}  # the last run's variables (what a follow-up reads)
         self._dispatch[ast.Lambda] = lambda node, env: Function(node, env)  # type: ignore[assignment,misc]
 
     def run(self, program: PythonProgram, args: Mapping[str, object]) -> object:
         fn = program.function
         env: dict[str, object] = {}
+        self.env = env
         for p in program.params:
             if p not in args:
                 raise EvalError(f"no value for parameter '{p}'", line=fn.lineno)

@@ -169,8 +169,9 @@ def test_run_plans_executes_and_traces(scripted_orchestrator, tmp_path: Path) ->
 
 
 def test_planner_is_told_only_tools_that_can_run(scripted_orchestrator) -> None:
+    # one-shot runs; the agent loop's planner is also told what cannot run (test_agent.py)
     orch, llm = scripted_orchestrator([GOOD])
-    orch.run("How many faces?", image="sample:astronaut")
+    orch.run("How many faces?", image="sample:astronaut", agent=False)
     prompt = llm.prompts[0]
     tools_part = prompt.split("# Examples")[0]
     assert "FaceDet(" in tools_part and "Crop(" in tools_part

@@ -1,4 +1,5 @@
-"""OpenTelemetry export: one span per run, per planning round and per step."""
+"""OpenTelemetry export: one span per run, per planning round, per agent round and per
+step."""
 
 from __future__ import annotations
 
@@ -34,7 +35,11 @@ def test_runs_export_spans_with_the_trace_attributes(tmp_path) -> None:
     steps = [s for s in spans if s.name.startswith("vischain.step")]
     assert {s.attributes["vischain.step"] for s in steps} == {"OBJ0", "N", "RESULT"}
     run = next(s for s in spans if s.name == "vischain.run")
-    assert all(s.parent is not None and s.parent.span_id == run.context.span_id for s in steps)
+    [round_] = [s for s in spans if s.name == "vischain.round"]  # the agent loop's one round
+    assert round_.parent.span_id == run.context.span_id
+    assert round_.attributes["vischain.round"] == 1 and round_.attributes["vischain.accepted"]
+    assert round_.attributes["vischain.decision"] == "ANSWER"
+    assert all(s.parent is not None and s.parent.span_id == round_.context.span_id for s in steps)
     face = next(s for s in steps if s.attributes["vischain.step"] == "OBJ0")
     assert face.attributes["vischain.tool"] == "FaceDet" and face.attributes["vischain.line"] == 1
     assert face.attributes["vischain.status"] == "ok" and face.end_time >= face.start_time
@@ -44,6 +49,9 @@ def test_runs_export_spans_with_the_trace_attributes(tmp_path) -> None:
     )
     failed = orch.execute("A=Vqa(image=IMAGE, question='?')", image="sample:coffee")
     assert not failed.ok
-    last_step = [s for s in exporter.get_finished_spans() if s.name.startswith("vischain.step")][-1]
+    spans = exporter.get_finished_spans()
+    last_step = [s for s in spans if s.name.startswith("vischain.step")][-1]
     assert last_step.status.status_code.name == "ERROR"
+    last_run = [s for s in spans if s.name == "vischain.run"][-1]
+    assert last_step.parent.span_id == last_run.context.span_id  # no rounds: under the run
     orch.close()

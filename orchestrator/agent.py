@@ -1,0 +1,484 @@
+"""The agent loop behind ``run()``: the planner sees what its tools returned, and acts on it.
+
+Algorithm (one :class:`AgentRun` holds a run's state):
+
+1. Decide once what kind of answer the instruction asks for (:mod:`.answer_kind`: its
+   wording, else the planner's LLM under a grammar of kind names).
+2. Round 1: the planner writes a program (repairs and voting as in one-shot runs). A program
+   that needs a tool that exists but cannot run here ends the run at once with a typed
+   :class:`~.capability.CapabilityError` naming the tool, its model role and how to get it.
+3. Execute the round; the checks (:mod:`.checks`) read its step records and its result.
+4. No finding: accept the result (or, with ``decide: always``, ask anyway). Otherwise render
+   an observation (:mod:`.observation`) and ask the LLM for a decision (:mod:`.decisions`,
+   grammar-constrained): ANSWER accepts; CONTINUE runs a follow-up program that starts
+   from every value computed so far (finished steps are not run again); REWRITE runs a
+   fresh program (tool results are memoised, so repeated calls cost nothing).
+5. Stop at a capability error, when the same findings come back, or at ``max_rounds``,
+   ``max_tool_calls`` or ``max_seconds``: the best round's result is returned with a typed
+   ``agent-limit`` error saying why. The configured fallback still runs when the loop ends
+   in an error. Every round goes to ``RunResult.rounds`` and the trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from programs import template
+from sandbox import VisChainError
+from tools.backends.llm import LLMRequest
+from tools.errors import ToolErrorCode
+
+from .answer_kind import AnswerKind, kind_by_rules, kind_grammar, kind_prompt, parse_kind
+from .capability import CapabilityError, capability_error
+from .checks import Issue, run_checks
+from .decisions import Action, Decision, DecisionError, decision_grammar, parse_decision
+from .errors import RunErrorCode
+from .observation import Observation, render
+from .planner import PlanningError, fill
+from .render import summarize
+from .rounds import Round, RoundKind
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from tools.types import Image
+
+    from .api import Orchestrator, RunResult
+    from .trace import Trace
+
+log = logging.getLogger("vischain.agent")
+
+
+class Stop(StrEnum):
+    ACCEPTED = "accepted"
+    CAPABILITY = "capability"
+    PLANNING = "planning"
+    REPEATED = "repeated"
+    MAX_ROUNDS = "max_rounds"
+    MAX_TOOL_CALLS = "max_tool_calls"
+    MAX_SECONDS = "max_seconds"
+    BAD_DECISION = "bad_decision"
+
+
+class AgentLimitError(VisChainError):
+    """The loop stopped before a round's result passed its checks."""
+
+    code = RunErrorCode.AGENT_LIMIT
+
+
+@dataclass
+class _Current:
+    """The round in progress."""
+
+    index: int
+    kind: RoundKind
+    form: str
+    program: str | None
+    prompt: str | None
+    first_step: int
+    started: float
+    wall: float
+    result: RunResult | None = None
+    issues: list[Issue] = field(default_factory=list)
+    observation: Observation | None = None
+    decision: Decision | None = None
+    tool_calls: int = 0
+
+
+class AgentRun:
+    """One ``run()`` with the loop on: per-run state and a short main loop."""
+
+    def __init__(
+        self,
+        orch: Orchestrator,
+        instruction: str,
+        named: Mapping[str, Image],
+        trace: Trace,
+        *,
+        voting: int,
+        form: str | None,
+    ) -> None:
+        self.orch = orch
+        self.config = orch.config.agent
+        self.instruction = instruction
+        self.named = dict(named)
+        self.trace = trace
+        self.voting = voting
+        self.form_choice = form
+        self.planner = orch.planner(agent=True)
+        self.llm = self.planner.llm
+        self.started = time.monotonic()
+        self.deadline = self.started + self.config.max_seconds
+        self.expected = AnswerKind.ANY
+        self.form = "lines"
+        self.base_prompt = ""  # the planning prompt: decisions extend it (prefix cache)
+        self.known: dict[str, Any] = {}
+        self.rounds: list[Round] = []
+        self.results: list[RunResult] = []
+        self.current: _Current | None = None
+        self.tool_calls = 0
+
+    # --- main loop -----------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        self.expected = self.answer_kind()
+        result = self.plan()
+        while True:
+            stop = self.review(result)
+            if stop is not None:
+                return self.end(stop)
+            decision = self.decide()
+            if decision is None:
+                return self.end(Stop.BAD_DECISION)
+            if decision.action is Action.ANSWER:
+                return self.end(Stop.ACCEPTED)
+            result = self.follow(decision)
+
+    # --- steps of the loop ---------------------------------------------------------------
+
+    def answer_kind(self) -> AnswerKind:
+        """The kind of answer the instruction asks for, decided once (in the trace's meta;
+        an LLM call is also a planning record)."""
+        mode = self.config.answer_kind
+        kind = kind_by_rules(self.instruction) if mode != "planner" else None
+        by = "rules"
+        if kind is None and mode != "rules":
+            by = "planner"
+            prompt = kind_prompt(self.instruction)
+            t0 = time.perf_counter()
+            wall = time.time()
+            request = LLMRequest(max_tokens=4, stop=("\n",), grammar=kind_grammar())
+            completion = self.llm.complete(prompt, request)[0]
+            kind = parse_kind(completion.text)
+            self.trace.add_planning({
+                "kind": "answer-kind", "prompt": prompt, "output": completion.text,
+                "program": "", "model": self.llm.spec.label(),
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+                "seconds": round(time.perf_counter() - t0, 3), "started": wall,
+            })  # fmt: skip
+        kind = kind or AnswerKind.ANY
+        self.trace.meta.update(answer_kind=str(kind), answer_kind_by=by)
+        return kind
+
+    def plan(self) -> RunResult:
+        """Round 1: the planner's program, executed (or the reason there is none)."""
+        self.start(RoundKind.PLAN, None, None)
+        inputs = list(self.named) or ["IMAGE"]
+        try:
+            plans = self.planner.plan(
+                self.instruction, inputs, n=self.voting, form=self.form_choice
+            )
+        except VisChainError as exc:
+            return self.orch_result(None, exc)
+        for plan in plans:
+            for attempt in plan.attempts:
+                self.trace.add_planning(attempt.record())
+        first = plans[0]
+        self.form = first.form
+        self.base_prompt = first.attempts[0].prompt if first.attempts else ""
+        valid = [p for p in plans if p.ok]
+        current = self.current
+        assert current is not None
+        current.form = self.form
+        if not valid:
+            current.program = first.source
+            if first.source:
+                self.trace.set_program(first.source, first.form)
+            return self.orch_result(None, first.error or PlanningError("no valid program"))
+        current.program = valid[0].source
+        if len(valid) == 1:
+            return self.orch.run_program(
+                valid[0].program, self.named, self.trace, deadline=self.deadline
+            )
+        result = self.orch.vote(valid, self.named, self.trace)
+        current.program = result.trace.program
+        return result
+
+    def review(self, result: RunResult) -> Stop | None:
+        """Check the round's result; return why the loop stops, or None to ask the LLM."""
+        current = self.current
+        assert current is not None
+        current.result = result
+        steps = self.trace.steps[current.first_step :]
+        current.tool_calls = sum(
+            1
+            for s in steps
+            if s.tool and s.status in ("ok", "error") and not s.meta.get("memoised")
+        )
+        self.tool_calls += current.tool_calls
+        error = self.capability(result)
+        if error is not None:
+            current.result = self.orch_result(None, error)
+            return Stop.CAPABILITY
+        if result.program is None and result.error is not None and current.index == 1:
+            return Stop.PLANNING  # planning failed: repairs were spent already
+        current.issues = run_checks(
+            steps,
+            output=result.output,
+            error=result.error,
+            expected=self.expected,
+            config=self.config.checks,
+        )
+        if not current.issues and self.config.decide == "issues":
+            return Stop.ACCEPTED
+        if (
+            current.issues
+            and self.rounds
+            and self._signature(current.issues)
+            == self._signature([Issue(**_issue_args(i)) for i in self.rounds[-1].issues])
+        ):
+            return Stop.REPEATED
+        limit = self.limit()
+        if limit is not None:
+            return Stop.ACCEPTED if not current.issues else limit
+        current.observation = render(
+            steps,
+            result=self.describe(result),
+            issues=current.issues,
+            variables=self.variables(result) if self.form == "python" else None,
+            budget=self.config.observation_tokens,
+            count_tokens=getattr(self.llm, "count_tokens", None),
+        )
+        return None
+
+    def decide(self) -> Decision | None:
+        """Ask the LLM what to do, under the decision grammar (None: unreadable answer)."""
+        current = self.current
+        assert current is not None and current.observation is not None
+        spec = self.planner.forms[self.form]
+        names = [n for n in self.known_after(current) if not n.startswith("_")]
+        prompt = self.base_prompt + (current.program or "")
+        if not prompt.endswith("\n"):
+            prompt += "\n"
+        prompt += fill(
+            template("decision"),
+            round=str(current.index),
+            observation=current.observation.text,
+            variables=", ".join(names) or "none",
+        )
+        t0 = time.perf_counter()
+        request = spec.request.with_(
+            max_tokens=self.config.decision_max_tokens,
+            temperature=self.orch.config.planner.temperature,
+            grammar=decision_grammar(spec.grammar, self.form),
+        )
+        completion = self.llm.complete(prompt, request)[0]
+        seconds = round(time.perf_counter() - t0, 3)
+        self._decision_meta = {
+            "prompt": prompt,
+            "raw": completion.text,
+            "seconds": seconds,
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+        }
+        try:
+            current.decision = parse_decision(completion.text, spec.extract)
+        except DecisionError as exc:
+            self._decision_meta.update(action=None, error=str(exc))
+            return None
+        return current.decision
+
+    def follow(self, decision: Decision) -> RunResult:
+        """Run the follow-up (CONTINUE) or fresh (REWRITE) program as the next round."""
+        kind = RoundKind.CONTINUE if decision.action is Action.CONTINUE else RoundKind.REWRITE
+        prompt = self._decision_meta.get("prompt")
+        known = self.known_after(self.current) if kind is RoundKind.CONTINUE else {}
+        self.close()
+        self.start(kind, decision.program, prompt)
+        result = self.orch.run_program(
+            decision.program or "",
+            self.named,
+            self.trace,
+            form=self.form,
+            known=known,
+            deadline=self.deadline,
+        )
+        if kind is RoundKind.CONTINUE:
+            result.values = {**known, **result.values}
+        return result
+
+    # --- rounds ----------------------------------------------------------------------------
+
+    def start(self, kind: RoundKind, program: str | None, prompt: str | None) -> None:
+        index = len(self.rounds) + 1
+        self.trace.round = index
+        self.current = _Current(
+            index,
+            kind,
+            self.form,
+            program,
+            prompt,
+            len(self.trace.steps),
+            time.perf_counter(),
+            time.time(),
+        )
+        self._decision_meta: dict[str, Any] = {}
+
+    def close(self, stop: Stop | None = None, *, accepted: bool = False) -> Round:
+        """Freeze the round in progress into a :class:`Round` (``stop``: why the loop
+        ended after it, if it did)."""
+        current = self.current
+        assert current is not None and current.result is not None
+        result = current.result
+        if current.decision is not None:
+            decision = {**self._decision_meta, **current.decision.to_dict(), "by": "planner"}
+        elif self._decision_meta:
+            decision = {**self._decision_meta, "by": "planner"}
+        elif stop is Stop.ACCEPTED:
+            decision = {"action": "ANSWER", "by": "checks"}
+        else:
+            decision = {"action": None, "by": "loop", "stop": str(stop)}
+        rnd = Round(
+            index=current.index,
+            kind=current.kind,
+            form=current.form,
+            program=current.program,
+            prompt=current.prompt,
+            steps=tuple(s.step for s in self.trace.steps[current.first_step :]),
+            answer=None if result.error is not None else _answer(result),
+            error=result.error.to_dict() if result.error is not None else None,
+            issues=tuple(i.to_dict() for i in current.issues),
+            observation=current.observation.text if current.observation else None,
+            decision=decision,
+            tool_calls=current.tool_calls,
+            seconds=round(time.perf_counter() - current.started, 3),
+            started=current.wall,
+            accepted=accepted,
+        )
+        self.rounds.append(rnd)
+        self.results.append(result)
+        self.current = None
+        self.trace.round = None
+        return rnd
+
+    def end(self, stop: Stop) -> RunResult:
+        """The run's result: the accepted round's, or the best one with a typed error."""
+        current = self.current
+        assert current is not None and current.result is not None
+        if stop in (Stop.ACCEPTED, Stop.CAPABILITY, Stop.PLANNING):
+            chosen = len(self.rounds)
+            self.close(stop, accepted=True)
+            final = self.results[chosen]
+        else:
+            self.close(stop)
+            chosen = self._best()
+            best = self.results[chosen]
+            self.rounds[chosen] = _accepted(self.rounds[chosen])
+            final = self.orch_result(best.output, self.limit_error(stop, chosen), best)
+        for rnd in self.rounds:
+            self.trace.add_round(rnd.to_dict())
+        program = self.rounds[chosen].program
+        if program:
+            self.trace.set_program(program, self.rounds[chosen].form)
+        self.trace.meta["rounds"] = len(self.rounds)
+        self.trace.meta["stop"] = str(stop)
+        final.rounds = list(self.rounds)
+        return final
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def orch_result(
+        self, output: Any, error: VisChainError | None, like: RunResult | None = None
+    ) -> RunResult:
+        from .api import RunResult
+
+        if like is None:
+            return RunResult(output, None, self.trace, error, dict(self.known))
+        return RunResult(output, like.program, self.trace, error, like.values, like.step_errors)
+
+    def capability(self, result: RunResult) -> CapabilityError | None:
+        """A capability error for the round: planned with a tool that cannot run here, or
+        a step that found no model for its role."""
+        error = result.error
+        if isinstance(error, CapabilityError):
+            return error
+        if error is None or error.code != ToolErrorCode.NO_BACKEND or error.step is None:
+            return None
+        tool = next((s.tool for s in self.trace.steps if s.step == error.step and s.tool), None)
+        if tool is None or tool not in self.orch.registry:
+            return None
+        return capability_error(tool, self.orch.registry, self.orch.pool, line=error.line,
+                                step=error.step)  # fmt: skip
+
+    def limit(self) -> Stop | None:
+        if len(self.rounds) + 1 >= self.config.max_rounds:
+            return Stop.MAX_ROUNDS
+        if self.tool_calls >= self.config.max_tool_calls:
+            return Stop.MAX_TOOL_CALLS
+        if time.monotonic() >= self.deadline:
+            return Stop.MAX_SECONDS
+        return None
+
+    def limit_error(self, stop: Stop, chosen: int) -> VisChainError:
+        rnd = self.rounds[chosen]
+        why = {
+            Stop.REPEATED: "the same problems came back",
+            Stop.MAX_ROUNDS: f"max_rounds ({self.config.max_rounds}) was reached",
+            Stop.MAX_TOOL_CALLS: f"max_tool_calls ({self.config.max_tool_calls}) was reached",
+            Stop.MAX_SECONDS: f"max_seconds ({self.config.max_seconds:g}) was reached",
+            Stop.BAD_DECISION: "the planner's decision could not be read",
+        }[stop]
+        problems = "; ".join(f"{i['check']}: {i['message']}" for i in rnd.issues[:3])
+        return AgentLimitError(
+            f"the agent stopped after {len(self.rounds)} round(s) because {why}; returning "
+            f"round {rnd.index}'s result" + (f", which still has: {problems}" if problems else "")
+        )
+
+    def _best(self) -> int:
+        """The round to return when none was accepted: no error first, then the fewest
+        findings, then the latest."""
+        scored = [(r.error is None, -len(r.issues), i) for i, r in enumerate(self.rounds)]
+        return max(scored)[2]
+
+    def known_after(self, current: _Current | None) -> dict[str, Any]:
+        """Every value a follow-up program may read: inputs and computed values."""
+        values = dict(current.result.values) if current and current.result else {}
+        return {**values, **self.named}
+
+    def variables(self, result: RunResult) -> dict[str, dict[str, Any]]:
+        """Typed summaries of the values a Python follow-up can take as parameters."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, value in result.values.items():
+            try:
+                out[name] = summarize(value)
+            except Exception:  # an exotic value: still name it
+                out[name] = {"type": type(value).__name__, "text": ""}
+        return out
+
+    @staticmethod
+    def describe(result: RunResult) -> str:
+        if result.error is not None:
+            return f"error {result.error}"
+        summary = summarize(result.output)
+        return f"{summary.get('type')} {summary.get('text')}"
+
+    @staticmethod
+    def _signature(issues: list[Issue]) -> list[tuple[str, str]]:
+        return sorted(i.signature for i in issues)
+
+
+def _issue_args(data: dict[str, Any]) -> dict[str, Any]:
+    from .checks import Check
+
+    return {"check": Check(data["check"]), "message": data["message"], "step": data.get("step")}
+
+
+def _answer(result: RunResult) -> str | None:
+    try:
+        return result.answer
+    except Exception:  # a summary must never break the loop
+        return None
+
+
+def _accepted(rnd: Round) -> Round:
+    from dataclasses import replace
+
+    return replace(rnd, accepted=True)
+
+
+__all__ = ["AgentLimitError", "AgentRun", "Stop"]

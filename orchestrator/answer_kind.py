@@ -1,0 +1,178 @@
+"""What kind of answer an instruction asks for, and whether a result is of that kind.
+
+A question asks for text, a number, a yes/no answer or a label; an edit asks for an image;
+"find the dogs" asks for objects. The agent loop decides the kind once per run, before
+anything runs, and checks every round's result against it:
+
+- :func:`kind_by_rules` reads the instruction's form (how many → number; an auxiliary verb
+  first → yes/no, unless it offers alternatives with "or" → label; an edit verb first →
+  image...). It answers None when the form says nothing reliable;
+- :func:`kind_prompt` / :func:`parse_kind` ask the planner's LLM, under a grammar that
+  allows only the kind names (``programs/templates/answer_kind.txt``);
+- :func:`kind_of_value` names the kind of a result value, and :func:`fits` says whether a
+  result of one kind answers an instruction of another.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from programs import template
+from tools.types import Image, Object, ObjectList, Point, PointList
+
+from .planner import fill
+
+
+class AnswerKind(StrEnum):
+    YESNO = "yesno"  # yes / no
+    NUMBER = "number"  # a count or a measurement
+    TEXT = "text"  # free text: what a sign says, a description
+    LABEL = "label"  # one name among possibilities: a colour, a breed, a place
+    IMAGE = "image"  # an edited or cropped picture
+    OBJECTS = "objects"  # boxes, masks or points
+    ANY = "any"  # nothing to check
+
+
+_AUX = (
+    "is are am was were do does did can could has have had will would should shall may might "
+    "must isn't aren't wasn't weren't don't doesn't didn't can't couldn't hasn't haven't"
+).split()
+_EDIT = (
+    "tag label blur replace cover hide remove erase delete color colour highlight mark put "
+    "change make turn paint draw swap recolor recolour pixelate censor add outline annotate "
+    "name identify crop cut zoom sharpen brighten darken invert mask"
+).split()
+_FIND = "find locate detect segment select show point circle".split()
+_TEXT = re.compile(
+    r"\b(say|says|said|read|reads|written|write|text|title|caption|describe|description|"
+    r"spell|spelled|word|words|sign|transcribe|why|explain)\b"
+)
+_NUMBER = re.compile(
+    r"^(how (many|much|old|far|tall|long|big|wide|heavy|high)|count|what (is|'s) the "
+    r"(number|count|total|sum|age))\b|\bnumber of\b"
+)
+_LABEL = re.compile(r"^(what|which|who|where|whose)\b")
+_WORD = re.compile(r"[a-z']+")
+_UNSURE = re.compile(r"[^a-z0-9 ]+")  # punctuation is ignored when comparing answers
+
+
+def kind_by_rules(instruction: str) -> AnswerKind | None:
+    """The kind an instruction's wording asks for, or None when the wording does not say."""
+    text = instruction.strip().lower()
+    words = _WORD.findall(text)
+    if not words:
+        return None
+    first = words[0]
+    if first == "please" and len(words) > 1:
+        first = words[1]
+    question = text.endswith("?")
+    if _NUMBER.search(text):
+        return AnswerKind.NUMBER
+    if first in _AUX:
+        # "Is the dog a beagle or a poodle?" offers alternatives: a label, not yes/no
+        if re.search(r"\bor\b", text) and not re.search(r"\bor not\b", text):
+            return AnswerKind.LABEL
+        return AnswerKind.YESNO
+    if first in _EDIT and not question:
+        return AnswerKind.IMAGE
+    if first in _FIND and not question:
+        return AnswerKind.OBJECTS
+    if _LABEL.match(text):
+        return AnswerKind.TEXT if _TEXT.search(text) else AnswerKind.LABEL
+    if first in ("describe", "explain", "read", "transcribe"):
+        return AnswerKind.TEXT
+    return None
+
+
+def kind_prompt(instruction: str) -> str:
+    """The few-shot prompt that asks the planner's LLM for the kind (completion text)."""
+    return fill(template("answer_kind"), instruction=instruction.strip()).rstrip("\n")
+
+
+def kind_grammar() -> str:
+    """GBNF that allows exactly one kind name."""
+    names = " | ".join(f'"{k.value}"' for k in AnswerKind)
+    return f'root ::= " "? ({names}) "\\n"?\n'
+
+
+def parse_kind(text: str) -> AnswerKind:
+    """The kind named at the start of an LLM's output (ANY when it names none)."""
+    word = text.strip().split(maxsplit=1)[0].lower() if text.strip() else ""
+    try:
+        return AnswerKind(word.strip(".,:;"))
+    except ValueError:
+        return AnswerKind.ANY
+
+
+_YES_NO = {"yes", "no", "true", "false"}
+
+
+def kind_of_value(value: Any) -> AnswerKind:
+    """The kind of a result value (a program's output)."""
+    if isinstance(value, bool):
+        return AnswerKind.YESNO
+    if isinstance(value, (int, float)):
+        return AnswerKind.NUMBER
+    if isinstance(value, Image):
+        return AnswerKind.IMAGE
+    if isinstance(value, (ObjectList, Object, PointList, Point)):
+        return AnswerKind.OBJECTS
+    if isinstance(value, str):
+        clean = value.strip().lower().rstrip(".")
+        if clean in _YES_NO:
+            return AnswerKind.YESNO
+        try:
+            float(clean)
+        except ValueError:
+            return AnswerKind.TEXT
+        return AnswerKind.NUMBER
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return AnswerKind.TEXT
+    return AnswerKind.ANY
+
+
+# what a result of each kind can answer (beyond its own kind)
+_ANSWERS: dict[AnswerKind, set[AnswerKind]] = {
+    AnswerKind.YESNO: {AnswerKind.YESNO},
+    AnswerKind.NUMBER: {AnswerKind.NUMBER, AnswerKind.TEXT, AnswerKind.LABEL},
+    AnswerKind.TEXT: {AnswerKind.TEXT, AnswerKind.LABEL},
+    AnswerKind.LABEL: {AnswerKind.LABEL, AnswerKind.TEXT},
+    AnswerKind.IMAGE: {AnswerKind.IMAGE},
+    AnswerKind.OBJECTS: {AnswerKind.OBJECTS, AnswerKind.IMAGE},
+}
+
+
+def fits(expected: AnswerKind, got: AnswerKind) -> bool:
+    """Whether a result of kind ``got`` answers an instruction asking for ``expected``."""
+    if expected is AnswerKind.ANY or got is AnswerKind.ANY:
+        return True
+    if expected is AnswerKind.OBJECTS:  # "find the dogs": boxes, or a picture of them
+        return got in (AnswerKind.OBJECTS, AnswerKind.IMAGE)
+    return expected in _ANSWERS[got]
+
+
+def is_unsure(answer: str, phrases: list[str]) -> bool:
+    """Whether a short text answer says the model could not tell ("unknown", "unclear")."""
+    clean = _normal(answer)
+    if not clean:
+        return True
+    wanted = [_normal(p) for p in phrases]
+    return any(clean == p or (len(clean) < 60 and f" {p} " in f" {clean} ") for p in wanted)
+
+
+def _normal(text: str) -> str:
+    return " ".join(_UNSURE.sub(" ", text.lower()).split())
+
+
+__all__ = [
+    "AnswerKind",
+    "fits",
+    "is_unsure",
+    "kind_by_rules",
+    "kind_grammar",
+    "kind_of_value",
+    "kind_prompt",
+    "parse_kind",
+]

@@ -1,0 +1,271 @@
+"""The agent loop with a scripted planner: each scenario of a round, the bounds, the
+capability error, continuation without re-running finished steps, and the trace."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from orchestrator import Config, Orchestrator
+from orchestrator.decisions import decision_grammar
+from orchestrator.errors import RunErrorCode
+from orchestrator.grammar import line_grammar
+from sandbox import ErrorCode
+from tests.support.scripted_llm import ScriptedLLM
+from tools import Image, ObjectList, Registry, default_registry, tool
+from tools.types import Box, Object
+
+CALLS: Counter[str] = Counter()
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+
+
+@tool(name="ColorFind")
+def color_find(image: Image, color: str) -> ObjectList:
+    """Find the region of one pure colour (red, green or blue) in a picture.
+
+    Args:
+        image: the picture
+        color: red, green or blue
+    """
+    CALLS[color] += 1
+    rgb = COLOURS.get(color)
+    if rgb is None:
+        return ObjectList(())
+    mask = np.all(np.asarray(image.pil.convert("RGB")) == rgb, axis=-1)
+    if not mask.any():
+        return ObjectList(())
+    ys, xs = np.nonzero(mask)
+    box = Box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    return ObjectList((Object(box, label=color, score=0.9),))
+
+
+def picture() -> PILImage.Image:
+    pil = PILImage.new("RGB", (64, 64), "white")
+    pil.paste((255, 0, 0), (8, 8, 24, 24))
+    return pil
+
+
+@pytest.fixture
+def agent(tmp_path: Path):
+    """An orchestrator (offline models, memo off so re-runs would show) with ColorFind and
+    a scripted LLM; returns (orchestrator, llm)."""
+    made: list[Orchestrator] = []
+
+    def make(outputs: list[str], **agent_config: object) -> tuple[Orchestrator, ScriptedLLM]:
+        config = Config(
+            models={"profile": "offline", "cache_dir": tmp_path / "cache"},
+            plugins=False,
+            executor={"memo_mb": 0},
+            agent=agent_config,
+        )
+        registry = Registry([*default_registry(plugins=False), color_find])
+        orch = Orchestrator(config, registry=registry)
+        llm = ScriptedLLM(outputs)
+        orch.pool.provide("llm", llm)
+        made.append(orch)
+        CALLS.clear()
+        return orch, llm
+
+    yield make
+    for orch in made:
+        orch.close()
+
+
+COUNT_RED = "OBJ0=ColorFind(image=IMAGE, color='red')\nN0=Count(object=OBJ0)\nRESULT=N0\n"
+
+
+def test_a_good_first_answer_is_accepted_in_one_round_without_asking(agent) -> None:
+    orch, llm = agent([COUNT_RED])  # one output: a decision call would exhaust the script
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.ok and result.output == 1
+    [rnd] = result.rounds
+    assert rnd.kind == "plan" and rnd.accepted and rnd.issues == ()
+    assert rnd.decision == {"action": "ANSWER", "by": "checks"}
+    assert len(llm.prompts) == 1
+
+
+def test_decide_always_asks_and_answer_accepts(agent) -> None:
+    orch, llm = agent([COUNT_RED, "ANSWER\n"], decide="always")
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.ok and result.output == 1 and len(result.rounds) == 1
+    assert result.rounds[0].decision["action"] == "ANSWER"
+    assert result.rounds[0].decision["by"] == "planner"
+    assert llm.requests[1].grammar == decision_grammar(line_grammar(orch.registry), "lines")
+    assert "# Checks: none fired" in llm.prompts[1]
+
+
+def test_a_runtime_error_is_shown_and_a_rewrite_fixes_it(agent) -> None:
+    broken = COUNT_RED.replace("RESULT=N0", "N1=Eval('{N0} / 0')\nRESULT=N1")
+    orch, llm = agent([broken, "REWRITE\n" + COUNT_RED])
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.ok and result.output == 1
+    first, second = result.rounds
+    assert [i["check"] for i in first.issues] == ["runtime-error"]
+    assert first.error["code"] == "eval-error" and first.decision["action"] == "REWRITE"
+    assert second.kind == "rewrite" and second.accepted and not first.accepted
+    prompt = llm.prompts[1]
+    assert prompt.startswith(llm.prompts[0])  # the planning prompt is the prefix
+    assert "# N1 (line 3, Eval): error [eval-error]" in prompt
+    assert "# Check runtime-error: [eval-error] (line 3, step N1)" in prompt
+    assert second.prompt == prompt
+
+
+def test_an_empty_detection_continues_with_a_rephrased_object(agent) -> None:
+    first = "OBJ0=ColorFind(image=IMAGE, color='crimson')\nIMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n"
+    follow = "OBJ1=ColorFind(image=IMAGE, color='red')\nIMAGE1=Tag(image=IMAGE, object=OBJ1)\nRESULT=IMAGE1\n"
+    orch, llm = agent([first, "CONTINUE\n" + follow])
+    result = orch.run("Tag the red square", image=picture())
+    assert result.ok and isinstance(result.output, Image)
+    one, two = result.rounds
+    assert [i["check"] for i in one.issues] == ["empty-detection"]
+    assert "ColorFind found nothing for OBJ0 (line 1), and IMAGE0 used it" in llm.prompts[1]
+    assert two.kind == "continue" and two.steps == ("OBJ1", "IMAGE1", "RESULT")
+    assert CALLS == {"crimson": 1, "red": 1}
+    assert set(result.values) >= {"OBJ0", "IMAGE0", "OBJ1", "IMAGE1", "IMAGE"}
+
+
+def test_continuation_reads_earlier_values_without_running_them_again(agent) -> None:
+    first = (
+        "OBJ0=ColorFind(image=IMAGE, color='red')\nOBJ1=ColorFind(image=IMAGE, color='crimson')\n"
+        "N0=Count(object=OBJ1)\nRESULT=N0\n"
+    )
+    follow = "N1=Count(object=OBJ0)\nRESULT=N1\n"
+    orch, _ = agent([first, "CONTINUE\n" + follow])
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.ok and result.output == 1
+    assert CALLS == {"red": 1, "crimson": 1}  # OBJ0 was read, not computed again
+    assert result.rounds[1].steps == ("N1", "RESULT")
+    assert [s.meta["round"] for s in result.trace.steps] == [1, 1, 1, 1, 2, 2]
+
+
+def test_a_wrong_answer_kind_is_rewritten(agent) -> None:
+    yes_no = COUNT_RED.replace("RESULT=N0", "A0=Eval('{N0} > 0')\nRESULT=A0")
+    orch, llm = agent([COUNT_RED, "REWRITE\n" + yes_no])
+    result = orch.run("Is there a red square?", image=picture())
+    assert result.ok and result.answer == "yes"
+    assert [i["check"] for i in result.rounds[0].issues] == ["answer-kind"]
+    assert "asks for a yes/no answer but the result is a number" in llm.prompts[1]
+    assert result.trace.meta["answer_kind"] == "yesno"
+
+
+def test_the_answer_kind_can_be_decided_by_the_planner(agent) -> None:
+    orch, llm = agent([" number\n", COUNT_RED], answer_kind="planner")
+    result = orch.run("Red squares: how many?", image=picture())
+    assert result.ok and result.trace.meta["answer_kind"] == "number"
+    assert llm.prompts[0].endswith("Instruction: Red squares: how many?\nKind:")
+    assert "yesno" in llm.requests[0].grammar
+    record = next(r for r in result.trace.planning if r["kind"] == "answer-kind")
+    assert record["output"] == " number\n"
+
+
+def test_max_rounds_returns_the_best_result_with_a_typed_error(agent) -> None:
+    empty = "OBJ0=ColorFind(image=IMAGE, color='crimson')\nN0=Count(object=OBJ0)\nRESULT=N0\n"
+    again = "OBJ1=ColorFind(image=IMAGE, color='purple')\nN1=Count(object=OBJ1)\nRESULT=N1\n"
+    orch, _ = agent([empty, "CONTINUE\n" + again], max_rounds=2)
+    result = orch.run("How many red squares are there?", image=picture())
+    assert not result.ok and result.error.code == RunErrorCode.AGENT_LIMIT
+    assert "max_rounds (2)" in result.error.message and "empty-detection" in result.error.message
+    assert result.output == 0  # the best round's output is still there
+    assert len(result.rounds) == 2 and result.rounds[1].accepted
+    assert result.rounds[1].decision == {"action": None, "by": "loop", "stop": "max_rounds"}
+
+
+def test_repeated_findings_stop_early(agent) -> None:
+    empty = "OBJ0=ColorFind(image=IMAGE, color='crimson')\nN0=Count(object=OBJ0)\nRESULT=N0\n"
+    orch, _ = agent([empty, "REWRITE\n" + empty], max_rounds=5)
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.error.code == RunErrorCode.AGENT_LIMIT
+    assert "the same problems came back" in result.error.message
+    assert len(result.rounds) == 2 and result.trace.meta["stop"] == "repeated"
+
+
+def test_the_tool_call_and_time_bounds(agent) -> None:
+    empty = "OBJ0=ColorFind(image=IMAGE, color='crimson')\nN0=Count(object=OBJ0)\nRESULT=N0\n"
+    orch, _ = agent([empty], max_tool_calls=1)
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.error.code == RunErrorCode.AGENT_LIMIT and "max_tool_calls (1)" in str(
+        result.error
+    )
+    assert len(result.rounds) == 1 and result.rounds[0].tool_calls == 2
+    orch, _ = agent([COUNT_RED], max_seconds=1e-9)
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.error.code == RunErrorCode.AGENT_LIMIT and "max_seconds" in str(result.error)
+    assert result.rounds[0].error["code"] == "time-limit"  # the executor got the deadline
+
+
+def test_a_python_follow_up_gets_earlier_values_as_parameters(agent) -> None:
+    first = (
+        "def execute_command(image):\n    reds = ColorFind(image, 'crimson')\n"
+        "    return Count(reds)\n"
+    )
+    follow = (
+        "def execute_command(image, reds):\n    more = ColorFind(image, 'red')\n"
+        "    return Count(more) + len(reds)\n"
+    )
+    orch, llm = agent([first, "CONTINUE\n" + follow])
+    result = orch.run("How many red squares are there?", image=picture(), form="python")
+    assert result.ok and result.output == 1
+    assert [r.kind for r in result.rounds] == ["plan", "continue"]
+    assert "reds = 0 object(s)" in llm.prompts[1].split("# Variables: ")[1]
+    assert llm.requests[1].grammar == decision_grammar(None, "python")
+    assert CALLS == {"crimson": 1, "red": 1}
+
+
+def test_agent_false_keeps_the_one_shot_run(agent) -> None:
+    broken = COUNT_RED.replace("RESULT=N0", "N1=Eval('{N0} / 0')\nRESULT=N1")
+    orch, llm = agent([broken])
+    result = orch.run("How many red squares are there?", image=picture(), agent=False)
+    assert result.error.code == ErrorCode.EVAL_ERROR and result.rounds == []
+    assert len(llm.prompts) == 1 and "NOT AVAILABLE" not in llm.prompts[0]
+    orch, _ = agent([broken])
+    orch.config.agent.enabled = False
+    assert orch.run("How many red squares are there?", image=picture()).rounds == []
+
+
+BIG_BANG = "Tag the 7 main characters on the TV show Big Bang Theory"
+TAGGING = """\
+OBJ0=FaceDet(image=IMAGE)
+LIST0=List(query='main characters on the TV show Big Bang Theory', max=7)
+OBJ1=Classify(image=IMAGE, object=OBJ0, categories=LIST0)
+IMAGE0=Tag(image=IMAGE, object=OBJ1)
+RESULT=IMAGE0
+"""
+
+
+def test_a_tool_that_cannot_run_here_ends_the_run_at_once(agent) -> None:
+    orch, llm = agent([TAGGING, TAGGING, TAGGING])
+    result = orch.run(BIG_BANG, image="sample:astronaut")
+    assert result.error.code == RunErrorCode.CAPABILITY
+    error = result.error
+    assert error.tool == "Classify" and error.role == "clip" and error.line == 3
+    assert "vischain models" in error.message and "models.roles.clip" in error.message
+    assert len(llm.prompts) == 1 and len(result.rounds) == 1  # no repairs, no more rounds
+    assert CALLS == {} and result.trace.steps == []  # nothing ran
+    tools_part = llm.prompts[0].split("# Examples")[0]
+    assert "Classify(" in tools_part and "NOT AVAILABLE: " in tools_part
+    assert "Vqa(" in tools_part  # told about it, with why
+    assert result.trace.error["code"] == "capability" and result.trace.error["tool"] == "Classify"
+
+
+def test_rounds_are_in_the_trace_jsonl_html_and_result(agent, tmp_path: Path) -> None:
+    broken = COUNT_RED.replace("RESULT=N0", "N1=Eval('{N0} / 0')\nRESULT=N1")
+    orch, _ = agent([broken, "REWRITE\n" + COUNT_RED])
+    out = tmp_path / "t"
+    result = orch.run("How many red squares are there?", image=picture(), trace_dir=out)
+    records = [json.loads(line) for line in (out / "trace.jsonl").read_text().splitlines()]
+    rounds = [r for r in records if r["type"] == "round"]
+    assert [r["index"] for r in rounds] == [1, 2] and rounds[1]["accepted"]
+    assert rounds[0]["observation"].startswith("# What happened:")
+    from orchestrator import Trace
+
+    loaded = Trace.load(out)
+    assert [r["kind"] for r in loaded.rounds] == ["plan", "rewrite"]
+    html = (out / "index.html").read_text()
+    assert 'id="round-1"' in html and 'id="round-2" open' in html
+    assert 'id="round-1" open' not in html
+    assert [r.index for r in result.rounds] == [1, 2]
