@@ -16,6 +16,7 @@ from orchestrator.decisions import decision_grammar
 from orchestrator.errors import RunErrorCode
 from orchestrator.grammar import line_grammar
 from sandbox import ErrorCode
+from tests.orchestrator.test_api import TAGGING
 from tests.support.scripted_llm import ScriptedLLM
 from tools import Image, ObjectList, Registry, default_registry, tool
 from tools.types import Box, Object
@@ -228,13 +229,6 @@ def test_agent_false_keeps_the_one_shot_run(agent) -> None:
 
 
 BIG_BANG = "Tag the 7 main characters on the TV show Big Bang Theory"
-TAGGING = """\
-OBJ0=FaceDet(image=IMAGE)
-LIST0=List(query='main characters on the TV show Big Bang Theory', max=7)
-OBJ1=Classify(image=IMAGE, object=OBJ0, categories=LIST0)
-IMAGE0=Tag(image=IMAGE, object=OBJ1)
-RESULT=IMAGE0
-"""
 
 
 def test_a_tool_that_cannot_run_here_ends_the_run_at_once(agent) -> None:
