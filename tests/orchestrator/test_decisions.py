@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.decisions import Action, DecisionError, decision_grammar, parse_decision
 from orchestrator.grammar import accepts, line_grammar
-from orchestrator.planner import extract_function, extract_program
+from orchestrator.forms import extract_function, extract_program
 from tools import default_registry
 
 REG = default_registry(plugins=False)
