@@ -245,3 +245,32 @@ def test_image_limits_come_from_the_config(tmp_path: Path) -> None:
         assert orch.workers.max_workers == 2 and orch.workers.max_stuck == 1
     finally:
         orch.close()
+
+
+DEEP = 1500
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "A=Eval('xor " + "(" * DEEP + "1" + ")" * DEEP + "')",  # raised RecursionError
+        "A=Eval('1 xor " + "[" * DEEP + "]" * DEEP + "')",
+        "def execute_command(image):\n    x = []\n    for i in range(5000):\n        x = [x]\n"
+        "    return x\n",
+        "def execute_command(image):\n    return " + "(" * DEEP + "1" + ")" * DEEP + "\n",
+    ],
+    ids=["xor-parens", "xor-brackets", "python-deep-value", "python-deep-parens"],
+)
+def test_deep_nesting_is_a_typed_error_not_a_crash(offline: Orchestrator, program: str) -> None:
+    """Issue 14 item 5: deep nesting of any kind, in either form."""
+    result = offline.execute(program, image="sample:coffee")
+    assert result.error is not None and "internal error" not in str(result.error)
+    assert "Recursion" not in str(result.error)
+
+
+def test_a_byte_order_mark_does_not_change_the_program(offline: Orchestrator) -> None:
+    lines = offline.execute("\ufeffA=Eval('1 + 2')\nRESULT=Eval('{A} * 2')")
+    python = offline.execute(
+        "\ufeffdef execute_command(image):\n    return 3 * 2\n", image="sample:coffee"
+    )
+    assert lines.output == 6 and python.output == 6
