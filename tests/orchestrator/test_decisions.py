@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.decisions import Action, DecisionError, decision_grammar, parse_decision
-from orchestrator.grammar import accepts, line_grammar
 from orchestrator.forms import extract_function, extract_program
+from orchestrator.grammar import accepts, line_grammar
 from tools import default_registry
 
 REG = default_registry(plugins=False)
