@@ -13,7 +13,6 @@ from sandbox import (
     EvalError,
     Exposed,
     ForbiddenError,
-    Lazy,
     LimitExceeded,
     Limits,
     ProgramInvalid,
@@ -21,6 +20,7 @@ from sandbox import (
     parse,
 )
 from sandbox.python import PythonInterpreter, check_python, parse_python
+from tests.support.lazy import Later
 
 
 class Box:
@@ -257,21 +257,6 @@ def test_static_check_reports_unknown_functions_methods_and_names() -> None:
 def test_form_is_detected() -> None:
     assert parse("def execute_command(image):\n    return 1\n").form == "python"
     assert parse("A=Count(object=B)").form == "lines"
-
-
-class Later(Lazy):
-    """A value that is not there until forced (like a tool call still running)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-    def force(self) -> object:
-        return self.value
-
-    def __repr__(self) -> str:
-        return "<pending call>"
 
 
 def run_lazy(body: str) -> tuple[Any, list[str]]:

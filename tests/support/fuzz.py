@@ -29,6 +29,7 @@ from sandbox import (
 )
 from sandbox.python import PY_FUNCTIONS, PythonInterpreter, check_python
 from tests.support.catalog import SmallCatalog
+from tests.support.lazy import Later
 
 CATALOG = SmallCatalog()
 
@@ -43,18 +44,6 @@ LIMITS = Limits(
     max_printed_chars=10_000,
     time_limit=0.5,
 )
-
-
-class Later(Lazy):
-    """A tool result that is only there when forced."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-    def force(self) -> object:
-        return self.value
 
 
 NAMES = ["A", "B", "C", "x", "y", "xs", "ANSWER0", "image", "i", "__class__", "_x_", "mro"]
@@ -237,7 +226,7 @@ def run_python_program(program: PythonProgram) -> None:
     except VisChainError:
         return
     assert no_lazy(result)
-    assert "Later object" not in "".join(printed)
+    assert "pending call" not in "".join(printed)
 
 
 def holds_for(text: str) -> None:
