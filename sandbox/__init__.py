@@ -1,7 +1,17 @@
 """The sandbox: parse untrusted programs, check them, and evaluate expressions safely.
 
 This package imports nothing else from VisChain; the checker receives the tool catalog it
-checks against.
+checks against. Layout, one concern per module:
+
+- ``parser`` (form detection) over ``lines`` (VisProg-style) and ``python`` (ViperGPT-style
+  parse, static check and interpreter); ``ir`` the parsed and bound programs;
+  ``checker`` type-checks line programs; ``hints`` bounds their "did you mean" work.
+- ``expressions`` compiled ``Eval`` expressions: ``visprog`` rewrites VisProg text,
+  ``validation`` refuses nodes and names, ``evaluator`` walks the tree;
+  ``safe_builtins`` is what programs may call; ``guarded`` runs element-wise builtins
+  under the clock; ``answers`` VisProg's answer semantics.
+- ``limits`` the limits and the per-evaluation budget; ``lazy`` values still computing;
+  ``errors`` typed errors and codes; ``signatures`` what the checker knows of a tool.
 """
 
 from . import guarded
