@@ -27,9 +27,11 @@ from .errors import (
     VisChainError,
 )
 from .evaluator import CAUGHT, ChainEnv, Evaluator, error_message
+from .formatting import safe_format
 from .hints import Hints
 from .lazy import force, force_deep
 from .limits import Budget, Limits, admit_program, parse_bounded
+from .numeric import EXPOSED_NUMERIC, NAMESPACES
 from .safe_builtins import BUILTIN_METHODS, SAFE_FUNCTIONS, Exposed, check_renderable, is_dunder
 from .validation import ALLOWED_NODES
 
@@ -94,6 +96,8 @@ def parse_python(text: str, *, limits: Limits | None = None) -> PythonProgram:
             functions.append(node)
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue  # a docstring or a stray string
+        elif _harmless_import(node):
+            continue  # `import math` / `import numpy as np`: the program gets safe subsets
         elif isinstance(node, ast.FunctionDef):
             message = f"only {ENTRY} may be defined, not '{node.name}'"
             errors.append(_error(ErrorCode.FORBIDDEN, message, node))
@@ -116,6 +120,16 @@ def parse_python(text: str, *, limits: Limits | None = None) -> PythonProgram:
         raise ProgramInvalid(errors)
     params = tuple(a.arg for a in fn.args.args)
     return PythonProgram(source=text, tree=tree, function=fn, params=params)
+
+
+def _harmless_import(node: ast.stmt) -> bool:
+    """An import of a module the program gets a safe subset of anyway, under its own name."""
+    return isinstance(node, ast.Import) and all(
+        a.name in NAMESPACES
+        and (a.asname or a.name) in NAMESPACES
+        and type(NAMESPACES[a.name]) is type(NAMESPACES[a.asname or a.name])
+        for a in node.names
+    )
 
 
 def _validate_function(fn: ast.FunctionDef) -> list[ProgramError]:
@@ -184,16 +198,19 @@ def check_python(
     errors: list[ProgramError] = []
     hints = Hints()
     fn = program.function
-    assigned = set(program.params)
+    assigned = set(program.params) | set(NAMESPACES)
+    exposed = {**EXPOSED_NUMERIC, **exposed}
     for node in ast.walk(fn):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             assigned.add(node.id)
         elif isinstance(node, ast.arg):
             assigned.add(node.arg)
     callable_names = set(functions)
-    methods = {m for e in exposed.values() for m in e.methods} | {
-        m for table in BUILTIN_METHODS.values() for m in table
-    }
+    methods = (
+        {m for e in exposed.values() for m in e.methods}
+        | {m for table in BUILTIN_METHODS.values() for m in table}
+        | {"format"}
+    )
     attributes = {a for e in exposed.values() for a in e.attributes}
     called: set[int] = set()
     for node in ast.walk(fn):
@@ -309,7 +326,10 @@ class PythonInterpreter(Evaluator):
         max_calls_depth: int = 32,
     ) -> None:
         super().__init__(
-            budget, answers=False, functions={**PY_FUNCTIONS, **(functions or {})}, exposed=exposed
+            budget,
+            answers=False,
+            functions={**PY_FUNCTIONS, **(functions or {})},
+            exposed={**EXPOSED_NUMERIC, **(exposed or {})},
         )
         self.line = 0
         self.output = output or (lambda text: None)
@@ -321,7 +341,7 @@ class PythonInterpreter(Evaluator):
 
     def run(self, program: PythonProgram, args: Mapping[str, object]) -> object:
         fn = program.function
-        env: dict[str, object] = {}
+        env: dict[str, object] = dict(NAMESPACES)
         self.env = env
         for p in program.params:
             if p not in args:
@@ -561,6 +581,8 @@ class PythonInterpreter(Evaluator):
                 raise EvalError("sort() takes only key= and reverse=")
             guarded.sort(obj, self.budget, key=key, reverse=reverse)
             return None
+        if isinstance(obj, str) and name == "format":
+            return safe_format(self.budget, obj, args, kwargs)
         if type(obj) in BUILTIN_METHODS:
             args = [force_deep(a) for a in args]
             kwargs = {k: force_deep(v) for k, v in kwargs.items()}
