@@ -26,7 +26,7 @@ from sandbox import (
 )
 from tools import Registry, ToolContext, default_registry
 from tools.cache import ByteLRU
-from tools.convert import to_image
+from tools.convert import to_input
 from tools.errors import ToolErrorCode
 from tools.pool import ModelPool
 from tools.progress import bar
@@ -175,14 +175,20 @@ class Orchestrator:
         trace_dir: str | Path | None = None,
         instruction: str | None = None,
         trace: Trace | None = None,
+        video: Any = None,
+        values: Mapping[str, Any] | None = None,
     ) -> RunResult:
-        """Run a given program on named images (``image=`` is shorthand for IMAGE).
+        """Run a given program on named images and videos (``image=`` is shorthand for
+        IMAGE, ``video=`` for VIDEO; a video file, a list of frames or a T×H×W×3 array in
+        ``images`` is a video too). ``values`` are other named inputs — text, numbers,
+        lists of them — such as a Python program's ``query`` or ``possible_answers``.
 
         Never raises: whatever goes wrong comes back as a typed ``error`` on the result,
         with every step that finished kept in its trace."""
         trace = trace or Trace(instruction=instruction)
         try:
-            return self._execute(program, image, images, form, trace_dir, trace)
+            inputs = (image, images, video, values)
+            return self._execute(program, inputs, form, trace_dir, trace)
         except Exception as exc:  # a bug: still a typed error, and the trace is kept
             return self._failed(trace, exc)
 
@@ -198,8 +204,7 @@ class Orchestrator:
     def _execute(
         self,
         program: str | Parsed,
-        image: ImageLike | None,
-        images: Mapping[str, ImageLike] | None,
+        given: tuple[Any, Mapping[str, Any] | None, Any, Mapping[str, Any] | None],
         form: str,
         trace_dir: str | Path | None,
         trace: Trace,
@@ -217,10 +222,14 @@ class Orchestrator:
                     f"{type(source).__name__}",
                     code=ToolErrorCode.BAD_INPUT,
                 )
-            named = _named_images(image, images)
+            image, images, video, values = given
+            named = _named_images(image, images, video)
             for name, value in named.items():
-                named[name] = to_image(value, name=name, limits=self.image_limits)
+                named[name] = to_input(value, name=name, limits=self.image_limits)
                 trace.add_input(name, named[name])
+            for name, value in _plain_values(values, named).items():
+                named[name] = value
+                trace.add_input(name, value)
         except VisChainError as exc:
             return self._finish(trace, None, None, exc, {}, {})
         except OSError as exc:  # the trace directory cannot be written
@@ -365,7 +374,7 @@ class Orchestrator:
             return self._run_agent(instruction, image, images, voting, fallback, form, trace)
         try:
             named = {
-                n: to_image(v, name=n, limits=self.image_limits)
+                n: to_input(v, name=n, limits=self.image_limits)
                 for n, v in _named_images(image, images).items()
             }
             planner = self.planner()
@@ -607,7 +616,7 @@ def _is_program(item: str, mode: str) -> bool:
 
 
 def _named_images(
-    image: ImageLike | None, images: Mapping[str, ImageLike] | None
+    image: ImageLike | None, images: Mapping[str, ImageLike] | None, video: Any = None
 ) -> dict[str, Any]:
     if images is not None and not isinstance(images, Mapping):
         raise VisChainError(
@@ -621,14 +630,46 @@ def _named_images(
             f"image names must be text, got {', '.join(bad[:3])}", code=ToolErrorCode.BAD_INPUT
         )
     named: dict[str, Any] = dict(images or {})
-    if image is not None:
-        if "IMAGE" in named:
-            raise VisChainError(
-                "give the image either as image= or as images['IMAGE']",
-                code=ToolErrorCode.BAD_INPUT,
-            )
-        named["IMAGE"] = image
+    for key, value in (("IMAGE", image), ("VIDEO", video)):
+        if value is not None:
+            if key in named:
+                raise VisChainError(
+                    f"give {key} either as {key.lower()}= or as images['{key}']",
+                    code=ToolErrorCode.BAD_INPUT,
+                )
+            named[key] = value
     return named
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain_values(values: Mapping[str, Any] | None, named: Mapping[str, Any]) -> dict[str, Any]:
+    """Non-picture inputs, checked to be text, numbers, booleans or lists/dicts of them
+    (copied, so a run never changes the caller's objects)."""
+
+    def plain(value: Any, depth: int = 0) -> Any:
+        if isinstance(value, _PLAIN):
+            return value
+        if depth < 4 and isinstance(value, (list, tuple)):
+            return [plain(v, depth + 1) for v in value]
+        if depth < 4 and isinstance(value, dict):
+            return {str(k): plain(v, depth + 1) for k, v in value.items()}
+        raise VisChainError(
+            f"input values must be text, numbers or lists of them, not {type(value).__name__}",
+            code=ToolErrorCode.BAD_INPUT,
+        )
+
+    if values is not None and not isinstance(values, Mapping):
+        raise VisChainError("values= takes a dict of named values", code=ToolErrorCode.BAD_INPUT)
+    out = {}
+    for name, value in (values or {}).items():
+        if not isinstance(name, str) or name in named:
+            raise VisChainError(
+                f"input {name!r} is given twice or is not a name", code=ToolErrorCode.BAD_INPUT
+            )
+        out[name] = plain(value)
+    return out
 
 
 _DEFAULT: Orchestrator | None = None

@@ -190,7 +190,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             users.setdefault(role, []).append(t.spec.name)
     out = sys.stdout
     try:
-        for role in orch.pool.roles():
+        for role in sorted(set(orch.pool.roles()) | set(users)):
             spec, _ = orch.pool.resolve(role)
             tools = ", ".join(users.get(role, [])) or "-"
             out.write(f"{role}  (tools: {tools})\n")

@@ -210,6 +210,7 @@ def _card(trace: Trace, rec: StepRecord, pictures: Mapping[str, str]) -> dict[st
         "output": _text(rec.output.get("text", "")) if rec.output else None,
         "picture": pictures.get(rec.artifact or ""), "error": error, "facts": facts,
         "round": rec.meta.get("round"),
+        "strip": _is_video(rec.output),
     }  # fmt: skip
 
 
@@ -255,7 +256,13 @@ def _by_round(steps: list[StepRecord]) -> list[StepRecord]:
 
 def _input(rec: InputRecord, pictures: Mapping[str, str]) -> dict[str, Any]:
     text = _text(rec.summary.get("text"))
-    return {"name": rec.name, "text": text, "picture": pictures.get(rec.artifact or "")}
+    picture = pictures.get(rec.artifact or "")
+    return {"name": rec.name, "text": text, "picture": picture, "strip": _is_video(rec.summary)}
+
+
+def _is_video(summary: Mapping[str, Any] | None) -> bool:
+    """Whether a value's picture is a strip of video frames (see render.frame_strip)."""
+    return isinstance(summary, Mapping) and summary.get("type") == "Video"
 
 
 def _ordered(steps: list[StepRecord]) -> list[StepRecord]:

@@ -238,7 +238,10 @@ class Planner:
         )
         parts = {
             "tools": self.tool_docs(),
-            "api": api_docs([t.spec.name for t in self.registry][:6]),
+            "api": api_docs(
+                [t.spec.name for t in self.registry][:6],
+                available={t.spec.name for t in self.registry},
+            ),
         }
         budget = self.config.example_token_budget
         # what the model can take: the context minus the fixed text and the answer

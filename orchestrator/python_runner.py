@@ -32,7 +32,7 @@ from sandbox.ir import BoundProgram, BoundStep, Const, Ref, Value
 from sandbox.lazy import Lazy, force, force_deep
 from sandbox.python import Function, PythonInterpreter, PythonProgram
 from tools.errors import ToolErrorCode
-from tools.patch import Derived, ImagePatch, PatchAPI
+from tools.patch import Derived, ImagePatch, PatchAPI, VideoSegment
 from tools.registry import Registry
 
 from .executor import Executor
@@ -288,10 +288,12 @@ def _variables(env: Mapping[str, Any], params: set[str]) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """Results a user can use: a patch becomes its pixels."""
+    """Results a user can use: a patch becomes its pixels, a video segment its frames."""
     value = force_deep(value)
     if isinstance(value, ImagePatch):
         return force(value.cropped_image)
+    if isinstance(value, VideoSegment):
+        return value.video
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value

@@ -8,13 +8,18 @@ from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
+from PIL import ImageDraw
 
 from sandbox import to_text
 from tools.draw import draw_objects, draw_points
 from tools.types import Box, Image, Mask, Object, ObjectList, Point, PointList, value_type
+from tools.video import Video
 
 MAX_TEXT = 2000
 MAX_ITEMS = 50
+STRIP_FRAMES = 8
+STRIP_HEIGHT = 96
+STRIP_MAX_WIDTH = 1600  # a strip's picture may be wider than other thumbnails
 
 
 def _box(b: Box) -> list[float]:
@@ -39,6 +44,13 @@ def summarize(value: Any) -> dict[str, Any]:
         size = f"{value.width}×{value.height}"
         return {"type": "Image", "text": f"image {size}", "width": value.width,
                 "height": value.height, "hash": value.hash}  # fmt: skip
+    if isinstance(value, Video):
+        first = value.frames[0] if value.frames else None
+        size = f", {first.width}×{first.height}" if first is not None else ""
+        fps = f", {value.fps:g} fps" if value.fps else ""
+        return {"type": "Video", "text": f"video of {value.num_frames} frame(s){size}{fps}",
+                "frames": value.num_frames, "start": value.start, "fps": value.fps,
+                "shown": strip_indices(value.num_frames)}  # fmt: skip
     if isinstance(value, ObjectList):
         objs = [_object(o) for o in value.items[:MAX_ITEMS]]
         shown = ", ".join(str(o) for o in value.items[:5]) + (" …" if len(value) > 5 else "")
@@ -91,6 +103,8 @@ def picture(value: Any, context: Image | None) -> PILImage.Image | None:
     """A picture of ``value`` (drawn on ``context``, the step's input image, when needed)."""
     if isinstance(value, Image):
         return value.pil
+    if isinstance(value, Video):
+        return frame_strip(value)
     if isinstance(value, Object):
         value = ObjectList((value,))
     if isinstance(value, ObjectList) and context is not None:
@@ -106,3 +120,31 @@ def picture(value: Any, context: Image | None) -> PILImage.Image | None:
             return draw_objects(context, [Object(value.box() or Box(0, 0, 1, 1), mask=value)])
         return PILImage.fromarray(value.array.astype(np.uint8) * 255)
     return None
+
+
+def strip_indices(count: int, most: int = STRIP_FRAMES) -> list[int]:
+    """Which frames a strip shows: all of a short clip, else ``most`` spread evenly."""
+    if count <= most:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (most - 1)) for i in range(most)})
+
+
+def frame_strip(video: Video, height: int = STRIP_HEIGHT) -> PILImage.Image | None:
+    """The clip's frames side by side (evenly sampled), each ``height`` pixels high with its
+    frame number in the corner."""
+    if not video.frames:
+        return None
+    shown = [(i, video.frames[i]) for i in strip_indices(video.num_frames)]
+    tiles = []
+    for i, frame in shown:
+        width = max(1, round(frame.width * height / frame.height))
+        tile = frame.pil.resize((width, height))
+        ImageDraw.Draw(tile).text((3, 2), str(video.start + i), fill=(255, 255, 0))
+        tiles.append(tile)
+    gap = 4
+    strip = PILImage.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), height))
+    x = 0
+    for tile in tiles:
+        strip.paste(tile, (x, 0))
+        x += tile.width + gap
+    return strip

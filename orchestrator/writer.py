@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from tools.convert import encode_png
+from tools.video import Video
 
 from .html import render_html
-from .render import picture
+from .render import STRIP_MAX_WIDTH, picture
 from .trace import TRACE_FILE, Trace, use_saver
 
 HTML_FILE = "index.html"
@@ -137,7 +138,8 @@ def _artifact(
             return None
         if pic is None:
             return None
-        (out / ARTIFACTS / name).write_bytes(encode_png(pic, max_side=THUMBNAIL))
+        longest = STRIP_MAX_WIDTH if isinstance(value, Video) else THUMBNAIL
+        (out / ARTIFACTS / name).write_bytes(encode_png(pic, max_side=longest))
         return f"{ARTIFACTS}/{name}"
     if source is None:
         return None

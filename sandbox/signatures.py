@@ -24,6 +24,7 @@ class ParamSpec:
     required: bool = True
     default: object = None
     description: str = ""
+    aliases: tuple[str, ...] = ()  # other names a program may use (VisProg's ``box=``)
 
     @property
     def is_expression(self) -> bool:
@@ -40,8 +41,13 @@ class Signature:
     aliases: tuple[str, ...] = ()
 
     def param(self, name: str) -> ParamSpec | None:
+        """The parameter called ``name``, or with it as an alias (case-insensitively)."""
         for p in self.params:
             if p.name == name:
+                return p
+        lowered = name.lower()
+        for p in self.params:
+            if p.name.lower() == lowered or lowered in (a.lower() for a in p.aliases):
                 return p
         return None
 

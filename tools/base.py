@@ -108,6 +108,7 @@ class Param:
     type: str
     default: Any = _EMPTY
     description: str = ""
+    aliases: tuple[str, ...] = ()
 
     @property
     def required(self) -> bool:
@@ -142,6 +143,7 @@ class ToolSpec:
                     required=p.required,
                     default=None if p.required else p.default,
                     description=p.description,
+                    aliases=p.aliases,
                 )
                 for p in self.params
             ),
@@ -165,7 +167,8 @@ class ToolSpec:
         lines.append(f"    {self.description}")
         for p in self.params:
             if p.description:
-                lines.append(f"    {p.name}: {p.description}")
+                also = f" (also: {', '.join(p.aliases)}=)" if p.aliases else ""
+                lines.append(f"    {p.name}: {p.description}{also}")
         for ex in self.examples[:examples]:
             lines.append(f"    e.g. {ex}")
         return "\n".join(lines)
@@ -173,11 +176,13 @@ class ToolSpec:
 
 class Tool:
     """Base class. Subclasses define ``run(self, [ctx,] **params) -> Output`` with annotations;
-    class attributes ``name``, ``aliases``, ``examples``, ``requires`` (model roles) and
-    ``max_batch`` (>1 when ``run_batch`` really batches) complete the definition."""
+    class attributes ``name``, ``aliases``, ``arg_aliases`` (other names of parameters),
+    ``examples``, ``requires`` (model roles) and ``max_batch`` (>1 when ``run_batch``
+    really batches) complete the definition."""
 
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
+    arg_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     examples: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[tuple[str, ...]] = ()
     max_batch: ClassVar[int] = 1
@@ -203,6 +208,7 @@ class Tool:
             requires=cls.requires,
             doc=cls.__doc__,
             skip_first=True,
+            arg_aliases=cls.arg_aliases,
         )
         if declared is cls.__dict__.get("signature"):
             if cls.run_batch is Tool.run_batch:
@@ -252,6 +258,7 @@ class Tool:
 
     def prepare(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """Coerce and validate arguments; raise :class:`ToolInputError` naming the argument."""
+        args = self.canonical_args(args)
         known = {p.name for p in self.spec.params}
         unknown = sorted(set(args) - known)
         if unknown:
@@ -291,6 +298,20 @@ class Tool:
         problem = output_problem(value, self.spec.output, self.spec.output_optional)
         if problem:
             raise ToolOutputError(f"{self.name} {problem}")
+
+    def canonical_args(self, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``args`` with parameter aliases (``box`` for Count's ``object``) renamed."""
+        if not any(p.aliases for p in self.spec.params):
+            return args
+        sig = self.spec.signature()
+        renamed: dict[str, Any] = {}
+        for key, value in args.items():
+            param = sig.param(key)
+            name = param.name if param is not None else key
+            if name in renamed:
+                raise ToolInputError(f"{self.name}: argument '{name}' given twice")
+            renamed[name] = value
+        return renamed
 
     def __call__(self, *args: Any, ctx: ToolContext | None = None, **kwargs: Any) -> Any:
         """Call the tool directly from Python (positional arguments in declared order)."""
@@ -403,6 +424,7 @@ def tool(
     *,
     name: str | None = None,
     aliases: Sequence[str] = (),
+    arg_aliases: Mapping[str, Sequence[str]] | None = None,
     examples: Sequence[str] = (),
     requires: Sequence[str] = (),
     cacheable: bool = True,
@@ -420,6 +442,7 @@ def tool(
             requires=tuple(requires),
             doc=f.__doc__,
             skip_first=False,
+            arg_aliases=arg_aliases,
         )
         made = FunctionTool(f, spec, wants_ctx)
         made.cacheable = cacheable  # type: ignore[misc]
@@ -442,6 +465,7 @@ def build_spec(
     requires: tuple[str, ...],
     doc: str | None,
     skip_first: bool,
+    arg_aliases: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[ToolSpec, bool]:
     """Derive a :class:`ToolSpec` from a function's signature, annotations and docstring."""
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
@@ -466,7 +490,11 @@ def build_spec(
             raise TypeError(f"tool {name}: parameter '{p.name}' needs a type annotation")
         annotation = hints[p.name]
         text = _annotated_doc(annotation) or arg_docs.get(p.name, "")
-        params.append(Param(p.name, annotation, type_name(annotation), p.default, text))
+        others = tuple((arg_aliases or {}).get(p.name, ()))
+        params.append(Param(p.name, annotation, type_name(annotation), p.default, text, others))
+    unknown = set(arg_aliases or {}) - {p.name for p in params}
+    if unknown:
+        raise TypeError(f"tool {name}: aliases for unknown parameter(s) {sorted(unknown)}")
     if "return" not in hints:
         raise TypeError(f"tool {name}: the return type must be annotated")
     output = type_name(hints["return"])

@@ -1,5 +1,6 @@
-"""Conversions at the edges: anything a user hands us becomes an :class:`Image`, and images,
-masks and boxes leave as PIL, numpy or torch values. Nothing else in VisChain converts."""
+"""Conversions at the edges: anything a user hands us becomes an :class:`Image` (or a
+:class:`~tools.video.Video`), and images, masks and boxes leave as PIL, numpy or torch
+values. Nothing else in VisChain converts."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from PIL import UnidentifiedImageError
 
 from .errors import ImageLoadError
 from .types import Box, Image, Mask
+from .video import Video, is_video_like, to_video
 
 SAMPLE_PREFIX = "sample:"
 
@@ -109,6 +111,17 @@ def to_image(value: Any, *, name: str | None = None, limits: ImageLimits = IMAGE
         raise ImageLoadError(f"cannot use a {kind} as an image (give one image, or a dict of "
                              "named images as images=)")  # fmt: skip
     raise ImageLoadError(f"cannot use a {kind} as an image")
+
+
+def to_input(
+    value: Any, *, name: str | None = None, limits: ImageLimits = IMAGE_LIMITS
+) -> Image | Video:
+    """A program input: a :class:`Video` for anything that reads as one (a video file, a
+    list of pictures, a T×H×W×3 array; see :func:`tools.video.to_video`), else an Image.
+    ``limits`` apply to the picture or to each frame."""
+    if is_video_like(value):
+        return to_video(value, name=name, limits=limits)
+    return to_image(value, name=name, limits=limits)
 
 
 def _message(exc: BaseException) -> str:

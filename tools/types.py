@@ -20,6 +20,8 @@ from PIL import Image as PILImage
 
 from sandbox import ANY, EXPRESSION, BoundExpression, Exposed, as_bool, as_number, to_text
 
+from .video import Video
+
 
 class Image:
     """An RGB picture. Immutable by convention; knows its content hash and, for crops, where
@@ -387,6 +389,8 @@ def fingerprint(value: object) -> Hashable:
         return (type(value).__name__, value)
     if isinstance(value, Image):
         return ("Image", value.hash, value.origin)
+    if isinstance(value, Video):
+        return ("Video", value.hash, value.start, value.fps)
     if isinstance(value, Box):
         return ("Box", value.as_tuple())
     if isinstance(value, Mask):
@@ -414,14 +418,15 @@ CLASS_NAMES: dict[type, str] = {
     ObjectList: "ObjectList",
     Point: "Point",
     PointList: "PointList",
+    Video: "Video",
     str: "Text",
     bool: "Bool",
     int: "Number",
     float: "Number",
     BoundExpression: EXPRESSION,
 }
-TYPE_NAMES = ("Image", "Box", "Mask", "Object", "ObjectList", "Point", "PointList", "Text",
-              "Number", "Bool", "TextList", EXPRESSION, ANY)  # fmt: skip
+TYPE_NAMES = ("Image", "Box", "Mask", "Object", "ObjectList", "Point", "PointList", "Video",
+              "Text", "Number", "Bool", "TextList", EXPRESSION, ANY)  # fmt: skip
 LIST_TYPES = {"TextList": "Text"}
 
 
@@ -501,7 +506,8 @@ def literal_error(value: object, target: str) -> str | None:
             if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
                 return None
     shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
-    if any(t in ("Image", "ObjectList", "Object", "Mask", "PointList") for t in target.split("|")):
+    needs_variable = ("Image", "ObjectList", "Object", "Mask", "PointList", "Video")
+    if any(t in needs_variable for t in target.split("|")):
         return f"expects {target}, which must come from a variable, not the literal {shown}"
     return f"expects {target}, got the literal {shown}"
 
@@ -571,4 +577,5 @@ EXPOSED: dict[type, Exposed] = {
     Point: Exposed(attributes=frozenset({"x", "y", "label"})),
     PointList: Exposed(subscript=True, iterable=True),
     Image: Exposed(attributes=frozenset({"width", "height"})),
+    Video: Exposed(attributes=frozenset({"num_frames", "fps", "start", "end"})),
 }

@@ -145,11 +145,11 @@ def test_hostile_python_programs_are_refused_or_stopped(tiny: Orchestrator) -> N
 
 def test_unknown_api_names_fail_the_check(tiny: Orchestrator) -> None:
     result = tiny.execute(
-        "def execute_command(image):\n    p = ImagePatch(image)\n    return p.compute_depth()\n",
+        "def execute_command(image):\n    p = ImagePatch(image)\n    return p.compute_colour()\n",
         image="sample:coffee",
     )
     assert isinstance(result.error, ProgramInvalid)
-    assert "compute_depth" in result.error.errors[0].message
+    assert "compute_colour" in result.error.errors[0].message
 
 
 def test_left_and_right_bind_to_pairs(tiny: Orchestrator) -> None:

@@ -22,6 +22,8 @@ BACKENDS: dict[str, str | type[Backend]] = {
     "openai_vlm": "tools.backends.vlm_server:OpenAIVisionBackend",
     "sd_inpaint": "tools.backends.inpaint:DiffusersInpaintBackend",
     "cv2_inpaint": "tools.backends.inpaint:OpenCVInpaintBackend",
+    "depth_anything": "tools.backends.depth:DepthBackend",
+    "dpt": "tools.backends.depth:DptDepthBackend",
     "mtcnn": "tools.backends.faces:MtcnnBackend",
     "haar": "tools.backends.faces:HaarBackend",
     "rapidocr": "tools.backends.ocr:RapidOcrBackend",

@@ -64,7 +64,7 @@ Corner = tuple[float, float]
 
 
 def _beside(
-    name: str, alias: str, where: str, half: str, keep: Callable[[Image, Corner], Box]
+    name: str, aliases: tuple[str, ...], where: str, half: str, keep: Callable[[Image, Corner], Box]
 ) -> FunctionTool:
     """A tool that keeps the part of the image ``where`` (e.g. 'left of') an object's centre;
     ``keep(image, centre)`` is that part's box."""
@@ -80,17 +80,46 @@ def _beside(
         box: the object that marks the edge
     """
     example = f"IMAGE1={name}(image=IMAGE, box=BOX0)"
-    return tool(name=name, aliases=(alias,), examples=(example,))(crop_beside)
+    return tool(name=name, aliases=aliases, examples=(example,))(crop_beside)
 
 
-crop_left = _beside("CropLeft", "CropLeftOf", "left of", "left",
+crop_left = _beside("CropLeft", ("CropLeftOf", "CROP_LEFTOF"), "left of", "left",
                     lambda im, c: Box(0, 0, c[0], im.height))  # fmt: skip
-crop_right = _beside("CropRight", "CropRightOf", "right of", "right",
+crop_right = _beside("CropRight", ("CropRightOf", "CROP_RIGHTOF"), "right of", "right",
                      lambda im, c: Box(c[0], 0, im.width, im.height))  # fmt: skip
-crop_above = _beside("CropAbove", "CropTop", "above", "top",
+crop_above = _beside("CropAbove", ("CropTop", "CROP_ABOVE"), "above", "top",
                      lambda im, c: Box(0, 0, im.width, c[1]))  # fmt: skip
-crop_below = _beside("CropBelow", "CropBottom", "below", "bottom",
+crop_below = _beside("CropBelow", ("CropBottom", "CROP_BELOW"), "below", "bottom",
                      lambda im, c: Box(0, c[1], im.width, im.height))  # fmt: skip
+
+
+# VisProg's names for relations in depth; a 2-D crop cannot separate what is in front of an
+# object from what is behind it, so (as in VisProg) they all cut out the object's
+# surroundings.
+DEPTH_RELATIONS = ("CROP_BEHIND", "CROP_FRONTOF", "CROP_INFRONTOF", "CROP_INFRONT", "CROP_AHEAD")
+
+
+@tool(
+    name="CropAround",
+    aliases=("CropBehind", "CropFrontOf", "CropInFrontOf", *DEPTH_RELATIONS),
+    examples=("IMAGE1=CropAround(image=IMAGE, box=BOX0)",),
+)
+def crop_around(ctx: ToolContext, image: Image, box: Region, factor: float = 1.5) -> Image:
+    """The surroundings of an object: its box enlarged `factor` times about its centre,
+    clipped to the image (the whole image if there is no object). Use it for things in
+    front of or behind an object.
+
+    Args:
+        image: the picture to cut from
+        box: the object whose surroundings to cut out
+        factor: how many times wider and taller than the object's box (at least 1)
+    """
+    if not 1.0 <= factor <= 100.0:
+        raise ToolError(f"CropAround: factor must be between 1 and 100, got {factor}")
+    b = region_box(ctx, image, box)
+    cx, cy = b.center
+    half_w, half_h = b.width * factor / 2, b.height * factor / 2
+    return _cut(image, Box(cx - half_w, cy - half_h, cx + half_w, cy + half_h), "around the object")
 
 
 def object_crop(

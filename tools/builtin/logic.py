@@ -11,6 +11,7 @@ from tools.types import EXPOSED, ObjectList, PointList
 
 @tool(
     name="Count",
+    arg_aliases={"object": ("box",)},
     inline=True,
     examples=("ANSWER0=Count(object=BOX0)",),
 )

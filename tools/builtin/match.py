@@ -219,10 +219,11 @@ class Match(BatchTool):
     requires = ("clip",)
     max_batch = 32
 
-    def signature(self, image: Image, options: list[str]) -> str:
+    def signature(self, image: Image, options: list[str], prefix: str | None = None) -> str:
         """Args:
         image: the picture (or crop)
         options: the candidate descriptions
+        prefix: words put before each option when matching (e.g. 'man' for 'happy')
         """
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
@@ -235,7 +236,9 @@ class Match(BatchTool):
         out = []
         for call in calls:
             options = [o for o in call["options"] if o.strip()]
-            probs = clip.zero_shot([call["image"]], options)
+            prefix = (call.get("prefix") or "").strip()
+            texts = [f"{prefix} {o}" for o in options] if prefix else options
+            probs = clip.zero_shot([call["image"]], texts)
             out.append(options[int(np.argmax(probs[0]))])
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -70,15 +71,20 @@ class LlmQuery(Tool):
     examples = ("TEXT0=LlmQuery(question='Which country is the Eiffel Tower in?')",)
     requires = ("llm",)
     PROMPT = "Answer briefly and factually.\nQuestion: {question}\nAnswer:"
+    LONG_PROMPT = "Answer factually, explaining in a few sentences.\nQuestion: {question}\nAnswer:"
 
-    def run(self, ctx: ToolContext, question: str) -> str:
+    def run(self, ctx: ToolContext, question: str, long_answer: bool = False) -> str:
         """Args:
         question: the question
+        long_answer: answer in a few sentences instead of a word or two
         """
         llm = ctx.model("llm")
         ctx.note(model=llm.spec.label())
-        request = LLMRequest(max_tokens=64, stop=("\n",))
-        text = llm.complete(self.PROMPT.format(question=question.strip()), request)[0].text
+        if long_answer:
+            prompt, request = self.LONG_PROMPT, LLMRequest(max_tokens=160, stop=("\n\n",))
+        else:
+            prompt, request = self.PROMPT, LLMRequest(max_tokens=64, stop=("\n",))
+        text = llm.complete(prompt.format(question=question.strip()), request)[0].text
         answer = text.strip()
         if not answer:
             raise ToolError("LlmQuery: the language model gave no answer")
@@ -107,3 +113,57 @@ def parse_list(text: str, *, limit: int | None = None) -> list[str]:
         if limit is not None and len(items) >= limit:
             break
     return items
+
+
+class SelectAnswer(Tool):
+    """Answer a question from evidence gathered earlier (captions, detections, guesses)
+    with the language model; with `options`, the answer is the option that matches the
+    model's reply best."""
+
+    name = "SelectAnswer"
+    aliases = ("ProcessGuesses", "ChooseAnswer")
+    examples = (
+        "ANSWER1=SelectAnswer(question='Where is this?', info=ANSWER0, options=['beach', 'city'])",
+    )
+    requires = ("llm",)
+    PROMPT = (
+        "Answer the question using the information.\nInformation:\n{info}\n"
+        "Question: {question}\n{choices}Answer:"
+    )
+
+    def run(
+        self, ctx: ToolContext, question: str, info: str, options: list[str] | None = None
+    ) -> str:
+        """Args:
+        question: the question to answer
+        info: what is known, one fact or guess per line
+        options: the possible answers (the reply is mapped to the closest one)
+        """
+        llm = ctx.model("llm")
+        ctx.note(model=llm.spec.label())
+        choices = [o.strip() for o in options or [] if o.strip()]
+        listed = f"Choose one of: {', '.join(choices)}\n" if choices else ""
+        prompt = self.PROMPT.format(info=info.strip(), question=question.strip(), choices=listed)
+        reply = llm.complete(prompt, LLMRequest(max_tokens=48, stop=("\n",)))[0].text.strip()
+        if choices:
+            return closest_option(reply, choices)
+        if not reply:
+            raise ToolError("SelectAnswer: the language model gave no answer")
+        return reply
+
+
+def closest_option(reply: str, options: Sequence[str]) -> str:
+    """The option a free-text reply means: one it names (the longest, if several), else the
+    one sharing most words with it, else the most similar by characters, else the first."""
+    text = reply.lower()
+    named = [o for o in options if o.lower() in text]
+    if named:
+        return max(named, key=len)
+    words = set(re.findall(r"\w+", text))
+    overlap = [len(words & set(re.findall(r"\w+", o.lower()))) for o in options]
+    if max(overlap) > 0:
+        return options[overlap.index(max(overlap))]
+    close = difflib.get_close_matches(text, [o.lower() for o in options], n=1, cutoff=0.0)
+    if close:
+        return next(o for o in options if o.lower() == close[0])
+    return options[0]
