@@ -113,8 +113,11 @@ def is_video_like(value: Any) -> bool:
         return Path(str(value)).suffix.lower() in VIDEO_SUFFIXES
     if isinstance(value, (list, tuple)):
         return len(value) > 0 and not any(isinstance(v, (str, bytes)) for v in value)
-    shape = getattr(value, "shape", None)
-    return shape is not None and len(shape) == 4
+    try:
+        shape = getattr(value, "shape", None)
+        return shape is not None and len(shape) == 4
+    except Exception:  # an exotic object (e.g. a nested tensor): not a video; to_image decides
+        return False
 
 
 def to_video(
