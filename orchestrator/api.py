@@ -432,7 +432,7 @@ class Orchestrator:
                 raise OrchestratorClosed("this orchestrator is closed: build a new one")
             named = _named_images(image, images)
             for name, value in named.items():
-                named[name] = to_image(value, name=name)
+                named[name] = to_input(value, name=name, limits=self.image_limits)
                 trace.add_input(name, named[name])
             loop = AgentRun(
                 self, instruction, named, trace,
