@@ -38,6 +38,7 @@ from .config import Config
 from .errors import RunErrorCode
 from .executor import ExecOptions, Executor
 from .forms import Checked, LineForm, Machinery, Parsed, detect, form_of, parse_program
+from .heap import freeze_long_lived
 from .planner import Plan, Planner, PlanningError
 from .render import summarize
 from .report import row_for, write_report
@@ -130,6 +131,8 @@ class Orchestrator:
         self._planners: dict[bool, Planner] = {}
         self._planner_lock = threading.Lock()
         self._closed = False
+        if self.config.executor.gc_freeze:
+            freeze_long_lived()
 
     # --- tools -----------------------------------------------------------------------------
 

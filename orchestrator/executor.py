@@ -36,6 +36,7 @@ from sandbox import (
     Const,
     ErrorCode,
     Expr,
+    Expression,
     LimitExceeded,
     ListOf,
     Ref,
@@ -330,7 +331,10 @@ class _Run:
         if isinstance(value, ListOf):
             return [self.value(step, v) for v in value.items]
         if isinstance(value, Expr):
-            return compile_expression(value.source).bind(self.values)
+            compiled = value.compiled  # the checker's, shared: parsed once per run
+            if not isinstance(compiled, Expression):
+                compiled = compile_expression(value.source)
+            return compiled.bind(self.values)
         raise TypeError(f"unknown value {value!r}")
 
     def probe_context(self) -> ToolContext:

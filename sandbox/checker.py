@@ -281,7 +281,7 @@ class _Checker:
             return Expr(source, frozenset())
         for name in sorted(compiled.names):
             self.ref_type(name, step, arg, None)
-        return Expr(source, compiled.names)
+        return Expr(source, compiled.names, compiled)
 
     def ref_type(self, name: str, step: Step, arg: Arg | None, expected: str | None) -> str | None:
         """The type of a variable, or None (after reporting) when it is not defined yet."""

@@ -36,10 +36,13 @@ class ListOf:
 
 @dataclass(frozen=True, slots=True)
 class Expr:
-    """An expression argument (``EVAL(count == 3)``, or Eval's string); ``names`` it reads."""
+    """An expression argument (``EVAL(count == 3)``, or Eval's string); ``names`` it reads.
+    ``compiled`` is the checker's :class:`~sandbox.expressions.Expression` for it, so a run
+    parses each expression once (None until checked)."""
 
     source: str
     names: frozenset[str] = frozenset()
+    compiled: object = field(default=None, compare=False, repr=False)
 
 
 Value = Const | Ref | ListOf | Expr

@@ -201,6 +201,30 @@ def test_many_steps_with_little_overhead() -> None:
     assert time.perf_counter() - start < 5.0
 
 
+def test_each_expression_is_compiled_once_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checker's compiled expression travels with the step: the executor does not parse
+    it again, even when the compiled-expression cache has no room for it."""
+    from sandbox import expressions
+
+    compiled: list[str] = []
+    real = expressions._compile
+
+    def spy(source: str, visprog: bool) -> Any:
+        compiled.append(source)
+        return real(source, visprog)
+
+    monkeypatch.setattr(expressions, "_compile", spy)
+    monkeypatch.setattr(expressions, "_compile_cached", spy)  # as if the cache were full
+    ex, reg, _ = make()
+    lines = ["Q0=Eval('7')"] + [f"Q{i}=Eval('{{Q{i - 1}}} * 3 - {i}')" for i in range(1, 6)]
+    outcome, _ = run(ex, reg, "\n".join(lines))
+    value = 7
+    for i in range(1, 6):
+        value = value * 3 - i
+    assert outcome.values["Q5"] == value
+    assert sorted(compiled) == sorted(line.split("'")[1] for line in lines)
+
+
 @pytest.mark.parametrize("workers", [1, 3])
 def test_results_do_not_depend_on_worker_count(workers: int) -> None:
     ex, reg, _ = make(workers=workers)
