@@ -36,6 +36,22 @@ def _images(specs: list[str]) -> dict[str, str]:
     return images
 
 
+def _values(specs: list[str]) -> dict[str, object]:
+    """``--value possible_answers='["a", "b"]'`` (JSON) or ``--value query=some text``."""
+    values: dict[str, object] = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        if not sep or not name.isidentifier():
+            raise SystemExit(f"vischain: --value takes NAME=VALUE, got {spec!r}")
+        if name in values:
+            raise SystemExit(f"vischain: value {name} given twice")
+        try:
+            values[name] = json.loads(text)
+        except ValueError:
+            values[name] = text
+    return values
+
+
 def _read_program(path: str) -> str:
     if path == "-":
         return sys.stdin.read()
@@ -112,7 +128,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
     orch = Orchestrator(Config.load(args.config))
     try:
         result = orch.execute(
-            program, images=_images(args.image), form=args.form, trace_dir=args.trace_dir
+            program,
+            images=_images(args.image),
+            video=args.video,
+            values=_values(args.value),
+            form=args.form,
+            trace_dir=args.trace_dir,
         )
     finally:
         orch.close()
@@ -229,10 +250,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("exec", help="run a program on images")
+    p = sub.add_parser("exec", help="run a program on images and videos")
     p.add_argument("program", help="program file, or - for standard input")
-    image_help = "an input image (path or sample:<name>); NAME defaults to IMAGE"
+    image_help = "an input image or video file (path or sample:<name>); NAME defaults to IMAGE"
     p.add_argument("--image", action="append", default=[], metavar="[NAME=]PATH", help=image_help)
+    p.add_argument("--video", metavar="PATH", help="a video file, named VIDEO")
+    p.add_argument(
+        "--value",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="another input: JSON (a list, a number...) or plain text, e.g. query='what?'",
+    )
     p.add_argument("--form", default="auto", choices=["auto", *FORMS])
     p.add_argument("--trace-dir", help="write trace.jsonl and index.html here")
     p.add_argument("--output", help="where to save an image result")

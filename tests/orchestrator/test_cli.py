@@ -89,3 +89,57 @@ def test_python_dash_m_and_console_script(offline_env: Path) -> None:
         [str(script), "tools"], capture_output=True, text=True, env=env, check=False
     )
     assert done.returncode == 0 and "Crop(image: Image" in done.stdout
+
+
+def _clip(path: Path) -> Path:
+    """A six-frame MJPG AVI of a bright square moving right."""
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 6.0, (40, 30))
+    for t in range(6):
+        frame = np.full((30, 40, 3), 10, np.uint8)
+        frame[5:15, 2 + 5 * t : 12 + 5 * t] = 240
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_exec_takes_a_video_and_values(
+    offline_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = offline_env / "video.txt"
+    lines.write_text(
+        "CLIP=Frames(video=VIDEO, every=2)\nFRAME=Frame(video=CLIP, index=-1)\n"
+        "BOX=LOC(image=FRAME, object='RIGHT')\nRESULT=CROP(image=FRAME, box=BOX)\n"
+    )
+    clip = _clip(offline_env / "clip.avi")
+    assert main(["exec", str(lines), "--video", str(clip), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"].startswith("image 20×30")
+    python = offline_env / "video.py"
+    python.write_text(
+        "def execute_command(video, options, query):\n"
+        "    segment = VideoSegment(video).trim(1, None)\n"
+        "    return '{}/{} {}'.format(segment.num_frames, len(options), query)\n"
+    )
+    code = main(["exec", str(python), "--image", f"VIDEO={clip}", "--value", 'options=["a", "b"]',
+                 "--value", "query=where is it"])  # fmt: skip
+    assert code == 0
+    assert "answer: 5/2 where is it" in capsys.readouterr().out
+
+
+def test_tools_and_models_show_depth_and_video(
+    offline_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tools"]) == 0
+    tools = capsys.readouterr().out
+    assert "Depth(image: Image, object: Box|Object|ObjectList=None) -> Number" in tools
+    assert (
+        "Frames(video: Video" in tools and "Frame(video: Video, index: Number=0) -> Image" in tools
+    )
+    depth_entry = tools[tools.index("Depth(") :].split("\n\n")[0]
+    assert "unavailable: 'depth' model unavailable" in depth_entry
+    assert main(["models"]) == 0
+    models = capsys.readouterr().out
+    entry = models[models.index("depth  (tools: Depth)") :].split("\n")[1]
+    assert "unavailable" in entry

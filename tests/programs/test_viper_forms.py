@@ -285,3 +285,19 @@ def _blank(width: int, height: int):
     from PIL import Image as PILImage
 
     return PILImage.new("RGB", (width, height), (90, 120, 150))
+
+
+def test_planner_api_docs_cover_the_whole_api_and_only_runnable_parts() -> None:
+    from tools.patch import API_FUNCTIONS, PATCH_METHODS, VIDEO_METHODS, api_docs
+
+    docs = api_docs()
+    for name in (*PATCH_METHODS, *VIDEO_METHODS):
+        assert f"    def {name}(self" in docs, name
+    for name in API_FUNCTIONS:
+        assert f"class {name}:" in docs or f"def {name}(" in docs, name
+    assert "def llm_query(self, question: str, long_answer: bool = True)" in docs
+    assert "def best_text_match(self, option_list: list[str], prefix: str | None = None)" in docs
+    assert "def select_answer(info: dict, question: str, options: list[str])" in docs
+    without_depth = api_docs(available={"Loc", "Vqa", "Match", "Crop", "Similarity"})
+    assert "compute_depth" not in without_depth and "llm_query" not in without_depth
+    assert "def find(self" in without_depth and "class VideoSegment:" in without_depth
