@@ -109,7 +109,6 @@ class IsolatedTool:
         self._lock = threading.Lock()
         self._process: Any = None
         self._conn: Connection | None = None
-        self.started = 0  # how many child processes were started (for tests)
 
     def _ensure(self) -> Connection:
         if self._process is not None and self._process.is_alive() and self._conn is not None:
@@ -126,7 +125,6 @@ class IsolatedTool:
         process.start()
         child.close()
         self._process, self._conn = process, parent
-        self.started += 1
         return parent
 
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
@@ -141,14 +139,18 @@ class IsolatedTool:
                 conn.send((list(calls), _plain_options(ctx.options), ctx.limits))
                 while not conn.poll(POLL_SECONDS):
                     if not self._process.is_alive():
-                        raise IsolationError(
-                            f"{self.tool.name}'s process died (exit code {self._process.exitcode})"
-                        )
+                        raise EOFError
                     ctx.check()
                 results, meta = conn.recv()
                 killed = False
-            except (EOFError, OSError) as exc:
-                raise IsolationError(f"{self.tool.name}'s process failed: {exc}") from exc
+            except (EOFError, OSError) as exc:  # the child is gone: say how it ended
+                process = self._process
+                if process is None:
+                    raise IsolationError(f"{self.tool.name}'s process failed: {exc}") from exc
+                process.join(timeout=5)
+                raise IsolationError(
+                    f"{self.tool.name}'s process died (exit code {process.exitcode})"
+                ) from exc
             finally:
                 if killed:
                     self._stop()

@@ -11,7 +11,7 @@ from orchestrator.executor import ExecOptions, Executor
 from orchestrator.trace import Trace
 from orchestrator.workers import WorkerPool
 from sandbox import ErrorCode, check, parse
-from tests.support.faults import sleepy
+from tests.support.faults import exits, sleepy
 from tools import Registry, ToolContext
 from tools.builtin.logic import eval_
 from tools.errors import ToolErrorCode
@@ -69,3 +69,21 @@ def test_tools_defined_inside_functions_cannot_be_isolated() -> None:
     out, _ = run(ex, reg, "L=Local(x=1)")
     assert out.errors["L"].code == ToolErrorCode.TOOL_ERROR
     assert "cannot run in its own process" in str(out.errors["L"])
+
+
+def test_a_crash_in_an_isolated_tool_fails_only_its_step() -> None:
+    reg = Registry([exits, eval_])
+    ex = Executor(
+        reg,
+        context=lambda: ToolContext(options={"Exits": {"isolate": "process"}}),
+        pool=WorkerPool(2),
+    )
+    try:
+        out, _ = run(ex, reg, "X=Exits(code=3)\nE=Eval('1 + 1')")
+        assert out.values["E"] == 2
+        assert out.errors["X"].code == ToolErrorCode.TOOL_ERROR
+        assert "Exits's process died (exit code 3)" in str(out.errors["X"])
+        out, _ = run(ex, reg, "X=Exits(code=0)")  # a fresh process serves the next call
+        assert out.status["X"] == "ok" and out.values["X"] != os.getpid()
+    finally:
+        ex.close()

@@ -108,3 +108,16 @@ def sleepy(seconds: float) -> int:
     """
     time.sleep(seconds)
     return os.getpid()
+
+
+@tool
+def exits(code: int) -> int:
+    """Ends the process it runs in with exit status ``code`` (a crash in native code),
+    unless ``code`` is 0: then it returns the process id.
+
+    Args:
+        code: the exit status
+    """
+    if code:
+        os._exit(code)
+    return os.getpid()
