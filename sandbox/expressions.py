@@ -22,6 +22,10 @@ from .validation import free_names, validate_tree
 from .visprog import prepare_visprog
 
 MAX_EXPRESSION_CHARS = 20_000
+# The compile cache holds the short expressions programs are made of (a 10,000-step
+# program's all fit, so repeating it parses nothing): a few MB, tens at the very worst.
+CACHED_EXPRESSIONS = 16_384
+MAX_CACHED_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -72,12 +76,12 @@ def compile_expression(source: str, *, visprog: bool = True) -> Expression:
     """Parse and validate ``source``; raise :class:`EvalError` (code ``bad-expression``) or
     :class:`ForbiddenError` on bad input. Compiled expressions are immutable and cached, so
     the checker and the executor parse each expression once."""
-    if isinstance(source, str) and len(source) <= MAX_EXPRESSION_CHARS:
+    if isinstance(source, str) and len(source) <= MAX_CACHED_CHARS:
         return _compile_cached(source, visprog)
     return _compile(source, visprog)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=CACHED_EXPRESSIONS)
 def _compile_cached(source: str, visprog: bool) -> Expression:
     return _compile(source, visprog)
 

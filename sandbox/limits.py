@@ -160,6 +160,11 @@ def admit_program(text: object, limits: Limits) -> str:
 # Python version (about 1,000 levels on 3.11 and 3.12, several thousand on 3.13). One bound
 # for every version; the evaluators stop far earlier anyway (``Limits.max_depth``).
 MAX_SYNTAX_DEPTH = 200
+# Every syntax level below the first few takes at least one character of its own (an
+# operator, a dot, a bracket, a keyword); the leaves (Load, Add…) and the root add a few
+# more. So text of at most this many characters cannot nest MAX_SYNTAX_DEPTH deep, with
+# room to spare (tests/sandbox/test_limits.py builds the deepest short texts it can).
+_SHALLOW_CHARS = MAX_SYNTAX_DEPTH // 2 - 8
 
 
 class NestingTooDeep(RecursionError):
@@ -175,6 +180,8 @@ def parse_bounded(text: str, mode: Literal["exec", "eval"]) -> ast.Module | ast.
     :class:`NestingTooDeep` (a ``RecursionError``, which is what ``ast.parse`` itself raises
     for deeper nesting on some versions). The depth is measured without recursion."""
     tree = ast.parse(text, mode=mode)
+    if len(text) <= _SHALLOW_CHARS:
+        return tree  # too short to nest that deep: skip the walk (most lines and expressions)
     stack: list[tuple[ast.AST, int]] = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
