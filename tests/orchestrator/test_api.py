@@ -274,3 +274,12 @@ def test_a_byte_order_mark_does_not_change_the_program(offline: Orchestrator) ->
         "\ufeffdef execute_command(image):\n    return 3 * 2\n", image="sample:coffee"
     )
     assert lines.output == 6 and python.output == 6
+
+
+def test_an_unwritable_trace_directory_is_a_typed_error(
+    offline: Orchestrator, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = offline.execute("A=Eval('1')", trace_dir=blocker / "trace")
+    assert result.error is not None and "cannot write the trace" in str(result.error)
