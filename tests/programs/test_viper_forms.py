@@ -301,3 +301,13 @@ def test_planner_api_docs_cover_the_whole_api_and_only_runnable_parts() -> None:
     without_depth = api_docs(available={"Loc", "Vqa", "Match", "Crop", "Similarity"})
     assert "compute_depth" not in without_depth and "llm_query" not in without_depth
     assert "def find(self" in without_depth and "class VideoSegment:" in without_depth
+
+
+def test_the_planner_is_told_about_depth_and_video(tiny: Orchestrator) -> None:
+    tiny.pool.provide("llm", ScriptedLLM([]))
+    planner = tiny.planner()
+    lines_prompt, _ = planner.prompt("Which cup is nearest?", ["IMAGE"], form="lines")
+    assert "Depth(image: Image, object: Box|Object|ObjectList=None) -> Number" in lines_prompt
+    assert "Frames(video: Video" in lines_prompt and "Frame(video: Video" in lines_prompt
+    python_prompt, _ = planner.prompt("What happens at the end?", ["VIDEO"], form="python")
+    assert "class VideoSegment:" in python_prompt and "def compute_depth(self)" in python_prompt
