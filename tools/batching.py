@@ -8,10 +8,11 @@ fails the calls in it.
 
 Every member of a batch gets its own result or a typed error, whatever happens to the
 leader: the batch runs under the leader's cancellation, so when the leader's step is
-cancelled (its time limit fired) the batch stops at its next ``ctx.check()``, the other
-members get a ``cancelled`` error at once, and the queue takes a new leader, so a leader
-stuck in native code never blocks later calls. A caller that is cancelled while queued
-leaves the queue.
+cancelled (its time limit fired) the batch stops at its next ``ctx.check()``, the leader's
+calls get a ``cancelled`` error, the other members go back to the front of the queue and
+run in the next batch under a new leader — at once, so a leader stuck in native code
+never blocks them or later calls. A caller that is cancelled while queued leaves the
+queue.
 
 :func:`run_calls` applies the out-of-memory policy to one ``run_batch``: on a (CUDA) out of
 memory error it halves the batch, then moves to the CPU, then gives a typed error, as
@@ -89,21 +90,26 @@ class _Queue:
                     self.pending.remove(request)
 
     def _busy(self, tool: Tool) -> bool:
-        """Whether a live leader runs a batch; a cancelled leader's batch is given up:
-        its members get a typed error and the queue is free again (call under ``cond``)."""
+        """Whether a live leader runs a batch. A cancelled leader's batch is given up: the
+        leader's own calls get a ``cancelled`` error, the other members go back to the
+        front of the queue, and the queue is free for a new leader (call under ``cond``)."""
         leader = self.leader
         if leader is None:
             return False
         if not leader.ctx.cancel.is_set():
             return True
-        error = LimitExceeded(
-            f"{tool.name}: the batch this call shared was cancelled with its leading step",
-            code=ErrorCode.CANCELLED,
-        )
-        for r in self.inflight:
-            r.finish([error] * len(r.calls), len(self.inflight))
+        self._give_up(tool, leader, self.inflight)
         self.leader, self.inflight = None, []
         return False
+
+    def _give_up(self, tool: Tool, leader: _Request, batch: list[_Request]) -> None:
+        """The cancelled leader's calls fail; its batch's other members queue again, to run
+        in the next batch (call under ``cond``)."""
+        again = [r for r in batch if r is not leader and not r.ctx.cancel.is_set()]
+        for r in batch:
+            if r not in again:
+                r.finish([_cancelled(tool)] * len(r.calls), len(batch))
+        self.pending[:0] = [r for r in again if not r.done.is_set() and r not in self.pending]
 
     def _lead(self, tool: Tool, leader: _Request, max_batch: int, max_wait: float) -> None:
         deadline = time.monotonic() + max_wait
@@ -132,24 +138,28 @@ class _Queue:
             self.batches += 1
         calls = [c for r in batch for c in r.calls]
         deadlines = [r.ctx.deadline for r in batch]
-        ctx = replace(
+        ctx = replace(  # the batch runs under the leader's cancellation
             leader.ctx,
             deadline=None if None in deadlines else max(d for d in deadlines if d is not None),
             meta={},
         )
         try:
             results = run_calls(tool, ctx, calls)
-        except BaseException as exc:  # the leader was abandoned: no member is left waiting
-            error = exc if isinstance(exc, Exception) else _cancelled(tool)
+        except BaseException as exc:
             with self.cond:
-                for r in batch:
-                    r.finish([error] * len(r.calls), len(calls))
+                if leader.ctx.cancel.is_set() or not isinstance(exc, Exception):
+                    self._give_up(tool, leader, batch)  # the leader was cancelled or abandoned
+                else:  # the batch itself failed: so does every call in it
+                    for r in batch:
+                        r.finish([exc] * len(r.calls), len(calls))
             raise
         with self.cond:
             start = 0
             for r in batch:
                 r.ctx.meta.update(ctx.meta)
                 r.finish(results[start : start + len(r.calls)], len(calls))
+                if r in self.pending:  # queued again when the batch was given up
+                    self.pending.remove(r)
                 start += len(r.calls)
 
 

@@ -140,3 +140,42 @@ def _wait_until(condition: Any, seconds: float = 30.0) -> None:
         if time.monotonic() > end:
             raise AssertionError("condition never became true")
         time.sleep(0.01)
+
+
+def test_when_a_batch_leader_times_out_the_other_programs_calls_still_get_results() -> None:
+    """Two programs share one batch; the leading program's step limit fires while the
+    backend hangs. The other program's call is run again (no IndexError, no hang)."""
+    import threading
+
+    RELEASE.clear()
+    pool = ModelPool(flaky_settings())
+    reg = Registry([Double(), eval_, result])
+    batcher = Batcher()
+    options = {"Double": {"max_wait_ms": 300}}
+
+    def executor(limit: float) -> Executor:
+        return Executor(
+            reg,
+            context=lambda: ToolContext(models=pool, options=options),
+            options=ExecOptions(step_time_limit=limit, program_time_limit=60.0),
+            pool=WorkerPool(2),
+            batcher=batcher,
+        )
+
+    leading, joining = executor(0.5), executor(30.0)
+    first: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: first.update(out=run(leading, reg, "D=Double(x=1, mode='hang')")[0])
+    )
+    try:
+        thread.start()
+        while not batcher.queue(reg.get("Double")).pending:
+            time.sleep(0.001)
+        out, _ = run(joining, reg, "D=Double(x=21)" + INDEPENDENT)
+        thread.join(timeout=60)
+        assert first["out"].errors["D"].code == ErrorCode.TIME_LIMIT
+        assert out.values["D"] == 42 and out.values["E"] == 42
+        assert [n for _, n in flaky(pool).batches] == [2, 1]  # shared, then run again
+    finally:
+        RELEASE.set()
+    RELEASE.clear()

@@ -119,7 +119,9 @@ def _start(
     return thread
 
 
-def test_a_cancelled_leader_gives_its_members_a_typed_error_and_frees_the_queue() -> None:
+def test_a_cancelled_leader_hands_its_members_to_a_new_leader() -> None:
+    """The leader is stuck in native code when its step is cancelled: its members run in a
+    new batch at once, and later callers are not blocked either."""
     tool, batcher = Blocky(), Batcher()
     options = {"Blocky": {"max_wait_ms": 200}}
     leader, member = ToolContext(options=options), ToolContext(options=options)
@@ -133,16 +135,65 @@ def test_a_cancelled_leader_gives_its_members_a_typed_error_and_frees_the_queue(
     assert tool.batches == [["block", "b"]]
     leader.cancel.set()  # the leading step's time limit fired
     b.join(timeout=60)
-    assert not b.is_alive()
-    error = out["b"][0]
-    assert isinstance(error, LimitExceeded) and error.code == ErrorCode.CANCELLED
-    assert "Blocky" in str(error)
+    assert out["b"] == ["B"] and tool.batches[1] == ["b"]  # run again, not stranded
     c = _start(batcher, tool, ToolContext(options=options), "c", out)  # not blocked
     c.join(timeout=60)
     assert out["c"] == ["C"] and a.is_alive()  # while the stuck batch still runs
     tool.release.set()
     a.join(timeout=60)
-    assert out["b"][0] is error  # the stuck batch's late results change nothing
+    error = out["block"][0]
+    assert isinstance(error, LimitExceeded) and error.code == ErrorCode.CANCELLED
+    assert "Blocky" in str(error) and out["b"] == ["B"]
+
+
+class Spinner(Blocky):
+    """A batch holding 'spin' loops in Python, checking its context between units."""
+
+    name = "Spinner"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped: list[str] = []
+
+    def run_batch(self, ctx: ToolContext, calls: list[dict[str, Any]]) -> list[Any]:
+        texts = [c["text"] for c in calls]
+        self.batches.append(texts)
+        try:
+            while "spin" in texts:
+                ctx.check()
+                time.sleep(0.005)
+        except LimitExceeded:
+            self.stopped.append(",".join(texts))
+            raise
+        return [t.upper() for t in texts]
+
+
+def test_the_leaders_cancellation_stops_the_batch_and_its_members_run_again() -> None:
+    tool, batcher = Spinner(), Batcher()
+    options = {"Spinner": {"max_wait_ms": 200}}
+    leader = ToolContext(options=options)
+    out: dict[str, Any] = {}
+    raised: list[BaseException] = []
+
+    def lead() -> None:
+        try:
+            batcher.run(tool, leader, [{"text": "spin"}])
+        except LimitExceeded as exc:
+            raised.append(exc)
+
+    a = threading.Thread(target=lead, daemon=True)
+    a.start()
+    while not batcher.queue(tool).pending:
+        time.sleep(0.001)
+    b = _start(batcher, tool, ToolContext(options=options), "m", out)
+    while not tool.batches:
+        time.sleep(0.001)
+    leader.cancel.set()
+    a.join(timeout=60)
+    b.join(timeout=60)
+    assert tool.stopped == ["spin,m"]  # the shared batch stopped at its next check
+    assert raised and raised[0].code == ErrorCode.CANCELLED
+    assert out["m"] == ["M"] and tool.batches == [["spin", "m"], ["m"]]
 
 
 def test_a_caller_cancelled_while_queued_never_runs() -> None:
@@ -156,8 +207,8 @@ def test_a_caller_cancelled_while_queued_never_runs() -> None:
 
 
 def test_a_leader_interrupted_mid_batch_leaves_no_member_stranded() -> None:
-    """The leader's thread is abandoned (an exception raised inside ``run_batch``): every
-    member of its batch gets a typed error, never an IndexError or a hang."""
+    """The leader's thread is abandoned (an exception raised inside ``run_batch``): the
+    other members of its batch run in the next batch, never an IndexError or a hang."""
 
     class Interrupted(BaseException):
         pass
@@ -166,8 +217,11 @@ def test_a_leader_interrupted_mid_batch_leaves_no_member_stranded() -> None:
         name = "Exploding"
 
         def run_batch(self, ctx: ToolContext, calls: list[dict[str, Any]]) -> list[Any]:
-            self.batches.append([c["text"] for c in calls])
-            raise Interrupted()
+            texts = [c["text"] for c in calls]
+            self.batches.append(texts)
+            if "a" in texts:
+                raise Interrupted()
+            return [t.upper() for t in texts]
 
     tool, batcher = Exploding(), Batcher()
     options = {"Exploding": {"max_wait_ms": 200}}
@@ -187,5 +241,5 @@ def test_a_leader_interrupted_mid_batch_leaves_no_member_stranded() -> None:
     a.join(timeout=60)
     b.join(timeout=60)
     assert out["a"] == "interrupted"
-    assert out["b"][0].code == ErrorCode.CANCELLED
-    assert tool.batches == [["a", "b"]]
+    assert out["b"] == ["B"]
+    assert tool.batches == [["a", "b"], ["b"]]
