@@ -447,7 +447,12 @@ class _Run:
                 results = [exc] * len(group.calls)
             self.done.put((group, results, time.perf_counter() - t0))
 
-        group.job = self.ex.pool.submit(work, tag=tool.spec.name)
+        try:
+            group.job = self.ex.pool.submit(work, tag=tool.spec.name)
+        except VisChainError as exc:  # closed while the program ran
+            for s in group.steps:
+                self.fail(s.target, exc)
+            return
         self.running[group.job.id] = group
 
     def collect(self, group: _Group, results: list[Any], seconds: float) -> list[str]:

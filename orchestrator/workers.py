@@ -30,11 +30,19 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from sandbox import ErrorCode, VisChainError
+
 log = logging.getLogger("vischain.executor")
 
 
 class JobAbandoned(BaseException):
     """Raised asynchronously inside a job that overran its time limit."""
+
+
+class PoolClosed(VisChainError, RuntimeError):
+    """Work was submitted after the pool was shut down."""
+
+    code = ErrorCode.CANCELLED
 
 
 class DeadlineExceeded(BaseException):
@@ -111,7 +119,7 @@ class WorkerPool:
 
     def submit(self, fn: Callable[[], None], *, tag: str | None = None) -> Job:
         if self._closed:
-            raise RuntimeError("worker pool is shut down")
+            raise PoolClosed("the worker pool is shut down (the orchestrator was closed)")
         job = Job(fn, tag)
         self._ensure_workers()
         self._jobs.put(job)

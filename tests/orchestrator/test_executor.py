@@ -393,3 +393,11 @@ def test_when_stuck_calls_hold_every_worker_other_tools_fail_at_once() -> None:
     outcome, _ = run(ex, reg, "W=Wait(seconds=0, tag='w')")
     assert outcome.values["W"] == "w"
     RELEASE.clear()
+
+
+def test_steps_submitted_after_the_pool_shut_down_fail_with_a_typed_error() -> None:
+    ex, reg, _ = make()
+    ex.pool.shutdown()
+    outcome, _ = run(ex, reg, "A=Wait(seconds=0, tag='a')\nB=Eval('1 + 1')")
+    assert outcome.errors["A"].code == ErrorCode.CANCELLED
+    assert "shut down" in outcome.errors["A"].message and outcome.values["B"] == 2
