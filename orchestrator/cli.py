@@ -52,6 +52,15 @@ def _values(specs: list[str]) -> dict[str, object]:
     return values
 
 
+def _input_types(text: str) -> dict[str, str]:
+    """``LEFT,RIGHT`` or ``VIDEO:Video,query:Text``: input names and their types."""
+    types: dict[str, str] = {}
+    for item in text.split(","):
+        name, _, kind = item.strip().partition(":")
+        types[name] = kind.strip() or "Image"
+    return types
+
+
 def _read_program(path: str) -> str:
     if path == "-":
         return sys.stdin.read()
@@ -145,7 +154,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     program = _read_program(args.program)
     orch = Orchestrator(Config.load(args.config))
-    inputs = args.inputs.split(",") if args.inputs else None
+    inputs = _input_types(args.inputs) if args.inputs else None
     try:
         bound = orch.check(program, inputs=inputs, form=args.form)
     except ProgramInvalid as exc:
@@ -270,7 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="parse and type-check a program without running it")
     p.add_argument("program", help="program file, or - for standard input")
-    p.add_argument("--inputs", help="comma-separated input image names (default: inferred)")
+    p.add_argument(
+        "--inputs",
+        help="comma-separated input names, NAME or NAME:Type (Image by default; e.g. "
+        "VIDEO:Video,query:Text); default: inferred",
+    )
     p.add_argument("--form", default="auto", choices=["auto", *FORMS])
     p.set_defaults(func=cmd_check)
 

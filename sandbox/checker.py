@@ -18,6 +18,7 @@ from .ir import Arg, BoundProgram, BoundStep, Const, Expr, Program, Ref, Step, V
 from .signatures import ANY, Catalog, ParamSpec, Signature
 
 IMAGE = "Image"
+VIDEO = "Video"
 
 
 CHECK_SECONDS = 10.0
@@ -296,10 +297,12 @@ class _Checker:
                 col,
             )
             return None
-        if self.infer_inputs and expected is not None and IMAGE in expected.split("|"):
-            self.inputs[name] = IMAGE
-            self.types[name] = IMAGE
-            return IMAGE
+        wanted = expected.split("|") if expected is not None else []
+        media = next((t for t in (IMAGE, VIDEO) if t in wanted), None)
+        if self.infer_inputs and media is not None:
+            self.inputs[name] = media  # a picture (or a video) the caller will give
+            self.types[name] = media
+            return media
         known: list[str] = []  # the latest eight variables (not a scan of all of them)
         for n in reversed(self.types):
             if n not in self.inputs:

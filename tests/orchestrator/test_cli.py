@@ -143,3 +143,12 @@ def test_tools_and_models_show_depth_and_video(
     models = capsys.readouterr().out
     entry = models[models.index("depth  (tools: Depth)") :].split("\n")[1]
     assert "unavailable" in entry
+
+
+def test_check_takes_typed_inputs(offline_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    program = offline_env / "video.txt"
+    program.write_text("CLIP=Frames(video=VIDEO, every=2)\nRESULT=Frame(video=CLIP, index=0)\n")
+    assert main(["check", str(program), "--inputs", "VIDEO:Video"]) == 0
+    assert "inputs VIDEO" in capsys.readouterr().out
+    assert main(["check", str(program), "--inputs", "VIDEO"]) != 0
+    assert "expects Video, but VIDEO is Image" in capsys.readouterr().out

@@ -113,3 +113,10 @@ def test_a_video_where_an_image_is_expected_is_refused_with_its_line(tiny: Orche
     with pytest.raises(ProgramInvalid) as info:
         tiny.check("ANSWER0=VQA(image=VIDEO, question='What?')", inputs={"VIDEO": "Video"})
     assert [(e.line, e.code) for e in info.value.errors] == [(1, ErrorCode.WRONG_TYPE)]
+
+
+def test_the_check_infers_a_video_input_where_a_video_is_expected(tiny: Orchestrator) -> None:
+    bound = tiny.check("CLIP=Frames(video=VIDEO, every=3)\nIMAGE0=Frame(video=CLIP)")
+    assert bound.inputs == {"VIDEO": "Video"}
+    bound = tiny.check("IMAGE0=Frame(video=CLIP)\nB=Loc(image=PHOTO, object='cat')")
+    assert bound.inputs == {"CLIP": "Video", "PHOTO": "Image"}
