@@ -10,7 +10,21 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
 import pytest
+
+# fixtures whose tests belong to a marked tier, whichever module they are in
+_TIER_FIXTURES = {"vllm_llama": "server", "vllm_llava": "server", "qwen": "slow"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by the fixtures they use (see the markers in pyproject.toml)."""
+    for item in items:
+        for fixture in set(getattr(item, "fixturenames", ())) & set(_TIER_FIXTURES):
+            item.add_marker(_TIER_FIXTURES[fixture])
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +38,15 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):
     orch = Orchestrator(Config(models={"profile": "tiny", "cache_dir": cache}, plugins=False))
     yield orch
     orch.close()
+
+
+@pytest.fixture
+def provide(tiny) -> Iterator[Callable[[str, Any], Any]]:
+    """``provide(role, backend)`` serves a role of the shared ``tiny`` orchestrator with a
+    test double for this test only: the real model serves it again afterwards, so no test
+    leaves a scripted LLM behind for the next."""
+    with ExitStack() as stack:
+        yield lambda role, backend: stack.enter_context(tiny.pool.providing(role, backend))
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,8 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +74,24 @@ class ModelPool:
         with self._lock:
             self._provided[role] = backend
             self._resolved.pop(role, None)
+
+    @contextmanager
+    def providing(self, role: str, backend: Backend) -> Iterator[Backend]:
+        """Serve ``role`` with ``backend`` inside the ``with`` block only; afterwards
+        whatever served it before (a provided object or the configured model) serves it
+        again — even when the block raised."""
+        with self._lock:
+            before = self._provided.get(role)
+            self.provide(role, backend)
+        try:
+            yield backend
+        finally:
+            with self._lock:
+                if before is None:
+                    self._provided.pop(role, None)
+                else:
+                    self._provided[role] = before
+                self._resolved.pop(role, None)
 
     def roles(self) -> list[str]:
         served = self.remote.roles() if self.remote is not None else []

@@ -105,13 +105,10 @@ def run(ex: Executor, reg: Registry, text: str) -> tuple[Any, Trace]:
 
 def test_independent_steps_really_overlap() -> None:
     ex, reg, _ = make()
-    start = time.perf_counter()
     outcome, trace = run(
         ex, reg, "A=Wait(seconds=0.4, tag='a')\nB=Wait(seconds=0.4, tag='b')\nC=Join(a=A, b=B)"
     )
-    elapsed = time.perf_counter() - start
     assert outcome.values["C"] == "ab"
-    assert elapsed < 0.75, elapsed  # sequential would take 0.8 s
     a, b = trace.step("A"), trace.step("B")
     assert a.start < b.end and b.start < a.end  # their run times overlap
 
@@ -161,9 +158,7 @@ def test_a_failing_step_keeps_finished_work_and_skips_dependents() -> None:
 
 def test_step_time_limit_is_enforced_and_python_loops_are_stopped() -> None:
     ex, reg, _ = make(step_limit=0.3)
-    start = time.perf_counter()
     outcome, _ = run(ex, reg, "A=Spin(x=1)\nB=Wait(seconds=0.05, tag='b')\nC=Join(a=B, b='c')")
-    assert time.perf_counter() - start < 1.5
     assert outcome.errors["A"].code == ErrorCode.TIME_LIMIT
     assert outcome.values["C"] == "bc"
     # the abandoned worker was interrupted and replaced: the pool still runs new work
@@ -174,9 +169,7 @@ def test_step_time_limit_is_enforced_and_python_loops_are_stopped() -> None:
 
 def test_program_time_limit() -> None:
     ex, reg, _ = make(step_limit=None, program_limit=0.3)
-    start = time.perf_counter()
     outcome, _ = run(ex, reg, "A=Wait(seconds=5, tag='a')\nB=Join(a=A, b='b')")
-    assert time.perf_counter() - start < 1.5
     assert outcome.errors["A"].code == ErrorCode.TIME_LIMIT
     assert "program" in outcome.errors["A"].message
     assert outcome.status["B"] == "skipped"
@@ -192,13 +185,13 @@ def test_eval_runs_inline_with_its_limits() -> None:
     assert outcome.errors["A"].code == ErrorCode.SIZE_LIMIT and outcome.errors["A"].line == 1
 
 
-def test_many_steps_with_little_overhead() -> None:
-    ex, reg, _ = make()
+def test_a_500_step_chain_runs_in_order() -> None:
+    ex, reg, _ = make()  # its overhead per step is measured by bench/overhead.py
     lines = ["A0=Eval('1')"] + [f"A{i}=Eval('{{A{i - 1}}} + 1')" for i in range(1, 500)]
-    start = time.perf_counter()
-    outcome, _ = run(ex, reg, "\n".join(lines))
+    outcome, trace = run(ex, reg, "\n".join(lines))
     assert outcome.values["A499"] == 500
-    assert time.perf_counter() - start < 5.0
+    starts = [trace.step(f"A{i}").start for i in range(500)]
+    assert all(s is not None for s in starts) and starts == sorted(starts)
 
 
 def test_each_expression_is_compiled_once_per_run(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,8 @@ from PIL import Image as PILImage
 
 from orchestrator import Orchestrator
 
+pytestmark = pytest.mark.browser
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 

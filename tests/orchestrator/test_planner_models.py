@@ -23,6 +23,7 @@ INSTRUCTIONS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("instruction", "tools"), INSTRUCTIONS)
 def test_embedded_model_writes_programs_that_check(
     offline: Orchestrator, instruction: str, tools: list[str]

@@ -80,12 +80,9 @@ def execute_command(image):
     c = Nap(0.4, "c")
     return a + b + c
 """
-    start = time.perf_counter()
     result = orch.execute(source, image="sample:coffee")
-    elapsed = time.perf_counter() - start
     orch.close()
     assert result.ok and result.output == "abc"
-    assert elapsed < 1.0, elapsed  # one after the other would take 1.2 s
     naps = result.trace.steps
     assert max(s.start for s in naps) < min(s.end for s in naps)
     assert result.trace.meta["waves"] == 1

@@ -92,6 +92,7 @@ def test_example_parses_and_checks(example: Example) -> None:
         pytest.fail(f"{_where(example)}\nfails the check:\n{_errors(exc)}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
 def test_example_runs_on_tiny_models(example: Example, tiny: Orchestrator) -> None:
     for images in SAMPLES[example.inputs]:

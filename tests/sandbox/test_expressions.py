@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 from collections.abc import Callable
 
@@ -139,11 +138,15 @@ def test_hostile_expressions_are_refused(text: str) -> None:
         "[x for x in range(10)]",
     ],
 )
-def test_resource_bombs_fail_fast(text: str) -> None:
-    start = time.perf_counter()
-    with pytest.raises((LimitExceeded, EvalError, ForbiddenError)):
-        ev(text)
-    assert time.perf_counter() - start < 1.0
+def test_resource_bombs_fail_before_the_work(text: str) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises((LimitExceeded, EvalError, ForbiddenError)):
+            ev(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, peak  # refused before building the bomb, not after
 
 
 def test_work_and_time_limits() -> None:
@@ -152,11 +155,9 @@ def test_work_and_time_limits() -> None:
         compile_expression(busy).evaluate({}, limits=Limits(max_ops=10_000))
     assert info.value.code == ErrorCode.STEP_LIMIT
     budget = Budget(Limits(time_limit=0.05, max_ops=10**9, max_total_items=10**9))
-    start = time.perf_counter()
     with pytest.raises(LimitExceeded) as info:
         compile_expression(busy).evaluate({}, budget=budget)
     assert info.value.code == ErrorCode.TIME_LIMIT
-    assert time.perf_counter() - start < 1.0
 
 
 def test_depth_limit() -> None:

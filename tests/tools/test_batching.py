@@ -36,13 +36,21 @@ class Echo(Tool):
 
 
 def callers(
-    batcher: Batcher, tool: Echo, groups: list[list[str]], wait_ms: float = 50
+    batcher: Batcher, tool: Echo, groups: list[list[str]], *, max_batch: int | None = None
 ) -> list[list[Any]]:
+    """Run each group from its own thread, all released together by a barrier. With
+    ``max_batch`` set to the number of calls, the leader's batch fires exactly when the last
+    call has joined the queue (the minute-long wait is an upper bound never reached), so
+    coalescing does not depend on how fast the threads happen to start."""
     out: list[list[Any]] = [[] for _ in groups]
-    ctx_opts = {"Echo": {"max_wait_ms": wait_ms}}
+    options: dict[str, Any] = {"max_wait_ms": 60_000 if max_batch else 50}
+    if max_batch:
+        options["max_batch"] = max_batch
+    start = threading.Barrier(len(groups))
 
     def go(i: int) -> None:
-        ctx = ToolContext(options=ctx_opts)
+        ctx = ToolContext(options={"Echo": options})
+        start.wait()
         out[i] = batcher.run(tool, ctx, [{"text": t} for t in groups[i]])
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(len(groups))]
@@ -55,7 +63,7 @@ def callers(
 
 def test_concurrent_callers_coalesce_into_one_batch() -> None:
     tool, batcher = Echo(), Batcher()
-    out = callers(batcher, tool, [["a"], ["b", "c"], ["d"]])
+    out = callers(batcher, tool, [["a"], ["b", "c"], ["d"]], max_batch=4)
     assert out == [["A"], ["B", "C"], ["D"]]
     assert tool.batches == [4]
 
@@ -70,7 +78,7 @@ def test_batches_are_bounded_and_everyone_is_served() -> None:
 
 def test_a_bad_call_fails_only_its_caller() -> None:
     tool, batcher = Echo(), Batcher()
-    out = callers(batcher, tool, [["ok"], ["bad"], ["fine"]])
+    out = callers(batcher, tool, [["ok"], ["bad"], ["fine"]], max_batch=3)
     assert out[0] == ["OK"] and out[2] == ["FINE"]
     assert isinstance(out[1][0], ValueError)
     assert tool.batches == [3]

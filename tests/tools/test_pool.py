@@ -138,6 +138,22 @@ def test_provided_objects_serve_a_role(tmp_path: Path) -> None:
     assert p.get("x") is mine and p.unavailable("x") is None
 
 
+def test_providing_serves_a_role_for_a_block_then_restores_what_was_there(
+    tmp_path: Path,
+) -> None:
+    p = pool(tmp_path, roles={"x": [spec("a")]})
+    configured = p.get("x")
+    first = LinearBackend(spec("first"), Placement("cpu", torch.float32))
+    second = LinearBackend(spec("second"), Placement("cpu", torch.float32))
+    with p.providing("x", first):
+        assert p.get("x") is first
+        with pytest.raises(RuntimeError), p.providing("x", second):
+            assert p.get("x") is second
+            raise RuntimeError("a failing test")
+        assert p.get("x") is first  # the outer double again, though the block raised
+    assert p.get("x") is configured  # and the configured model after the outer block
+
+
 def test_feature_cache_is_shared_and_bounded(tmp_path: Path) -> None:
     p = pool(tmp_path, roles={"x": [spec("a")]}, cache_mb=1)
     backend = p.get("x")

@@ -7,12 +7,12 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import huggingface_hub.constants
 import numpy as np
 import open_clip
 import pytest
 import torch
 
+from tests.support.backends import CPU
 from tools.backends.base import Placement
 from tools.backends.clip import DEFAULT_TEMPLATES, TINY_CONFIG, OpenClipBackend
 from tools.backends.clip_weights import WeightsMissing, resolve
@@ -21,8 +21,6 @@ from tools.convert import to_image
 from tools.pool import ModelPool
 from tools.settings import ModelSettings, ModelSpec
 from tools.types import Image
-
-CPU32 = Placement("cpu", torch.float32)
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +34,8 @@ def spec(tiny_dir: Path) -> ModelSpec:
 
 
 @pytest.fixture(scope="module")
-def settings(tiny_dir: Path) -> ModelSettings:
-    return ModelSettings(cache_dir=tiny_dir)
-
-
-@pytest.fixture(scope="module")
 def loaded(spec: ModelSpec, settings: ModelSettings) -> OpenClipBackend:
-    backend = OpenClipBackend.load(spec, CPU32, settings)
+    backend = OpenClipBackend.load(spec, CPU, settings)
     assert isinstance(backend, OpenClipBackend)
     return backend
 
@@ -57,15 +50,6 @@ def clip(loaded: OpenClipBackend) -> OpenClipBackend:
 @pytest.fixture(scope="module")
 def photos() -> list[Image]:
     return [to_image(f"sample:{n}") for n in ("astronaut", "coffee", "chelsea", "rocket")]
-
-
-@pytest.fixture
-def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty Hugging Face cache, so tests never see the machine's own."""
-    cache = tmp_path / "hf"
-    cache.mkdir()
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    return cache
 
 
 def plant(cache: Path, repo: str, files: dict[str, Path | bytes]) -> Path:
@@ -159,8 +143,8 @@ def test_hf_hub_model_loads_from_the_cache(
     plant(hf_cache, "someone/tiny-clip", {p.name: p for p in folder.iterdir()})
     hub_spec = ModelSpec(family="open_clip", model="hf-hub:someone/tiny-clip")
     assert OpenClipBackend.locate(hub_spec, settings).where == "hf-cache:someone/tiny-clip"
-    from_hub = OpenClipBackend.load(hub_spec, CPU32, settings)
-    direct = OpenClipBackend.load(spec, CPU32, settings)
+    from_hub = OpenClipBackend.load(hub_spec, CPU, settings)
+    direct = OpenClipBackend.load(spec, CPU, settings)
     assert torch.allclose(from_hub.image_features(photos[:1]), direct.image_features(photos[:1]))
 
 
@@ -173,8 +157,8 @@ def test_checkpoint_path_as_weights(spec: ModelSpec, settings: ModelSettings, tm
     checkpoint = Path(spec.model) / "open_clip_model.safetensors"
     with_file = ModelSpec(family="open_clip", model=str(folder), weights=str(checkpoint))
     assert OpenClipBackend.locate(with_file, settings).where == str(checkpoint)
-    backend = OpenClipBackend.load(with_file, CPU32, settings)
-    ref = OpenClipBackend.load(spec, CPU32, settings)
+    backend = OpenClipBackend.load(with_file, CPU, settings)
+    ref = OpenClipBackend.load(spec, CPU, settings)
     texts = ["a photo of a cat."]
     assert torch.allclose(backend.text_features(texts), ref.text_features(texts))
 
@@ -189,7 +173,7 @@ def test_random_init_only_when_asked(settings: ModelSettings, tmp_path: Path):
     assert not OpenClipBackend.locate(plain, settings).present
     random = ModelSpec(family="open_clip", model=str(config), options={"random_init": True})
     assert OpenClipBackend.locate(random, settings).present
-    backend = OpenClipBackend.load(random, CPU32, settings)
+    backend = OpenClipBackend.load(random, CPU, settings)
     assert backend.text_features(["a dog"]).shape == (1, 32)
 
 
@@ -274,10 +258,10 @@ def test_only_uncached_images_are_encoded_in_one_batch(clip: OpenClipBackend, ph
 
 def test_encoder_batches_are_capped(spec: ModelSpec, settings: ModelSettings, photos: list[Image]):
     capped = spec.model_copy(update={"options": {"batch_size": 3}})
-    backend = OpenClipBackend.load(capped, CPU32, settings)
+    backend = OpenClipBackend.load(capped, CPU, settings)
     feats = backend.image_features(photos)
     assert backend.stats["image_encoder"] == 2 and backend.stats["images_encoded"] == 4
-    ref = OpenClipBackend.load(spec, CPU32, settings).image_features(photos)
+    ref = OpenClipBackend.load(spec, CPU, settings).image_features(photos)
     assert torch.allclose(feats, ref, atol=1e-5)
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
+from tests.support.backends import CPU
 from tools.backends import backend_class
 from tools.backends.base import Placement
 from tools.backends.detection import (
@@ -26,7 +27,6 @@ from tools.settings import ModelSettings, ModelSpec
 from tools.types import Image, ObjectList
 
 FAMILIES = [GroundingDinoBackend, OwlVitBackend, Owlv2Backend]
-CPU = Placement("cpu", torch.float32)
 
 
 def _image(seed: int, width: int, height: int) -> Image:
@@ -38,24 +38,9 @@ IMAGES = [_image(0, 80, 60), _image(1, 90, 80), _image(2, 100, 100)]
 QUERIES = [["cat", "dog"], ["a red car"], ["tree", "person", "cat"]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> object:
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP
-    spinning makes them 10-50x slower; restore the setting for other test modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelSpec]:
     return {cls.family: cls.tiny_spec(tmp_path_factory.mktemp(cls.family)) for cls in FAMILIES}
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> ModelSettings:
-    return ModelSettings(cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.backends import CPU
 from tools.backends import backend_class
-from tools.backends.base import Placement
 from tools.backends.embeddings import SentenceEmbeddingBackend, bundled_dir
 from tools.cache import ByteLRU
 from tools.settings import ModelSettings, ModelSpec
@@ -21,12 +21,6 @@ DOG, PUPPY, STOCKS = (
     "a puppy playing by the sea",
     "the stock market fell",
 )
-CPU = Placement("cpu", torch.float32)
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> ModelSettings:
-    return ModelSettings(cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import torch
 from PIL import Image as PILImage
 from PIL import ImageOps
 
+from tests.support.backends import CPU
 from tools.backends import backend_class
 from tools.backends.base import Placement
 from tools.backends.faces import HaarBackend, MtcnnBackend
@@ -20,12 +21,6 @@ from tools.types import Box, Image
 
 # The astronaut's face (brows to chin, ear to ear), read off the 512×512 picture.
 ASTRONAUT_FACE = Box(180, 70, 268, 175)
-CPU = Placement("cpu", torch.float32)
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> ModelSettings:
-    return ModelSettings(cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
 
 
 @pytest.fixture(scope="module")

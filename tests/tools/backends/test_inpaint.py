@@ -11,23 +11,17 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
+from tests.support.backends import CPU
 from tools.backends.base import Placement
 from tools.backends.inpaint import DiffusersInpaintBackend, OpenCVInpaintBackend
 from tools.convert import box_mask, to_image, to_mask
 from tools.settings import ModelSettings, ModelSpec
 from tools.types import Box, Image, Mask
 
-CPU32 = Placement("cpu", torch.float32)
-
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("inpaint")
-
-
-@pytest.fixture(scope="module")
-def settings(tiny_dir: Path) -> ModelSettings:
-    return ModelSettings(cache_dir=tiny_dir)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +48,7 @@ def defaced(photo: Image, mask: Mask) -> Image:
 def opencv(settings: ModelSettings, method: str = "telea", **options: object):
     spec = ModelSpec(family="cv2_inpaint", model=method, options=options)
     assert OpenCVInpaintBackend.locate(spec, settings).present
-    return OpenCVInpaintBackend.load(spec, CPU32, settings)
+    return OpenCVInpaintBackend.load(spec, CPU, settings)
 
 
 def dilated(mask: Mask, radius: int) -> np.ndarray:
@@ -126,7 +120,7 @@ def sd_spec(tiny_dir: Path) -> ModelSpec:
 
 @pytest.fixture(scope="module")
 def sd(sd_spec: ModelSpec, settings: ModelSettings) -> DiffusersInpaintBackend:
-    backend = DiffusersInpaintBackend.load(sd_spec, CPU32, settings)
+    backend = DiffusersInpaintBackend.load(sd_spec, CPU, settings)
     assert isinstance(backend, DiffusersInpaintBackend)
     return backend
 
@@ -189,7 +183,7 @@ def test_sd_seed_makes_it_reproducible(sd: DiffusersInpaintBackend, photo: Image
 def test_sd_odd_sizes_and_no_dilation(sd_spec: ModelSpec, settings: ModelSettings):
     options = {**sd_spec.options, "dilate": 0}
     backend = DiffusersInpaintBackend.load(
-        sd_spec.model_copy(update={"options": options}), CPU32, settings
+        sd_spec.model_copy(update={"options": options}), CPU, settings
     )
     image = to_image(to_image("sample:coffee").pil.resize((101, 67)))  # not multiples of 8
     mask = box_mask(Box(30, 20, 70, 50), image.size)

@@ -11,22 +11,22 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import torch
 
+from tests.support.backends import CPU
 from tests.support.vllm_server import VllmServer, free_port
-from tools.backends import Placement, backend_class
+from tools.backends import backend_class
 from tools.backends.llm import LLMRequest
 from tools.backends.llm_openai import OpenAIBackend, base_url_for, sampling_body
 from tools.errors import ModelError
 from tools.settings import ModelSettings, ModelSpec
 
-CPU = Placement("cpu", torch.float32)
 LINE_GRAMMAR = r"""root ::= line{1,3}
 line ::= "X" [0-9] "=Loc(image=IMAGE, object='" [a-z]{1,8} "')\n"
 """
@@ -39,11 +39,6 @@ STOP_RE = re.compile(r"abc[x-z]{1,3}")
 def server(vllm_llama: VllmServer) -> VllmServer:
     """The session's real vLLM server on a tiny random Llama (tests/conftest.py)."""
     return vllm_llama
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> ModelSettings:
-    return ModelSettings(cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +86,39 @@ def test_base_url_normalisation() -> None:
 
 def test_load_fails_clearly_when_no_server_runs(settings: ModelSettings) -> None:
     spec = ModelSpec(family="openai", options={"base_url": f"http://127.0.0.1:{free_port()}"})
-    t0 = time.perf_counter()
     with pytest.raises(ModelError, match=r"does not answer GET /models.*is it running"):
         OpenAIBackend.load(spec, CPU, settings)
-    assert time.perf_counter() - t0 < 5  # no retry loop
+
+
+def test_load_asks_once_without_retrying(settings: ModelSettings) -> None:
+    """A server that hangs up on every connection: the load gives up after the first. (The
+    client only raises after the server closed its last connection, so every connection
+    it made has been counted by then.)"""
+    accepted = []
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.1)
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _addr = listener.accept()
+                except TimeoutError:
+                    continue
+                accepted.append(1)
+                conn.close()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        spec = ModelSpec(family="openai", options={"base_url": url, "timeout": 5})
+        try:
+            with pytest.raises(ModelError, match=r"does not answer GET /models"):
+                OpenAIBackend.load(spec, CPU, settings)
+        finally:
+            stop.set()
+            thread.join()
+    assert len(accepted) == 1  # no retry loop
 
 
 def test_load_resolves_the_served_model(llm: OpenAIBackend, server: VllmServer) -> None:

@@ -39,11 +39,6 @@ def no_network() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> ModelSettings:
-    return ModelSettings(cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
-
-
-@pytest.fixture(scope="module")
 def ocr(settings: ModelSettings, no_network: None) -> RapidOcrBackend:
     return RapidOcrBackend.load(
         ModelSpec(family="rapidocr"), Placement("cpu", torch.float32), settings

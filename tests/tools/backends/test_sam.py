@@ -11,6 +11,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
+from tests.support.backends import CPU
 from tools.backends.base import Placement
 from tools.backends.sam import ImagePredictor, SamBackend
 from tools.cache import ByteLRU
@@ -18,8 +19,6 @@ from tools.convert import to_image
 from tools.pool import ModelPool
 from tools.settings import ModelSettings, ModelSpec
 from tools.types import Box, Image, Mask, ObjectList
-
-CPU32 = Placement("cpu", torch.float32)
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +32,8 @@ def spec(tiny_dir: Path) -> ModelSpec:
 
 
 @pytest.fixture(scope="module")
-def settings(tiny_dir: Path) -> ModelSettings:
-    return ModelSettings(cache_dir=tiny_dir)
-
-
-@pytest.fixture(scope="module")
 def loaded(spec: ModelSpec, settings: ModelSettings) -> SamBackend:
-    backend = SamBackend.load(spec, CPU32, settings)
+    backend = SamBackend.load(spec, CPU, settings)
     assert isinstance(backend, SamBackend)
     return backend
 
@@ -245,7 +239,7 @@ def test_automatic_points_per_side_comes_from_options(
 
     monkeypatch.setattr(amg.SamAutomaticMaskGenerator, "_process_batch", spy)
     options = {**spec.options, "points_per_side": 3}
-    backend = SamBackend.load(spec.model_copy(update={"options": options}), CPU32, settings)
+    backend = SamBackend.load(spec.model_copy(update={"options": options}), CPU, settings)
     backend.automatic(to_image(to_image("sample:coffee").pil.resize((64, 48))))
     assert sum(seen) == 9
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
+from tests.support.backends import CPU
 from tools.backends import backend_class
 from tools.backends.base import Placement
 from tools.backends.vlm import ANSWER_SUFFIX, LlavaBackend, Molmo2Backend, parse_points
@@ -20,7 +21,6 @@ from tools.settings import ModelSettings, ModelSpec
 from tools.types import Image, Point, PointList
 
 FAMILIES = [LlavaBackend, Molmo2Backend]
-CPU = Placement("cpu", torch.float32)
 
 
 def _image(seed: int, width: int, height: int) -> Image:
@@ -32,24 +32,9 @@ IMAGES = [_image(0, 50, 40), _image(1, 57, 70), _image(2, 64, 100)]
 QUESTIONS = ["What is it?", "How many cats are there in the picture?", "Is the car red?"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> object:
-    """Tiny models gain nothing from intra-op threads; on a busy 2-core box OpenMP spinning
-    makes them many times slower. Restored for other modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelSpec]:
     return {cls.family: cls.tiny_spec(tmp_path_factory.mktemp(cls.family)) for cls in FAMILIES}
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> ModelSettings:
-    return ModelSettings(cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
