@@ -159,9 +159,9 @@ def test_refcoco_style_program_with_depth(tiny: Orchestrator) -> None:
     assert {s.tool for s in result.trace.steps} >= {"Loc", "Similarity", "Depth"}
 
 
-def test_okvqa_style_program_with_format_llm_and_guesses(tiny: Orchestrator) -> None:
+def test_okvqa_style_program_with_format_llm_and_guesses(tiny: Orchestrator, provide) -> None:
     llm = ScriptedLLM(["Ethiopia", "Finland", "Coffee came from Ethiopia.", "Ethiopia"])
-    tiny.pool.provide("llm", llm)
+    provide("llm", llm)
     result = tiny.execute(OKVQA_STYLE, image="sample:coffee")
     assert result.ok, result.error
     assert result.output == "Ethiopia10"
@@ -198,8 +198,10 @@ def _synthetic_video(path: Path, frames: int = 8) -> Path:
     return path
 
 
-def test_nextqa_style_program_on_a_synthetic_video(tiny: Orchestrator, tmp_path: Path) -> None:
-    tiny.pool.provide("llm", ScriptedLLM(["I think the square is moving to the right."]))
+def test_nextqa_style_program_on_a_synthetic_video(
+    tiny: Orchestrator, provide, tmp_path: Path
+) -> None:
+    provide("llm", ScriptedLLM(["I think the square is moving to the right."]))
     video = _synthetic_video(tmp_path / "square.avi")
     options = ["moving", "still", "gone"]
     result = tiny.execute(

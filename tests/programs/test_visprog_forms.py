@@ -98,11 +98,11 @@ FINAL_RESULT=RESULT(var=IMAGE0)""",
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
-def test_visprog_program_checks_and_runs_unchanged(tiny: Orchestrator, name: str) -> None:
+def test_visprog_program_checks_and_runs_unchanged(tiny: Orchestrator, provide, name: str) -> None:
     source, inputs = PROGRAMS[name]
     tiny.check(source, inputs=inputs, form="lines")
     if "LIST(" in source:
-        tiny.pool.provide("llm", ScriptedLLM(["espresso\n2. latte\n3. mocha\n"]))
+        provide("llm", ScriptedLLM(["espresso\n2. latte\n3. mocha\n"]))
     images = {n: "sample:coffee" for n in inputs}
     if name == "imgedit-faces":
         images = {"IMAGE": "sample:astronaut"}

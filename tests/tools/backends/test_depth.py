@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image as PILImage
 
+from tests.support.backends import CPU
 from tools.backends import backend_class
-from tools.backends.base import Placement
 from tools.backends.depth import DepthBackend, DptDepthBackend, inverse_to_depth, region_median
 from tools.cache import ByteLRU
 from tools.errors import ModelError
@@ -20,17 +19,10 @@ from tools.pool import ModelPool
 from tools.settings import ModelSettings, ModelSpec
 from tools.types import Box, Image
 
-CPU = Placement("cpu", torch.float32)
-
 
 def _image(seed: int, width: int, height: int) -> Image:
     rng = np.random.default_rng(seed)
     return Image(PILImage.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)))
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> ModelSettings:
-    return ModelSettings(cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
