@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from skimage import data
 
 import programs
 import sandbox
@@ -27,7 +28,7 @@ EXAMPLES = programs.load_family(FAMILY)
 REGISTRY = tools.default_registry(plugins=False)
 
 # which input each parameter of execute_command binds to
-PARAMETER_INPUT = {"image": "IMAGE", "left": "LEFT", "right": "RIGHT"}
+PARAMETER_INPUT = {"image": "IMAGE", "left": "LEFT", "right": "RIGHT", "video": "VIDEO"}
 # skimage photos each input is run on (pairs: both orders)
 SAMPLES = {
     ("IMAGE",): [
@@ -39,6 +40,8 @@ SAMPLES = {
         {"LEFT": "sample:coffee", "RIGHT": "sample:chelsea"},
         {"LEFT": "sample:chelsea", "RIGHT": "sample:coffee"},
     ],
+    # a three-frame video made of the photos (a list of frames is a video input)
+    ("VIDEO",): [{"VIDEO": [data.chelsea(), data.coffee()[:300, :451], data.chelsea()]}],
 }
 OUTPUT_TYPES = (str, int, float, bool, Image, list)
 
