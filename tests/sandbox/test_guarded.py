@@ -6,8 +6,11 @@ from __future__ import annotations
 import math
 import operator
 import threading
+from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sandbox import Budget, ErrorCode, LimitExceeded, Limits, compile_expression, guarded
 from sandbox.python import PythonInterpreter, parse_python
@@ -128,3 +131,47 @@ def test_python_sort_stops_when_cancelled() -> None:
     with pytest.raises(LimitExceeded) as info:
         PythonInterpreter(budget).run(program, {"image": None})
     assert info.value.code == ErrorCode.CANCELLED
+
+
+SCALARS = st.one_of(
+    st.integers(-3, 3), st.sampled_from(["", "a", "b", "ab", "x" * 300]), st.booleans(),
+    st.floats(allow_nan=True, allow_infinity=True), st.none(),
+)  # fmt: skip
+NESTED = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(st.sampled_from(["k", "l", "m"]), inner, max_size=3),
+    ),
+    max_leaves=12,
+)
+SUITE = settings(max_examples=300, deadline=None, derandomize=True, database=None)
+
+
+def _python(fn: Callable[[], object]) -> object:
+    try:
+        return fn()
+    except (TypeError, ValueError) as exc:
+        return type(exc)
+
+
+@SUITE
+@given(NESTED, NESTED, st.lists(NESTED, max_size=6))
+def test_guarded_operations_agree_with_python(a: object, b: object, items: list[object]) -> None:
+    budget = Budget()
+    assert guarded.equal(a, b, budget) == (a == b)
+    for op in (operator.lt, operator.le, operator.gt, operator.ge):
+        mine_order = _python(lambda op=op: guarded.ordered(op, a, b, budget))
+        assert mine_order == _python(lambda op=op: op(a, b))
+    assert guarded.count(items, a, budget) == items.count(a)
+    assert guarded.contains(items, a, budget) == (a in items)
+    assert _python(lambda: guarded.index(items, a, budget)) == _python(lambda: items.index(a))
+    expected = _python(lambda: sorted(items))
+    mine = list(items)
+    got = _python(lambda: guarded.sort(mine, budget))
+    if expected is not TypeError:
+        assert got is None and mine == expected
+    assert _python(lambda: guarded.extreme(items, budget, largest=True)) == _python(
+        lambda: max(items)
+    )
