@@ -141,7 +141,7 @@ def test_tools_and_models_show_depth_and_video(
     assert "unavailable: 'depth' model unavailable" in depth_entry
     assert main(["models"]) == 0
     models = capsys.readouterr().out
-    entry = models[models.index("depth  (tools: Depth)") :].split("\n")[1]
+    entry = models[models.index("depth  (tools: Depth, DepthMap)") :].split("\n")[1]
     assert "unavailable" in entry
 
 

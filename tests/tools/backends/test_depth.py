@@ -112,3 +112,28 @@ def test_offline_profile_has_no_depth_model(tmp_path: Path) -> None:
     pool = ModelPool(ModelSettings(profile="offline", cache_dir=tmp_path))
     reason = pool.unavailable("depth")
     assert reason is not None and "depth" in reason
+
+
+def test_depth_picture_is_brighter_where_nearer() -> None:
+    from tools.builtin.depth import depth_picture
+
+    depth = np.array([[0.5, 1.0], [2.0, 4.0]], dtype=np.float32)
+    grey = depth_picture(depth)
+    assert grey.shape == (2, 2, 3) and grey.dtype == np.uint8
+    assert grey[0, 0, 0] > grey[0, 1, 0] > grey[1, 0, 0] >= grey[1, 1, 0]
+    assert depth_picture(np.ones((3, 3), np.float32)).max() == 0  # flat: no contrast
+
+
+def test_depth_map_step_shows_the_depth_in_the_trace(tiny, tmp_path: Path) -> None:
+    from tools.builtin.depth import depth_picture
+
+    source = "IMAGE0=DepthMap(image=IMAGE)\nDEPTH0=Depth(image=IMAGE)\nRESULT=IMAGE0"
+    result = tiny.execute(source, image="sample:chelsea", trace_dir=tmp_path)
+    assert result.ok, result.error
+    picture = result.output
+    assert picture.size == result.trace.inputs[0].value.size
+    depth = tiny.pool.get("depth").depth_maps([result.trace.inputs[0].value])[0]
+    assert np.array_equal(picture.array, depth_picture(depth))
+    step = result.trace.step("IMAGE0")
+    assert step.artifact and (tmp_path / step.artifact).is_file()
+    assert 'alt="IMAGE0"' in (tmp_path / "index.html").read_text()
