@@ -195,8 +195,8 @@ def test_a_mutation_in_one_run_is_invisible_to_the_next(
     assert first.ok, first.error
     if caller is not None:
         caller(first.output)
-        for value in first.values.values():
-            caller(value)
+        for step in first.trace.steps:  # every tool result the caller was given
+            caller(first.values[step.step])
     again = orch.execute(
         f"def execute_command(image):\n    return {name}(3)\n", image="sample:coffee"
     )
