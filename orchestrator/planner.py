@@ -262,11 +262,13 @@ class Planner:
             inputs=inputs,
             render=self.render_example,
         )
-        head = fill(
-            template(spec.template),
-            examples="\n".join(self.render_example(e) for e in chosen),
-            **parts,
-        )
+        text = template(spec.template)
+        head = fill(text, examples="\n".join(self.render_example(e) for e in chosen), **parts)
+        # the instructions and tool docs, then those plus the examples, begin every prompt
+        # with these examples: a local model keeps their state (on disk, across processes)
+        if "{examples}" in text:
+            self.llm.cache_prefix(fill(text[: text.index("{examples}")], **parts))
+        self.llm.cache_prefix(head + "\n")
         return head + "\n" + query, chosen
 
     # --- planning ----------------------------------------------------------------------------

@@ -65,6 +65,19 @@ def test_prompt_has_tool_docs_examples_and_the_instruction() -> None:
     assert prompt.index(chosen[0].instruction) < prompt.index(chosen[1].instruction)
 
 
+def test_the_fixed_prefix_comes_first_and_is_declared_to_the_llm() -> None:
+    p, llm = planner([], examples=2)
+    prompt, chosen = p.prompt("How many faces are in the photo?", ["IMAGE"])
+    fixed, with_examples = llm.prefixes
+    # instructions and tool docs first, the same for every instruction; then the examples
+    assert fixed.endswith("# Examples\n") and "FaceDet(image: Image)" in fixed
+    assert chosen[0].instruction not in fixed and chosen[0].instruction in with_examples
+    assert prompt.startswith(with_examples) and with_examples.startswith(fixed)
+    assert prompt[len(with_examples) :].startswith("Instruction: How many faces")
+    other, _ = p.prompt("Blur the background", ["IMAGE"])
+    assert llm.prefixes[2] == fixed and other.startswith(fixed)
+
+
 def test_examples_are_picked_by_similarity_within_a_budget() -> None:
     sel = ExampleSelector(EXAMPLES)
     picked = sel.select("blur the background behind her face", k=1, budget_tokens=10_000)

@@ -23,6 +23,7 @@ class ScriptedLLM(LLMBackend):
         self.outputs = list(outputs)
         self.prompts: list[str] = []
         self.requests: list[LLMRequest] = []
+        self.prefixes: list[str] = []  # what callers declared with cache_prefix
 
     def complete(self, prompt: str, request: LLMRequest = DEFAULT_REQUEST) -> list[Completion]:
         out = []
@@ -42,6 +43,9 @@ class ScriptedLLM(LLMBackend):
         self, messages: list[dict[str, str]], request: LLMRequest = DEFAULT_REQUEST
     ) -> list[Completion]:
         return self.complete("\n".join(m["content"] for m in messages), request)
+
+    def cache_prefix(self, prefix: str) -> None:
+        self.prefixes.append(prefix)
 
     @property
     def grammars(self) -> list[str | None]:

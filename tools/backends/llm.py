@@ -106,6 +106,8 @@ class LanguageModel(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def cache_prefix(self, prefix: str) -> None: ...
+
     def complete(self, prompt: str, request: LLMRequest = DEFAULT_REQUEST) -> list[Completion]: ...
 
     def complete_many(
@@ -146,6 +148,11 @@ class LLMBackend(Backend):
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes on its own (no BOS or other special tokens added)."""
         raise NotImplementedError
+
+    def cache_prefix(self, prefix: str) -> None:
+        """Prompts will start with ``prefix``: a backend may compute the model's state for it
+        once and reuse it (llama.cpp keeps it on disk, across processes). The default does
+        nothing: servers such as vLLM cache shared prefixes themselves."""
 
     @property
     def context_length(self) -> int:

@@ -5,10 +5,15 @@ packages; :mod:`tools.backends.gguf` finds (and if split, assembles) the file, t
 loads and runs it. Prompts are raw completions (the planner writes its own few-shot text);
 grammars are GBNF, compiled with the model's vocabulary and cached by text.
 
+Prompt prefixes a caller declares (:meth:`LlamaCppBackend.cache_prefix`) have their context
+state kept under ``<cache_dir>/llama_state`` (:mod:`tools.backends.llama_state`), so a new
+process restores it in milliseconds instead of evaluating hundreds of tokens.
+
 Options (``spec.options``): ``n_ctx`` (4096), ``n_gpu_layers`` (-1 on a CUDA placement,
 else 0), ``n_threads`` (all cores), ``n_batch``, ``seed`` (makes unseeded calls
-reproducible), and llama.cpp's sampling extras ``top_k`` (40), ``min_p`` (0.05) and
-``repeat_penalty`` (1.0).
+reproducible), llama.cpp's sampling extras ``top_k`` (40), ``min_p`` (0.05) and
+``repeat_penalty`` (1.0), and ``prefix_cache`` (True; False keeps no state files) with
+``prefix_cache_mb`` (2048, the most the state directory holds).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ..errors import ModelError, NoBackendError
 from ..settings import ModelSettings, ModelSpec
 from .base import Located, Placement
 from .gguf import PACKAGED, gguf_path, locate_gguf
+from .llama_state import PrefixStates
 from .llm import DEFAULT_REQUEST, Completion, LLMBackend, LLMRequest
 
 log = logging.getLogger("vischain.models")
@@ -105,10 +111,23 @@ class LlamaCppBackend(LLMBackend):
     family: ClassVar[str] = "llama_cpp"
     offline_capable: ClassVar[bool] = True
 
-    def __init__(self, spec: ModelSpec, placement: Placement, llm: Any, path: Path) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        placement: Placement,
+        llm: Any,
+        path: Path,
+        state_dir: Path | None = None,
+    ) -> None:
         super().__init__(spec, placement)
         self.llm = llm
         self.path = path
+        self.prefixes = PrefixStates(
+            state_dir,
+            _state_identity(llm, path),
+            max_bytes=int(spec.options.get("prefix_cache_mb", 2048)) * 2**20,
+            stats=self.stats,
+        )
         self._lock = threading.Lock()
         self._grammars: OrderedDict[str, Any] = OrderedDict()
         self._rng = random.Random(spec.options.get("seed"))
@@ -160,7 +179,9 @@ class LlamaCppBackend(LLMBackend):
                 ) from exc
         log.info("llama.cpp loaded %s in %.2f s (n_ctx=%d)", path.name,
                  time.perf_counter() - t0, llm.n_ctx())  # fmt: skip
-        return cls(spec, placement, llm, path)
+        keep = opts.get("prefix_cache", True) is not False
+        state_dir = Path(settings.cache_dir).expanduser() / "llama_state" if keep else None
+        return cls(spec, placement, llm, path, state_dir)
 
     @classmethod
     def estimate_bytes(cls, spec: ModelSpec, settings: ModelSettings) -> int | None:
@@ -233,6 +254,9 @@ class LlamaCppBackend(LLMBackend):
         with self._lock:
             return len(self._model().tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
+    def cache_prefix(self, prefix: str) -> None:
+        self.prefixes.declare(prefix)
+
     def complete(self, prompt: str, request: LLMRequest = DEFAULT_REQUEST) -> list[Completion]:
         return self._sample("create_completion", {"prompt": prompt}, request)
 
@@ -251,6 +275,8 @@ class LlamaCppBackend(LLMBackend):
         out: list[Completion] = []
         with self._lock:
             compiled = self._grammar(request.grammar) if request.grammar is not None else None
+            if "prompt" in inputs:  # later samples reuse the prompt the first one evaluated
+                self.prefixes.prepare(self._model(), inputs["prompt"])
             generate = getattr(self._model(), method)
             for i in range(request.n):
                 t0 = time.perf_counter()
@@ -316,6 +342,24 @@ class LlamaCppBackend(LLMBackend):
         if self.llm is None:
             raise ModelError(f"{self.spec.label()} was unloaded")
         return self.llm
+
+
+def _state_identity(llm: Any, path: Path) -> dict[str, Any]:
+    """What a saved context state depends on: the model file and the context's shape."""
+    import llama_cpp
+
+    st = path.stat()
+    params = llm.context_params
+    return {
+        "file": [str(path.resolve()), st.st_size, st.st_mtime_ns],
+        "n_ctx": llm.n_ctx(),
+        "n_batch": params.n_batch,
+        "n_ubatch": params.n_ubatch,
+        "type_k": params.type_k,
+        "type_v": params.type_v,
+        "n_gpu_layers": llm.model_params.n_gpu_layers,
+        "llama_cpp": llama_cpp.__version__,
+    }
 
 
 __all__ = ["LlamaCppBackend"]
