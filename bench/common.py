@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("VISCHAIN_BENCH_RESULTS") or ROOT / "bench" / "results")
 
 
 def median_time(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1) -> float:

@@ -27,7 +27,7 @@ import torch
 
 from .backends import Backend, Placement, backend_class
 from .cache import ByteLRU
-from .devices import DeviceInfo, dtype_for, dtype_size, list_devices
+from .devices import DeviceInfo, configure_attention, dtype_for, dtype_size, list_devices
 from .errors import ModelError, NoBackendError
 from .profiles import roles_for
 from .progress import task
@@ -181,6 +181,7 @@ class ModelPool:
         estimate = cls.estimate_bytes(spec, self.settings) or 0
         placement = self._place(spec, estimate)
         log.info("loading %s on %s (%s)…", spec.label(), placement.device, placement.dtype)
+        configure_attention(placement.device, cudnn=self.settings.cudnn_attention)
         t0 = time.perf_counter()
         try:
             with task(
@@ -193,6 +194,7 @@ class ModelPool:
             raise ModelError(f"could not load {spec.label()}: {type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - t0
         backend.cache = self.features
+        backend.threaded = self.settings.model_threads
         size = backend.memory_bytes() or estimate
         with self._lock:
             self._loaded[key] = _Entry(backend, size, time.time(), seconds)
@@ -254,6 +256,7 @@ class ModelPool:
         log.info("evicting %s from %s (%.0f MB)", entry.backend.spec.label(), entry.backend.device,
                  entry.bytes / 2**20)  # fmt: skip
         try:
+            entry.backend.stop_model_thread()
             entry.backend.unload()
         finally:
             del entry

@@ -87,6 +87,8 @@ class ModelSettings(BaseModel):
     cache_mb: int = 1024
     cache_dir: Path = Field(default_factory=default_cache_dir)
     progress: bool = True
+    model_threads: bool = True  # each model's forwards on a thread it owns (warm GPU state)
+    cudnn_attention: bool = False  # cuDNN SDPA plans per thread and shape: off (GPU.md)
     serve: ServeSettings | None = None  # set: roles are Ray Serve deployments, not local models
 
     @field_validator("roles", mode="before")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ..cache import ByteLRU
 from ..devices import module_bytes
 from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
+from .threads import ModelThread
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class Backend:
     # Methods returning a tuple whose element ``index`` is a stateful object of class ``cls``
     # (served remotely by replaying the call; see tools.remote): name -> (index, cls).
     remote_sessions: ClassVar[Mapping[str, tuple[int, type]]] = {}
+    # Forwards run on a thread of the model's own (tools.backends.threads); the pool turns
+    # this off per instance with ``models.model_threads: false``.
+    threaded: bool = True
+    _thread_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, spec: ModelSpec, placement: Placement) -> None:
         self.spec = spec
@@ -133,6 +139,26 @@ class Backend:
         raise NotImplementedError(f"{cls.family} has no tiny test model")
 
     # --- instance-level -------------------------------------------------------------------
+
+    def model_thread(self) -> ModelThread | None:
+        """The thread this model's forwards run on (started on first use); None when
+        ``threaded`` is off."""
+        if not self.threaded:
+            return None
+        owner = getattr(self, "_model_thread", None)
+        if owner is None:
+            with Backend._thread_lock:
+                owner = getattr(self, "_model_thread", None)
+                if owner is None:
+                    owner = ModelThread(f"vischain-model-{self.family or type(self).__name__}")
+                    self._model_thread = owner
+        return owner
+
+    def stop_model_thread(self) -> None:
+        """End the model's thread after its queued calls (the pool does this on eviction)."""
+        owner = getattr(self, "_model_thread", None)
+        if owner is not None:
+            owner.stop()
 
     def modules(self) -> list[Any]:
         """The torch modules that hold this model's weights (for memory accounting)."""

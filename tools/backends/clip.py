@@ -27,6 +27,7 @@ from ..settings import ModelSettings, ModelSpec
 from ..types import Image
 from .base import Backend, Located, Placement, dir_bytes
 from .clip_weights import CONFIG_NAME, LOCAL_PREFIX, WEIGHT_NAMES, WeightsMissing, resolve
+from .threads import on_model_thread
 
 log = logging.getLogger("vischain.models")
 
@@ -218,17 +219,20 @@ class OpenClipBackend(Backend):
             dim = int(self.text_features(["a photo."]).shape[1])
         return int(dim)
 
+    @on_model_thread
     def image_features(self, images: Sequence[Image]) -> torch.Tensor:
         """[N, D] L2-normalised float32 CPU embeddings; only uncached images are encoded, in
         one forward (per ``batch_size`` chunk)."""
         keys = [("clip_image", im.hash) for im in images]
         return self._rows(keys, list(images), self._encode_images)
 
+    @on_model_thread
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
         """[M, D] L2-normalised float32 CPU embeddings, cached per text."""
         keys = [("clip_text", t) for t in texts]
         return self._rows(keys, list(texts), self._encode_texts)
 
+    @on_model_thread
     def class_features(
         self,
         classes: Sequence[str],
@@ -252,12 +256,14 @@ class OpenClipBackend(Backend):
         means = torch.stack([feats[[row[p] for p in own]].mean(dim=0) for own in prompts])
         return F.normalize(means, dim=-1)
 
+    @on_model_thread
     def similarity(self, images: Sequence[Image], texts: Sequence[str]) -> np.ndarray:
         """[N, M] cosine similarities between images and texts."""
         if not images or not texts:
             return np.zeros((len(images), len(texts)), dtype=np.float32)
         return (self.image_features(images) @ self.text_features(texts).T).numpy()
 
+    @on_model_thread
     def similarity_to_classes(
         self,
         images: Sequence[Image],
@@ -272,6 +278,7 @@ class OpenClipBackend(Backend):
             return np.zeros((0, len(classes)), dtype=np.float32)
         return (self.image_features(images) @ cls_feats.T).numpy()
 
+    @on_model_thread
     def zero_shot(
         self,
         images: Sequence[Image],

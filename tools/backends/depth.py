@@ -19,6 +19,7 @@ import torch
 from ..settings import ModelSpec
 from ..types import Image
 from .hf import HFBackend, redraw, seeded
+from .threads import on_model_thread
 
 _EPS = 1e-6
 
@@ -43,6 +44,7 @@ class DepthBackend(HFBackend):
     model_class = "AutoModelForDepthEstimation"
     default_model = "depth-anything/Depth-Anything-V2-Small-hf"
 
+    @on_model_thread
     def depth_maps(self, images: Sequence[Image]) -> list[np.ndarray]:
         """One relative depth map (H×W float32, larger = farther, median 1) per image, at
         each image's size; pictures seen before come from the cache; the rest share one

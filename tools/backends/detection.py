@@ -36,6 +36,7 @@ from ..settings import ModelSpec
 from ..types import Box, Image, Object, ObjectList
 from .base import Placement
 from .hf import HFBackend, redraw, seeded
+from .threads import on_model_thread
 
 log = logging.getLogger("vischain.models")
 
@@ -84,6 +85,7 @@ class _HFDetector(HFBackend):
 
     batch_methods: ClassVar[Mapping[str, int]] = {"detect": 2}
 
+    @on_model_thread
     def detect(
         self,
         images: Sequence[Image],

@@ -26,6 +26,7 @@ import torch
 from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 from .base import Backend, Located, Placement, dir_bytes, hf_locate, package_dir
+from .threads import on_model_thread
 
 log = logging.getLogger("vischain.models")
 
@@ -180,6 +181,7 @@ class SentenceEmbeddingBackend(Backend):
 
     # --- embedding -------------------------------------------------------------------------
 
+    @on_model_thread
     def embed(self, texts: list[str]) -> np.ndarray:
         """[N, D] float32 unit vectors, one per text; each text is encoded once (cached), the
         rest in forwards of up to ``batch_size`` texts."""

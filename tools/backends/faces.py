@@ -33,6 +33,7 @@ from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 from ..types import Box, Image, Object, ObjectList
 from .base import Backend, Located, Placement, package_dir
+from .threads import on_model_thread
 
 log = logging.getLogger("vischain.models")
 
@@ -144,6 +145,7 @@ class MtcnnBackend(Backend):
 
     # --- detection -------------------------------------------------------------------------
 
+    @on_model_thread
     def detect_faces(self, images: list[Image]) -> list[ObjectList]:
         """Faces per image, best first. Images of one size share one MTCNN call."""
         return self.cached_many([("faces", img.hash) for img in images], self._run(images))
@@ -273,6 +275,7 @@ class HaarBackend(Backend):
     def memory_bytes(self) -> int:
         return 0
 
+    @on_model_thread
     def detect_faces(self, images: list[Image]) -> list[ObjectList]:
         """Faces per image, best first (one cascade run per image: OpenCV has no batching)."""
         keys = [("faces", img.hash) for img in images]

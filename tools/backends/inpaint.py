@@ -26,6 +26,7 @@ from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 from ..types import Image, Mask
 from .base import Backend, Located, Placement, dir_bytes, hf_locate
+from .threads import on_model_thread
 
 log = logging.getLogger("vischain.models")
 
@@ -45,6 +46,7 @@ class _Inpainter(Backend):
 
     kind: ClassVar[str] = ""
 
+    @on_model_thread
     def inpaint(self, image: Image, mask: Mask, prompt: str, *, seed: int | None = 0) -> Image:
         """``image`` with the masked region filled (guided by ``prompt`` where the model
         takes one); same size, and unchanged outside the dilated mask."""

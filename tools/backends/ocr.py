@@ -33,6 +33,7 @@ from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 from ..types import Box, Image, Object, ObjectList
 from .base import Backend, Located, Placement, package_dir
+from .threads import on_model_thread
 
 log = logging.getLogger("vischain.models")
 
@@ -176,6 +177,7 @@ class RapidOcrBackend(Backend):
     def memory_bytes(self) -> int:
         return self.model_bytes  # onnxruntime holds about the model files' size
 
+    @on_model_thread
     def read(self, images: list[Image]) -> list[ObjectList]:
         """Text lines per image, in reading order (RapidOCR runs one image at a time)."""
         keys = [("ocr", img.hash) for img in images]

@@ -31,6 +31,7 @@ from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 from ..types import Box, Image, Mask, Object, ObjectList
 from .base import Backend, Located, Placement, file_locate
+from .threads import ModelThread, on_model_thread
 
 log = logging.getLogger("vischain.models")
 
@@ -129,10 +130,15 @@ class ImagePredictor:
         self.image = image
         self._predictor = predictor
 
+    def model_thread(self) -> ModelThread | None:
+        """Its decoder calls run on the SAM model's own thread, like the backend's."""
+        return self.backend.model_thread()
+
     @property
     def embedding(self) -> torch.Tensor:
         return self._predictor.features
 
+    @on_model_thread
     def predict_boxes(self, boxes: Sequence[Box]) -> list[tuple[Mask, float]]:
         """One mask (full image size) and predicted IoU per box, in one decoder batch."""
         if not boxes:
@@ -144,6 +150,7 @@ class ImagePredictor:
             masks, scores = self._run(None, None, coords, multimask=False)
         return [(Mask(masks[i, 0].copy()), float(scores[i, 0])) for i in range(len(boxes))]
 
+    @on_model_thread
     def predict_points(self, points: Sequence[tuple[float, float]]) -> list[tuple[Mask, float]]:
         """For each point (a positive click), SAM's three candidate masks are predicted and the
         one with the best predicted IoU is kept; all points in one decoder batch."""
@@ -292,16 +299,19 @@ class SamBackend(Backend):
         with self._stats_lock:
             self.stats[counter] += n
 
+    @on_model_thread
     def embedding(self, image: Image) -> tuple[dict[str, Any], bool]:
         """The image's SAM embedding and resize metadata (cached); returns (value, cached)."""
         return self.cached(("sam_embedding", image.hash), lambda: self._encode(image))
 
+    @on_model_thread
     def predictor(self, image: Image) -> tuple[ImagePredictor, bool]:
         """A predictor with ``image`` set; the bool says the embedding came from the cache."""
         predictor = _predictor_class()(self)
         predictor.set_embedding(image)
         return ImagePredictor(self, image, predictor), predictor.was_cached
 
+    @on_model_thread
     def automatic(
         self, image: Image, *, max_masks: int = 64, min_area_fraction: float = 0.001
     ) -> ObjectList:

@@ -25,6 +25,7 @@ from ..settings import ModelSpec
 from ..types import Image, Point, PointList
 from .base import Placement
 from .hf import HFBackend, redraw, seeded
+from .threads import on_model_thread
 
 log = logging.getLogger("vischain.models")
 
@@ -159,6 +160,9 @@ def _tiny_tokenizer(special: list[str], extra: list[str], **kwargs: Any) -> Any:
     return fast
 
 
+LENGTH_BUCKET = 16
+
+
 # --- the backends ----------------------------------------------------------------------------
 
 
@@ -181,6 +185,10 @@ class _HFVisionLM(HFBackend):
         self.tokenizer.padding_side = "left"
         self.answer_suffix = str(spec.options.get("answer_suffix", ANSWER_SUFFIX))
         self.caption_prompt = str(spec.options.get("caption_prompt", CAPTION_PROMPT))
+        # Prompts are left-padded to a multiple of this many tokens, so a GPU sees a few
+        # repeating shapes (attention plans and kernels are chosen per shape) instead of
+        # one per prompt length; the attention mask hides the padding.
+        self.length_bucket = int(spec.options.get("length_bucket", LENGTH_BUCKET))
 
     # --- prompts -----------------------------------------------------------------------------
 
@@ -206,6 +214,7 @@ class _HFVisionLM(HFBackend):
 
     # --- generation --------------------------------------------------------------------------
 
+    @on_model_thread
     def answer(
         self, requests: Sequence[tuple[Image, str]], *, max_new_tokens: int = 32
     ) -> list[str]:
@@ -216,12 +225,14 @@ class _HFVisionLM(HFBackend):
             max_new_tokens=max_new_tokens,
         )
 
+    @on_model_thread
     def caption(self, images: Sequence[Image], *, max_new_tokens: int = 48) -> list[str]:
         """A one-sentence caption per image, one batched greedy generation."""
         return self.generate(
             list(images), [self.caption_prompt] * len(images), max_new_tokens=max_new_tokens
         )
 
+    @on_model_thread
     def generate(
         self, images: Sequence[Image], texts: Sequence[str], *, max_new_tokens: int
     ) -> list[str]:
@@ -242,6 +253,7 @@ class _HFVisionLM(HFBackend):
                     images=[image.pil for image in images],
                     text=prompts,
                     padding=True,
+                    pad_to_multiple_of=self.length_bucket,  # shapes repeat: warm GPU kernels
                     return_tensors="pt",
                 )
                 features = self._image_features(list(images), inputs)
@@ -413,6 +425,7 @@ class Molmo2Backend(_HFVisionLM):
         token = getattr(self.processor, "image_token", "<|image|>")
         return f"{token}User: {text} Assistant:"
 
+    @on_model_thread
     def point(
         self, requests: Sequence[tuple[Image, str]], *, max_new_tokens: int = 96
     ) -> list[PointList]:

@@ -159,6 +159,33 @@ def test_batch_equals_singles(cls: type, loaded: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize("cls", FAMILIES)
+def test_prompts_are_padded_to_length_buckets_without_changing_answers(
+    cls: type, loaded: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left padding to a multiple of ``length_bucket`` tokens: the shapes a GPU sees repeat,
+    and the attention mask keeps every answer what it was without the extra padding."""
+    backend = loaded[cls.family]
+    lengths: list[int] = []
+    generate = backend.model.generate
+
+    def spy(**kwargs):
+        lengths.append(int(kwargs["input_ids"].shape[1]))
+        return generate(**kwargs)
+
+    monkeypatch.setattr(backend.model, "generate", spy)
+    requests = list(zip(IMAGES, QUESTIONS, strict=True))
+    monkeypatch.setattr(backend, "length_bucket", 1)
+    exact = backend.answer(requests, max_new_tokens=8)
+    exact_singles = [backend.answer([r], max_new_tokens=8)[0] for r in requests]
+    monkeypatch.setattr(backend, "length_bucket", 16)
+    bucketed = backend.answer(requests, max_new_tokens=8)
+    bucketed_singles = [backend.answer([r], max_new_tokens=8)[0] for r in requests]
+    assert bucketed == exact and bucketed_singles == exact_singles == exact
+    assert len(set(lengths[:4])) > 1  # unpadded: the single prompts differ in length
+    assert all(n % 16 == 0 for n in lengths[4:])
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
 def test_token_limit(cls: type, loaded: dict[str, object]) -> None:
     backend = loaded[cls.family]
     requests = list(zip(IMAGES, QUESTIONS, strict=True))
