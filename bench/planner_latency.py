@@ -91,7 +91,8 @@ def main() -> None:
             "same_program": len({r["program"] for r in runs}) == 1,
             "state_mb": states / 2**20,
         })  # fmt: skip
-    report("planner_latency", rows,
+    name = "planner_latency" if args.models == "1.5b,0.5b" else f"planner_latency-{args.models}"
+    report(name, rows,
            ["model", "first_s", "later_median_s", "later_s", "first_over_later",
             "prompt_tokens", "same_program", "state_mb"],
            instruction=INSTRUCTION, load_average=os.getloadavg())  # fmt: skip
