@@ -3,6 +3,7 @@
 vischain exec program.txt --image IMAGE=photo.jpg --trace-dir out/
 vischain check program.txt
 vischain tools
+vischain serve --roles clip,detector --port 8000
 """
 
 from __future__ import annotations
@@ -251,6 +252,27 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .service import serve_forever
+    except ImportError as exc:
+        raise SystemExit(
+            f"vischain serve needs the serve extra (pip install 'vischain[serve]'): {exc}"
+        ) from None
+
+    overrides: dict[str, Any] = {}
+    if args.roles:
+        overrides["roles"] = [r.strip() for r in args.roles.split(",") if r.strip()]
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    config = Config.load(args.config)
+    if overrides:
+        config = config.model_copy(update={"serve": config.serve.model_copy(update=overrides)})
+    return serve_forever(config, address=args.address, detach=args.detach)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vischain", description="Visual programs over vision models."
@@ -306,6 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="which model serves each role, and what is missing")
     p.add_argument("--load", action="store_true", help="load each model and report its memory")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("serve", help="serve the models and an HTTP API on Ray Serve")
+    p.add_argument("--roles", help="comma-separated roles to deploy (default: all present)")
+    p.add_argument("--host", help="HTTP host (default: serve.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="HTTP port (default: serve.port, 8000)")
+    p.add_argument("--address", help="Ray cluster address (default: models.serve.address)")
+    p.add_argument("--detach", action="store_true",
+                   help="deploy and return, leaving the app running on the cluster")  # fmt: skip
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

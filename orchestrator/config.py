@@ -10,7 +10,9 @@ then defaults. Example file::
       memory_budget_gb: {cuda:0: 20}
       roles:
         clip: {family: open_clip, model: ViT-L-14, weights: openai}
+      serve: {address: auto, app: vischain}   # roles served by Ray Serve (vischain serve)
     llm_url: http://gpu-host:8000/v1    # the planner's vLLM server
+    serve: {port: 8000, auth_token: "..."}  # the HTTP service
     planner: {repair_rounds: 2, examples: 6}
 """
 
@@ -157,6 +159,23 @@ class AgentConfig(BaseModel):
     checks: AgentChecks = Field(default_factory=AgentChecks)
 
 
+class ServiceConfig(BaseModel):
+    """The HTTP service ``vischain serve`` starts (FastAPI on Ray Serve). Everything sent
+    to it is untrusted: requests are size-limited and, with ``auth_token`` set, need
+    ``Authorization: Bearer <token>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    auth_token: str | None = None
+    max_request_mb: float = Field(20.0, gt=0)  # whole request body (images included)
+    max_images: int = Field(8, ge=1)
+    roles: list[str] | None = None  # roles to deploy (default: every role with a model)
+    runs_dir: Path | None = None  # where run traces are kept (default: a temporary folder)
+    replicas: int = Field(1, ge=1)  # HTTP ingress replicas (they share runs_dir)
+
+
 class Config(BaseSettings):
     """Everything VisChain can be told."""
 
@@ -177,6 +196,7 @@ class Config(BaseSettings):
     trace_dir: Path | None = None
     plugins: bool = True
     telemetry: bool = False  # export runs as OpenTelemetry spans (needs vischain[otel])
+    serve: ServiceConfig = Field(default_factory=ServiceConfig)  # `vischain serve`
 
     @field_validator("agent", mode="before")
     @classmethod
