@@ -75,6 +75,11 @@ class VisChainError(Exception):
         self.col = col
         self.step = step
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Errors cross process boundaries (model replicas, Ray workers): they are rebuilt
+        from their state, not their constructor, whose arguments differ by subclass."""
+        return (_rebuild, (type(self), self.args, self.__dict__.copy()))
+
     def located(self, *, line: int | None = None, step: str | None = None) -> VisChainError:
         """Fill in where the error happened, unless something deeper already did."""
         if self.line is None:
@@ -171,3 +176,13 @@ class LimitExceeded(VisChainError):
     """A time, work, size or depth limit fired."""
 
     code = ErrorCode.SIZE_LIMIT
+
+
+def _rebuild(
+    cls: type[VisChainError], args: tuple[object, ...], state: dict[str, object]
+) -> VisChainError:
+    """An unpickled error: ``cls`` with its message and attributes, ``__init__`` skipped."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
