@@ -516,6 +516,8 @@ class Orchestrator:
         expected: Sequence[str | None] | None = None,
         trace_dir: str | Path | None = None,
         progress: bool = True,
+        engine: str = "threads",
+        workers: int | None = None,
     ) -> list[RunResult]:
         """Run many instructions or programs at once (for evaluations).
 
@@ -524,7 +526,13 @@ class Orchestrator:
         or one image (or dict of named images) per item. Up to ``concurrency`` items run at
         the same time, so their batched tool calls coalesce. With ``trace_dir``, item i's
         trace goes to ``trace_dir/i`` and ``report.html`` links them all.
+
+        ``engine="ray"`` spreads the items over ``workers`` Ray worker processes (default:
+        ``concurrency``, at most one per item) that share the models of the Serve
+        application (``models.serve`` must be set); ``concurrency`` items run at once in all.
         """
+        if engine not in ("threads", "ray"):
+            raise ValueError(f"unknown engine {engine!r} (use 'threads' or 'ray')")
         items = list(items)
         if (
             images is None
@@ -554,13 +562,28 @@ class Orchestrator:
                 results[i] = self._failed(Trace(instruction=str(item)), exc)
 
         try:
-            with ThreadPoolExecutor(
-                max_workers=max(1, concurrency), thread_name_prefix="vischain-map"
-            ) as ex:
-                futures = [ex.submit(one, i) for i in range(len(items))]
-                for _ in bar(as_completed(futures), total=len(futures), description="runs",
-                             enabled=progress):  # fmt: skip
-                    pass
+            if engine == "ray":
+                from .distributed import map_on_ray
+
+                results[:] = map_on_ray(
+                    self.config,
+                    items,
+                    per_item,
+                    mode=mode,
+                    concurrency=concurrency,
+                    workers=workers,
+                    trace_dir=trace_dir,
+                    progress=progress,
+                    failed=lambda i, exc: self._failed(Trace(instruction=str(items[i])), exc),
+                )
+            else:
+                with ThreadPoolExecutor(
+                    max_workers=max(1, concurrency), thread_name_prefix="vischain-map"
+                ) as ex:
+                    futures = [ex.submit(one, i) for i in range(len(items))]
+                    for _ in bar(as_completed(futures), total=len(futures), description="runs",
+                                 enabled=progress):  # fmt: skip
+                        pass
         finally:
             done = [
                 r if r is not None else self._failed(Trace(instruction=str(items[i])),

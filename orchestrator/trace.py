@@ -210,6 +210,18 @@ class Trace:
                 sink.close()
             self._sinks.clear()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Traces cross process boundaries (``map(engine="ray")``): the record travels, its
+        lock and attached sinks (open files) stay behind."""
+        state = self.__dict__.copy()
+        state["lock"] = None
+        state["_sinks"] = []
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
+
     def step(self, name: str) -> StepRecord:
         for rec in self.steps:
             if rec.step == name:
