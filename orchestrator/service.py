@@ -31,6 +31,7 @@ import logging
 import mimetypes
 import re
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Literal
@@ -120,29 +121,20 @@ class Service:
     @app.post("/execute")
     async def execute(self, request: Request) -> JSONResponse:
         fields, images = await self._admit(request, ExecuteRequest, text_field="program")
-        run_id = uuid.uuid4().hex
-        result = await asyncio.to_thread(
-            self.orchestrator.execute,
-            fields.program,
-            images=images,
-            form=fields.form,
-            trace_dir=self.runs / run_id,
+        return await self._answer(
+            self.orchestrator.execute, fields.program, images=images, form=fields.form
         )
-        return JSONResponse(_result_json(run_id, result))
 
     @app.post("/run")
     async def run(self, request: Request) -> JSONResponse:
         fields, images = await self._admit(request, RunRequest, text_field="instruction")
-        run_id = uuid.uuid4().hex
-        result = await asyncio.to_thread(
+        return await self._answer(
             self.orchestrator.run,
             fields.instruction,
             images=images,
             voting=fields.voting,
             form=fields.form,
-            trace_dir=self.runs / run_id,
         )
-        return JSONResponse(_result_json(run_id, result))
 
     @app.get("/tools")
     async def tools(self, request: Request) -> JSONResponse:
@@ -186,6 +178,13 @@ class Service:
             return HTMLResponse(path.read_text(encoding="utf-8"))
         media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return FileResponse(path, media_type=media)
+
+    async def _answer(self, method: Any, text: str, **kwargs: Any) -> JSONResponse:
+        """Run ``method(text, ...)`` (execute or run) off the event loop, tracing into a new
+        run folder, and answer with its result."""
+        run_id = uuid.uuid4().hex
+        result = await asyncio.to_thread(method, text, trace_dir=self.runs / run_id, **kwargs)
+        return JSONResponse(_result_json(run_id, result))
 
     # --- admission -------------------------------------------------------------------------
 
@@ -315,6 +314,9 @@ def build_app(config: Config) -> Any:
     ).bind(config, roles)
 
 
+_own_cluster = threading.Event()  # set when start() had to start Ray in this process
+
+
 def start(config: Config, *, address: str | None = None) -> str:
     """Join (or, for ``auto`` with none running, start) a Ray cluster, start Serve's HTTP
     proxy on ``serve.host:serve.port`` and deploy the application; returns its URL."""
@@ -332,6 +334,7 @@ def start(config: Config, *, address: str | None = None) -> str:
                 raise
             log.warning("no Ray cluster is running here: starting one for this process")
             ray.init(logging_level="WARNING")
+            _own_cluster.set()
     serve.start(http_options={"host": config.serve.host, "port": config.serve.port})
     serve.run(build_app(config), name=settings.app, route_prefix="/")
     return f"http://{config.serve.host}:{config.serve.port}"
@@ -346,8 +349,10 @@ def serve_forever(config: Config, *, address: str | None = None, detach: bool = 
     app_name = client_config(config).models.serve.app  # type: ignore[union-attr]
     sys.stdout.write(f"VisChain is serving at {url} (Serve application '{app_name}')\n")
     sys.stdout.flush()
-    if detach:
+    if detach and not _own_cluster.is_set():
         return 0
+    if detach:
+        sys.stdout.write("not detaching: the Ray cluster lives in this process (ray start one)\n")
     try:
         while True:
             time.sleep(3600)
