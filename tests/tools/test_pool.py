@@ -182,3 +182,23 @@ def test_real_tiny_backends_are_shared_and_evicted_under_a_budget(tmp_path: Path
     assert p.is_loaded(sam) and not p.is_loaded(clip)
     assert p.used("cpu") <= budget
     assert p.get("clip") is not first and p.load_counts[clip.key()] == 2
+
+
+def test_cached_values_are_handed_out_as_private_copies(tmp_path: Path) -> None:
+    """Issue 14 item 1 (caches): what one caller does to a cached result (an OCR line's
+    extra data, a list) never reaches the next caller."""
+    from tools.types import Box, Object, ObjectList
+
+    p = pool(tmp_path, roles={"x": [spec("a")]}, cache_mb=1)
+    backend = p.get("x")
+
+    def lines() -> ObjectList:
+        return ObjectList((Object(Box(0, 0, 1, 1), label="a", extra={"quad": [[0, 0]]}),))
+
+    first, _ = backend.cached("lines", lines)
+    first.items[0].extra["quad"].append("POISON")
+    again, hit = backend.cached("lines", lines)
+    assert hit and again.items[0].extra == {"quad": [[0, 0]]}
+    many = backend.cached_many(["k"], lambda idx: [["t0", "t1"] for _ in idx])
+    many[0].clear()
+    assert backend.cached_many(["k"], lambda idx: [["fresh"] for _ in idx]) == [["t0", "t1"]]

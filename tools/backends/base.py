@@ -24,6 +24,7 @@ from ..cache import ByteLRU
 from ..devices import module_bytes
 from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
+from ..types import detached
 from .threads import ModelThread
 
 
@@ -68,10 +69,13 @@ class Backend:
 
     def cached(self, key: Hashable, compute: Callable[[], Any]) -> tuple[Any, bool]:
         """``compute()`` through the shared feature cache (keyed with this model's identity);
-        returns (value, was_cached)."""
+        returns (value, was_cached). The caller gets its own copy of what is mutable in the
+        value (lists, dicts, Object extras: see ``tools.types.detached``), so no run can change
+        what the cache hands the next one; tensors and arrays are shared."""
         if self.cache is None:
             return compute(), False
-        return self.cache.get_or_compute((self.spec.key(), key), compute)
+        value, hit = self.cache.get_or_compute((self.spec.key(), key), compute)
+        return detached(value), hit
 
     @property
     def device(self) -> str:
@@ -105,7 +109,9 @@ class Backend:
                     self.cache.put((self.spec.key(), keys[i]), value)
             for i in todo:
                 results[i] = results[unique[keys[i]]]
-        return results
+        if self.cache is None:
+            return results
+        return [detached(v) for v in results]  # each caller's own copy, as in cached()
 
     # --- class-level: finding and loading ---------------------------------------------------
 
