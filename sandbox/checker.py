@@ -92,6 +92,7 @@ class _Checker:
         self.lines: dict[str, int] = {}
         self.later = {s.target: s.line for s in program.steps}
         self.errors: list[ProgramError] = []
+        self.per_frame = False
 
     def run(self) -> tuple[BoundProgram, list[ProgramError]]:
         steps = []
@@ -151,6 +152,7 @@ class _Checker:
         bound = self.bind(sig, step)
         deps: set[str] = set()
         args: dict[str, Value] = {}
+        self.per_frame = False  # set when a video goes where one picture is expected
         for param in sig.params:
             if param.name in bound:
                 arg = bound[param.name]
@@ -159,9 +161,10 @@ class _Checker:
                 deps |= value_names(value)
             elif not param.required:
                 args[param.name] = Const(param.default)
-        return BoundStep(
-            step.target, sig.name, args, frozenset(deps), step.line, step.text, sig.output
-        )
+        # a video where the tool takes one picture: the tool runs once per frame and the
+        # step holds a list of results
+        output = ANY if self.per_frame else sig.output
+        return BoundStep(step.target, sig.name, args, frozenset(deps), step.line, step.text, output)
 
     def bind(self, sig: Signature, step: Step) -> dict[str, Arg]:
         bound: dict[str, Arg] = {}
@@ -231,6 +234,9 @@ class _Checker:
             return value
         if isinstance(value, Ref):
             src = self.ref_type(value.name, step, arg, param.type)
+            if src == VIDEO and IMAGE in param.type.split("|") and not self.per_frame:
+                self.per_frame = True
+                return value
             if src is not None and not self.catalog.assignable(src, param.type):
                 origin = (
                     f"from line {self.lines[value.name]}"

@@ -43,6 +43,7 @@ from sandbox import ANY, ErrorCode, LimitExceeded, Limits, ParamSpec, Signature
 from .errors import NoBackendError, ToolInputError, ToolOutputError
 from .settings import ModelSpec
 from .types import CLASS_NAMES, coerce, type_name, value_type
+from .video import FrameResults, Video
 
 log = logging.getLogger("vischain.tools")
 _EMPTY = inspect.Parameter.empty
@@ -264,10 +265,16 @@ class Tool:
         if unknown:
             raise ToolInputError(f"{self.name}: unknown argument(s) {', '.join(unknown)}")
         converted: dict[str, Any] = {}
+        video: tuple[str, Video] | None = None
         for p in self.spec.params:
             if p.name not in args:
                 continue
             value = args[p.name]
+            if isinstance(value, Video) and p.name in self.image_params and video is None:
+                if not value.frames:
+                    raise ToolInputError(f"{self.name}: argument '{p.name}' is an empty video")
+                video = (p.name, value)  # one call per frame (see tools.video.expand_frames)
+                value = value.frames[0]  # validated as the pictures it stands for
             try:
                 converted[p.name] = coerce(value, p.type)
             except (TypeError, ValueError) as exc:
@@ -284,7 +291,15 @@ class Tool:
                 f"'{'.'.join(str(x) for x in e['loc'])}': {e['msg']}" for e in exc.errors()
             )
             raise ToolInputError(f"{self.name}: {problems}") from None
-        return {p.name: getattr(model, p.name) for p in self.spec.params}
+        call = {p.name: getattr(model, p.name) for p in self.spec.params}
+        if video is not None:
+            call[video[0]] = video[1]
+        return call
+
+    @cached_property
+    def image_params(self) -> tuple[str, ...]:
+        """The parameters that take one picture (a video there means one call per frame)."""
+        return tuple(p.name for p in self.spec.params if "Image" in p.type.split("|"))
 
     def check_output(self, value: Any) -> None:
         """Raise :class:`ToolOutputError` unless ``value`` is of the declared output type
@@ -295,9 +310,10 @@ class Tool:
                 f"{self.name} returned containers nested more than {MAX_OUTPUT_DEPTH} deep",
                 code=ErrorCode.DEPTH_LIMIT,
             )
-        problem = output_problem(value, self.spec.output, self.spec.output_optional)
-        if problem:
-            raise ToolOutputError(f"{self.name} {problem}")
+        for item in value if isinstance(value, FrameResults) else (value,):
+            problem = output_problem(item, self.spec.output, self.spec.output_optional)
+            if problem:
+                raise ToolOutputError(f"{self.name} {problem}")
 
     def canonical_args(self, args: Mapping[str, Any]) -> Mapping[str, Any]:
         """``args`` with parameter aliases (``box`` for Count's ``object``) renamed."""

@@ -34,6 +34,7 @@ from sandbox import ErrorCode, LimitExceeded
 
 from .base import Tool, ToolContext
 from .errors import ModelError, ToolError
+from .video import expand_frames, gather_frames
 
 log = logging.getLogger("vischain.tools")
 
@@ -177,6 +178,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def run_calls(tool: Tool, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
     """``tool.run_batch(ctx, calls)``, checked for one result per call, under the tool's
     out-of-memory policy; every other exception passes through."""
+    calls, spans = expand_frames(calls, tool.image_params)  # a video: one call per frame
+    results = _run_calls(tool, ctx, calls)
+    return gather_frames(results, spans) if any(video for *_, video in spans) else results
+
+
+def _run_calls(tool: Tool, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
     policy = tuple(ctx.option(tool.name, "on_oom", DEFAULT_ON_OOM) or ())
     try:
         results = list(tool.run_batch(ctx, calls))

@@ -231,3 +231,54 @@ def _read_pyav(path: Path, every: int, max_frames: int) -> tuple[list[np.ndarray
     except av.FFmpegError as exc:  # type: ignore[attr-defined]
         raise ImageLoadError(f"{path}: cannot decode video: {exc}") from exc
     return frames, fps
+
+
+# --- one call per frame ------------------------------------------------------------------
+#
+# A line-program step that passes a video where a tool takes one picture runs the tool once
+# per frame (all frames in one batch when the tool batches) and gives a FrameResults: one
+# result per frame, in order. The checker types such a step as Any; Eval reads it as a list.
+
+
+class FrameResults(list):  # type: ignore[type-arg]
+    """A tool's results for each frame of a video, in frame order."""
+
+
+def video_parameter(call: dict[str, Any], image_params: Sequence[str]) -> str | None:
+    """The picture parameter of ``call`` that holds a video (None when none does)."""
+    return next((p for p in image_params if isinstance(call.get(p), Video)), None)
+
+
+Span = tuple[int, int, bool]  # a call's range in the flat calls, and whether it is a video's
+
+
+def expand_frames(
+    calls: Sequence[dict[str, Any]], image_params: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[Span]]:
+    """Calls with a video in a picture parameter become one call per frame; returns the
+    flat calls and, per original call, the range of its calls in them."""
+    flat: list[dict[str, Any]] = []
+    spans: list[Span] = []
+    for call in calls:
+        param = video_parameter(call, image_params)
+        start = len(flat)
+        if param is None:
+            flat.append(call)
+        else:
+            flat.extend({**call, param: frame} for frame in call[param].frames)
+        spans.append((start, len(flat), param is not None))
+    return flat, spans
+
+
+def gather_frames(results: Sequence[Any], spans: Sequence[Span]) -> list[Any]:
+    """One result per original call: a video call's results as a FrameResults (an error of
+    any of its frames fails the whole call)."""
+    out: list[Any] = []
+    for start, end, is_video in spans:
+        if not is_video:
+            out.append(results[start])
+            continue
+        part = list(results[start:end])
+        error = next((r for r in part if isinstance(r, BaseException)), None)
+        out.append(error if error is not None else FrameResults(part))
+    return out

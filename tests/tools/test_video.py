@@ -107,12 +107,39 @@ FINAL_RESULT=RESULT(var=ANSWER0)"""
     assert result.trace.step("VIDEO0").output["type"] == "Video"
 
 
-def test_a_video_where_an_image_is_expected_is_refused_with_its_line(tiny: Orchestrator) -> None:
+def test_a_video_where_a_picture_is_expected_runs_the_tool_once_per_frame(
+    tiny: Orchestrator, tmp_path: Path
+) -> None:
+    from tools.video import FrameResults
+
+    source = """CLIP=Frames(video=VIDEO, every=3)
+ANSWERS=VQA(image=CLIP, question='What is moving?')
+HALVES=LOC(image=CLIP, object='LEFT')
+CROPS=CROP(image=VIDEO, box=HALVES)
+N=EVAL(expr='len({ANSWERS}) + len({HALVES})')
+FINAL_RESULT=RESULT(var=N)"""
+    bound = tiny.check(source, inputs={"VIDEO": "Video"})
+    assert [s.output_type for s in bound.steps[1:4]] == ["Any", "Any", "Any"]
+    vlm = tiny.pool.get("vlm")
+    before = vlm.stats["generate_calls"]
+    result = tiny.execute(source, video=write_video(tmp_path / "clip.avi"))
+    assert result.ok, result.error
+    assert result.output == 6  # 9 frames, every 3rd: 3 answers and 3 halves
+    answers, halves = result.values["ANSWERS"], result.values["HALVES"]
+    assert isinstance(answers, FrameResults) and all(isinstance(a, str) for a in answers)
+    assert vlm.stats["generate_calls"] - before == 1  # the three frames in one batch
+    assert [h[0].box.as_tuple() for h in halves] == [(0, 0, 24, 32)] * 3
+    # CROP's box is a list of per-frame halves: not an object list, a typed error, line 4
+    assert result.step_errors["CROPS"].line == 4
+
+
+def test_two_videos_in_one_call_are_refused_with_the_line(tiny: Orchestrator) -> None:
     from sandbox import ErrorCode, ProgramInvalid
 
+    source = "CLIP=Frames(video=VIDEO)\nS=Similarity(image=CLIP, text='x')\nB=Seg(image=CLIP, object=VIDEO)"
     with pytest.raises(ProgramInvalid) as info:
-        tiny.check("ANSWER0=VQA(image=VIDEO, question='What?')", inputs={"VIDEO": "Video"})
-    assert [(e.line, e.code) for e in info.value.errors] == [(1, ErrorCode.WRONG_TYPE)]
+        tiny.check(source, inputs={"VIDEO": "Video"})
+    assert [(e.line, e.code) for e in info.value.errors] == [(3, ErrorCode.WRONG_TYPE)]
 
 
 def test_the_check_infers_a_video_input_where_a_video_is_expected(tiny: Orchestrator) -> None:
