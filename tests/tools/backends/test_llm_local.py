@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -20,7 +19,6 @@ from tests.support.backends import CPU
 from tools.backends import backend_class, gguf
 from tools.backends.gguf import (
     PACKAGED,
-    assemble_parts,
     cached_gguf_path,
     file_sha256,
     gguf_path,
@@ -177,36 +175,6 @@ def test_assembly_checks_sha256_and_is_reused(
     assert not is_verified(dest, QWEN_SHA, QWEN_SIZE)
     assert gguf_path(ModelSpec(family="llama_cpp", model=QWEN), settings) == dest
     assert is_verified(dest, QWEN_SHA, QWEN_SIZE) and dest.stat().st_mtime_ns == mtime
-
-
-def test_a_corrupt_part_fails_assembly(tmp_path: Path) -> None:
-    parts, missing = PACKAGED[QWEN].parts()
-    assert not missing and len(parts) == 6
-    corrupt = tmp_path / "part06.bin"  # the smallest part; the others are used in place
-    shutil.copyfile(parts[-1], corrupt)
-    with open(corrupt, "r+b") as f:
-        f.seek(12345)
-        byte = f.read(1)
-        f.seek(12345)
-        f.write(bytes([byte[0] ^ 0xFF]))
-    out = tmp_path / "out"
-    dest = out / "model.gguf"
-    with pytest.raises(ModelError, match=r"sha256.*expected.*reinstall"):
-        assemble_parts([*parts[:-1], corrupt], dest, sha256=QWEN_SHA, size=QWEN_SIZE)
-    assert not dest.exists()
-    assert list(out.iterdir()) == []  # the temporary file is gone too
-
-
-def test_a_truncated_or_missing_part_fails_before_copying(tmp_path: Path) -> None:
-    parts, _ = PACKAGED[QWEN].parts()
-    short = tmp_path / "short.bin"
-    short.write_bytes(b"\0" * 1000)
-    with pytest.raises(ModelError, match="expected 491,400,064"):
-        assemble_parts([*parts[:-1], short], tmp_path / "m.gguf", sha256=QWEN_SHA, size=QWEN_SIZE)
-    with pytest.raises(ModelError, match="missing"):
-        assemble_parts([*parts[:-1], tmp_path / "gone.bin"], tmp_path / "m.gguf",
-                       sha256=QWEN_SHA, size=QWEN_SIZE)  # fmt: skip
-    assert not (tmp_path / "m.gguf").exists()
 
 
 # --- generation with SmolLM2 ------------------------------------------------------------------
