@@ -30,6 +30,7 @@ from sandbox import (
 )
 from sandbox.ir import BoundProgram, BoundStep, Const, Ref, Value
 from sandbox.lazy import Lazy, force, force_deep
+from sandbox.numeric import NAMESPACES
 from sandbox.python import Function, PythonInterpreter, PythonProgram
 from tools.errors import ToolErrorCode
 from tools.patch import Derived, ImagePatch, PatchAPI, VideoSegment
@@ -273,10 +274,11 @@ def run_python(
 
 def _variables(env: Mapping[str, Any], params: set[str]) -> dict[str, Any]:
     """The program's own variables at its end, forced (a follow-up program in an agent round
-    takes them as parameters); lambdas and values whose call failed are left out."""
+    takes them as parameters); lambdas, values whose call failed and the ``np``/``math``
+    namespaces every program starts with are left out."""
     out: dict[str, Any] = {}
     for name, value in env.items():
-        if name in params or name.startswith("_"):
+        if name in params or name.startswith("_") or NAMESPACES.get(name) is value:
             continue
         try:
             forced = force_deep(value)

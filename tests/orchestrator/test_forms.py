@@ -268,3 +268,14 @@ def test_the_planner_asks_for_every_registered_form() -> None:
         assert prompting.grammar == planner.forms["lines"].grammar
     finally:
         del FORMS["marked-lines"]
+
+
+def test_a_python_run_reports_only_the_programs_own_values(offline: Orchestrator) -> None:
+    """The np/numpy/math namespaces every Python program starts with are not its values (a
+    caller, memo check or agent follow-up would otherwise get a namespace as a variable)."""
+    result = offline.execute(
+        "def execute_command(image):\n    m = np.mean([1, 2, 3])\n    return m + math.sqrt(4)\n",
+        image="sample:coffee",
+    )
+    assert result.ok, result.error
+    assert result.output == 4 and result.values == {"m": 2}
