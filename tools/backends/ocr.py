@@ -12,6 +12,11 @@ recognition confidence, ``box`` the axis-aligned box around the detected quadril
 quadrilateral itself is in ``extra["quad"]``), in reading order: top to bottom, and left to
 right within a row.
 
+A picture more than ``MAX_ASPECT`` times wider than tall (or taller than wide) is padded with
+white at the bottom (or right) before RapidOCR sees it: RapidOCR scales the shorter side up
+(to 30, then 736 pixels) and pads wide strips, so a 2000×1 crop would become a 10 GiB array.
+Padding at the bottom/right leaves every box in the picture's own pixel coordinates.
+
 Options (``spec.options``): ``min_score`` (0.5, drop lines read with less confidence),
 ``det_model`` / ``rec_model`` / ``cls_model`` (paths of other PP-OCR ONNX models),
 ``rec_keys`` (character list for a recognition model without one), ``use_cls`` (True),
@@ -21,6 +26,7 @@ Options (``spec.options``): ``min_score`` (0.5, drop lines read with less confid
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,6 +49,7 @@ BUNDLED = {
     "rec": "PP-OCRv6_rec_small.onnx",
     "cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
 }
+MAX_ASPECT = 8.0  # RapidOCR's own width:height padding ratio
 INSTALL_HINT = "install RapidOCR and its bundled models: pip install rapidocr==3.10.0 onnxruntime"
 
 
@@ -67,6 +74,19 @@ def model_paths(spec: ModelSpec) -> dict[str, Path | None]:
     if not spec.options.get("use_cls", True):
         paths.pop("cls")
     return paths
+
+
+def bounded_aspect(array: np.ndarray, max_aspect: float = MAX_ASPECT) -> np.ndarray:
+    """``array`` (H×W×C) padded with white at the bottom or right until neither side is more
+    than ``max_aspect`` times the other (unchanged when it already is)."""
+    height, width = array.shape[:2]
+    padded_h = max(height, math.ceil(width / max_aspect))
+    padded_w = max(width, math.ceil(height / max_aspect))
+    if (padded_h, padded_w) == (height, width):
+        return array
+    out = np.full((padded_h, padded_w, *array.shape[2:]), 255, dtype=array.dtype)
+    out[:height, :width] = array
+    return out
 
 
 def reading_order(lines: list[Object]) -> list[Object]:
@@ -184,7 +204,7 @@ class RapidOcrBackend(Backend):
         return self.cached_many(keys, lambda idx: [self._read(images[i]) for i in idx])
 
     def _read(self, image: Image) -> ObjectList:
-        bgr = np.ascontiguousarray(image.array[:, :, ::-1])
+        bgr = np.ascontiguousarray(bounded_aspect(image.array[:, :, ::-1]))
         try:
             with self._lock:
                 result = self.engine(bgr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image as PILImage
@@ -14,7 +15,7 @@ from PIL import ImageDraw, ImageFont
 
 from tools.backends import backend_class
 from tools.backends.base import Placement
-from tools.backends.ocr import RapidOcrBackend, reading_order
+from tools.backends.ocr import MAX_ASPECT, RapidOcrBackend, reading_order
 from tools.cache import ByteLRU
 from tools.convert import to_image
 from tools.settings import ModelSettings, ModelSpec
@@ -169,3 +170,47 @@ def test_describe_reports_cpu(ocr: RapidOcrBackend) -> None:
     info = ocr.describe()
     assert info["device"] == "cpu" and info["family"] == "rapidocr"
     assert ocr.memory_bytes() > 10e6
+
+
+class ShapeWatch:
+    """The real engine, refusing (before any work) an array RapidOCR would blow up: a strip
+    more than MAX_ASPECT times longer one way than the other."""
+
+    def __init__(self, engine: object) -> None:
+        self.engine = engine
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, array: np.ndarray) -> object:
+        height, width = array.shape[:2]
+        assert max(height, width) <= MAX_ASPECT * min(height, width), array.shape
+        self.shapes.append(array.shape)
+        return self.engine(array)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("size", [(2000, 1), (1, 2000), (3, 1)])
+def test_a_strip_is_padded_before_rapidocr_sees_it(
+    ocr: RapidOcrBackend, size: tuple[int, int]
+) -> None:
+    # issue 14 item 6: a 2000x1 picture (a Crop's output is not admitted like an input) made
+    # RapidOCR scale its short side up and pad it into a 10 GiB array
+    watch = ShapeWatch(ocr.engine)
+    ocr.engine, real = watch, ocr.engine
+    try:
+        found = ocr.read([Image(PILImage.new("RGB", size, "white"), name="strip")])[0]
+    finally:
+        ocr.engine = real
+    width, height = size
+    assert len(found) == 0 and watch.shapes[0][:2] == (
+        max(height, -(-width // 8)),
+        max(width, -(-height // 8)),
+    )
+
+
+def test_a_wide_crop_of_text_is_still_read_in_its_own_coordinates(ocr: RapidOcrBackend) -> None:
+    picture, drawn = banner()
+    strip = picture.crop(Box(0, drawn.y0 - 4, picture.width, drawn.y1 + 4))  # wider than 8:1
+    assert strip.width > MAX_ASPECT * strip.height
+    found = ocr.read([strip])[0]
+    assert _text(found).replace(" ", "") == "VISCHAIN2026"
+    assert all(0 <= o.box.y0 < o.box.y1 <= strip.height for o in found)
+    assert all(0 <= o.box.x0 < o.box.x1 <= strip.width for o in found)
