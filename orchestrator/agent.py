@@ -41,6 +41,7 @@ from .observation import Observation, render
 from .planner import PlanningError, fill
 from .render import summarize
 from .rounds import Round, RoundKind
+from .trace import StepStatus
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -208,7 +209,9 @@ class AgentRun:
         current.tool_calls = sum(
             1
             for s in steps
-            if s.tool and s.status in ("ok", "error") and not s.meta.get("memoised")
+            if s.tool
+            and s.status in (StepStatus.OK, StepStatus.ERROR)
+            and not s.meta.get("memoised")
         )
         self.tool_calls += current.tool_calls
         error = self.capability(result)

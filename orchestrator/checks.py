@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from .answer_kind import AnswerKind, fits, is_unsure, kind_of_value
+from .trace import StepStatus
 
 if TYPE_CHECKING:
     from .config import AgentChecks
@@ -85,7 +86,7 @@ def run_checks(
             )
         )
     for s in steps:
-        if s.status != "ok" or not s.output:
+        if s.status != StepStatus.OK or not s.output:
             continue
         kind = s.output.get("type")
         if config.empty_detection and kind in _LISTS and s.output.get("count") == 0:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .checks import Issue
+from .trace import StepStatus
 
 # (items per list, characters of text) from the most detailed to the least
 DETAIL_LEVELS = ((5, 160), (2, 60), (0, 24))
@@ -29,7 +30,7 @@ class StepLike(Protocol):
     step: str
     line: int
     tool: str | None
-    status: str
+    status: StepStatus
     output: dict[str, Any] | None
     error: dict[str, Any] | None
 
@@ -104,7 +105,7 @@ def summary_text(summary: Mapping[str, Any] | None, items: int, chars: int) -> s
 def step_line(step: StepLike, items: int, chars: int) -> str:
     """``# OBJ0 (line 1, FaceDet): ok → 2 object(s): face 0.99 [10,20,50,60]``"""
     head = f"# {step.step} (line {step.line}, {step.tool or 'value'}): {step.status}"
-    if step.status == "ok":
+    if step.status == StepStatus.OK:
         return f"{head} → {summary_text(step.output, items, chars)}"
     if step.error:
         return f"{head} [{step.error.get('code')}] {_clip(step.error.get('message', ''), chars)}"
@@ -124,7 +125,9 @@ def render(
     program may read (name → typed summary) and what the checks found, in ``budget``
     tokens (counted with ``count_tokens``; about 4 characters a token without it)."""
     count = count_tokens or (lambda text: max(1, len(text) // 4))
-    keep = {i.step for i in issues if i.step} | {s.step for s in steps if s.status == "error"}
+    keep = {i.step for i in issues if i.step} | {
+        s.step for s in steps if s.status == StepStatus.ERROR
+    }
 
     def build(items: int, chars: int, shown: Sequence[StepLike], left_out: int) -> str:
         lines = ["# What happened:"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from orchestrator.checks import Check, Issue
 from orchestrator.observation import render, step_line, summary_text
 from orchestrator.render import summarize
-from orchestrator.trace import StepRecord
+from orchestrator.trace import StepRecord, StepStatus
 from tools.types import Box, Object, ObjectList
 
 
@@ -15,9 +15,9 @@ def record(
     rec = StepRecord(step=step, index=line - 1, line=line, text=f"{step}=...", tool=tool,
                      deps=list(deps))  # fmt: skip
     if error is not None:
-        rec.status, rec.error = "error", error
+        rec.status, rec.error = StepStatus.ERROR, error
     else:
-        rec.status, rec.output = "ok", summarize(value)
+        rec.status, rec.output = StepStatus.OK, summarize(value)
     return rec
 
 
