@@ -1,5 +1,6 @@
-"""What the backend tests share: a model cache per module, one torch thread, and an empty
-Hugging Face cache (the placement they load on is ``tests.support.backends.CPU``)."""
+"""What the backend tests share: a model cache per module, one torch thread, an empty
+Hugging Face cache, and for a module that lists backend classes in ``FAMILIES`` a tiny random
+model of each (``specs``) loaded on ``tests.support.backends.CPU`` (``loaded``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import huggingface_hub
 import pytest
 import torch
 
-from tools.settings import ModelSettings
+from tests.support.backends import CPU
+from tools.settings import ModelSettings, ModelSpec
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +38,24 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache.mkdir()
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="module")
+def specs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, ModelSpec]:
+    """A tiny random model of each class in the module's ``FAMILIES``, by family."""
+    return {
+        cls.family: cls.tiny_spec(tmp_path_factory.mktemp(cls.family))
+        for cls in request.module.FAMILIES
+    }
+
+
+@pytest.fixture(scope="module")
+def loaded(
+    request: pytest.FixtureRequest, specs: dict[str, ModelSpec], settings: ModelSettings
+) -> dict[str, object]:
+    """Each of ``specs`` loaded through its class's real loader, by family."""
+    return {
+        cls.family: cls.load(specs[cls.family], CPU, settings) for cls in request.module.FAMILIES
+    }

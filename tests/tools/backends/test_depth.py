@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image as PILImage
 
-from tests.support.backends import CPU
+from tests.support.backends import CPU, noise_image
 from tools.backends import backend_class
 from tools.backends.depth import DepthBackend, DptDepthBackend, inverse_to_depth, region_median
 from tools.cache import ByteLRU
@@ -18,11 +17,6 @@ from tools.errors import ModelError
 from tools.pool import ModelPool
 from tools.settings import ModelSettings, ModelSpec
 from tools.types import Box, Image
-
-
-def _image(seed: int, width: int, height: int) -> Image:
-    rng = np.random.default_rng(seed)
-    return Image(PILImage.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)))
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +54,7 @@ def test_missing_weights_are_reported_not_downloaded(
 
 
 def test_depth_maps_have_each_image_size_and_median_one(model: DepthBackend) -> None:
-    images = [_image(0, 40, 30), _image(1, 64, 48)]
+    images = [noise_image(0, 40, 30), noise_image(1, 64, 48)]
     maps = model.depth_maps(images)
     assert [m.shape for m in maps] == [(30, 40), (48, 64)]
     for m in maps:
@@ -70,7 +64,7 @@ def test_depth_maps_have_each_image_size_and_median_one(model: DepthBackend) -> 
 
 
 def test_depth_maps_are_cached_per_picture(model: DepthBackend) -> None:
-    picture = _image(7, 32, 32)
+    picture = noise_image(7, 32, 32)
     before = model.stats["depth_forward"]
     first = model.depth_maps([picture])[0]
     again = model.depth_maps([Image(picture.pil.copy()), picture])

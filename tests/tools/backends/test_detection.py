@@ -6,12 +6,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image as PILImage
 
-from tests.support.backends import CPU
+from tests.support.backends import CPU, noise_image
 from tools.backends import backend_class
 from tools.backends.base import Placement
 from tools.backends.detection import (
@@ -24,28 +22,13 @@ from tools.backends.detection import (
 from tools.errors import ModelError
 from tools.pool import ModelPool
 from tools.settings import ModelSettings, ModelSpec
-from tools.types import Image, ObjectList
+from tools.types import ObjectList
 
 FAMILIES = [GroundingDinoBackend, OwlVitBackend, Owlv2Backend]
 
 
-def _image(seed: int, width: int, height: int) -> Image:
-    rng = np.random.default_rng(seed)
-    return Image(PILImage.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)))
-
-
-IMAGES = [_image(0, 80, 60), _image(1, 90, 80), _image(2, 100, 100)]
+IMAGES = [noise_image(0, 80, 60), noise_image(1, 90, 80), noise_image(2, 100, 100)]
 QUERIES = [["cat", "dog"], ["a red car"], ["tree", "person", "cat"]]
-
-
-@pytest.fixture(scope="module")
-def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelSpec]:
-    return {cls.family: cls.tiny_spec(tmp_path_factory.mktemp(cls.family)) for cls in FAMILIES}
-
-
-@pytest.fixture(scope="module")
-def loaded(specs: dict[str, ModelSpec], settings: ModelSettings) -> dict[str, object]:
-    return {cls.family: cls.load(specs[cls.family], CPU, settings) for cls in FAMILIES}
 
 
 def _same(a: ObjectList, b: ObjectList) -> bool:
@@ -350,7 +333,7 @@ def test_grounding_dino_single_padded_forward(
         assert len(objects) > 0 and set(objects.labels) <= set(queries)
         assert all(o.box.x1 <= image.width and o.box.y1 <= image.height for o in objects)
     # images of one size need no padding: the single forward equals single calls
-    same = [IMAGES[0], _image(7, 80, 60)]
+    same = [IMAGES[0], noise_image(7, 80, 60)]
     batch = backend.detect(same, [["cat"], ["dog", "tree"]], threshold=0.0)
     singles = [
         backend.detect([i], [q], threshold=0.0)[0]

@@ -6,40 +6,23 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image as PILImage
 
-from tests.support.backends import CPU
+from tests.support.backends import CPU, noise_image
 from tools.backends import backend_class
 from tools.backends.base import Placement
 from tools.backends.vlm import ANSWER_SUFFIX, LlavaBackend, Molmo2Backend, parse_points
 from tools.errors import ModelError
 from tools.pool import ModelPool
 from tools.settings import ModelSettings, ModelSpec
-from tools.types import Image, Point, PointList
+from tools.types import Point, PointList
 
 FAMILIES = [LlavaBackend, Molmo2Backend]
 
 
-def _image(seed: int, width: int, height: int) -> Image:
-    rng = np.random.default_rng(seed)
-    return Image(PILImage.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)))
-
-
-IMAGES = [_image(0, 50, 40), _image(1, 57, 70), _image(2, 64, 100)]
+IMAGES = [noise_image(0, 50, 40), noise_image(1, 57, 70), noise_image(2, 64, 100)]
 QUESTIONS = ["What is it?", "How many cats are there in the picture?", "Is the car red?"]
-
-
-@pytest.fixture(scope="module")
-def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelSpec]:
-    return {cls.family: cls.tiny_spec(tmp_path_factory.mktemp(cls.family)) for cls in FAMILIES}
-
-
-@pytest.fixture(scope="module")
-def loaded(specs: dict[str, ModelSpec], settings: ModelSettings) -> dict[str, object]:
-    return {cls.family: cls.load(specs[cls.family], CPU, settings) for cls in FAMILIES}
 
 
 # --- files, locate, load ---------------------------------------------------------------------

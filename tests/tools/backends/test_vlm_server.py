@@ -14,11 +14,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image as PILImage
 
-from tests.support.backends import CPU
+from tests.support.backends import CPU, noise_image
 from tests.support.tiny_vlm import SERVED_NAME, VLLM_ARGS, build_tiny_llava
 from tests.support.vllm_server import VllmServer, free_port, vllm_python, vllm_server
 from tools.backends import backend_class
@@ -27,15 +25,8 @@ from tools.backends.vlm_server import OpenAIVisionBackend, server_url
 from tools.errors import ModelError
 from tools.pool import ModelPool
 from tools.settings import ModelSettings, ModelSpec
-from tools.types import Image
 
-
-def _image(seed: int, width: int = 32, height: int = 32) -> Image:
-    rng = np.random.default_rng(seed)
-    return Image(PILImage.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)))
-
-
-IMAGES = [_image(k) for k in range(6)]
+IMAGES = [noise_image(k) for k in range(6)]
 QUESTIONS = ["What is it?", "How many?", "Is it red?", "Where?", "Who?", "Why?"]
 
 
