@@ -1,4 +1,6 @@
-"""Model backends, one module per family, and the plain dict registry of them.
+"""Model backends, one module per family, and the plain dict registry of them. Where finding
+the weights is work of its own it is a separate first stage (``clip_weights`` for CLIP,
+``gguf`` for llama.cpp) that the model module loads from.
 
 Families are imported lazily (``BACKENDS`` maps a family to ``module:Class``), so a tool
 that uses CLIP never pays for importing diffusers. Plug-ins add families to the dict, as a
