@@ -66,7 +66,7 @@ fi
 if python3 -c "import transformers, diffusers, open_clip, timm, huggingface_hub
 from transformers import Molmo2Config, LlavaForConditionalGeneration, OwlViTForObjectDetection
 from transformers import GroundingDinoForObjectDetection, CLIPTextModel" >"$OUT/hf-import.log" 2>&1; then
-    HF_STACK="carried: transformers $(python3 -c 'import transformers as t; print(t.__version__)')"
+    HF_STACK="$( ((${#HF_WHEELS[@]})) && echo carried || echo "machine's (none carried)"): transformers $(python3 -c 'import transformers as t; print(t.__version__)')"
 else
     tail -5 "$OUT/hf-import.log"
     rm -rf "$SITE"; mkdir -p "$SITE"
