@@ -93,6 +93,7 @@ class _Checker:
         self.later = {s.target: s.line for s in program.steps}
         self.errors: list[ProgramError] = []
         self.per_frame = False
+        self.frame_steps: set[str] = set()  # steps that hold one result per video frame
 
     def run(self) -> tuple[BoundProgram, list[ProgramError]]:
         steps = []
@@ -164,6 +165,8 @@ class _Checker:
         # a video where the tool takes one picture: the tool runs once per frame and the
         # step holds a list of results
         output = ANY if self.per_frame else sig.output
+        if self.per_frame:
+            self.frame_steps.add(step.target)
         return BoundStep(step.target, sig.name, args, frozenset(deps), step.line, step.text, output)
 
     def bind(self, sig: Signature, step: Step) -> dict[str, Arg]:
@@ -234,7 +237,8 @@ class _Checker:
             return value
         if isinstance(value, Ref):
             src = self.ref_type(value.name, step, arg, param.type)
-            if src == VIDEO and IMAGE in param.type.split("|") and not self.per_frame:
+            frames = src == VIDEO or value.name in self.frame_steps
+            if frames and IMAGE in param.type.split("|") and not self.per_frame:
                 self.per_frame = True
                 return value
             if src is not None and not self.catalog.assignable(src, param.type):

@@ -43,7 +43,7 @@ from sandbox import ANY, ErrorCode, LimitExceeded, Limits, ParamSpec, Signature
 from .errors import NoBackendError, ToolInputError, ToolOutputError
 from .settings import ModelSpec
 from .types import CLASS_NAMES, coerce, type_name, value_type
-from .video import FrameResults, Video
+from .video import FrameResults, per_frame_arguments
 
 log = logging.getLogger("vischain.tools")
 _EMPTY = inspect.Parameter.empty
@@ -265,16 +265,12 @@ class Tool:
         if unknown:
             raise ToolInputError(f"{self.name}: unknown argument(s) {', '.join(unknown)}")
         converted: dict[str, Any] = {}
-        video: tuple[str, Video] | None = None
+        # a video where one picture goes: validated as its first frame, run once per frame
+        varying = per_frame_arguments(args, self.image_params) or {}
         for p in self.spec.params:
             if p.name not in args:
                 continue
-            value = args[p.name]
-            if isinstance(value, Video) and p.name in self.image_params and video is None:
-                if not value.frames:
-                    raise ToolInputError(f"{self.name}: argument '{p.name}' is an empty video")
-                video = (p.name, value)  # one call per frame (see tools.video.expand_frames)
-                value = value.frames[0]  # validated as the pictures it stands for
+            value = varying[p.name][0] if p.name in varying else args[p.name]
             try:
                 converted[p.name] = coerce(value, p.type)
             except (TypeError, ValueError) as exc:
@@ -292,8 +288,7 @@ class Tool:
             )
             raise ToolInputError(f"{self.name}: {problems}") from None
         call = {p.name: getattr(model, p.name) for p in self.spec.params}
-        if video is not None:
-            call[video[0]] = video[1]
+        call.update((name, args[name]) for name in varying)  # see tools.video.expand_frames
         return call
 
     @cached_property

@@ -10,7 +10,7 @@ every ``every``-th frame) and each frame must pass the same pixel limit as a pho
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -244,9 +244,36 @@ class FrameResults(list):  # type: ignore[type-arg]
     """A tool's results for each frame of a video, in frame order."""
 
 
-def video_parameter(call: dict[str, Any], image_params: Sequence[str]) -> str | None:
-    """The picture parameter of ``call`` that holds a video (None when none does)."""
-    return next((p for p in image_params if isinstance(call.get(p), Video)), None)
+def per_frame_arguments(
+    call: Mapping[str, Any], image_params: Sequence[str]
+) -> dict[str, Sequence[Any]] | None:
+    """The arguments of ``call`` that vary frame by frame, as sequences of one length: the
+    first picture parameter holding a video (or earlier per-frame pictures), plus every
+    other argument holding per-frame results of as many frames. None when no picture
+    parameter holds a video."""
+    source: tuple[str, Sequence[Any]] | None = None
+    for name in image_params:
+        value = call.get(name)
+        if isinstance(value, Video) and value.frames:
+            source = (name, value.frames)
+        elif isinstance(value, FrameResults) and value and all(_is_image(v) for v in value):
+            source = (name, value)
+        if source is not None:
+            break
+    if source is None:
+        return None
+    n = len(source[1])
+    varying = {source[0]: source[1]}
+    for name, value in call.items():
+        if name != source[0] and isinstance(value, FrameResults) and len(value) == n:
+            varying[name] = value
+    return varying
+
+
+def _is_image(value: Any) -> bool:
+    from .types import Image
+
+    return isinstance(value, Image)
 
 
 Span = tuple[int, int, bool]  # a call's range in the flat calls, and whether it is a video's
@@ -255,18 +282,20 @@ Span = tuple[int, int, bool]  # a call's range in the flat calls, and whether it
 def expand_frames(
     calls: Sequence[dict[str, Any]], image_params: Sequence[str]
 ) -> tuple[list[dict[str, Any]], list[Span]]:
-    """Calls with a video in a picture parameter become one call per frame; returns the
-    flat calls and, per original call, the range of its calls in them."""
+    """Calls with a video in a picture parameter become one call per frame (arguments that
+    vary by frame taken frame by frame); returns the flat calls and, per original call, the
+    range of its calls in them."""
     flat: list[dict[str, Any]] = []
     spans: list[Span] = []
     for call in calls:
-        param = video_parameter(call, image_params)
+        varying = per_frame_arguments(call, image_params)
         start = len(flat)
-        if param is None:
+        if varying is None:
             flat.append(call)
         else:
-            flat.extend({**call, param: frame} for frame in call[param].frames)
-        spans.append((start, len(flat), param is not None))
+            n = len(next(iter(varying.values())))
+            flat.extend({**call, **{p: seq[k] for p, seq in varying.items()}} for k in range(n))
+        spans.append((start, len(flat), varying is not None))
     return flat, spans
 
 

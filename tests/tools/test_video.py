@@ -116,20 +116,24 @@ def test_a_video_where_a_picture_is_expected_runs_the_tool_once_per_frame(
 ANSWERS=VQA(image=CLIP, question='What is moving?')
 HALVES=LOC(image=CLIP, object='LEFT')
 CROPS=CROP(image=VIDEO, box=HALVES)
-N=EVAL(expr='len({ANSWERS}) + len({HALVES})')
+LEFTS=CROP(image=CLIP, box=HALVES)
+MORE=VQA(image=LEFTS, question='What is it?')
+N=EVAL(expr='len({ANSWERS}) + len({HALVES}) + len({MORE})')
 FINAL_RESULT=RESULT(var=N)"""
     bound = tiny.check(source, inputs={"VIDEO": "Video"})
-    assert [s.output_type for s in bound.steps[1:4]] == ["Any", "Any", "Any"]
+    assert [s.output_type for s in bound.steps[1:6]] == ["Any"] * 5
     vlm = tiny.pool.get("vlm")
     before = vlm.stats["generate_calls"]
     result = tiny.execute(source, video=write_video(tmp_path / "clip.avi"))
     assert result.ok, result.error
-    assert result.output == 6  # 9 frames, every 3rd: 3 answers and 3 halves
+    assert result.output == 9  # 9 frames, every 3rd: 3 answers, 3 halves, 3 more answers
     answers, halves = result.values["ANSWERS"], result.values["HALVES"]
     assert isinstance(answers, FrameResults) and all(isinstance(a, str) for a in answers)
-    assert vlm.stats["generate_calls"] - before == 1  # the three frames in one batch
+    assert vlm.stats["generate_calls"] - before == 2  # each step: its three frames in one batch
     assert [h[0].box.as_tuple() for h in halves] == [(0, 0, 24, 32)] * 3
-    # CROP's box is a list of per-frame halves: not an object list, a typed error, line 4
+    # per-frame arguments go frame by frame with a clip of as many frames...
+    assert [im.size for im in result.values["LEFTS"]] == [(24, 32)] * 3
+    # ...but the whole video has 9 frames, not 3: a typed error naming line 4
     assert result.step_errors["CROPS"].line == 4
 
 
