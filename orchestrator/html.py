@@ -262,7 +262,7 @@ def _input(rec: InputRecord, pictures: Mapping[str, str]) -> dict[str, Any]:
 
 def _is_video(summary: Mapping[str, Any] | None) -> bool:
     """Whether a value's picture is a strip of video frames (see render.frame_strip)."""
-    return isinstance(summary, Mapping) and summary.get("type") == "Video"
+    return isinstance(summary, Mapping) and summary.get("type") in ("Video", "FrameResults")
 
 
 def _ordered(steps: list[StepRecord]) -> list[StepRecord]:

@@ -13,7 +13,7 @@ from PIL import ImageDraw
 from sandbox import to_text
 from tools.draw import draw_objects, draw_points
 from tools.types import Box, Image, Mask, Object, ObjectList, Point, PointList, value_type
-from tools.video import Video
+from tools.video import FrameResults, Video
 
 MAX_TEXT = 2000
 MAX_ITEMS = 50
@@ -51,6 +51,11 @@ def summarize(value: Any) -> dict[str, Any]:
         return {"type": "Video", "text": f"video of {value.num_frames} frame(s){size}{fps}",
                 "frames": value.num_frames, "start": value.start, "fps": value.fps,
                 "shown": strip_indices(value.num_frames)}  # fmt: skip
+    if isinstance(value, FrameResults):
+        items = [summarize(v)["text"][:200] for v in value[:MAX_ITEMS]]
+        text = f"{len(value)} per-frame result(s): " + "; ".join(items)
+        return {"type": "FrameResults", "count": len(value), "items": items,
+                "text": text[:MAX_TEXT]}  # fmt: skip
     if isinstance(value, ObjectList):
         objs = [_object(o) for o in value.items[:MAX_ITEMS]]
         shown = ", ".join(str(o) for o in value.items[:5]) + (" …" if len(value) > 5 else "")
@@ -105,6 +110,8 @@ def picture(value: Any, context: Image | None) -> PILImage.Image | None:
         return value.pil
     if isinstance(value, Video):
         return frame_strip(value)
+    if isinstance(value, FrameResults) and value and all(isinstance(v, Image) for v in value):
+        return frame_strip(Video(value))
     if isinstance(value, Object):
         value = ObjectList((value,))
     if isinstance(value, ObjectList) and context is not None:

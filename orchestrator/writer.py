@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tools.convert import encode_png
-from tools.video import Video
+from tools.video import FrameResults, Video
 
 from .html import render_html
 from .render import STRIP_MAX_WIDTH, picture
@@ -138,7 +138,7 @@ def _artifact(
             return None
         if pic is None:
             return None
-        longest = STRIP_MAX_WIDTH if isinstance(value, Video) else THUMBNAIL
+        longest = STRIP_MAX_WIDTH if isinstance(value, (Video, FrameResults)) else THUMBNAIL
         (out / ARTIFACTS / name).write_bytes(encode_png(pic, max_side=longest))
         return f"{ARTIFACTS}/{name}"
     if source is None:

@@ -124,7 +124,8 @@ FINAL_RESULT=RESULT(var=N)"""
     assert [s.output_type for s in bound.steps[1:6]] == ["Any"] * 5
     vlm = tiny.pool.get("vlm")
     before = vlm.stats["generate_calls"]
-    result = tiny.execute(source, video=write_video(tmp_path / "clip.avi"))
+    trace_dir = tmp_path / "trace"
+    result = tiny.execute(source, video=write_video(tmp_path / "clip.avi"), trace_dir=trace_dir)
     assert result.ok, result.error
     assert result.output == 9  # 9 frames, every 3rd: 3 answers, 3 halves, 3 more answers
     answers, halves = result.values["ANSWERS"], result.values["HALVES"]
@@ -135,6 +136,10 @@ FINAL_RESULT=RESULT(var=N)"""
     assert [im.size for im in result.values["LEFTS"]] == [(24, 32)] * 3
     # ...but the whole video has 9 frames, not 3: a typed error naming line 4
     assert result.step_errors["CROPS"].line == 4
+    lefts = result.trace.step("LEFTS")
+    assert lefts.output["type"] == "FrameResults" and lefts.output["count"] == 3
+    assert PILImage.open(trace_dir / lefts.artifact).size == (3 * 72 + 2 * 4, 96)
+    assert result.trace.step("ANSWERS").output["text"].startswith("3 per-frame result(s)")
 
 
 def test_two_videos_in_one_call_are_refused_with_the_line(tiny: Orchestrator) -> None:
