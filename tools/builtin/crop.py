@@ -131,7 +131,11 @@ def object_crop(
     if b.width < 1 or b.height < 1:
         b = Box(0, 0, image.width, image.height)
     if mask_background and obj.mask is not None and obj.mask.shape == (image.height, image.width):
-        arr = image.array.copy()
-        arr[~obj.mask.array] = 127
-        image = Image(PILImage.fromarray(arr), name=image.name, origin=image.origin)
+        r = b.clip(image.width, image.height).rounded()  # the pixels Image.crop would keep
+        x0, y0, x1, y1 = int(r.x0), int(r.y0), int(r.x1), int(r.y1)
+        if x1 > x0 and y1 > y0:  # grey only the crop, not a copy of the whole picture
+            arr = image.array[y0:y1, x0:x1].copy()
+            arr[~obj.mask.array[y0:y1, x0:x1]] = 127
+            origin = (image.origin[0] + x0, image.origin[1] + y0)
+            return Image(PILImage.fromarray(arr), name=image.name, origin=origin)
     return image.crop(b)

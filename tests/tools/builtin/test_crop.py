@@ -78,6 +78,29 @@ def test_object_crop_greys_outside_the_mask() -> None:
     assert out.size[0] > 10
 
 
+@pytest.mark.parametrize("pad", [0.0, 0.1, 0.5])
+def test_object_crop_equals_greying_the_whole_picture_then_cropping(pad: float) -> None:
+    """The crop is greyed on its own pixels only; the result is what greying a copy of the
+    whole picture and cropping it gives (pixels, size and origin), for boxes at the edges,
+    fractional boxes and masks that spill outside their box."""
+    from tools.types import Mask
+
+    rng = np.random.default_rng(0)
+    picture = Image(PILImage.fromarray(rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)))
+    picture = picture.crop(Box(3, 5, 128, 88))  # a picture with an origin of its own
+    for box in [Box(0, 0, 20, 30), Box(10.4, 7.6, 60.5, 41.2), Box(100, 50, 125, 83)]:
+        mask = rng.random((picture.height, picture.width)) > 0.4
+        obj = Object(box, mask=Mask(mask))
+        whole = picture.array.copy()
+        whole[~mask] = 127
+        greyed = Image(PILImage.fromarray(whole), origin=picture.origin)
+        b = box.expanded(max(box.width, box.height) * pad).clip(picture.width, picture.height)
+        expected = greyed.crop(b)
+        out = object_crop(picture, obj, pad=pad)
+        assert out.origin == expected.origin and out.size == expected.size
+        assert np.array_equal(out.array, expected.array)
+
+
 def test_boxes_found_in_a_crop_are_used_in_the_right_place() -> None:
     img = quadrants()
     right_half = crop_right(img, ObjectList())  # origin (100, 0)
