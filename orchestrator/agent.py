@@ -37,6 +37,7 @@ from .capability import CapabilityError, capability_error
 from .checks import Issue, run_checks
 from .decisions import Action, Decision, DecisionError, decision_grammar, parse_decision
 from .errors import RunErrorCode
+from .forms import get_form
 from .observation import Observation, render
 from .planner import PlanningError, fill
 from .render import summarize
@@ -243,7 +244,7 @@ class AgentRun:
             steps,
             result=self.describe(result),
             issues=current.issues,
-            variables=self.variables(result) if self.form == "python" else None,
+            variables=self.variables(result) if get_form(self.form).takes_values else None,
             budget=self.config.observation_tokens,
             count_tokens=getattr(self.llm, "count_tokens", None),
         )

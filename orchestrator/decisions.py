@@ -18,6 +18,7 @@ execute_command(`` head. :func:`parse_decision` reads the output back and raises
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,6 +27,7 @@ from typing import Any
 from sandbox import VisChainError
 
 from .errors import RunErrorCode
+from .forms import get_form
 
 
 class Action(StrEnum):
@@ -78,14 +80,14 @@ def _renamed(gbnf: str, old: str, new: str) -> str:
 
 
 def decision_grammar(program_grammar: str | None, form: str) -> str:
-    """GBNF for a decision: the keyword, then (CONTINUE/REWRITE) a program of ``form`` —
-    under ``program_grammar`` (the line grammar) when there is one."""
+    """GBNF for a decision: the keyword, then (CONTINUE/REWRITE) a program of the registered
+    form ``form`` — under ``program_grammar`` (the line grammar) when there is one, else
+    any text after the form's fixed ``opening``."""
     if program_grammar is not None:
         body = _renamed(program_grammar, "root", "program")
-    elif form == "python":
-        body = 'program ::= "def execute_command(" [^\\x00]*\n'
     else:
-        body = "program ::= [^\\x00]*\n"
+        opening = get_form(form).opening
+        body = f"program ::= {json.dumps(opening) + ' ' if opening else ''}[^\\x00]*\n"
     root = 'root ::= "ANSWER" "\\n"? | "CONTINUE\\n" program | "REWRITE\\n" program\n'
     return root + body
 

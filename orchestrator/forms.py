@@ -201,6 +201,12 @@ class ProgramForm(ABC, Generic[P, C]):
     template: ClassVar[str]
     #: strings that end a program of this form in an LLM's output
     stop: ClassVar[tuple[str, ...]] = ()
+    #: what every program of this form starts with ('' when nothing fixed): without a tool
+    #: grammar, the agent's decision grammar asks for it before a follow-up program
+    opening: ClassVar[str] = ""
+    #: whether a follow-up program takes earlier values as parameters (the agent loop then
+    #: shows the planner each value's typed summary)
+    takes_values: ClassVar[bool] = False
 
     @abstractmethod
     def recognizes(self, text: str) -> bool:
@@ -332,6 +338,8 @@ class PythonForm(ProgramForm[PythonProgram, PythonProgram]):
     name = "python"
     template = "python"
     stop = ("\nInstruction:", "\nImages:")
+    opening = "def execute_command("
+    takes_values = True
     #: the types whose attributes and methods a Python program may use
     EXPOSED: ClassVar[dict[type, Any]] = {**EXPOSED, **EXPOSED_PATCH}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.decisions import Action, DecisionError, decision_grammar, parse_decision
-from orchestrator.forms import extract_function, extract_program
+from orchestrator.forms import FORMS, PythonForm, extract_function, extract_program, register_form
 from orchestrator.grammar import accepts, line_grammar
 from tools import default_registry
 
@@ -43,3 +43,21 @@ def test_the_grammar_wraps_the_line_grammar() -> None:
     py = decision_grammar(None, "python")
     assert accepts(py, "CONTINUE\ndef execute_command(image, x):\n    return x\n")
     assert not accepts(py, "CONTINUE\nprint(1)\n") and accepts(py, "ANSWER")
+
+
+def test_the_grammar_asks_for_the_registered_forms_own_opening() -> None:
+    """No branching on form names: a plug-in form's fixed opening is what a follow-up
+    program must start with."""
+
+    class Fenced(PythonForm):
+        name = "fenced-python"
+        opening = "# fenced\ndef execute_command("
+
+    register_form(Fenced())
+    try:
+        g = decision_grammar(None, "fenced-python")
+        assert accepts(g, "CONTINUE\n# fenced\ndef execute_command(image):\n    return 1\n")
+        assert not accepts(g, "CONTINUE\ndef execute_command(image):\n    return 1\n")
+        assert accepts(g, "ANSWER")
+    finally:
+        del FORMS["fenced-python"]
