@@ -11,7 +11,7 @@ import logging
 import re
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -518,6 +518,8 @@ class Orchestrator:
         progress: bool = True,
         engine: str = "threads",
         workers: int | None = None,
+        trace_dirs: Sequence[str | Path] | None = None,
+        on_result: Callable[[int, RunResult], None] | None = None,
     ) -> list[RunResult]:
         """Run many instructions or programs at once (for evaluations).
 
@@ -525,7 +527,10 @@ class Orchestrator:
         'auto' treats text that parses as a program as one). ``images`` is one image for all,
         or one image (or dict of named images) per item. Up to ``concurrency`` items run at
         the same time, so their batched tool calls coalesce. With ``trace_dir``, item i's
-        trace goes to ``trace_dir/i`` and ``report.html`` links them all.
+        trace goes to ``trace_dir/i`` and ``report.html`` links them all; ``trace_dirs``
+        instead names each item's trace folder (no report). ``on_result(i, result)`` is
+        called from the worker thread as each item finishes (e.g. to persist it at once);
+        both need the threads engine.
 
         ``engine="ray"`` spreads the items over ``workers`` Ray worker processes (default:
         ``concurrency``, at most one per item) that share the models of the Serve
@@ -533,6 +538,8 @@ class Orchestrator:
         """
         if engine not in ("threads", "ray"):
             raise ValueError(f"unknown engine {engine!r} (use 'threads' or 'ray')")
+        if engine == "ray" and (trace_dirs is not None or on_result is not None):
+            raise ValueError("trace_dirs and on_result need engine='threads'")
         items = list(items)
         if (
             images is None
@@ -544,6 +551,8 @@ class Orchestrator:
             per_item = list(images)
             if len(per_item) != len(items):
                 raise ValueError(f"{len(items)} items but {len(per_item)} images")
+        if trace_dirs is not None and len(trace_dirs) != len(items):
+            raise ValueError(f"{len(items)} items but {len(trace_dirs)} trace folders")
         results: list[RunResult | None] = [None] * len(items)
 
         def one(i: int) -> None:
@@ -551,7 +560,9 @@ class Orchestrator:
             kwargs: dict[str, Any] = (
                 {"images": imgs} if isinstance(imgs, Mapping) else {"image": imgs}
             )
-            if trace_dir is not None:
+            if trace_dirs is not None:
+                kwargs["trace_dir"] = Path(trace_dirs[i])
+            elif trace_dir is not None:
                 kwargs["trace_dir"] = Path(trace_dir) / f"{i:05d}"
             try:
                 if _is_program(item, mode):
@@ -560,6 +571,8 @@ class Orchestrator:
                     results[i] = self.run(item, **kwargs)
             except Exception as exc:  # one item's failure never costs the others theirs
                 results[i] = self._failed(Trace(instruction=str(item)), exc)
+            if on_result is not None:
+                on_result(i, results[i])
 
         try:
             if engine == "ray":

@@ -4,6 +4,8 @@ vischain exec program.txt --image IMAGE=photo.jpg --trace-dir out/
 vischain check program.txt
 vischain tools
 vischain serve --roles clip,detector --port 8000
+vischain eval gqa --data questions.json --images images/ --limit 500 --out runs/gqa
+vischain eval --compare runs/a runs/b
 """
 
 from __future__ import annotations
@@ -273,6 +275,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve_forever(config, address=args.address, detach=args.detach)
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .api import Orchestrator
+    from .eval import DatasetError, EvalError, compare, compare_text, evaluate
+    from .eval.offline_set import write_offline_set
+    from .eval.report import summary_text
+
+    try:
+        if args.compare:
+            a, b = args.compare
+            result = compare(a, b, out=args.out)
+            sys.stdout.write(compare_text(result))
+            if args.out:
+                sys.stdout.write(f"page: {Path(args.out) / 'compare.html'}\n")
+            return EXIT_OK
+        if not args.dataset or not args.out:
+            raise SystemExit("vischain eval: give DATASET and --out (or --compare A B)")
+        data = args.data
+        if args.dataset == "offline" and data is None:
+            data = write_offline_set(Path(args.out) / "offline-set")
+        if data is None:
+            raise SystemExit("vischain eval: --data is required")
+        orch = Orchestrator(Config.load(args.config))
+        try:
+            summary = evaluate(
+                args.dataset, data, out=args.out, images=args.images,
+                annotations=args.annotations, split=args.split, limit=args.limit,
+                seed=args.seed, orchestrator=orch, concurrency=args.concurrency,
+                progress=not args.quiet,
+            )  # fmt: skip
+        finally:
+            orch.close()
+    except (DatasetError, EvalError) as exc:
+        sys.stderr.write(f"vischain eval: {exc}\n")
+        return EXIT_USAGE
+    sys.stdout.write(summary_text(summary))
+    sys.stdout.write(f"report: {Path(args.out) / 'report.html'}\n")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vischain", description="Visual programs over vision models."
@@ -324,6 +365,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="where to save an image result")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_run, show_program=True)
+
+    from .eval.datasets import LOADERS
+
+    p = sub.add_parser(
+        "eval", help="evaluate on a benchmark: its own format and metric, and what went wrong"
+    )
+    p.add_argument("dataset", nargs="?", choices=sorted(LOADERS), help="the benchmark's format")
+    p.add_argument("--data", help="the dataset file (offline: written when omitted)")
+    p.add_argument("--images", help="folder the images are in (default: beside --data)")
+    p.add_argument("--annotations", help="VQA annotations / RefCOCO instances.json")
+    p.add_argument("--split", help="RefCOCO split (default val)")
+    p.add_argument("--limit", type=int, help="evaluate this many items, drawn with --seed")
+    p.add_argument("--seed", type=int, default=0, help="which items --limit draws")
+    p.add_argument("--concurrency", type=int, default=4, help="items run at the same time")
+    p.add_argument("--out", help="the evaluation folder (run again to resume)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two evaluation folders")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("models", help="which model serves each role, and what is missing")
     p.add_argument("--load", action="store_true", help="load each model and report its memory")

@@ -13,16 +13,16 @@ fields it knows, of the types it expects, and raises :class:`TraceFormatError` o
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from .jsonl import json_objects
 from .render import summarize
 
 TRACE_FILE = "trace.jsonl"
@@ -309,16 +309,9 @@ def _input_record(rec: InputRecord) -> dict[str, Any]:
     return {"type": "input", "name": rec.name, "summary": rec.summary, "artifact": rec.artifact}
 
 
-def _json_lines(lines: Iterable[str]) -> Iterable[dict[str, Any]]:
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TraceFormatError(f"line {n} of the trace is not JSON: {exc}") from None
-        if not isinstance(record, dict):
-            raise TraceFormatError(f"line {n} of the trace is not a JSON object")
+def _json_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    fail = lambda n, why: TraceFormatError(f"line {n} of the trace is {why}")  # noqa: E731
+    for _n, record in json_objects(lines, fail):
         yield record
 
 

@@ -65,3 +65,22 @@ def test_map_takes_expected_answers_and_mixed_items(tiny: Orchestrator, tmp_path
     rows = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
     assert [r["correct"] for r in rows] == [True, False]
     assert "accuracy 50.0% of 2" in (tmp_path / "report.html").read_text()
+
+
+def test_map_reports_each_item_as_it_finishes_into_named_folders(
+    tiny: Orchestrator, tmp_path: Path
+) -> None:
+    seen: list[tuple[int, str]] = []
+    folders = [tmp_path / name for name in ("first", "second", "third")]
+    results = tiny.map(
+        [f"N=Eval('{k} * 2')\nRESULT=N" for k in range(3)],
+        concurrency=2,
+        mode="execute",
+        progress=False,
+        trace_dirs=folders,
+        on_result=lambda i, r: seen.append((i, r.answer)),
+    )
+    assert [r.answer for r in results] == ["0", "2", "4"]
+    assert sorted(seen) == [(0, "0"), (1, "2"), (2, "4")]
+    assert all((f / "index.html").is_file() for f in folders)
+    assert not (tmp_path / "report.html").exists()

@@ -1,0 +1,93 @@
+"""Attribution of wrong answers: planning, the program (answer kind), the first implausible
+step (error, empty detection, type mismatch), else the step that gave the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from PIL import Image as PILImage
+
+from orchestrator.eval.attribution import Culprit, attribute, expected_kind
+from orchestrator.trace import StepRecord, Trace
+from tools import default_registry
+from tools.types import Box, Image, Object, ObjectList
+
+REGISTRY = default_registry(plugins=False)
+
+
+def step(trace: Trace, name: str, tool: str, value: Any = None, **fields: Any) -> StepRecord:
+    from orchestrator.render import summarize
+
+    rec = trace.add_step(StepRecord(step=name, index=0, line=len(trace.steps) + 1,
+                                    text=f"{name}={tool}(...)", tool=tool, **fields))  # fmt: skip
+    if "status" not in fields:
+        rec.status = "ok"
+        rec.value = value
+        rec.output = summarize(value)
+    return rec
+
+
+def faces(n: int) -> ObjectList:
+    return ObjectList(tuple(Object(Box(i, i, i + 5, i + 5), label="face") for i in range(n)))
+
+
+def test_no_program_is_planning() -> None:
+    trace = Trace(instruction="How many?")
+    trace.finish(error=ValueError("the planner wrote nothing valid"))
+    found = attribute(trace, instruction="How many?", output=None, ok=False)
+    assert found.culprit is Culprit.PLANNING and "nothing valid" in found.reason
+
+
+def test_a_result_of_the_wrong_kind_is_the_program() -> None:
+    trace = Trace(program="...")
+    image = Image(PILImage.new("RGB", (8, 8)))
+    step(trace, "IMAGE0", "BgBlur", image)
+    found = attribute(trace, instruction="How many faces are there?", output=image, ok=True)
+    assert found.culprit is Culprit.PROGRAM and "number" in found.reason
+
+
+def test_the_first_implausible_step_is_blamed() -> None:
+    trace = Trace(program="...")
+    step(trace, "OBJ0", "FaceDet", faces(0))
+    step(trace, "N", "Count", 0)
+    step(trace, "X", "Vqa", status="error", error={"message": "no vlm"})
+    found = attribute(trace, instruction="How many faces?", output=0, ok=True, registry=REGISTRY)
+    assert (found.culprit, found.step, found.tool) == (Culprit.EMPTY, "OBJ0", "FaceDet")
+
+
+def test_a_failed_step_is_an_error() -> None:
+    trace = Trace(program="...")
+    step(trace, "OBJ0", "FaceDet", faces(2))
+    step(trace, "A", "Vqa", status="error", error={"message": "no 'vlm' model"})
+    trace.finish(error=ValueError("no 'vlm' model"))
+    found = attribute(trace, instruction="What is it?", output=None, ok=False, registry=REGISTRY)
+    assert (found.culprit, found.tool) == (Culprit.ERROR, "Vqa") and "vlm" in found.reason
+
+
+def test_a_value_of_the_wrong_type_is_a_type_mismatch() -> None:
+    trace = Trace(program="...")
+    step(trace, "N", "Count", faces(2))  # Count declares Number
+    found = attribute(trace, instruction="Find the faces", output=faces(2), ok=True,
+                      registry=REGISTRY)  # fmt: skip
+    assert (found.culprit, found.tool) == (Culprit.TYPE, "Count") and "Number" in found.reason
+
+
+def test_plausible_steps_blame_the_step_that_answered() -> None:
+    trace = Trace(program="...")
+    step(trace, "OBJ0", "FaceDet", faces(2))
+    step(trace, "N", "Count", 2)
+    found = attribute(trace, instruction="How many faces?", output=2, ok=True, registry=REGISTRY)
+    assert (found.culprit, found.step, found.tool) == (Culprit.ANSWER, "N", "Count")
+
+
+@pytest.mark.parametrize(
+    ("instruction", "kind", "expected"),
+    [("How many dogs?", None, "number"), ("Is it red?", None, "yesno"),
+     ("Find the man in red", "objects", "objects"), ("Hmm", None, None), ("q", "bogus", None)],
+)  # fmt: skip
+def test_expected_kind_from_the_item_or_the_wording(
+    instruction: str, kind: str | None, expected: str | None
+) -> None:
+    got = expected_kind(instruction, kind)
+    assert (None if got is None else str(got)) == expected
