@@ -326,7 +326,7 @@ class OpenClipBackend(Backend):
         for start in range(0, len(images), self.max_batch):
             chunk = images[start : start + self.max_batch]
             try:
-                pixels = torch.stack([self.preprocess(im.pil) for im in chunk])
+                pixels = self.pixels(chunk)
                 with torch.inference_mode():
                     pixels = pixels.to(device=self.device, dtype=self.dtype)
                     feats = self.model.encode_image(pixels)
@@ -335,6 +335,20 @@ class OpenClipBackend(Backend):
                 raise ModelError(f"CLIP image encoder failed: {type(exc).__name__}: {exc}") from exc
             self._count("image_encoder", "images_encoded", len(chunk))
         return torch.cat(out)
+
+    def pixels(self, images: Sequence[Image]) -> torch.Tensor:
+        """[N, 3, S, S] float32 model input. When the preprocessing is the usual resize /
+        crop on PIL images followed by to-tensor and normalise, only the PIL stage runs per
+        image; the uint8 results are stacked and scaled and normalised in one tensor op
+        (the same arithmetic, without N small tensor ops that each wake torch's threads)."""
+        split = _split_preprocess(self.preprocess)
+        if split is not None:
+            pil_stage, mean, std = split
+            arrays = [np.asarray(pil_stage(im.pil), dtype=np.uint8) for im in images]
+            if arrays and all(a.ndim == 3 and a.shape == arrays[0].shape for a in arrays):
+                batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255)
+                return batch.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
+        return torch.stack([self.preprocess(im.pil) for im in images])
 
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
         out = []
@@ -349,6 +363,24 @@ class OpenClipBackend(Backend):
                 raise ModelError(f"CLIP text encoder failed: {type(exc).__name__}: {exc}") from exc
             self._count("text_encoder", "texts_encoded", len(chunk))
         return torch.cat(out)
+
+
+def _split_preprocess(
+    preprocess: Callable[[Any], torch.Tensor],
+) -> tuple[Callable[[Any], Any], torch.Tensor, torch.Tensor] | None:
+    """(the PIL stage, mean, std) of a torchvision ``Compose`` that ends in to-tensor and
+    an out-of-place normalise (open_clip's eval transform); None for anything else."""
+    steps = list(getattr(preprocess, "transforms", None) or [])
+    if len(steps) < 2:
+        return None
+    to_tensor, normalize = steps[-2], steps[-1]
+    if type(to_tensor).__name__ not in ("ToTensor", "MaybeToTensor"):
+        return None
+    if type(normalize).__name__ != "Normalize" or getattr(normalize, "inplace", True):
+        return None
+    mean = torch.as_tensor(normalize.mean, dtype=torch.float32)
+    std = torch.as_tensor(normalize.std, dtype=torch.float32)
+    return type(preprocess)(steps[:-2]), mean, std
 
 
 _RANDOM_INIT_NOTES = (

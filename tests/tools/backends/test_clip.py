@@ -11,6 +11,7 @@ import numpy as np
 import open_clip
 import pytest
 import torch
+from PIL import Image as PILImage
 
 from tests.support.backends import CPU
 from tools.backends.base import Placement
@@ -366,3 +367,20 @@ def test_pool_loads_once_and_caches_features(spec: ModelSpec, tiny_dir: Path, ph
     second.image_features(photos[:1])
     assert first.stats["image_encoder"] == 1
     assert pool.features.stats.hits >= 1
+
+
+def test_batched_pixels_equal_per_image_preprocessing(clip: OpenClipBackend) -> None:
+    """The PIL stage per image, then one scale-and-normalise over the stack: the same input
+    as preprocessing each image on its own, for pictures of any size and shape."""
+    from tools.backends.clip import _split_preprocess
+
+    assert _split_preprocess(clip.preprocess) is not None  # the batched path is the one used
+    rng = np.random.default_rng(1)
+    sizes = [(17, 90), (224, 224), (301, 120), (40, 41), (512, 300)]
+    images = [
+        Image(PILImage.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))) for w, h in sizes
+    ]
+    batched = clip.pixels(images)
+    singles = torch.stack([clip.preprocess(im.pil) for im in images])
+    assert batched.shape == singles.shape and batched.dtype == singles.dtype
+    torch.testing.assert_close(batched, singles, rtol=0, atol=1e-6)
