@@ -274,12 +274,13 @@ class LlamaCppBackend(LLMBackend):
         base = request.seed if request.seed is not None else self._rng.randrange(2**31)
         out: list[Completion] = []
         with self._lock:
+            started = time.perf_counter()  # the first sample's time includes the prefixes
             compiled = self._grammar(request.grammar) if request.grammar is not None else None
             if "prompt" in inputs:  # later samples reuse the prompt the first one evaluated
                 self.prefixes.prepare(self._model(), inputs["prompt"])
             generate = getattr(self._model(), method)
             for i in range(request.n):
-                t0 = time.perf_counter()
+                t0 = started if i == 0 else time.perf_counter()
                 try:
                     response = generate(
                         **inputs,
