@@ -194,7 +194,8 @@ class ModelPool:
             raise ModelError(f"could not load {spec.label()}: {type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - t0
         backend.cache = self.features
-        backend.threaded = self.settings.model_threads
+        threads = self.settings.model_threads
+        backend.threaded = threads if threads is not None else backend.device != "cpu"
         size = backend.memory_bytes() or estimate
         with self._lock:
             self._loaded[key] = _Entry(backend, size, time.time(), seconds)

@@ -87,7 +87,9 @@ class ModelSettings(BaseModel):
     cache_mb: int = 1024
     cache_dir: Path = Field(default_factory=default_cache_dir)
     progress: bool = True
-    model_threads: bool = True  # each model's forwards on a thread it owns (warm GPU state)
+    # each model's forwards on a thread it owns, so per-thread GPU state stays warm; None:
+    # for models on an accelerator only (on the CPU it measured no gain and cost throughput)
+    model_threads: bool | None = None
     cudnn_attention: bool = False  # cuDNN SDPA plans per thread and shape: off (GPU.md)
     serve: ServeSettings | None = None  # set: roles are Ray Serve deployments, not local models
 

@@ -56,8 +56,8 @@ class Backend:
     # Methods returning a tuple whose element ``index`` is a stateful object of class ``cls``
     # (served remotely by replaying the call; see tools.remote): name -> (index, cls).
     remote_sessions: ClassVar[Mapping[str, tuple[int, type]]] = {}
-    # Forwards run on a thread of the model's own (tools.backends.threads); the pool turns
-    # this off per instance with ``models.model_threads: false``.
+    # Forwards run on a thread of the model's own (tools.backends.threads); the pool sets
+    # it per instance from ``models.model_threads`` (by default: on for GPU models only).
     threaded: bool = True
     _thread_lock: ClassVar[threading.Lock] = threading.Lock()
 

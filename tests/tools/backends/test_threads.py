@@ -67,10 +67,11 @@ def clip_spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
     return OpenClipBackend.tiny_spec(tmp_path_factory.mktemp("clip"))
 
 
-@pytest.mark.parametrize("threaded", [True, False])
+@pytest.mark.parametrize("threaded", [True, False, None])
 def test_a_pooled_clip_answers_the_same_from_many_threads(
-    clip_spec: ModelSpec, tmp_path: Path, threaded: bool
+    clip_spec: ModelSpec, tmp_path: Path, threaded: bool | None
 ) -> None:
+    """None (the default) gives models on the CPU no thread of their own."""
     pool = ModelPool(ModelSettings(cache_dir=tmp_path, devices="cpu", model_threads=threaded))
     clip = pool.load(clip_spec)
     ran_on: set[int] = set()
@@ -93,7 +94,7 @@ def test_a_pooled_clip_answers_the_same_from_many_threads(
         rows = list(callers.map(one, range(12)))
     for i, row in enumerate(rows):
         np.testing.assert_allclose(row, expected[i % 4], rtol=1e-5, atol=1e-6)
-    if threaded:
+    if threaded:  # None: off, the model is on the CPU
         assert ran_on == {clip.model_thread().ident}
         owner = clip.model_thread()
         pool.evict(clip_spec.key())
