@@ -246,7 +246,7 @@ class AgentRun:
             issues=current.issues,
             variables=self.variables(result) if get_form(self.form).takes_values else None,
             budget=self.config.observation_tokens,
-            count_tokens=getattr(self.llm, "count_tokens", None),
+            count_tokens=self.llm.count_tokens,
         )
         return None
 
