@@ -385,7 +385,8 @@ def build_roles(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     multiplex: Mapping[str, Sequence[ModelSpec]] | None = None,
 ) -> dict[str, Any]:
-    """One bound Serve deployment per role (``roles``: all the profile has by default).
+    """One bound Serve deployment per role (``roles``: all the profile has by default);
+    ``tools`` (default: the built-in ones) and their ``options`` set the batch limits.
 
     A role serves its first present candidate; ``multiplex`` (default: the serve settings')
     lists further checkpoints a role offers (the first present one stays the default)."""
@@ -399,6 +400,10 @@ def build_roles(
         raise NoBackendError(f"no model is configured for role(s) {', '.join(unknown)}")
     gpus, gpu_bytes = _cluster_gpus()
     tools = list(tools)
+    if not tools:  # the built-in tools' batch sizes (plug-ins: pass the registry's tools)
+        from . import default_registry
+
+        tools = list(default_registry(plugins=False))
     serve_settings = settings.serve
     bound = {}
     for role in wanted:
