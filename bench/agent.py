@@ -16,12 +16,13 @@ agent's median time over the one-shot median.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from typing import Any
 
 import yaml
-from common import ROOT, orchestrator, report
+from common import RESULTS, ROOT, orchestrator, report
 
 from orchestrator.answer_kind import AnswerKind, fits, kind_of_value
 from sandbox import VisChainError, parse
@@ -123,13 +124,19 @@ def main() -> None:
     llm = orch.pool.get("llm")
     print(f"planner: {llm.spec.label()}; {len(items)} instructions; profile {args.profile}")
     rows: list[dict[str, Any]] = []
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    progress = (RESULTS / "agent-items.jsonl").open("w", encoding="utf-8")
     for i, item in enumerate(items):
         modes = ["one-shot", "agent"] if i % 2 == 0 else ["agent", "one-shot"]
         for mode in modes:
             t0 = time.perf_counter()
             result = orch.run(item["instruction"], images=images_of(item), agent=mode == "agent")
             seconds = time.perf_counter() - t0
-            verdict = judge(orch, item, result)
+            try:
+                verdict = judge(orch, item, result)
+            except Exception as exc:  # a judging bug must not lose the run
+                verdict = {"kind_ok": False, "tools_ok": False, "got": f"judge failed: {exc}",
+                           "tools": []}  # fmt: skip
             row = {
                 "item": i,
                 "mode": mode,
@@ -143,6 +150,8 @@ def main() -> None:
                 "answer": result.answer[:60],
             }
             rows.append(row)
+            progress.write(json.dumps(row) + "\n")
+            progress.flush()
             print(
                 f"{i:>2} {mode:<8} right={row['right']!s:<5} rounds={row['rounds']} "
                 f"{seconds:6.1f}s error={row['error']}  {item['instruction']}",

@@ -259,17 +259,20 @@ class AgentRun:
         prompt = self.base_prompt + (current.program or "")
         if not prompt.endswith("\n"):
             prompt += "\n"
+        # a round without a result has nothing to accept: ANSWER is not offered
+        answer = current.result is not None and current.result.error is None
         prompt += fill(
             template("decision"),
             round=str(current.index),
             observation=current.observation.text,
+            answer=template("decision_answer" if answer else "decision_no_answer"),
             variables=", ".join(names) or "none",
         )
         t0 = time.perf_counter()
         request = spec.request.with_(
             max_tokens=self.config.decision_max_tokens,
             temperature=self.orch.config.planner.temperature,
-            grammar=decision_grammar(spec.grammar, self.form),
+            grammar=decision_grammar(spec.grammar, self.form, answer=answer),
         )
         completion = self.llm.complete(prompt, request)[0]
         seconds = round(time.perf_counter() - t0, 3)

@@ -79,16 +79,18 @@ def _renamed(gbnf: str, old: str, new: str) -> str:
     return re.sub(rf"(?<![A-Za-z0-9-]){re.escape(old)}(?![A-Za-z0-9-])", new, gbnf)
 
 
-def decision_grammar(program_grammar: str | None, form: str) -> str:
+def decision_grammar(program_grammar: str | None, form: str, *, answer: bool = True) -> str:
     """GBNF for a decision: the keyword, then (CONTINUE/REWRITE) a program of the registered
     form ``form`` — under ``program_grammar`` (the line grammar) when there is one, else
-    any text after the form's fixed ``opening``."""
+    any text after the form's fixed ``opening``. ``answer=False`` leaves ANSWER out (a round
+    that produced no result has nothing to accept)."""
     if program_grammar is not None:
         body = _renamed(program_grammar, "root", "program")
     else:
         opening = get_form(form).opening
         body = f"program ::= {json.dumps(opening) + ' ' if opening else ''}[^\\x00]*\n"
-    root = 'root ::= "ANSWER" "\\n"? | "CONTINUE\\n" program | "REWRITE\\n" program\n'
+    accept = '"ANSWER" "\\n"? | ' if answer else ""
+    root = f'root ::= {accept}"CONTINUE\\n" program | "REWRITE\\n" program\n'
     return root + body
 
 

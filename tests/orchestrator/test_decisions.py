@@ -43,6 +43,8 @@ def test_the_grammar_wraps_the_line_grammar() -> None:
     py = decision_grammar(None, "python")
     assert accepts(py, "CONTINUE\ndef execute_command(image, x):\n    return x\n")
     assert not accepts(py, "CONTINUE\nprint(1)\n") and accepts(py, "ANSWER")
+    no_answer = decision_grammar(line_grammar(REG), "lines", answer=False)
+    assert not accepts(no_answer, "ANSWER") and accepts(no_answer, "REWRITE\n" + FOLLOW_UP)
 
 
 def test_the_grammar_asks_for_the_registered_forms_own_opening() -> None:
