@@ -19,7 +19,6 @@ from sandbox import ErrorCode
 from tests.orchestrator.test_api import TAGGING
 from tests.support.scripted_llm import ScriptedLLM
 from tools import Image, ObjectList, Registry, default_registry, tool
-from tools.backends.llm import DEFAULT_REQUEST, Completion, LLMRequest
 from tools.types import Box, Object
 
 CALLS: Counter[str] = Counter()
@@ -268,57 +267,3 @@ def test_rounds_are_in_the_trace_jsonl_html_and_result(agent, tmp_path: Path) ->
     assert 'id="round-1"' in html and 'id="round-2" open' in html
     assert 'id="round-1" open' not in html
     assert [r.index for r in result.rounds] == [1, 2]
-
-
-class FirstThenReal(ScriptedLLM):
-    """The given outputs first, then a real LLM: round 1's program is fixed, so the case
-    fails at run time the same way every time, and the real model must repair it."""
-
-    def __init__(self, outputs: list[str], real) -> None:
-        super().__init__(outputs)
-        self.real = real
-
-    def complete(self, prompt: str, request: LLMRequest = DEFAULT_REQUEST) -> list[Completion]:
-        if self.outputs:
-            return super().complete(prompt, request)
-        self.prompts.append(prompt)
-        self.requests.append(request)
-        return self.real.complete(prompt, request)
-
-    def count_tokens(self, text: str) -> int:
-        return self.real.count_tokens(text)
-
-    @property
-    def context_length(self) -> int:
-        return self.real.context_length
-
-
-def test_the_embedded_qwen_planner_repairs_a_run_time_failure(tmp_path: Path) -> None:
-    """Tiny profile, the real Qwen2.5-Coder-0.5B (llama.cpp): round 1 adds text to a number
-    in Eval, which fails at run time; the model sees the observation and fixes it."""
-    from tools.settings import ModelSpec
-
-    roles = {"llm": [ModelSpec(family="llama_cpp", model="qwen2.5-coder-0.5b-instruct-q4_k_m")]}
-    config = Config(
-        models={"profile": "tiny", "cache_dir": tmp_path / "cache", "roles": roles},
-        plugins=False,
-    )
-    orch = Orchestrator(config)
-    try:
-        real = orch.pool.get("llm")
-        broken = (
-            "OBJ0=FaceDet(image=IMAGE)\nANSWER0=Count(object=OBJ0)\n"
-            "ANSWER1=Eval(\"{ANSWER0} + ' faces'\")\nRESULT=ANSWER1\n"
-        )
-        llm = FirstThenReal([broken], real)
-        orch.pool.provide("llm", llm)
-        result = orch.run("How many faces are in this photo?", image="sample:astronaut")
-        first = result.rounds[0]
-        assert first.error["code"] == "eval-error"
-        assert [i["check"] for i in first.issues] == ["runtime-error"]
-        assert first.decision["action"] in ("CONTINUE", "REWRITE"), first.decision
-        assert len(llm.prompts) >= 2 and "error [eval-error]" in llm.prompts[1]
-        assert result.ok, (result.error, [r.to_dict() for r in result.rounds])
-        assert result.output == 1  # MTCNN finds the astronaut's face
-    finally:
-        orch.close()
