@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import IO, Any
 
 from tools.convert import encode_png
+from tools.files import write_atomic
 from tools.video import FrameResults, Video
 
 from .html import render_html
@@ -115,12 +114,12 @@ def save(trace: Trace, directory: str | Path | None = None, *, html: bool = True
         for srec in trace.steps:
             stem = f"step-{srec.index:04d}"
             srec.artifact = _artifact(srec.value, srec.context, srec.artifact, source, out, stem)
-        _write_atomic(
+        write_atomic(
             out / TRACE_FILE,
             "".join(json.dumps(r, default=_json_default) + "\n" for r in trace.records()),
         )
         if html:
-            _write_atomic(out / HTML_FILE, render_html(trace, _pictures(trace, out)))
+            write_atomic(out / HTML_FILE, render_html(trace, _pictures(trace, out)))
         trace.directory = out
         return out
 
@@ -160,17 +159,6 @@ def _pictures(trace: Trace, directory: Path) -> dict[str, str]:
         if path is not None and artifact is not None:
             out[artifact] = base64.b64encode(path.read_bytes()).decode("ascii")
     return out
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _json_default(value: Any) -> Any:

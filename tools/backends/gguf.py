@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, NoBackendError
+from ..files import write_atomic
 from ..settings import ModelSettings, ModelSpec
 from .base import Located, file_locate, package_dir
 
@@ -147,10 +148,7 @@ def is_verified(path: Path, sha256: str, size: int) -> bool:
 
 
 def _write_marker(path: Path, sha256: str, size: int) -> None:
-    marker = _marker(path)
-    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.{threading.get_ident()}")
-    tmp.write_text(f"{sha256} {size} {path.stat().st_mtime_ns}\n")
-    os.replace(tmp, marker)
+    write_atomic(_marker(path), f"{sha256} {size} {path.stat().st_mtime_ns}\n")
 
 
 def file_sha256(path: Path) -> str:

@@ -31,13 +31,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..files import write_atomic
 
 log = logging.getLogger("vischain.models")
 
@@ -167,14 +168,7 @@ class PrefixStates:
         header = json.dumps({"tokens": list(tokens), "size": len(data)}).encode("utf-8")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}.", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(MAGIC + header + b"\n" + data)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomic(path, MAGIC + header + b"\n" + data)
         except OSError as exc:  # a read-only cache costs speed, not the result
             log.warning("could not store llama.cpp state in %s: %s", path, exc)
             return

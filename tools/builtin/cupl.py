@@ -19,8 +19,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import ClassVar
 
 from tools.backends.llm import LanguageModel, LLMRequest
 from tools.builtin.text import parse_list
+from tools.files import write_atomic
 
 log = logging.getLogger("vischain.tools")
 
@@ -132,10 +131,8 @@ class Describer:
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}.", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({**self._entry(name), "descriptions": descriptions}, f, indent=1)
-            os.replace(tmp, path)
+            text = json.dumps({**self._entry(name), "descriptions": descriptions}, indent=1)
+            write_atomic(path, text)
         except OSError as exc:  # a read-only cache costs speed, not the result
             log.warning("could not store CuPL descriptions in %s: %s", path, exc)
 
