@@ -88,30 +88,28 @@ class Outcome:
     error: BaseException | None = None
 
 
+def _replace_leaves(value: Any, leaf: type, fn: Any) -> Any:
+    """``value`` with every instance of ``leaf`` (inside lists, tuples and dicts) replaced by
+    ``fn(leaf)``; everything else is kept as it is."""
+    if isinstance(value, leaf):
+        return fn(value)
+    if isinstance(value, list):
+        return [_replace_leaves(v, leaf, fn) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_replace_leaves(v, leaf, fn) for v in value)
+    if isinstance(value, dict):
+        return {k: _replace_leaves(v, leaf, fn) for k, v in value.items()}
+    return value
+
+
 def images_to_refs(value: Any, put: Any) -> Any:
     """``value`` with every Image (inside lists, tuples and dicts) replaced by ``put(image)``."""
-    if isinstance(value, Image):
-        return put(value)
-    if isinstance(value, list):
-        return [images_to_refs(v, put) for v in value]
-    if isinstance(value, tuple):
-        return tuple(images_to_refs(v, put) for v in value)
-    if isinstance(value, dict):
-        return {k: images_to_refs(v, put) for k, v in value.items()}
-    return value
+    return _replace_leaves(value, Image, put)
 
 
 def refs_to_images(value: Any, get: Any) -> Any:
     """The inverse of :func:`images_to_refs`: every ImageRef replaced by ``get(ref)``."""
-    if isinstance(value, ImageRef):
-        return get(value)
-    if isinstance(value, list):
-        return [refs_to_images(v, get) for v in value]
-    if isinstance(value, tuple):
-        return tuple(refs_to_images(v, get) for v in value)
-    if isinstance(value, dict):
-        return {k: refs_to_images(v, get) for k, v in value.items()}
-    return value
+    return _replace_leaves(value, ImageRef, get)
 
 
 def connect(settings: ServeSettings) -> None:
