@@ -7,24 +7,35 @@ modes alternates from item to item so feature caches favour neither): ``run(...,
 agent=False)`` and ``run(..., agent=True)``. Reported per mode: the share of runs whose
 program does what was asked (its result is of the reference kind and it calls the needed
 tools), the share ending in a typed error, mean rounds, mean and median seconds; and the
-agent's median time over the one-shot median.
+agent's median time over the one-shot median. A run ending in an error is attributed:
+for the agent's ``agent-limit``, to what its checks still found on the returned round
+(answer-kind, empty-detection, ...), else to the error's code.
+
+Every row is appended to ``bench/results/agent-items.jsonl`` as soon as it is measured (the
+file is opened, appended to and closed per row, so a checkout that replaces the folder's
+files cannot swallow them); ``--resume`` keeps the rows already there and measures the rest.
 
     .venv/bin/python bench/agent.py [--limit N] [--model qwen2.5-coder-0.5b-instruct-q4_k_m]
-                                     [--profile tiny] [--max-rounds 3]
+                                     [--profile tiny] [--max-rounds 3] [--resume]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import yaml
 from common import RESULTS, ROOT, orchestrator, report
 
 from orchestrator.answer_kind import AnswerKind, fits, kind_of_value
+from orchestrator.errors import RunErrorCode
+from orchestrator.rounds import findings, returned
 from sandbox import VisChainError, parse
 from tools.settings import ModelSpec
 
@@ -49,15 +60,68 @@ def returned_steps(result: Any) -> list[Any]:
     """The step records behind the returned result: for the agent, the rounds from the last
     fresh program (plan or rewrite) up to the returned round."""
     steps = list(result.trace.steps)
-    if not result.rounds:
+    span = returned(result.rounds)
+    if span is None:
         return steps
-    chosen = next((r for r in result.rounds if r.accepted), result.rounds[-1])
-    first = chosen.index
-    for r in reversed(result.rounds[: chosen.index]):
-        first = r.index
-        if r.kind != "continue":
-            break
-    return [s for s in steps if first <= s.meta.get("round", 0) <= chosen.index]
+    return [s for s in steps if span[0] <= s.meta.get("round", 0) <= span[1]]
+
+
+def reason(result: Any) -> str | None:
+    """Why a run ended in an error: for the agent's limit, the checks its returned round
+    still failed (``agent-limit: answer-kind``); else the error's code."""
+    if result.error is None:
+        return None
+    code = str(result.error.code)
+    if code == RunErrorCode.AGENT_LIMIT:
+        checks = sorted({str(i["check"]) for i in findings(result.rounds)})
+        return f"{code}: {', '.join(checks)}" if checks else code
+    return code
+
+
+def save_row(path: Path, row: dict[str, Any]) -> None:
+    """Append one row to ``path`` now (open, write, flush, sync, close)."""
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows saved in ``path`` (a line cut short by a killed run is left out)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def summary_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per mode: runs, right-kind share, typed-error share, mean rounds, mean and median
+    seconds — over the items measured in both modes, so the two compare like for like."""
+    both = {r["item"] for r in rows if r["mode"] == "agent"} & {
+        r["item"] for r in rows if r["mode"] == "one-shot"
+    }
+    out = []
+    for mode in ("one-shot", "agent"):
+        mine = [r for r in rows if r["mode"] == mode and r["item"] in both]
+        if not mine:
+            continue
+        times = [r["seconds"] for r in mine]
+        out.append({
+            "mode": mode,
+            "runs": len(mine),
+            "right_kind_share": sum(r["right"] for r in mine) / len(mine),
+            "typed_error_share": sum(r["error"] is not None for r in mine) / len(mine),
+            "mean_rounds": statistics.mean(r["rounds"] for r in mine),
+            "mean_seconds": statistics.mean(times),
+            "median_seconds": statistics.median(times),
+            "errors": dict(Counter(r.get("reason") or r["error"] for r in mine if r["error"])),
+        })  # fmt: skip
+    return out
 
 
 def program_of(result: Any) -> str | None:
@@ -114,6 +178,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="llama_cpp model (default: the profile's)")
     parser.add_argument("--profile", default="tiny")
     parser.add_argument("--max-rounds", type=int, default=3)
+    parser.add_argument("--resume", action="store_true", help="keep the rows already saved")
     args = parser.parse_args()
     items = yaml.safe_load((ROOT / "bench" / "data" / "agent.yaml").read_text())["items"]
     items = items[: args.limit] if args.limit else items
@@ -123,12 +188,17 @@ def main() -> None:
     )
     llm = orch.pool.get("llm")
     print(f"planner: {llm.spec.label()}; {len(items)} instructions; profile {args.profile}")
-    rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    progress = (RESULTS / "agent-items.jsonl").open("w", encoding="utf-8")
+    progress = RESULTS / "agent-items.jsonl"
+    rows = load_rows(progress) if args.resume else []
+    progress.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    done = {(r["item"], r["mode"]) for r in rows}
     for i, item in enumerate(items):
         modes = ["one-shot", "agent"] if i % 2 == 0 else ["agent", "one-shot"]
         for mode in modes:
+            if (i, mode) in done:
+                continue
             t0 = time.perf_counter()
             result = orch.run(item["instruction"], images=images_of(item), agent=mode == "agent")
             seconds = time.perf_counter() - t0
@@ -145,42 +215,28 @@ def main() -> None:
                 "right": verdict["kind_ok"] and verdict["tools_ok"],
                 **verdict,
                 "error": None if result.error is None else str(result.error.code),
+                "reason": reason(result),
                 "rounds": max(1, len(result.rounds)),
                 "seconds": round(seconds, 2),
                 "answer": result.answer[:60],
             }
             rows.append(row)
-            progress.write(json.dumps(row) + "\n")
-            progress.flush()
+            save_row(progress, row)
             print(
                 f"{i:>2} {mode:<8} right={row['right']!s:<5} rounds={row['rounds']} "
-                f"{seconds:6.1f}s error={row['error']}  {item['instruction']}",
+                f"{seconds:6.1f}s error={row['reason']}  {item['instruction']}",
                 flush=True,
             )
-    summary = []
-    for mode in ("one-shot", "agent"):
-        mine = [r for r in rows if r["mode"] == mode]
-        times = [r["seconds"] for r in mine]
-        summary.append({
-            "mode": mode,
-            "runs": len(mine),
-            "right_kind_share": sum(r["right"] for r in mine) / len(mine),
-            "typed_error_share": sum(r["error"] is not None for r in mine) / len(mine),
-            "mean_rounds": statistics.mean(r["rounds"] for r in mine),
-            "mean_seconds": statistics.mean(times),
-            "median_seconds": statistics.median(times),
-        })  # fmt: skip
+    summary = summary_of(rows)
     one, agent = summary
     ratio = agent["median_seconds"] / one["median_seconds"] if one["median_seconds"] else None
+    by_item = {(r["item"], r["mode"]): r for r in rows}
     fixed = sum(
         1
-        for a, b in zip(
-            [r for r in rows if r["mode"] == "one-shot"],
-            [r for r in rows if r["mode"] == "agent"],
-            strict=True,
-        )
-        if a["error"] is not None and b["error"] is None
-    )
+        for (i, mode), a in by_item.items()
+        if mode == "one-shot" and a["error"] is not None
+        and by_item.get((i, "agent"), a)["error"] is None
+    )  # fmt: skip
     report(
         "agent",
         summary,
@@ -189,8 +245,12 @@ def main() -> None:
         profile=args.profile,
         median_time_ratio=ratio,
         one_shot_errors_fixed_by_agent=fixed,
+        load_average_before=load_before,
+        load_average_after=os.getloadavg(),
         items=rows,
     )
+    for mode in summary:
+        print(f"{mode['mode']} errors: {mode['errors'] or 'none'}")
     print(f"agent median time / one-shot median time: {ratio:.2f}" if ratio else "")
     print(f"one-shot errors the agent ended without: {fixed}")
     orch.close()

@@ -10,13 +10,20 @@ Algorithm (one :class:`AgentRun` holds a run's state):
 3. Execute the round; the checks (:mod:`.checks`) read its step records and its result.
 4. No finding: accept the result (or, with ``decide: always``, ask anyway). Otherwise render
    an observation (:mod:`.observation`) and ask the LLM for a decision (:mod:`.decisions`,
-   grammar-constrained): ANSWER accepts; CONTINUE runs a follow-up program that starts
-   from every value computed so far (finished steps are not run again); REWRITE runs a
-   fresh program (tool results are memoised, so repeated calls cost nothing).
-5. Stop at a capability error, when the same findings come back, or at ``max_rounds``,
-   ``max_tool_calls`` or ``max_seconds``: the best round's result is returned with a typed
-   ``agent-limit`` error saying why. The configured fallback still runs when the loop ends
-   in an error. Every round goes to ``RunResult.rounds`` and the trace.
+   grammar-constrained): ANSWER accepts; ``ANSWER NAME`` (offered when the answer-kind
+   check names computed values of the kind asked for) returns that value through a
+   one-line follow-up; CONTINUE runs a follow-up program that starts from every value
+   computed so far (finished steps are not run again); REWRITE runs a fresh program (tool
+   results are memoised, so repeated calls cost nothing).
+5. A round whose result is the previous round's again, with only soft findings (an empty
+   detection, a low score: what the tools found may simply be so), is accepted: the
+   re-phrased round confirmed it. Otherwise stop at a capability error, when the same
+   findings come back (compared without the program's names and lines), at ``max_rounds``,
+   ``max_tool_calls`` or ``max_seconds`` — or when less time is left than the slowest LLM
+   call so far took, so no generation outlives the run's budget: the best round's result
+   is returned with a typed ``agent-limit`` error saying why. The configured fallback
+   still runs when the loop ends in an error. Every round goes to ``RunResult.rounds`` and
+   the trace.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from tools.errors import ToolErrorCode
 
 from .answer_kind import AnswerKind, kind_by_rules, kind_grammar, kind_prompt, parse_kind
 from .capability import CapabilityError, capability_error
-from .checks import Issue, run_checks
+from .checks import SOFT, Issue, run_checks
 from .decisions import Action, Decision, DecisionError, decision_grammar, parse_decision
 from .errors import RunErrorCode
 from .forms import get_form
@@ -57,6 +64,7 @@ log = logging.getLogger("vischain.agent")
 
 class Stop(StrEnum):
     ACCEPTED = "accepted"
+    CONFIRMED = "confirmed"  # a re-phrased round gave the same result: it stands
     CAPABILITY = "capability"
     PLANNING = "planning"
     REPEATED = "repeated"
@@ -123,6 +131,8 @@ class AgentRun:
         self.results: list[RunResult] = []
         self.current: _Current | None = None
         self.tool_calls = 0
+        self.issues: list[list[Issue]] = []  # each closed round's findings
+        self.llm_seconds = 0.0  # the slowest LLM call so far (the next one may take as long)
 
     # --- main loop -----------------------------------------------------------------------
 
@@ -136,7 +146,7 @@ class AgentRun:
             decision = self.decide()
             if decision is None:
                 return self.end(Stop.BAD_DECISION)
-            if decision.action is Action.ANSWER:
+            if decision.action is Action.ANSWER and decision.value is None:
                 return self.end(Stop.ACCEPTED)
             result = self.follow(decision)
 
@@ -156,6 +166,7 @@ class AgentRun:
             request = LLMRequest(max_tokens=4, stop=("\n",), grammar=kind_grammar())
             completion = self.llm.complete(prompt, request)[0]
             kind = parse_kind(completion.text)
+            self._timed(time.perf_counter() - t0)
             self.trace.add_planning({
                 "kind": "answer-kind", "prompt": prompt, "output": completion.text,
                 "program": "", "model": self.llm.spec.label(),
@@ -179,7 +190,9 @@ class AgentRun:
             return self.orch_result(None, exc)
         for plan in plans:
             for attempt in plan.attempts:
-                self.trace.add_planning(attempt.record())
+                record = attempt.record()
+                self._timed(float(record.get("seconds") or 0.0))
+                self.trace.add_planning(record)
         first = plans[0]
         self.form = first.form
         self.base_prompt = first.attempts[0].prompt if first.attempts else ""
@@ -227,16 +240,20 @@ class AgentRun:
             error=result.error,
             expected=self.expected,
             config=self.config.checks,
+            values={n: v for n, v in result.values.items() if n not in self.named},
         )
         if not current.issues and self.config.decide == "issues":
             return Stop.ACCEPTED
-        if (
-            current.issues
-            and self.rounds
-            and self._signature(current.issues)
-            == self._signature([Issue(**_issue_args(i)) for i in self.rounds[-1].issues])
-        ):
-            return Stop.REPEATED
+        if current.issues and self.rounds:
+            before = self.issues[-1]
+            if (
+                all(i.check in SOFT for i in current.issues + before)
+                and self.results[-1].error is None
+                and _same(result.output, self.results[-1].output)
+            ):
+                return Stop.CONFIRMED
+            if self._signature(current.issues) == self._signature(before):
+                return Stop.REPEATED
         limit = self.limit()
         if limit is not None:
             return Stop.ACCEPTED if not current.issues else limit
@@ -261,21 +278,27 @@ class AgentRun:
             prompt += "\n"
         # a round without a result has nothing to accept: ANSWER is not offered
         answer = current.result is not None and current.result.error is None
+        # values a check found to be of the kind asked for: ANSWER NAME returns one
+        ready = tuple(dict.fromkeys(n for i in current.issues for n in i.fits if n in names))
+        offer = template("decision_answer" if answer else "decision_no_answer")
+        if ready:
+            offer += fill(template("decision_answer_value"), values=", ".join(ready))
         prompt += fill(
             template("decision"),
             round=str(current.index),
             observation=current.observation.text,
-            answer=template("decision_answer" if answer else "decision_no_answer"),
+            answer=offer,
             variables=", ".join(names) or "none",
         )
         t0 = time.perf_counter()
         request = spec.request.with_(
             max_tokens=self.config.decision_max_tokens,
             temperature=self.orch.config.planner.temperature,
-            grammar=decision_grammar(spec.grammar, self.form, answer=answer),
+            grammar=decision_grammar(spec.grammar, self.form, answer=answer, values=ready),
         )
         completion = self.llm.complete(prompt, request)[0]
         seconds = round(time.perf_counter() - t0, 3)
+        self._timed(seconds)
         self._decision_meta = {
             "prompt": prompt,
             "raw": completion.text,
@@ -284,21 +307,30 @@ class AgentRun:
             "completion_tokens": completion.completion_tokens,
         }
         try:
-            current.decision = parse_decision(completion.text, spec.extract)
+            decision = parse_decision(completion.text, spec.extract)
         except DecisionError as exc:
             self._decision_meta.update(action=None, error=str(exc))
             return None
-        return current.decision
+        if decision.value is not None and decision.value not in ready:
+            # an unconstrained server may name anything: only an offered value is returned
+            self._decision_meta.update(action=None, error=f"'{decision.value}' was not offered")
+            return None
+        current.decision = decision
+        return decision
 
     def follow(self, decision: Decision) -> RunResult:
-        """Run the follow-up (CONTINUE) or fresh (REWRITE) program as the next round."""
-        kind = RoundKind.CONTINUE if decision.action is Action.CONTINUE else RoundKind.REWRITE
+        """Run the follow-up (CONTINUE, or ``ANSWER NAME``: a follow-up that returns NAME)
+        or fresh (REWRITE) program as the next round."""
+        kind = RoundKind.REWRITE if decision.action is Action.REWRITE else RoundKind.CONTINUE
+        program = decision.program
+        if decision.value is not None:
+            program = get_form(self.form).returning(decision.value)
         prompt = self._decision_meta.get("prompt")
         known = self.known_after(self.current) if kind is RoundKind.CONTINUE else {}
         self.close()
-        self.start(kind, decision.program, prompt)
+        self.start(kind, program, prompt)
         result = self.orch.run_program(
-            decision.program or "",
+            program or "",
             self.named,
             self.trace,
             form=self.form,
@@ -338,6 +370,8 @@ class AgentRun:
             decision = {**self._decision_meta, "by": "planner"}
         elif stop is Stop.ACCEPTED:
             decision = {"action": "ANSWER", "by": "checks"}
+        elif stop is Stop.CONFIRMED:
+            decision = {"action": "ANSWER", "by": "loop", "stop": str(stop)}
         else:
             decision = {"action": None, "by": "loop", "stop": str(stop)}
         rnd = Round(
@@ -359,6 +393,7 @@ class AgentRun:
         )
         self.rounds.append(rnd)
         self.results.append(result)
+        self.issues.append(list(current.issues))
         self.current = None
         self.trace.round = None
         return rnd
@@ -367,7 +402,7 @@ class AgentRun:
         """The run's result: the accepted round's, or the best one with a typed error."""
         current = self.current
         assert current is not None and current.result is not None
-        if stop in (Stop.ACCEPTED, Stop.CAPABILITY, Stop.PLANNING):
+        if stop in (Stop.ACCEPTED, Stop.CONFIRMED, Stop.CAPABILITY, Stop.PLANNING):
             chosen = len(self.rounds)
             self.close(stop, accepted=True)
             final = self.results[chosen]
@@ -413,13 +448,18 @@ class AgentRun:
                                 step=error.step)  # fmt: skip
 
     def limit(self) -> Stop | None:
+        """Why no further round may start (None: one may). Another round needs a decision,
+        an LLM call: it is not started when less time is left than the slowest so far."""
         if len(self.rounds) + 1 >= self.config.max_rounds:
             return Stop.MAX_ROUNDS
         if self.tool_calls >= self.config.max_tool_calls:
             return Stop.MAX_TOOL_CALLS
-        if time.monotonic() >= self.deadline:
+        if time.monotonic() + self.llm_seconds >= self.deadline:
             return Stop.MAX_SECONDS
         return None
+
+    def _timed(self, seconds: float) -> None:
+        self.llm_seconds = max(self.llm_seconds, seconds)
 
     def limit_error(self, stop: Stop, chosen: int) -> VisChainError:
         rnd = self.rounds[chosen]
@@ -427,7 +467,9 @@ class AgentRun:
             Stop.REPEATED: "the same problems came back",
             Stop.MAX_ROUNDS: f"max_rounds ({self.config.max_rounds}) was reached",
             Stop.MAX_TOOL_CALLS: f"max_tool_calls ({self.config.max_tool_calls}) was reached",
-            Stop.MAX_SECONDS: f"max_seconds ({self.config.max_seconds:g}) was reached",
+            Stop.MAX_SECONDS: f"max_seconds ({self.config.max_seconds:g}) was reached, or "
+            f"too little of it was left for another decision (the slowest LLM call took "
+            f"{self.llm_seconds:.0f} s)",
             Stop.BAD_DECISION: "the planner's decision could not be read",
         }[stop]
         problems = "; ".join(f"{i['check']}: {i['message']}" for i in rnd.issues[:3])
@@ -469,10 +511,12 @@ class AgentRun:
         return sorted(i.signature for i in issues)
 
 
-def _issue_args(data: dict[str, Any]) -> dict[str, Any]:
-    from .checks import Check
-
-    return {"check": Check(data["check"]), "message": data["message"], "step": data.get("step")}
+def _same(a: Any, b: Any) -> bool:
+    """Whether two results are the same value (images by their pixels' hash)."""
+    try:
+        return summarize(a) == summarize(b)
+    except Exception:  # an exotic value: not provably the same
+        return False
 
 
 def _answer(result: RunResult) -> str | None:

@@ -133,6 +133,28 @@ def kind_of_value(value: Any) -> AnswerKind:
     return AnswerKind.ANY
 
 
+_SUMMARY_KINDS = {
+    "Bool": AnswerKind.YESNO,
+    "Number": AnswerKind.NUMBER,
+    "TextList": AnswerKind.TEXT,
+    "Image": AnswerKind.IMAGE,
+    "ObjectList": AnswerKind.OBJECTS,
+    "Object": AnswerKind.OBJECTS,
+    "PointList": AnswerKind.OBJECTS,
+    "Point": AnswerKind.OBJECTS,
+}
+
+
+def kind_of_summary(summary: dict[str, Any] | None) -> AnswerKind:
+    """The kind of a value from its typed summary (a trace step's ``output``, see
+    ``orchestrator.render.summarize``): what :func:`kind_of_value` says of the value."""
+    if not summary:
+        return AnswerKind.ANY
+    if summary.get("type") == "Text":
+        return kind_of_value(str(summary.get("text", "")))
+    return _SUMMARY_KINDS.get(str(summary.get("type")), AnswerKind.ANY)
+
+
 # what a result of each kind can answer (beyond its own kind)
 _ANSWERS: dict[AnswerKind, set[AnswerKind]] = {
     AnswerKind.YESNO: {AnswerKind.YESNO},
@@ -172,6 +194,7 @@ __all__ = [
     "is_unsure",
     "kind_by_rules",
     "kind_grammar",
+    "kind_of_summary",
     "kind_of_value",
     "kind_prompt",
     "parse_kind",

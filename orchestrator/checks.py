@@ -2,23 +2,30 @@
 finding recorded in the trace.
 
 - ``runtime-error``: the result was not computed (a step failed on its way);
-- ``empty-detection``: a detection or selection found nothing, and later steps used it;
+- ``empty-detection``: a detection or selection found nothing, and later steps used it —
+  unless the instruction asks for a number or a yes/no, every step that used it reduced it
+  to one (``Count``: "how many dogs?" → 0 is the answer, not a failure) and the result is of
+  the kind asked for (``checks.empty_counts: true`` makes that a finding too);
 - ``answer-kind``: the result's kind does not fit the kind the instruction asks for (decided
-  once per run, see :mod:`orchestrator.answer_kind`);
+  once per run, see :mod:`orchestrator.answer_kind`); the finding names the values
+  already computed that are of the right kind (:attr:`Issue.fits`), which a decision can
+  return as they are (``ANSWER NAME``);
 - ``low-confidence``: a tool's best score is under its threshold (per tool, in the config);
 - ``unsure-answer``: a VLM or LLM answered "unknown", "unclear", "cannot tell"...
 
-Checks read the typed step records of the trace and the result value, nothing else.
+Checks read the typed step records of the trace, the result value and the round's computed
+values, nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from .answer_kind import AnswerKind, fits, is_unsure, kind_of_value
+from .answer_kind import AnswerKind, fits, is_unsure, kind_of_summary, kind_of_value
+from .render import summarize
 from .trace import StepStatus
 
 if TYPE_CHECKING:
@@ -34,24 +41,42 @@ class Check(StrEnum):
     UNSURE_ANSWER = "unsure-answer"
 
 
+# findings on a result that was computed and is of the right kind: what the tools found may
+# simply be so (a re-phrased round that reproduces the result confirms it)
+SOFT = frozenset({Check.EMPTY_DETECTION, Check.LOW_CONFIDENCE})
+
+
 @dataclass(frozen=True)
 class Issue:
-    """One check that fired: which, why (written for the planner), and at which step."""
+    """One check that fired: which, why (written for the planner), at which step; ``key``
+    is what the finding is about without the program's names and lines (the tool, the error
+    code, the result's kind), so a re-phrased program that fails the same way repeats it;
+    ``fits`` (answer-kind) names the steps whose values are of the kind asked for."""
 
     check: Check
     message: str
     step: str | None = None
+    key: str = ""
+    fits: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "check": str(self.check)}
+        return {**asdict(self), "check": str(self.check), "fits": list(self.fits)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Issue:
+        return cls(
+            Check(data["check"]), data["message"], data.get("step"), data.get("key", ""),
+            tuple(data.get("fits") or ()),
+        )  # fmt: skip
 
     @property
     def signature(self) -> tuple[str, str]:
         """What makes two findings "the same" when deciding that errors repeat."""
-        return (str(self.check), self.message)
+        return (str(self.check), self.key or self.message)
 
 
 _LISTS = ("ObjectList", "PointList")
+_REDUCED = (AnswerKind.NUMBER, AnswerKind.YESNO)  # a count, or whether there is any
 
 
 def _scores(summary: dict[str, Any] | None) -> list[float]:
@@ -69,20 +94,27 @@ def run_checks(
     error: Any,
     expected: AnswerKind,
     config: AgentChecks,
+    values: Mapping[str, Any] | None = None,
 ) -> list[Issue]:
-    """Every finding on one round: its step records, its output value and its error."""
+    """Every finding on one round: its step records, its output value and its error;
+    ``values`` are the round's computed values by name (inputs left out), which the
+    answer-kind finding searches for values of the kind asked for."""
     issues: list[Issue] = []
-    used_by: dict[str, list[str]] = {}
+    used_by: dict[str, list[StepLike]] = {}
     for s in steps:
         for d in getattr(s, "deps", None) or []:
-            used_by.setdefault(d, []).append(s.step)
+            used_by.setdefault(d, []).append(s)
+    answered = error is None and fits(expected, kind_of_value(output))
     if config.runtime_error and error is not None:
         where = f" (line {error.line}, step {error.step})" if getattr(error, "line", None) else ""
+        failed = next((s for s in steps if s.step == getattr(error, "step", None)), None)
+        code = getattr(error, "code", "error")
         issues.append(
             Issue(
                 Check.RUNTIME_ERROR,
-                f"[{getattr(error, 'code', 'error')}]{where} {getattr(error, 'message', error)}",
+                f"[{code}]{where} {getattr(error, 'message', error)}",
                 getattr(error, "step", None),
+                key=f"{code} {failed.tool if failed is not None else ''}".strip(),
             )
         )
     for s in steps:
@@ -91,13 +123,20 @@ def run_checks(
         kind = s.output.get("type")
         if config.empty_detection and kind in _LISTS and s.output.get("count") == 0:
             users = used_by.get(s.step, [])
-            if users:
+            counted = (
+                not config.empty_counts
+                and answered
+                and expected in _REDUCED
+                and all(kind_of_summary(u.output) in _REDUCED for u in users)
+            )
+            if users and not counted:
                 issues.append(
                     Issue(
                         Check.EMPTY_DETECTION,
                         f"{s.tool} found nothing for {s.step} (line {s.line}), and "
-                        f"{', '.join(users)} used it",
+                        f"{', '.join(u.step for u in users)} used it",
                         s.step,
+                        key=str(s.tool),
                     )
                 )
         threshold = config.low_confidence.get(s.tool or "")
@@ -109,6 +148,7 @@ def run_checks(
                     f"{s.tool}'s best score for {s.step} is {max(scores):.2f}, under "
                     f"{threshold:.2f}",
                     s.step,
+                    key=str(s.tool),
                 )
             )
         if (
@@ -122,18 +162,31 @@ def run_checks(
                     Check.UNSURE_ANSWER,
                     f"{s.tool} answered '{s.output.get('text', '')}' for {s.step}",
                     s.step,
+                    key=str(s.tool),
                 )
             )
-    if config.answer_kind and error is None:
+    if config.answer_kind and error is None and not answered:
         got = kind_of_value(output)
-        if not fits(expected, got):
-            issues.append(
-                Issue(
-                    Check.ANSWER_KIND,
-                    f"the instruction asks for {_describe(expected)} but the result is "
-                    f"{_describe(got)}",
-                )
+        ready = [
+            name
+            for name, value in (values or {}).items()
+            if not name.startswith("_")
+            and name != "RESULT"
+            and value is not output
+            and kind_of_value(value) is not AnswerKind.ANY
+            and fits(expected, kind_of_value(value))
+        ]
+        ready.reverse()  # the latest first: it went furthest towards the answer
+        message = (
+            f"the instruction asks for {_describe(expected)} but the result is {_describe(got)}"
+        )
+        if ready:
+            message += "; already computed and of that kind: " + ", ".join(
+                f"{n} = {_short(values[n])}" for n in ready[:3]
             )
+        issues.append(
+            Issue(Check.ANSWER_KIND, message, key=f"{expected}<-{got}", fits=tuple(ready))
+        )
     return issues
 
 
@@ -152,4 +205,9 @@ def _describe(kind: AnswerKind) -> str:
     return _DESCRIPTIONS[kind]
 
 
-__all__ = ["Check", "Issue", "run_checks"]
+def _short(value: Any) -> str:
+    text = " ".join(str(summarize(value).get("text", "")).split())
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+__all__ = ["SOFT", "Check", "Issue", "run_checks"]

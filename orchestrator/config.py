@@ -123,6 +123,9 @@ class AgentChecks(BaseModel):
 
     runtime_error: bool = True
     empty_detection: bool = True
+    # an empty detection that every user only counts (or tests for existence), on a number
+    # or yes/no question, is a finding too (by default 0 / "no" is the answer)
+    empty_counts: bool = False
     answer_kind: bool = True
     unsure_answer: bool = True
     # a tool's best score under its threshold is a finding (tool name → threshold)

@@ -241,6 +241,11 @@ class ProgramForm(ABC, Generic[P, C]):
         return None
 
     @abstractmethod
+    def returning(self, name: str) -> str:
+        """The follow-up program that returns the earlier computed value ``name`` as it is
+        (what the agent loop runs for an ``ANSWER NAME`` decision)."""
+
+    @abstractmethod
     def run(
         self, checked: C, inputs: Mapping[str, Any], machinery: Machinery, trace: Trace
     ) -> Execution:
@@ -294,6 +299,9 @@ class LineForm(ProgramForm[Program, BoundProgram]):
 
     def grammar(self, registry: Registry, *, max_steps: int) -> str | None:
         return line_grammar(registry, max_steps=max_steps)
+
+    def returning(self, name: str) -> str:
+        return f"RESULT={name}\n"
 
     def run(
         self, checked: BoundProgram, inputs: Mapping[str, Any], machinery: Machinery, trace: Trace
@@ -394,6 +402,9 @@ class PythonForm(ProgramForm[PythonProgram, PythonProgram]):
 
     def extract(self, output: str) -> str:
         return extract_function(output)
+
+    def returning(self, name: str) -> str:
+        return f"{self.opening}{name}):\n    return {name}\n"
 
     def run(
         self,

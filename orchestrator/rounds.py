@@ -9,6 +9,7 @@ decision taken after it, and whether its result was the one returned.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -62,4 +63,32 @@ class Round:
         return cls(**data)
 
 
-__all__ = ["Round", "RoundKind"]
+def returned(rounds: Sequence[Round | Mapping[str, Any]]) -> tuple[int, int] | None:
+    """The rounds behind a run's returned result, as 1-based (first, last) indices: the
+    accepted round (else the last) and the rounds it continued from, back to the latest
+    fresh program (plan or rewrite). None without rounds (a one-shot run)."""
+    records = [r.to_dict() if isinstance(r, Round) else r for r in rounds]
+    if not records:
+        return None
+    chosen = next((r for r in records if r.get("accepted")), records[-1])
+    last = int(chosen["index"])
+    first = last
+    for r in reversed(records[:last]):
+        first = int(r["index"])
+        if r.get("kind") != RoundKind.CONTINUE:
+            break
+    return first, last
+
+
+def findings(rounds: Sequence[Round | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What the checks still found on the returned round (the agent's own reasons when it
+    stopped at a limit: ``[{"check": "answer-kind", "message": ..., "step": ...}]``)."""
+    span = returned(rounds)
+    if span is None:
+        return []
+    chosen = rounds[span[1] - 1]
+    issues = chosen.issues if isinstance(chosen, Round) else chosen.get("issues") or ()
+    return [dict(i) for i in issues]
+
+
+__all__ = ["Round", "RoundKind", "findings", "returned"]

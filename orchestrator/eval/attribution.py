@@ -2,6 +2,10 @@
 
 For an item answered wrongly (or not at all), :func:`attribute` names one culprit:
 
+0. a run the agent loop ended at one of its limits (``agent-limit``) is blamed on what its
+   checks still found on the round it returned — ``program`` (answer-kind), ``empty``
+   (empty-detection), ``error`` (runtime-error, with the failed step), ``low-confidence``
+   or ``unsure`` — rather than on a generic error;
 1. ``planning`` — no program came out of planning;
 2. ``program`` — the program ran but does not do what was asked: its result is not of the
    kind the instruction asks for (a count asked, an image returned), judged with the
@@ -11,6 +15,9 @@ For an item answered wrongly (or not at all), :func:`attribute` names one culpri
    tool declares);
 4. otherwise ``answer`` — every step looks plausible and the answer is simply wrong; the
    culprit is the tool step that produced the result (else the last tool step).
+
+With the agent loop, only the steps behind the returned result count (its round and the
+rounds it continued from): an empty detection a later round re-phrased is not the culprit.
 
 Counts per (category, tool) go into the report's attribution table.
 """
@@ -25,6 +32,8 @@ from tools import Registry
 from tools.types import assignable, value_type
 
 from ..answer_kind import AnswerKind, fits, kind_by_rules, kind_of_value
+from ..errors import RunErrorCode
+from ..rounds import findings, returned
 from ..trace import StepRecord, Trace
 
 _EMPTY_TYPES = ("ObjectList", "PointList")
@@ -37,6 +46,18 @@ class Culprit(StrEnum):
     EMPTY = "empty"
     TYPE = "type"
     ANSWER = "answer"
+    LOW_CONFIDENCE = "low-confidence"
+    UNSURE = "unsure"
+
+
+# the agent's checks (orchestrator.checks) → the culprit they name
+_BY_CHECK = {
+    "answer-kind": Culprit.PROGRAM,
+    "empty-detection": Culprit.EMPTY,
+    "runtime-error": Culprit.ERROR,
+    "low-confidence": Culprit.LOW_CONFIDENCE,
+    "unsure-answer": Culprit.UNSURE,
+}
 
 
 @dataclass(frozen=True)
@@ -91,6 +112,16 @@ def attribute(
 ) -> Attribution:
     """The culprit for one wrongly answered item (see the module docstring)."""
     steps = sorted(trace.steps, key=lambda s: s.index)
+    span = returned(trace.rounds)
+    if span is not None:
+        steps = [s for s in steps if span[0] <= s.meta.get("round", span[0]) <= span[1]]
+    if not ok and (trace.error or {}).get("code") == RunErrorCode.AGENT_LIMIT:
+        for issue in findings(trace.rounds):
+            culprit = _BY_CHECK.get(str(issue.get("check")))
+            if culprit is not None:
+                name = issue.get("step")
+                tool = next((s.tool for s in reversed(steps) if name and s.step == name), None)
+                return Attribution(culprit, f"{issue['check']}: {issue['message']}", name, tool)
     if not steps and not trace.program:
         message = (trace.error or {}).get("message", "no program")
         return Attribution(Culprit.PLANNING, str(message))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from orchestrator import Config, Orchestrator
+from orchestrator import Config, Orchestrator, Trace
+from orchestrator.agent import AgentRun
 from orchestrator.decisions import decision_grammar
 from orchestrator.errors import RunErrorCode
 from orchestrator.grammar import line_grammar
@@ -19,6 +20,7 @@ from sandbox import ErrorCode
 from tests.orchestrator.test_api import TAGGING
 from tests.support.scripted_llm import ScriptedLLM
 from tools import Image, ObjectList, Registry, default_registry, tool
+from tools.convert import to_image
 from tools.types import Box, Object
 
 CALLS: Counter[str] = Counter()
@@ -140,7 +142,7 @@ def test_continuation_reads_earlier_values_without_running_them_again(agent) -> 
         "N0=Count(object=OBJ1)\nRESULT=N0\n"
     )
     follow = "N1=Count(object=OBJ0)\nRESULT=N1\n"
-    orch, _ = agent([first, "CONTINUE\n" + follow])
+    orch, _ = agent([first, "CONTINUE\n" + follow], checks={"empty_counts": True})
     result = orch.run("How many red squares are there?", image=picture())
     assert result.ok and result.output == 1
     assert CALLS == {"red": 1, "crimson": 1}  # OBJ0 was read, not computed again
@@ -168,31 +170,116 @@ def test_the_answer_kind_can_be_decided_by_the_planner(agent) -> None:
     assert record["output"] == " number\n"
 
 
+TAG_RED = "OBJ0=ColorFind(image=IMAGE, color='red')\nIMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n"
+
+
 def test_max_rounds_returns_the_best_result_with_a_typed_error(agent) -> None:
-    empty = "OBJ0=ColorFind(image=IMAGE, color='crimson')\nN0=Count(object=OBJ0)\nRESULT=N0\n"
-    again = "OBJ1=ColorFind(image=IMAGE, color='purple')\nN1=Count(object=OBJ1)\nRESULT=N1\n"
-    orch, _ = agent([empty, "CONTINUE\n" + again], max_rounds=2)
-    result = orch.run("How many red squares are there?", image=picture())
+    orch, _ = agent([COUNT_RED, "REWRITE\n" + TAG_RED], max_rounds=2)
+    result = orch.run("Is there a red square?", image=picture())
     assert not result.ok and result.error.code == RunErrorCode.AGENT_LIMIT
-    assert "max_rounds (2)" in result.error.message and "empty-detection" in result.error.message
-    assert result.output == 0  # the best round's output is still there
+    assert "max_rounds (2)" in result.error.message and "answer-kind" in result.error.message
+    assert isinstance(result.output, Image)  # the best round's output is still there
     assert len(result.rounds) == 2 and result.rounds[1].accepted
     assert result.rounds[1].decision == {"action": None, "by": "loop", "stop": "max_rounds"}
 
 
-def test_repeated_findings_stop_early(agent) -> None:
-    empty = "OBJ0=ColorFind(image=IMAGE, color='crimson')\nN0=Count(object=OBJ0)\nRESULT=N0\n"
-    orch, _ = agent([empty, "REWRITE\n" + empty], max_rounds=5)
-    result = orch.run("How many red squares are there?", image=picture())
+def test_repeated_findings_stop_early_even_under_other_names(agent) -> None:
+    renamed = COUNT_RED.replace("OBJ0", "OBJ7").replace("N0", "N7")
+    orch, _ = agent([COUNT_RED, "REWRITE\n" + renamed], max_rounds=5)
+    result = orch.run("Is there a red square?", image=picture())
     assert result.error.code == RunErrorCode.AGENT_LIMIT
     assert "the same problems came back" in result.error.message
     assert len(result.rounds) == 2 and result.trace.meta["stop"] == "repeated"
 
 
-def test_the_tool_call_and_time_bounds(agent) -> None:
-    empty = "OBJ0=ColorFind(image=IMAGE, color='crimson')\nN0=Count(object=OBJ0)\nRESULT=N0\n"
-    orch, _ = agent([empty], max_tool_calls=1)
+def test_an_empty_detection_that_is_only_counted_is_the_answer(agent) -> None:
+    """'How many purple squares?' on a picture with none: 0 is the answer, not a failure;
+    'Is there one?' counted and compared: 'no'. One round, no decision asked."""
+    empty = "OBJ0=ColorFind(image=IMAGE, color='purple')\nN0=Count(object=OBJ0)\nRESULT=N0\n"
+    orch, llm = agent([empty])
+    result = orch.run("How many purple squares are there?", image=picture())
+    assert result.ok and result.output == 0 and len(result.rounds) == 1
+    assert result.rounds[0].issues == () and len(llm.prompts) == 1
+    exists = empty.replace("RESULT=N0", "A0=Eval('{N0} > 0')\nRESULT=A0")
+    orch, llm = agent([exists])
+    result = orch.run("Is there a purple square?", image=picture())
+    assert result.ok and result.answer == "no" and len(llm.prompts) == 1
+    # counted, but the instruction asks for an image: the empty detection is a finding
+    counted_tag = empty.replace("RESULT=N0", "IMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0")
+    orch, llm = agent([counted_tag, "ANSWER\n"])
+    result = orch.run("Tag the purple square", image=picture())
+    assert [i["check"] for i in result.rounds[0].issues] == ["empty-detection"]
+    # and with checks.empty_counts the counted one is a finding too
+    orch, llm = agent([empty, "ANSWER\n"], checks={"empty_counts": True})
+    result = orch.run("How many purple squares are there?", image=picture())
+    assert [i["check"] for i in result.rounds[0].issues] == ["empty-detection"]
+    assert len(llm.prompts) == 2
+
+
+def test_a_rephrased_round_that_reproduces_the_result_confirms_it(agent) -> None:
+    first = "OBJ0=ColorFind(image=IMAGE, color='purple')\nIMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n"
+    follow = "OBJ1=ColorFind(image=IMAGE, color='violet')\nIMAGE1=Tag(image=IMAGE, object=OBJ1)\nRESULT=IMAGE1\n"
+    orch, llm = agent([first, "CONTINUE\n" + follow], max_rounds=5)
+    result = orch.run("Tag the purple square", image=picture())
+    assert result.ok and isinstance(result.output, Image)
+    one, two = result.rounds
+    assert [i["check"] for i in one.issues] == [i["check"] for i in two.issues]
+    assert [i["check"] for i in two.issues] == ["empty-detection"]  # recorded, not hidden
+    assert two.accepted and two.decision == {"action": "ANSWER", "by": "loop", "stop": "confirmed"}
+    assert result.trace.meta["stop"] == "confirmed" and len(llm.prompts) == 2
+
+
+def test_a_computed_value_of_the_right_kind_is_returned_with_answer_name(agent) -> None:
+    tagged = COUNT_RED.replace("RESULT=N0", "IMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0")
+    orch, llm = agent([tagged, "ANSWER N0\n"])
     result = orch.run("How many red squares are there?", image=picture())
+    assert result.ok and result.output == 1
+    one, two = result.rounds
+    assert one.issues[0]["fits"] == ["N0"]
+    assert "already computed and of that kind: N0 = 1" in llm.prompts[1]
+    assert "# ANSWER and one of these names" in llm.prompts[1]
+    assert llm.requests[1].grammar == decision_grammar(
+        line_grammar(orch.registry), "lines", values=("N0",)
+    )
+    assert one.decision["action"] == "ANSWER" and one.decision["value"] == "N0"
+    assert two.kind == "continue" and two.program == "RESULT=N0\n" and two.accepted
+    assert CALLS == {"red": 1}  # nothing computed again
+
+
+def test_answer_name_in_a_python_program(agent) -> None:
+    first = (
+        "def execute_command(image):\n    reds = ColorFind(image, 'red')\n"
+        "    n = Count(reds)\n    return Tag(image, reds)\n"
+    )
+    orch, _ = agent([first, "ANSWER n\n"])
+    result = orch.run("How many red squares are there?", image=picture(), form="python")
+    assert result.ok and result.output == 1
+    assert result.rounds[1].program == "def execute_command(n):\n    return n\n"
+    assert CALLS == {"red": 1}
+
+
+def test_a_name_that_was_not_offered_is_not_returned(agent) -> None:
+    tagged = COUNT_RED.replace("RESULT=N0", "IMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0")
+    orch, _ = agent([tagged, "ANSWER OBJ0\n"])  # an unconstrained server could write this
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.error.code == RunErrorCode.AGENT_LIMIT
+    assert result.rounds[0].decision["error"] == "'OBJ0' was not offered"
+
+
+def test_no_decision_is_started_without_the_time_it_takes(agent) -> None:
+    orch, llm = agent([COUNT_RED], max_seconds=60)
+    run = AgentRun(orch, "Is there a red square?", {"IMAGE": to_image(picture())},
+                   Trace(), voting=1, form=None)  # fmt: skip
+    run.llm_seconds = 120.0  # the slowest LLM call so far took longer than what is left
+    result = run.run()
+    assert result.error.code == RunErrorCode.AGENT_LIMIT and "max_seconds" in str(result.error)
+    assert len(llm.prompts) == 1  # the planning call; no decision was asked
+
+
+def test_the_tool_call_and_time_bounds(agent) -> None:
+    empty = "OBJ0=ColorFind(image=IMAGE, color='crimson')\nIMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n"
+    orch, _ = agent([empty], max_tool_calls=1)
+    result = orch.run("Tag the red square", image=picture())
     assert result.error.code == RunErrorCode.AGENT_LIMIT and "max_tool_calls (1)" in str(
         result.error
     )
@@ -212,7 +299,7 @@ def test_a_python_follow_up_gets_earlier_values_as_parameters(agent) -> None:
         "def execute_command(image, reds):\n    more = ColorFind(image, 'red')\n"
         "    return Count(more) + len(reds)\n"
     )
-    orch, llm = agent([first, "CONTINUE\n" + follow])
+    orch, llm = agent([first, "CONTINUE\n" + follow], checks={"empty_counts": True})
     result = orch.run("How many red squares are there?", image=picture(), form="python")
     assert result.ok and result.output == 1
     assert [r.kind for r in result.rounds] == ["plan", "continue"]
@@ -267,3 +354,27 @@ def test_rounds_are_in_the_trace_jsonl_html_and_result(agent, tmp_path: Path) ->
     assert 'id="round-1"' in html and 'id="round-2" open' in html
     assert 'id="round-1" open' not in html
     assert [r.index for r in result.rounds] == [1, 2]
+
+
+def test_returned_rounds_and_their_findings() -> None:
+    from orchestrator.rounds import findings, returned
+
+    plan = {"index": 1, "kind": "plan", "issues": [{"check": "answer-kind"}]}
+    cont = {"index": 2, "kind": "continue", "issues": [], "accepted": True}
+    assert returned([plan, cont]) == (1, 2) and findings([plan, cont]) == []
+    rewrite = {"index": 2, "kind": "rewrite", "issues": [{"check": "runtime-error"}]}
+    assert returned([plan, rewrite]) == (2, 2)  # none accepted: the last
+    assert findings([plan, rewrite]) == [{"check": "runtime-error"}]
+    assert returned([]) is None and findings([]) == []
+
+
+def test_a_text_question_answered_with_an_image_is_rewritten_to_read_the_labels(agent) -> None:
+    """'What does the sign say?' written as Ocr → Tag: nothing computed is text yet, so no
+    name is offered; the rewrite reads the found objects' labels (what Ocr's lines hold)."""
+    read = "OBJ0=ColorFind(image=IMAGE, color='red')\nA0=Eval(\"' '.join({OBJ0}.labels)\")\nRESULT=A0\n"
+    orch, llm = agent([TAG_RED, "REWRITE\n" + read])
+    result = orch.run("What colour is written on the square?", image=picture())
+    assert result.ok and result.output == "red"
+    first = result.rounds[0]
+    assert [i["check"] for i in first.issues] == ["answer-kind"] and first.issues[0]["fits"] == []
+    assert "# ANSWER and one of these names" not in llm.prompts[1]

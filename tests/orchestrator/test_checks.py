@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.answer_kind import AnswerKind
-from orchestrator.checks import Check, run_checks
+from orchestrator.checks import Check, Issue, run_checks
 from orchestrator.config import AgentChecks
 from sandbox import VisChainError
 from tests.orchestrator.test_observation import FACES, record
@@ -62,3 +62,49 @@ def test_answer_kind_is_checked_against_the_result() -> None:
     assert checks([], output="beagle", expected=AnswerKind.LABEL) == []
     off = AgentChecks(answer_kind=False)
     assert checks([], output=3, expected=AnswerKind.YESNO, config=off) == []
+
+
+def test_an_empty_detection_only_counted_on_a_count_question_is_the_answer() -> None:
+    empty = record("BOX0", 1, "Loc", ObjectList(()))
+    counted = [empty, record("N0", 2, "Count", 0, deps=["BOX0"])]
+    assert checks(counted, output=0, expected=AnswerKind.NUMBER) == []
+    assert checks(counted, output="no", expected=AnswerKind.YESNO) == []
+    # not when the instruction asks for something else, nor with checks.empty_counts
+    assert checks(counted, output=0, expected=AnswerKind.IMAGE) == [
+        "empty-detection",
+        "answer-kind",
+    ]
+    on = AgentChecks(empty_counts=True)
+    assert checks(counted, output=0, expected=AnswerKind.NUMBER, config=on) == ["empty-detection"]
+    # a user that does more than count it (a crop) makes it a finding
+    cropped = [*counted, record("IMAGE0", 3, "Crop", None, deps=["BOX0"])]
+    assert checks(cropped, output=0, expected=AnswerKind.NUMBER) == ["empty-detection"]
+
+
+def test_findings_repeat_under_other_names() -> None:
+    """The signature leaves out the program's names and lines: a re-phrased program that
+    fails the same way repeats the finding."""
+    a = [record("BOX0", 1, "Loc", ObjectList(())), record("IMAGE0", 2, "Crop", None, deps=["BOX0"])]
+    b = [record("BOX5", 3, "Loc", ObjectList(())), record("IMAGE5", 4, "Crop", None, deps=["BOX5"])]
+    found_a = run_checks(a, output=None, error=None, expected=AnswerKind.ANY, config=ALL)
+    found_b = run_checks(b, output=None, error=None, expected=AnswerKind.ANY, config=ALL)
+    assert found_a[0].message != found_b[0].message
+    assert found_a[0].signature == found_b[0].signature == ("empty-detection", "Loc")
+    assert Issue.from_dict(found_a[0].to_dict()) == found_a[0]
+
+
+def test_the_answer_kind_finding_names_computed_values_of_the_kind_asked_for() -> None:
+    from PIL import Image as PILImage
+
+    from tools.types import Image
+
+    picture = Image(PILImage.new("RGB", (8, 8)))
+    values = {"OBJ0": ObjectList(()), "N0": 2, "A0": "yes", "IMAGE0": picture}
+    [found] = run_checks([], output=picture, error=None, expected=AnswerKind.NUMBER, config=ALL,
+                         values=values)  # fmt: skip
+    assert found.fits == ("N0",)
+    assert found.message.endswith("already computed and of that kind: N0 = 2")
+    assert found.signature == ("answer-kind", "number<-image")
+    [found] = run_checks([], output=picture, error=None, expected=AnswerKind.YESNO, config=ALL,
+                         values=values)  # fmt: skip
+    assert found.fits == ("A0",)

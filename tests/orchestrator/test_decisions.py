@@ -63,3 +63,17 @@ def test_the_grammar_asks_for_the_registered_forms_own_opening() -> None:
         assert accepts(g, "ANSWER")
     finally:
         del FORMS["fenced-python"]
+
+
+def test_answer_may_name_an_offered_computed_value() -> None:
+    d = parse_decision("ANSWER N0\n", extract_program)
+    assert d.action is Action.ANSWER and d.value == "N0" and d.program is None
+    assert d.to_dict()["value"] == "N0"
+    assert parse_decision("ANSWER\nN0", extract_program).value is None
+    assert "value" not in parse_decision("ANSWER", extract_program).to_dict()
+    g = decision_grammar(line_grammar(REG), "lines", values=("N0", "ANSWER1"))
+    assert accepts(g, "ANSWER N0") and accepts(g, "ANSWER ANSWER1\n") and accepts(g, "ANSWER")
+    assert not accepts(g, "ANSWER OBJ0")  # only the offered names
+    assert not accepts(decision_grammar(line_grammar(REG), "lines"), "ANSWER N0")
+    py = decision_grammar(None, "python", values=("count",))
+    assert accepts(py, "ANSWER count\n")

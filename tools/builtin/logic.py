@@ -34,9 +34,9 @@ def count(object: ObjectList | PointList) -> int:
 )
 def eval_(ctx: ToolContext, expr: BoundExpression) -> Any:
     """Compute a Python-like expression over earlier results: arithmetic, comparisons,
-    and/or/not/xor, 'x if c else y', len/min/max/abs/round/int/float/str/bool/sum. Write
-    {NAME} (or NAME) for a variable; yes/no answers act as booleans and numeric answers as
-    numbers.
+    and/or/not/xor, 'x if c else y', len/min/max/abs/round/int/float/str/bool/sum, an
+    object list's .labels (the text Ocr read: ' '.join({TEXT0}.labels)). Write {NAME} (or
+    NAME) for a variable; yes/no answers act as booleans and numeric answers as numbers.
 
     Args:
         expr: the expression, e.g. '{ANSWER0} + {ANSWER1} == 6'

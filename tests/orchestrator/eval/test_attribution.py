@@ -91,3 +91,51 @@ def test_expected_kind_from_the_item_or_the_wording(
 ) -> None:
     got = expected_kind(instruction, kind)
     assert (None if got is None else str(got)) == expected
+
+
+def _round(index: int, kind: str, issues: list[dict[str, Any]], accepted: bool = False) -> dict:
+    return {"index": index, "kind": kind, "issues": issues, "accepted": accepted}
+
+
+def test_a_run_stopped_at_the_agents_limit_is_blamed_on_its_own_findings() -> None:
+    """Not a generic 'error': what the agent's checks still found on the returned round."""
+    from orchestrator.agent import AgentLimitError
+
+    image = Image(PILImage.new("RGB", (8, 8)))
+    trace = Trace(program="...")
+    trace.round = 1
+    step(trace, "TEXT0", "Ocr", faces(1))
+    step(trace, "IMAGE0", "Tag", image)
+    kind = {"check": "answer-kind", "message": "asks for a text answer but the result is an image"}
+    trace.rounds = [_round(1, "plan", [kind], accepted=True)]
+    trace.finish(error=AgentLimitError("max_rounds (3) was reached"))
+    found = attribute(trace, instruction="What does the sign say?", output=image, ok=False)
+    assert found.culprit is Culprit.PROGRAM and found.reason.startswith("answer-kind: asks for")
+
+    trace = Trace(program="...")
+    trace.round = 1
+    step(trace, "OBJ0", "FaceDet", faces(0))
+    step(trace, "IMAGE0", "Crop", image)
+    empty = {"check": "empty-detection", "message": "FaceDet found nothing", "step": "OBJ0"}
+    trace.rounds = [_round(1, "plan", [empty], accepted=True)]
+    trace.finish(error=AgentLimitError("the same problems came back"))
+    found = attribute(trace, instruction="Crop the face", output=image, ok=False)
+    assert (found.culprit, found.step, found.tool) == (Culprit.EMPTY, "OBJ0", "FaceDet")
+
+
+def test_only_the_steps_behind_the_returned_round_count() -> None:
+    """Round 1 found nothing, round 3 (a rewrite) answered: round 1's empty detection is
+    not the culprit of round 3's wrong answer."""
+    trace = Trace(program="...")
+    for index, n in ((1, 0), (2, 0), (3, 2)):
+        trace.round = index
+        step(trace, f"OBJ{index}", "FaceDet", faces(n))
+        step(trace, f"N{index}", "Count", n)
+    empty = [{"check": "empty-detection", "message": "...", "step": "OBJ1"}]
+    trace.rounds = [_round(1, "plan", empty), _round(2, "continue", empty),
+                    _round(3, "rewrite", [], accepted=True)]  # fmt: skip
+    found = attribute(trace, instruction="How many faces?", output=2, ok=True, registry=REGISTRY)
+    assert (found.culprit, found.step) == (Culprit.ANSWER, "N3")
+    trace.rounds = [_round(1, "plan", empty), _round(2, "continue", empty, accepted=True)]
+    found = attribute(trace, instruction="How many faces?", output=0, ok=True, registry=REGISTRY)
+    assert (found.culprit, found.step) == (Culprit.EMPTY, "OBJ1")  # round 2 continued round 1

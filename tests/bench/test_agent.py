@@ -1,0 +1,78 @@
+"""bench/agent.py's bookkeeping: rows saved as they come (even when a checkout replaces
+the file), resumed runs, like-for-like summaries, and the reason a run ended in an error."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from orchestrator.agent import AgentLimitError
+from orchestrator.rounds import Round, RoundKind
+from sandbox import VisChainError
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_agent", BENCH / "agent.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_rows_land_in_the_file_even_after_it_was_replaced(bench, tmp_path: Path) -> None:
+    """The last run's rows vanished: the file was tracked, a checkout replaced it while the
+    benchmark held the old one open. Each row now goes to whatever file is at the path."""
+    path = tmp_path / "agent-items.jsonl"
+    bench.save_row(path, {"item": 0})
+    path.unlink()
+    path.write_text("")  # what a checkout of the tracked file did
+    bench.save_row(path, {"item": 1})
+    bench.save_row(path, {"item": 2})
+    assert bench.load_rows(path) == [{"item": 1}, {"item": 2}]
+
+
+def test_a_line_cut_short_by_a_killed_run_is_left_out(bench, tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"item": 0}) + "\n" + '{"item": 1, "mo')
+    assert bench.load_rows(path) == [{"item": 0}]
+    assert bench.load_rows(tmp_path / "none.jsonl") == []
+
+
+def row(item: int, mode: str, *, right: bool = True, error: str | None = None,
+        seconds: float = 1.0, reason: str | None = None) -> dict:  # fmt: skip
+    return {"item": item, "mode": mode, "right": right, "error": error, "rounds": 1,
+            "seconds": seconds, "reason": reason or error}  # fmt: skip
+
+
+def test_the_summary_compares_items_measured_in_both_modes(bench) -> None:
+    rows = [
+        row(0, "one-shot", seconds=2.0), row(0, "agent", seconds=3.0),
+        row(1, "agent", right=False, error="agent-limit", reason="agent-limit: answer-kind"),
+        row(1, "one-shot", right=False, error="planning"),
+        row(2, "one-shot", seconds=50.0),  # its agent run never came: left out
+    ]  # fmt: skip
+    one, agent = bench.summary_of(rows)
+    assert one["runs"] == agent["runs"] == 2
+    assert one["median_seconds"] == 1.5 and agent["right_kind_share"] == 0.5
+    assert agent["errors"] == {"agent-limit: answer-kind": 1} and one["errors"] == {"planning": 1}
+
+
+def test_an_agent_limit_is_attributed_to_the_findings_left(bench) -> None:
+    kind = {"check": "answer-kind", "message": "asks for text, got an image", "step": None}
+    rounds = [Round(1, RoundKind.PLAN, "lines", "...", None, issues=(kind,), accepted=True)]
+    stopped = SimpleNamespace(error=AgentLimitError("max_rounds (3) was reached"), rounds=rounds)
+    assert bench.reason(stopped) == "agent-limit: answer-kind"
+    failed = SimpleNamespace(error=VisChainError("x", code="planning"), rounds=[])
+    assert bench.reason(failed) == "planning"
+    assert bench.reason(SimpleNamespace(error=None, rounds=[])) is None
