@@ -10,7 +10,11 @@ Programs (the same text for both systems, in each one's syntax):
 a fresh prefix, so no compiled-expression cache helps); *warm* is the median of repeated
 runs of one text after a warm-up. ``overhead_us`` is the warm total less the steps' own
 recorded work (Eval's evaluation) in the same runs, so it can never go negative. Wall and
-process-CPU microseconds are both shown; the load average goes into the JSON.
+process-CPU microseconds are both shown for both systems (on a shared, loaded machine the
+CPU figures are the reliable ones); the load average before and after goes into the JSON.
+
+``--sizes 100,1000`` picks the sizes (default all three); ``--quick`` runs fewer repeats
+(VisProg's own loop takes seconds per run at 10,000 steps, so the full run takes minutes).
 
 ``visprog`` is a minimal re-implementation of VisProg's ``ProgramInterpreter`` for
 EVAL-only programs, written from reading ``engine/utils.py`` and
@@ -25,6 +29,7 @@ interpreters and the HTML ``inspect`` path, which an Eval-only run never uses.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -41,6 +46,7 @@ from tools.builtin.logic import eval_, result
 SIZES = (100, 1_000, 10_000)
 REPEATS = {100: 9, 1_000: 5, 10_000: 3}  # warm runs (after one warm-up)
 COLD = {100: 5, 1_000: 3, 10_000: 2}  # cold runs, each of a new text
+QUICK = {100: 3, 1_000: 2, 10_000: 1}  # --quick: warm and cold runs alike
 
 
 # --- VisProg's interpreter (Eval only), see the module docstring --------------------------
@@ -136,14 +142,15 @@ def timed(run, text: str) -> tuple[float, float, float]:
     return time.perf_counter() - w0, time.process_time() - c0, tool
 
 
-def measure(run, kind: str, n: int, syntax: str, fresh) -> dict[str, float]:
+def measure(run, kind: str, n: int, syntax: str, fresh, quick: bool) -> dict[str, float]:
     """Per-step microseconds, wall and process CPU time (the latter is what a loaded shared
     machine distorts least): cold (median over new texts) and warm (median of repeats);
     ``run(text)`` returns the seconds of tool work it recorded."""
-    cold = [timed(run, program(kind, n, next(fresh), syntax)) for _ in range(COLD[n])]
+    cold_runs, warm_runs = (QUICK[n], QUICK[n]) if quick else (COLD[n], REPEATS[n])
+    cold = [timed(run, program(kind, n, next(fresh), syntax)) for _ in range(cold_runs)]
     text = program(kind, n, next(fresh), syntax)
     run(text)  # warm-up
-    warm = [timed(run, text) for _ in range(REPEATS[n])]
+    warm = [timed(run, text) for _ in range(warm_runs)]
     us = 1e6 / n
 
     def med(rows: list[tuple[float, float, float]], i: int) -> float:
@@ -158,7 +165,16 @@ def measure(run, kind: str, n: int, syntax: str, fresh) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                        help="comma-separated step counts out of 100,1000,10000")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args(argv)
+    sizes = [int(x) for x in args.sizes.split(",")]
+    if not set(sizes) <= set(SIZES):
+        parser.error(f"sizes must be among {SIZES}")
+    load_before = os.getloadavg()
     orch = orchestrator(
         "offline",
         memo=False,
@@ -178,10 +194,10 @@ def main() -> None:
 
     fresh = prefixes()
     rows = []
-    for n in SIZES:
+    for n in sizes:
         for kind in ("independent", "chained"):
-            ours = measure(vischain, kind, n, "vischain", fresh)
-            theirs = measure(visprog, kind, n, "visprog", fresh)
+            ours = measure(vischain, kind, n, "vischain", fresh, args.quick)
+            theirs = measure(visprog, kind, n, "visprog", fresh, args.quick)
             rows.append({
                 "steps": n,
                 "program": kind,
@@ -192,16 +208,18 @@ def main() -> None:
                 "overhead_us": ours["warm_us"] - ours["warm_tool_us"],
                 "visprog_cold_us": theirs["cold_us"],
                 "visprog_warm_us": theirs["warm_us"],
+                "visprog_cold_cpu_us": theirs["cold_cpu_us"],
                 "visprog_warm_cpu_us": theirs["warm_cpu_us"],
-                "cold_vs_visprog": ours["cold_us"] / theirs["cold_us"],
-                "warm_vs_visprog": ours["warm_us"] / theirs["warm_us"],
+                "cold_cpu_vs_visprog": ours["cold_cpu_us"] / theirs["cold_cpu_us"],
+                "warm_cpu_vs_visprog": ours["warm_cpu_us"] / theirs["warm_cpu_us"],
             })  # fmt: skip
             print(rows[-1], flush=True)
     orch.close()
-    columns = ["steps", "program", "cold_us", "warm_us", "cold_cpu_us", "warm_cpu_us",
-               "overhead_us", "visprog_cold_us", "visprog_warm_us", "visprog_warm_cpu_us",
-               "cold_vs_visprog", "warm_vs_visprog"]  # fmt: skip
-    report("overhead", rows, columns, python=sys.version.split()[0], load=os.getloadavg())
+    columns = ["steps", "program", "cold_us", "cold_cpu_us", "warm_us", "warm_cpu_us",
+               "overhead_us", "visprog_cold_us", "visprog_cold_cpu_us", "visprog_warm_us",
+               "visprog_warm_cpu_us", "cold_cpu_vs_visprog", "warm_cpu_vs_visprog"]  # fmt: skip
+    report("overhead", rows, columns, python=sys.version.split()[0], quick=args.quick,
+           load_before=load_before, load_after=os.getloadavg())  # fmt: skip
 
 
 if __name__ == "__main__":
