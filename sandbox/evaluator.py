@@ -19,6 +19,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
+from typing import ClassVar
 
 from . import guarded
 from .answers import as_bool, as_number, normalize_answer, to_text
@@ -41,7 +42,25 @@ _FORMAT_NUMBER = re.compile(r"(\.?)(\d+)")  # a width, or a precision after "."
 
 
 class Evaluator:
-    """Walks expression nodes under a budget. Subclasses add statements (the Python form)."""
+    """Walks expression nodes under a budget. Subclasses add statements (the Python form).
+
+    ``NODE_METHODS`` names the method that evaluates each node type; a subclass extends it,
+    and its dispatch table is built once, when the class is made (not per evaluation)."""
+
+    NODE_METHODS: ClassVar[Mapping[type[ast.AST], str]] = {
+        ast.Constant: "_constant", ast.Name: "_name", ast.BinOp: "_binop",
+        ast.UnaryOp: "_unaryop", ast.BoolOp: "_boolop", ast.Compare: "_compare",
+        ast.IfExp: "_ifexp", ast.Call: "_call", ast.Attribute: "_attribute",
+        ast.Subscript: "_subscript", ast.List: "_list", ast.Tuple: "_tuple", ast.Set: "_set",
+        ast.Dict: "_dict", ast.JoinedStr: "_joinedstr", ast.FormattedValue: "_formatted",
+        ast.ListComp: "_listcomp", ast.SetComp: "_setcomp", ast.GeneratorExp: "_listcomp",
+        ast.DictComp: "_dictcomp",
+    }  # fmt: skip
+    _dispatch: ClassVar[dict[type[ast.AST], Callable[..., object]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        _build_dispatch(cls)
 
     def __init__(
         self,
@@ -54,29 +73,7 @@ class Evaluator:
         self.budget = budget
         self.answers = answers
         self.functions = functions
-        self.exposed = dict(exposed or {})
-        self._dispatch: dict[type, Callable[[ast.AST, Mapping[str, object]], object]] = {
-            ast.Constant: self._constant,
-            ast.Name: self._name,
-            ast.BinOp: self._binop,
-            ast.UnaryOp: self._unaryop,
-            ast.BoolOp: self._boolop,
-            ast.Compare: self._compare,
-            ast.IfExp: self._ifexp,
-            ast.Call: self._call,
-            ast.Attribute: self._attribute,
-            ast.Subscript: self._subscript,
-            ast.List: self._list,
-            ast.Tuple: self._tuple,
-            ast.Set: self._set,
-            ast.Dict: self._dict,
-            ast.JoinedStr: self._joinedstr,
-            ast.FormattedValue: self._formatted,
-            ast.ListComp: self._listcomp,
-            ast.SetComp: self._setcomp,
-            ast.GeneratorExp: self._listcomp,
-            ast.DictComp: self._dictcomp,
-        }
+        self.exposed: Mapping[type, Exposed] = exposed if exposed is not None else {}
 
     # entry point ---------------------------------------------------------------------------
 
@@ -87,7 +84,7 @@ class Evaluator:
             raise ForbiddenError(f"{describe_node(node)} is not allowed", line=_line(node))
         self.budget.enter()
         try:
-            return handler(node, env)
+            return handler(self, node, env)
         except VisChainError as exc:
             if exc.line is None:
                 exc.line = _line(node)
@@ -515,6 +512,14 @@ class Evaluator:
                 self.assign(t, v, env)
         else:
             raise ForbiddenError(f"cannot assign to {describe_node(target)}")
+
+
+def _build_dispatch(cls: type[Evaluator]) -> None:
+    """Node type -> the class's (possibly overridden) method for it."""
+    cls._dispatch = {node: getattr(cls, name) for node, name in cls.NODE_METHODS.items()}
+
+
+_build_dispatch(Evaluator)
 
 
 class ChainEnv(dict[str, object]):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from . import guarded
 from .errors import (
@@ -316,6 +317,11 @@ PY_FUNCTIONS: dict[str, Callable[..., object]] = {
 class PythonInterpreter(Evaluator):
     """Runs one :class:`PythonProgram` under a budget. ``functions`` adds the host's API."""
 
+    NODE_METHODS: ClassVar[Mapping[type[ast.AST], str]] = {
+        **Evaluator.NODE_METHODS,
+        ast.Lambda: "_lambda",
+    }
+
     def __init__(
         self,
         budget: Budget,
@@ -337,7 +343,6 @@ class PythonInterpreter(Evaluator):
         self.printed = 0  # characters printed so far
         self.max_calls_depth = max_calls_depth
         self.env: dict[str, object] = {}  # the last run's variables (what a follow-up reads)
-        self._dispatch[ast.Lambda] = lambda node, env: Function(node, env)  # type: ignore[assignment,misc]
 
     def run(self, program: PythonProgram, args: Mapping[str, object]) -> object:
         fn = program.function
@@ -354,6 +359,9 @@ class PythonInterpreter(Evaluator):
         except (_Break, _Continue):  # pragma: no cover - the parser only allows them in loops
             raise EvalError("'break'/'continue' outside a loop") from None
         return None
+
+    def _lambda(self, node: ast.Lambda, env: Mapping[str, object]) -> object:
+        return Function(node, env)
 
     # --- statements --------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sandbox import Const, ErrorCode, Expr, Limits, ListOf, ProgramInvalid, Ref, parse
 
@@ -171,3 +173,75 @@ def test_expressions_are_kept_for_the_checker_to_judge() -> None:
 
 def test_not_text() -> None:
     assert codes(None) == [ErrorCode.SYNTAX]  # type: ignore[arg-type]
+
+
+# --- the plain-line fast path: exactly what the ast route builds, or nothing -------------
+
+_PIECES = (
+    "A", "B0", "Eval", "Tool", "x", "_", "True", "False", "None", "if", "lambda", "__x__",
+    "match", "=", "==", "(", ")", ",", " ", "\t", "-", ".", "0", "7", "007", "1.5", "1e5",
+    "1_0", "0x1", "'a'", '"b"', "'it\"s'", "'\\n'", "'", '"', "\\", "#", ";", "[", "]",
+    "b'x'", "f'{A}'", "'é'", "'\x00'", "'\x0c'", "'\r'", "'\x7f'", "A.b", "*", "**", ":",
+)  # fmt: skip
+
+
+def _equivalent(line: str) -> str | None:
+    """Which route read ``line`` and whether they agree (None: the fast path declined)."""
+    from sandbox.lines import _LineError, _parse_line, _plain_step
+
+    fast = _plain_step(line, 3, 2)
+    if fast is None:
+        return None
+    try:
+        slow = _parse_line(line, 3, 2)
+    except _LineError as exc:
+        raise AssertionError(f"fast path accepted {line!r}; ast refused it: {exc}") from None
+    assert repr(fast) == repr(slow), line  # repr: Const(1) and Const(True) differ there
+    return "fast"
+
+
+def test_plain_lines_take_the_fast_path_and_match_the_ast_route() -> None:
+    lines = [
+        *NLVR.splitlines(),
+        "A=Tool()",
+        "A = Tool ( x = -3 , y=2.5, z=True, w=None, s='it\"s', t=\"a'b\", )",
+        "A=Eval('{B} + 1')",
+        "A=B",
+        "A=-0.0",
+        "A='text'",
+        "A=Tool(B, 'c', 0, k=None)",
+    ]
+    assert [_equivalent(line) for line in lines] == ["fast"] * len(lines)
+
+
+def test_the_fast_path_declines_what_it_cannot_read_exactly() -> None:
+    for line in ("A=Tool(x=1, x=2)", "A=Tool(x=1, 2)", "A=Tool(,)", "if=Tool(1)",
+                 "A=Tool(x=__y__)", "A=Tool(1e5)", "A=Tool(007)", "A=Tool('\\n')",
+                 "A=Tool('é')", "A=Tool(b'x')", "A=Tool('a' 'b')", "A=Tool(1) # c",
+                 "A=Tool(x=[1])", "A=Tool(f(1))", "A=Tool(1);", "A=lambda"):  # fmt: skip
+        assert _equivalent(line) is None, line
+
+
+@given(st.lists(st.sampled_from(_PIECES) | st.text(max_size=3), max_size=14))
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
+def test_fast_path_agrees_with_ast_on_any_text(pieces: list[str]) -> None:
+    line = "".join(pieces).strip()
+    if line:
+        _equivalent(line)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(("", "x=", "y =", "if=", "True=", "__a__=")),
+            st.sampled_from(_PIECES[:13] + _PIECES[18:33] + _PIECES[50:]),
+        ),
+        max_size=4,
+    ),
+    st.sampled_from((",", ", ", " ,", ",)", "")),
+)
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
+def test_fast_path_agrees_with_ast_on_call_shaped_lines(
+    args: list[tuple[str, str]], tail: str
+) -> None:
+    _equivalent("A=Tool(" + ", ".join(k + v for k, v in args) + tail + ")")
