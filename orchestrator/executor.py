@@ -1,7 +1,8 @@
 """Run a checked program as a DAG: every ready step at once, batched where a tool batches.
 
-The scheduler (the calling thread) keeps a networkx DAG of the steps. Whenever steps become
-ready it resolves their arguments, validates them, groups calls to the same batched tool
+The scheduler (the calling thread) keeps the DAG of the steps: each step's dependents and
+how many of its dependencies are still unfinished. Whenever steps become ready it resolves
+their arguments, validates them, groups calls to the same batched tool
 into one ``run_batch`` call, and hands the groups to worker threads. Each group runs under a
 deadline (the step limit, counted from when a worker starts it, capped by the program
 limit); an overrun is abandoned and recorded as a ``time-limit`` error. A failed step keeps
@@ -11,9 +12,11 @@ steps still run.
 Faults stay contained: a tool whose abandoned call is still running is *degraded* — new
 calls to it fail at once with :class:`~tools.errors.ToolDegraded` naming it, until that call
 returns (the worker pool bounds the threads such calls hold). Inline tools run in the
-scheduler thread under a watchdog that interrupts them at the step deadline. Every value a
-tool returns is checked against its declared output type, and nothing a tool raises leaves
-the run as anything but a typed error on its step.
+scheduler thread under a watchdog that interrupts them at the step deadline, each with a
+context of its own derived from the run's (one cancellation event for the run's inline
+calls, which nothing but their deadline stops). Every value a tool returns is checked
+against its declared output type, and nothing a tool raises leaves the run as anything but a
+typed error on its step.
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import networkx as nx
 
 from sandbox import (
     BoundProgram,
@@ -186,8 +187,8 @@ class _Run:
         self.status: dict[str, StepStatus] = dict.fromkeys(self.steps, StepStatus.PENDING)
         self.errors: dict[str, VisChainError] = {}
         self.records: dict[str, StepRecord] = {}
-        self.graph = nx.DiGraph()
-        self.waiting: dict[str, int] = {}
+        self.dependents: dict[str, list[str]] = {name: [] for name in self.steps}
+        self.waiting: dict[str, int] = {}  # unfinished dependencies of each step
         self.done: queue.SimpleQueue[tuple[_Group, list[Any], float]] = queue.SimpleQueue()
         self.running: dict[int, _Group] = {}
         limit = ex.options.program_time_limit
@@ -200,15 +201,16 @@ class _Run:
 
     def build(self) -> list[str]:
         for s in self.bound.steps:
-            self.graph.add_node(s.target)
             record = StepRecord(
                 step=s.target, index=0, line=s.line, text=s.text.strip(), tool=s.tool,
                 deps=sorted(s.deps),
             )  # fmt: skip
             self.records[s.target] = self.trace.add_step(record)
+            waiting = 0
             for d in s.deps:
                 if d in self.steps:
-                    self.graph.add_edge(d, s.target)
+                    self.dependents[d].append(s.target)
+                    waiting += 1
                 elif d not in self.values:
                     raise VisChainError(
                         f"input '{d}' was not provided",
@@ -216,7 +218,7 @@ class _Run:
                         line=s.line,
                         step=s.target,
                     )
-        self.waiting = {n: self.graph.in_degree(n) for n in self.graph.nodes}
+            self.waiting[s.target] = waiting
         return [n for n, k in self.waiting.items() if k == 0]
 
     # --- main loop -------------------------------------------------------------------------
@@ -358,7 +360,7 @@ class _Run:
     def run_inline(self, tool: Tool, step: BoundStep, call: dict[str, Any]) -> list[str]:
         """Cheap tools (Count, Eval, Result...) run in the scheduler thread: no hand-off cost.
         Their own limits (the evaluator's budget) still apply."""
-        ctx = self.context(self.step_deadline())
+        ctx = self.probe_context().derive(deadline=self.step_deadline())
         record = self.records[step.target]
         record.start = time.time()
         t0 = time.perf_counter()
@@ -532,7 +534,7 @@ class _Run:
         record.output = summary if summary is not None else summarize(value)
         self.trace.finish_step(record)
         newly = []
-        for succ in self.graph.successors(name):
+        for succ in self.dependents[name]:
             self.waiting[succ] -= 1
             if self.waiting[succ] == 0 and self.status[succ] == StepStatus.PENDING:
                 newly.append(succ)
@@ -553,7 +555,7 @@ class _Run:
             record.duration = duration
         self.trace.finish_step(record)
         log.info("step %s (line %s) failed: %s", name, step.line, error)
-        for desc in sorted(nx.descendants(self.graph, name), key=lambda n: self.steps[n].line):
+        for desc in sorted(self.descendants(name), key=lambda n: self.steps[n].line):
             if self.status[desc] == StepStatus.PENDING:
                 self.status[desc] = StepStatus.SKIPPED
                 skipped = StepSkipped(
@@ -567,6 +569,17 @@ class _Run:
                 rec.error = skipped.to_dict()
                 self.trace.finish_step(rec)
         return []
+
+    def descendants(self, name: str) -> set[str]:
+        """Every step that depends on ``name``, directly or through others."""
+        found: set[str] = set()
+        stack = list(self.dependents[name])
+        while stack:
+            step = stack.pop()
+            if step not in found:
+                found.add(step)
+                stack.extend(self.dependents[step])
+        return found
 
 
 def _as_error(exc: BaseException, tool: Tool) -> VisChainError:

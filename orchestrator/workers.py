@@ -27,7 +27,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sandbox import ErrorCode, VisChainError
@@ -198,36 +198,36 @@ class Watchdog:
     """One thread that interrupts guarded code in other threads at their deadlines."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # taken directly where no waiting is involved
+        self._cond = threading.Condition(self._lock)
         self._armed: dict[int, tuple[float, threading.Thread]] = {}  # token -> deadline
         self._fired: set[int] = set()
         self._tokens = itertools.count()
         self._thread: threading.Thread | None = None
         self._wake = float("inf")  # when the watchdog thread next looks (monotonic)
 
-    @contextlib.contextmanager
-    def guard(self, deadline: float | None) -> Iterator[None]:
+    def guard(self, deadline: float | None) -> contextlib.AbstractContextManager[None]:
         """Run the body; past ``deadline`` (``time.monotonic()``) raise ``DeadlineExceeded``
         in it. Code blocked in a native call is interrupted when that call returns."""
-        if deadline is None:
-            yield
-            return
+        return contextlib.nullcontext() if deadline is None else _Guard(self, deadline)
+
+    def _arm(self, deadline: float) -> int:
         token = next(self._tokens)
-        with self._cond:
+        with self._lock:
             self._armed[token] = (deadline, threading.current_thread())
             if deadline < self._wake:  # only then does the watchdog need to wake earlier
                 self._wake = deadline
                 self._start()
                 self._cond.notify()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._armed.pop(token, None)
-                fired = token in self._fired
-                self._fired.discard(token)
-            if fired:  # delivered already, or still pending: then withdraw it
-                _clear_in_thread(threading.current_thread())
+        return token
+
+    def _disarm(self, token: int) -> None:
+        with self._lock:
+            self._armed.pop(token, None)
+            fired = token in self._fired
+            self._fired.discard(token)
+        if fired:  # delivered already, or still pending: then withdraw it
+            _clear_in_thread(threading.current_thread())
 
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -247,6 +247,23 @@ class Watchdog:
                 pending = [d for t, (d, _) in self._armed.items() if t not in self._fired]
                 self._wake = min(pending, default=float("inf"))
                 self._cond.wait(timeout=None if not pending else max(self._wake - now, 0.001))
+
+
+class _Guard:
+    """One guarded body (a class, not a generator: it is entered for every inline step)."""
+
+    __slots__ = ("deadline", "token", "watchdog")
+
+    def __init__(self, watchdog: Watchdog, deadline: float) -> None:
+        self.watchdog = watchdog
+        self.deadline = deadline
+        self.token = -1
+
+    def __enter__(self) -> None:
+        self.token = self.watchdog._arm(self.deadline)
+
+    def __exit__(self, *exc: object) -> None:
+        self.watchdog._disarm(self.token)
 
 
 _WATCHDOG = Watchdog()

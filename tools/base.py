@@ -101,6 +101,14 @@ class ToolContext:
     def note(self, **meta: Any) -> None:
         self.meta.update(meta)
 
+    def derive(self, *, deadline: float | None) -> ToolContext:
+        """A context for another call of the same run: the same models, options, limits,
+        services and cancellation event; its own deadline and meta (cheaper than a new
+        context, which makes an event of its own)."""
+        return ToolContext(
+            self.models, self.options, self.limits, deadline, self.cancel, {}, self.services
+        )
+
 
 @dataclass(frozen=True)
 class Param:

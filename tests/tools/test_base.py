@@ -146,3 +146,17 @@ def test_docstring_parsing() -> None:
     )
     assert summary == "Count things. Across lines."
     assert args == {"object": "what to count and more", "other": "second"}
+
+
+def test_a_derived_context_shares_the_run_but_not_deadline_or_meta() -> None:
+    base = ToolContext(options={"Loc": {"k": 1}}, deadline=5.0)
+    base.note(model="m")
+    ctx = base.derive(deadline=9.0)
+    assert ctx.deadline == 9.0 and base.deadline == 5.0
+    assert ctx.meta == {} and base.meta == {"model": "m"}
+    ctx.note(device="cpu")
+    assert base.meta == {"model": "m"}
+    assert ctx.options is base.options and ctx.limits is base.limits
+    base.cancel.set()  # the run's cancellation reaches every derived context
+    with pytest.raises(LimitExceeded):
+        ctx.check()
