@@ -23,10 +23,32 @@ ALLOWED_NODES: tuple[type[ast.AST], ...] = (
 )  # fmt: skip
 
 
+def walk(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` in :func:`ast.walk`'s order (breadth first), as a list: the
+    same nodes without a generator per node (this runs for every new expression)."""
+    nodes = [tree]
+    i = 0
+    while i < len(nodes):
+        node = nodes[i]
+        i += 1
+        for name in node._fields:
+            child = getattr(node, name, None)
+            if isinstance(child, ast.AST):
+                nodes.append(child)
+            elif isinstance(child, list):
+                nodes.extend(c for c in child if isinstance(c, ast.AST))
+    return nodes
+
+
 def validate_tree(tree: ast.AST, *, allowed: tuple[type[ast.AST], ...] = ALLOWED_NODES) -> None:
     """Refuse node types and names the sandbox never evaluates, before anything runs."""
-    for node in ast.walk(tree):
-        if not isinstance(node, allowed):
+    known = _ALLOWED.setdefault(allowed, {})  # node type -> allowed, learnt as types appear
+    for node in walk(tree):
+        kind = type(node)
+        ok = known.get(kind)
+        if ok is None:
+            ok = known[kind] = issubclass(kind, allowed)
+        if not ok:
             raise ForbiddenError(
                 f"{describe_node(node)} is not allowed in a program",
                 line=getattr(node, "lineno", None),
@@ -53,6 +75,9 @@ def validate_tree(tree: ast.AST, *, allowed: tuple[type[ast.AST], ...] = ALLOWED
             )
 
 
+_ALLOWED: dict[tuple[type[ast.AST], ...], dict[type, bool]] = {}
+
+
 def describe_node(node: ast.AST) -> str:
     names = {
         "Lambda": "lambda", "NamedExpr": "':=' assignment", "Starred": "'*' unpacking",
@@ -67,15 +92,16 @@ def free_names(tree: ast.AST, functions: Iterable[str] = SAFE_FUNCTIONS) -> froz
     """Variables an expression reads (not its comprehension variables, not called builtins)."""
     bound: set[str] = set()
     called: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.comprehension):
-            for t in ast.walk(node.target):
+    reads: set[str] = set()
+    for node in walk(tree):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                reads.add(node.id)
+        elif isinstance(node, ast.comprehension):
+            for t in walk(node.target):
                 if isinstance(t, ast.Name):
                     bound.add(t.id)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             called.add(node.func.id)
-    fn = set(functions)
-    reads = {
-        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
-    }
+    fn = functions if isinstance(functions, (set, frozenset, dict)) else set(functions)
     return frozenset(n for n in reads if n not in bound and not (n in called and n in fn))

@@ -4,6 +4,11 @@ VisProg writes ``Eval("'{ANSWER0}' == 'yes' xor {ANSWER1} > 2")``: placeholders 
 earlier results and ``xor`` is an infix operator. ``prepare_visprog`` turns placeholders into
 variable reads (values are bound, never pasted into the text) and ``a xor b`` into
 ``xor_(a, b)``, working on tokens so text inside quotes is left alone.
+
+Text with nothing for the tokenizer to tell apart — printable ASCII without quotes, ``#``,
+backslashes or ``xor``, brackets balanced — has its placeholders replaced by a regular
+expression (each padded with spaces, so ``{A}{B}`` stays two tokens): the same tokens, hence
+the same expression, without tokenizing in Python (~20 µs an expression).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from .safe_builtins import XOR_FUNCTION
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _STRING_PREFIX = re.compile(r"^([rRbBuUfF]*)(['\"]{1,3})(.*)\2$", re.S)
+# no quotes, '#', '\\', '$', '?', '`', ';' or control characters; '!' only in '!='
+_PLAIN_TEXT = re.compile(r"(?:[ %&()*+,\-./0-9:<=>@A-Z\[\]^_a-z{|}~]|!=)*")
+_SPACED_PLACEHOLDER = re.compile(r"\{ *([A-Za-z_][A-Za-z0-9_]*) *\}")
 
 
 def prepare_visprog(text: str) -> str:
@@ -29,6 +37,13 @@ def prepare_visprog(text: str) -> str:
     """
     if "{" not in text and "xor" not in text:
         return text
+    if "xor" not in text and _PLAIN_TEXT.fullmatch(text) and _balanced(text):
+        return _SPACED_PLACEHOLDER.sub(r" \1 ", text)
+    return _tokenized(text)
+
+
+def _tokenized(text: str) -> str:
+    """``prepare_visprog`` on the tokenizer's tokens (any text)."""
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
     except (tokenize.TokenError, SyntaxError, IndentationError) as exc:
@@ -60,6 +75,17 @@ def prepare_visprog(text: str) -> str:
     if "xor" in out:
         out = _rewrite_xor(out)
     return " ".join(out)
+
+
+def _balanced(text: str) -> bool:
+    """Whether every bracket closes the last one opened (then the tokenizer cannot fail)."""
+    stack: list[str] = []
+    for c in text:
+        if c in _OPEN:
+            stack.append(_OPEN[c])
+        elif c in ")]}" and (not stack or stack.pop() != c):
+            return False
+    return not stack
 
 
 if sys.version_info >= (3, 12):

@@ -6,6 +6,8 @@ import tracemalloc
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sandbox import (
     Budget,
@@ -17,7 +19,7 @@ from sandbox import (
     Limits,
     compile_expression,
 )
-from sandbox.visprog import prepare_visprog
+from sandbox.visprog import _tokenized, prepare_visprog
 
 
 def ev(text: str, answers: bool = True, **values: object) -> object:
@@ -81,6 +83,51 @@ def test_free_names_and_rewrite() -> None:
 )
 def test_visprog_rewrite_is_the_same_on_every_python(text: str, expected: str) -> None:
     assert prepare_visprog(text) == expected
+
+
+_EXPRESSION_PIECES = (
+    "{A}", "{ B }", "{A.b}", "{if}", "{", "}", "(", ")", "[", "]", "A", "1", "1.5", "1_0",
+    "0x1", "1e5", "1if", " ", "+", "-", "*", "**", "//", "==", "!=", "<", "<=", "not", "and",
+    "or", "if", "else", "in", ",", ":", ".", "@", "%", "~", "|", "&", "^", "len", "xor",
+    "'{A}'", '"x"', "#", "\\", "!", "?", "$", ";", "\t", "é",
+)  # fmt: skip
+
+
+def _tree(text: str) -> str | None:
+    import ast
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)  # "1if" on newer Pythons
+        try:
+            return ast.dump(ast.parse(text.strip(), mode="eval"))
+        except SyntaxError:
+            return None
+
+
+@given(st.lists(st.sampled_from(_EXPRESSION_PIECES), min_size=1, max_size=12))
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+def test_the_regex_rewrite_reads_as_the_tokenizer_rewrite(pieces: list[str]) -> None:
+    """Text the fast path takes gives the tokenizer's expression (or fails to parse as it
+    does); text it declines goes to the tokenizer."""
+    text = "".join(pieces)
+    if "{" not in text and "xor" not in text:
+        return  # left as it is, before either path
+    try:
+        slow = _tokenized(text)
+    except EvalError:  # the fast path declines what the tokenizer cannot read
+        with pytest.raises(EvalError):
+            prepare_visprog(text)
+        return
+    fast = prepare_visprog(text)
+    assert _tree(fast) == _tree(slow), (text, fast, slow)
+
+
+def test_plain_placeholder_text_is_rewritten_without_the_tokenizer() -> None:
+    assert prepare_visprog("{A}{B} + 1") == " A  B  + 1"  # two tokens, as the tokenizer has
+    with pytest.raises(EvalError, match="cannot read expression"):
+        prepare_visprog("({A}")  # unbalanced: the tokenizer's error
+    assert prepare_visprog("{A} != '{B}'") == "A != B"  # quotes: the tokenizer
 
 
 def test_f_string_placeholders_read_the_variables() -> None:
