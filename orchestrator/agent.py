@@ -16,7 +16,8 @@ Algorithm (one :class:`AgentRun` holds a run's state):
    computed so far (finished steps are not run again); REWRITE runs a fresh program (tool
    results are memoised, so repeated calls cost nothing).
 5. A round whose result is the previous round's again, with only soft findings (an empty
-   detection, a low score: what the tools found may simply be so), is accepted: the
+   detection, a low score, an unsure answer: what the tools found, or could not tell, may
+   simply be so), is accepted: the
    re-phrased round confirmed it. Otherwise stop at a capability error, when the same
    findings come back (compared without the program's names and lines), at ``max_rounds``,
    ``max_tool_calls`` or ``max_seconds`` — or when less time is left than the slowest LLM

@@ -42,7 +42,7 @@ _AUX = (
 _EDIT = (
     "tag label blur replace cover hide remove erase delete color colour highlight mark put "
     "change make turn paint draw swap recolor recolour pixelate censor add outline annotate "
-    "name identify crop cut zoom sharpen brighten darken invert mask"
+    "name identify crop cut zoom sharpen brighten darken invert mask keep fill place apply"
 ).split()
 _FIND = "find locate detect segment select show point circle".split()
 _TEXT = re.compile(

@@ -41,9 +41,9 @@ class Check(StrEnum):
     UNSURE_ANSWER = "unsure-answer"
 
 
-# findings on a result that was computed and is of the right kind: what the tools found may
-# simply be so (a re-phrased round that reproduces the result confirms it)
-SOFT = frozenset({Check.EMPTY_DETECTION, Check.LOW_CONFIDENCE})
+# findings on a result that was computed and is of the right kind: what the tools found (or
+# could not tell) may simply be so; a re-phrased round that reproduces the result confirms it
+SOFT = frozenset({Check.EMPTY_DETECTION, Check.LOW_CONFIDENCE, Check.UNSURE_ANSWER})
 
 
 @dataclass(frozen=True)

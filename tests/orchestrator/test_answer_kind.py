@@ -36,6 +36,7 @@ K = AnswerKind
         ("Tag the 7 main characters on the TV show Big Bang Theory", K.IMAGE),
         ("Blur the faces in the crowd", K.IMAGE),
         ("Please replace the sky with a sunset", K.IMAGE),
+        ("Keep the bus in colour and make the rest grey", K.IMAGE),
         ("Find every car in the street", K.OBJECTS),
         ("Describe the scene", K.TEXT),
         ("A picture of a dog", None),
