@@ -39,11 +39,19 @@ from programs import template
 from sandbox import VisChainError
 from tools.backends.llm import LLMRequest
 from tools.errors import ToolErrorCode
+from tools.types import value_type
 
 from .answer_kind import AnswerKind, kind_by_rules, kind_grammar, kind_prompt, parse_kind
 from .capability import CapabilityError, capability_error
 from .checks import SOFT, Issue, run_checks
-from .decisions import Action, Decision, DecisionError, decision_grammar, parse_decision
+from .decisions import (
+    Action,
+    Decision,
+    DecisionError,
+    decision_grammar,
+    parse_decision,
+    program_cue,
+)
 from .errors import RunErrorCode
 from .forms import get_form
 from .observation import Observation, render
@@ -58,6 +66,7 @@ if TYPE_CHECKING:
     from tools.types import Image
 
     from .api import Orchestrator, RunResult
+    from .planner import Plan
     from .trace import Trace
 
 log = logging.getLogger("vischain.agent")
@@ -269,10 +278,10 @@ class AgentRun:
         return None
 
     def decide(self) -> Decision | None:
-        """Ask the LLM what to do, under the decision grammar (None: unreadable answer)."""
+        """Ask the LLM what to do: the keyword alone, under the decision grammar, a few
+        tokens at most (None: an unreadable answer)."""
         current = self.current
         assert current is not None and current.observation is not None
-        spec = self.planner.forms[self.form]
         names = [n for n in self.known_after(current) if not n.startswith("_")]
         prompt = self.base_prompt + (current.program or "")
         if not prompt.endswith("\n"):
@@ -292,46 +301,62 @@ class AgentRun:
             variables=", ".join(names) or "none",
         )
         t0 = time.perf_counter()
-        request = spec.request.with_(
+        request = LLMRequest(
             max_tokens=self.config.decision_max_tokens,
             temperature=self.orch.config.planner.temperature,
-            grammar=decision_grammar(spec.grammar, self.form, answer=answer, values=ready),
+            stop=("\n",),
+            grammar=decision_grammar(answer=answer, values=ready),
         )
         completion = self.llm.complete(prompt, request)[0]
-        seconds = round(time.perf_counter() - t0, 3)
-        self._timed(seconds)
+        self._timed(time.perf_counter() - t0)
         self._decision_meta = {
             "prompt": prompt,
             "raw": completion.text,
-            "seconds": seconds,
+            "seconds": round(time.perf_counter() - t0, 3),
             "prompt_tokens": completion.prompt_tokens,
             "completion_tokens": completion.completion_tokens,
         }
         try:
-            decision = parse_decision(completion.text, spec.extract)
+            decision = parse_decision(completion.text)
+            if decision.action is Action.ANSWER and decision.value is None and not answer:
+                raise DecisionError("ANSWER was not offered: the round has no result to accept")
+            if decision.value is not None and decision.value not in ready:
+                # an unconstrained server may name anything: only an offered value is returned
+                raise DecisionError(f"'{decision.value}' was not offered")
         except DecisionError as exc:
-            self._decision_meta.update(action=None, error=str(exc))
-            return None
-        if decision.value is not None and decision.value not in ready:
-            # an unconstrained server may name anything: only an offered value is returned
-            self._decision_meta.update(action=None, error=f"'{decision.value}' was not offered")
+            self._decision_meta.update(action=None, error=exc.message)
             return None
         current.decision = decision
         return decision
 
     def follow(self, decision: Decision) -> RunResult:
-        """Run the follow-up (CONTINUE, or ``ANSWER NAME``: a follow-up that returns NAME)
-        or fresh (REWRITE) program as the next round."""
+        """The next round: a follow-up (CONTINUE, or ``ANSWER NAME``: a one-line follow-up
+        that returns NAME) or a fresh program (REWRITE). A CONTINUE or REWRITE program is
+        written after the decision under the form's own grammar, checked and repaired like
+        a first program (one that needs a tool that cannot run here is a capability
+        error), then run; a follow-up starts from every value computed so far."""
         kind = RoundKind.REWRITE if decision.action is Action.REWRITE else RoundKind.CONTINUE
-        program = decision.program
-        if decision.value is not None:
-            program = get_form(self.form).returning(decision.value)
-        prompt = self._decision_meta.get("prompt")
+        prompt = self._decision_meta["prompt"]
+        if decision.value is None:
+            prompt += program_cue(decision.action)
         known = self.known_after(self.current) if kind is RoundKind.CONTINUE else {}
         self.close()
-        self.start(kind, program, prompt)
+        self.start(kind, None, prompt)
+        current = self.current
+        assert current is not None
+        if decision.value is not None:
+            program: Any = get_form(self.form).returning(decision.value)
+        else:
+            plan = self.write(prompt, {**known, **self.named})
+            if plan.program is None:
+                current.program = plan.source
+                if plan.source:
+                    self.trace.set_program(plan.source, self.form)
+                return self.orch_result(None, plan.error or PlanningError("no valid program"))
+            program = plan.program
+        current.program = getattr(program, "source", program)
         result = self.orch.run_program(
-            program or "",
+            program,
             self.named,
             self.trace,
             form=self.form,
@@ -341,6 +366,23 @@ class AgentRun:
         if kind is RoundKind.CONTINUE:
             result.values = {**known, **result.values}
         return result
+
+    def write(self, prompt: str, readable: Mapping[str, Any]) -> Plan:
+        """A follow-up or fresh program written after ``prompt``, checked (it may read the
+        ``readable`` values) and repaired; its LLM calls go to the trace."""
+        plan = self.planner.write(
+            prompt,
+            self.instruction,
+            {n: value_type(v) for n, v in readable.items()},
+            form=self.form,
+            temperature=self.orch.config.planner.temperature,
+            kind="follow-up",
+        )[0]
+        for attempt in plan.attempts:
+            record = attempt.record()
+            self._timed(float(record.get("seconds") or 0.0))
+            self.trace.add_planning(record)
+        return plan
 
     # --- rounds ----------------------------------------------------------------------------
 

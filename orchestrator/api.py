@@ -267,9 +267,7 @@ class Orchestrator:
             parsed = self._parse(program, form)
             trace.form = parsed.form
             program_form = form_of(parsed)
-            assigned = {s.target for s in getattr(parsed, "steps", ())}
-            earlier = {n: v for n, v in known.items() if n not in assigned}
-            inputs = program_form.bind(parsed, {**earlier, **named})
+            inputs = program_form.bind(parsed, {**program_form.readable(parsed, known), **named})
             types = {n: value_type(v) for n, v in inputs.items()}
             checked = program_form.check(parsed, self.registry, inputs=types)
         except VisChainError as exc:

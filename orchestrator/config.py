@@ -158,7 +158,9 @@ class AgentConfig(BaseModel):
     # ("auto"), always by the LLM ("planner"), or by wording only ("rules")
     answer_kind: Literal["auto", "planner", "rules"] = "auto"
     observation_tokens: int = Field(600, ge=50)
-    decision_max_tokens: int = Field(400, ge=8)
+    # the decision's token cap: a keyword, or ANSWER and a name (the program written after
+    # CONTINUE/REWRITE has the planner's max_tokens)
+    decision_max_tokens: int = Field(16, ge=2)
     checks: AgentChecks = Field(default_factory=AgentChecks)
 
 

@@ -1,23 +1,27 @@
 """The planner's decision after it saw an observation: ANSWER, CONTINUE or REWRITE.
 
-Format (what the LLM writes after the prompt's ``Decision:``)::
+What the LLM writes after the prompt's ``Decision:``::
 
     ANSWER                      accept the current result
     ANSWER NAME                 return the value NAME, already computed, as the answer (offered
                                 when a check names values of the kind the instruction asks
                                 for: the loop runs it as a one-line follow-up)
-    CONTINUE                    a follow-up program on the next lines: it may read every
-    <program>                   variable already computed (line programs name them; a
-                                Python follow-up takes them as parameters)
-    REWRITE                     a fresh program on the next lines
-    <program>
+    CONTINUE                    then a follow-up program: it may read every variable already
+                                computed (line programs name them; a Python follow-up takes
+                                them as parameters)
+    REWRITE                     then a fresh program
 
-Decoding is constrained: :func:`decision_grammar` wraps the line-program grammar (GBNF, so
-llama.cpp takes it as a ``LlamaGrammar`` and a vLLM server as ``structured_outputs``) with
-the three keywords (and the names ``ANSWER`` may take); for Python programs it fixes the
-keyword and the ``def execute_command(`` head. :func:`parse_decision` reads the output
-back and raises a typed :class:`DecisionError` for anything else (an unconstrained server
-can write anything).
+A decision is two LLM calls on one growing prompt, so the keyword and the program can
+never run into each other:
+
+1. The decision itself, decoded under :func:`decision_grammar` (GBNF: one of the keywords,
+   and for ``ANSWER`` one of the offered names, nothing else — llama.cpp takes it as a
+   ``LlamaGrammar``, a vLLM server as ``structured_outputs``), a few tokens at most.
+   :func:`parse_decision` reads it back and raises a typed :class:`DecisionError` for
+   anything else (an unconstrained server can write anything).
+2. For CONTINUE and REWRITE, the program, written after :func:`program_cue` under the
+   program form's own grammar, stop strings and token cap, then checked and repaired like
+   a first program (:meth:`orchestrator.planner.Planner.write`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from typing import Any
 from sandbox import VisChainError
 
 from .errors import RunErrorCode
-from .forms import get_form
 
 
 class Action(StrEnum):
@@ -48,70 +51,58 @@ class DecisionError(VisChainError):
 
 @dataclass(frozen=True)
 class Decision:
-    """What the planner decided, the program it wrote (CONTINUE/REWRITE), the computed
-    value it returns (``ANSWER NAME``) and its raw text."""
+    """What the planner decided, the computed value it returns (``ANSWER NAME``) and the
+    raw text of its decision (the program it then writes is the next round's)."""
 
     action: Action
-    program: str | None = None
     raw: str = ""
     value: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"action": str(self.action), "program": self.program, "raw": self.raw}
+        out = {"action": str(self.action), "raw": self.raw}
         return out if self.value is None else {**out, "value": self.value}
 
 
-_HEAD = re.compile(r"^\s*(?:decision\s*:\s*)?(ANSWER|CONTINUE|REWRITE)\b[ \t:]*\n?", re.I)
-_NAME = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*(?:\n|$)")
+# the keyword alone: a word that merely starts with one (REWRITE_x, ANSWERS) is not it
+_HEAD = re.compile(r"^\s*(?:decision\s*:\s*)?(ANSWER|CONTINUE|REWRITE)(?![A-Za-z0-9_])", re.I)
+_NAME = re.compile(r"[ \t]+([A-Za-z_][A-Za-z0-9_]*)[ \t]*(?:\n|$)")
 
 
-def parse_decision(text: str, extract: Any) -> Decision:
-    """Read an LLM's decision; ``extract`` pulls the program out of the text after the
-    keyword (the form's extractor: line steps, or the ``def execute_command`` block)."""
+def parse_decision(text: str) -> Decision:
+    """The decision an LLM wrote: its first word (any case) and, after ANSWER on the same
+    line, the name of the value to return."""
     m = _HEAD.match(text)
     if m is None:
         raise DecisionError(
             f"the decision must start with ANSWER, CONTINUE or REWRITE, not {text[:60]!r}"
         )
     action = Action(m.group(1).upper())
-    if action is Action.ANSWER:
-        named = _NAME.match(text, m.end()) if not m.group(0).endswith("\n") else None
-        return Decision(action, None, text, named.group(1) if named else None)
-    program = extract(text[m.end() :])
-    if not program.strip():
-        raise DecisionError(f"{action} must be followed by a program")
-    return Decision(action, program, text)
+    named = _NAME.match(text, m.end()) if action is Action.ANSWER else None
+    return Decision(action, text, named.group(1) if named else None)
 
 
-def _renamed(gbnf: str, old: str, new: str) -> str:
-    """Rename a GBNF rule (its definition and every reference to it)."""
-    return re.sub(rf"(?<![A-Za-z0-9-]){re.escape(old)}(?![A-Za-z0-9-])", new, gbnf)
-
-
-def decision_grammar(
-    program_grammar: str | None,
-    form: str,
-    *,
-    answer: bool = True,
-    values: tuple[str, ...] = (),
-) -> str:
-    """GBNF for a decision: the keyword, then (CONTINUE/REWRITE) a program of the registered
-    form ``form`` — under ``program_grammar`` (the line grammar) when there is one, else
-    any text after the form's fixed ``opening``. ``answer=False`` leaves ANSWER out (a round
+def decision_grammar(*, answer: bool = True, values: tuple[str, ...] = ()) -> str:
+    """GBNF for a decision: the keyword alone; ``answer=False`` leaves ANSWER out (a round
     that produced no result has nothing to accept); ``values`` are the names ``ANSWER`` may
     be followed by (computed values of the kind asked for)."""
-    if program_grammar is not None:
-        body = _renamed(program_grammar, "root", "program")
-    else:
-        opening = get_form(form).opening
-        body = f"program ::= {json.dumps(opening) + ' ' if opening else ''}[^\\x00]*\n"
-    named = " | ".join(json.dumps(" " + v) for v in values)
-    accept = '"ANSWER" "\\n"? | ' if answer else ""
-    if named:
-        accept += f'"ANSWER" ({named}) "\\n"? | '
-
-    root = f'root ::= {accept}"CONTINUE\\n" program | "REWRITE\\n" program\n'
-    return root + body
+    words = ['"ANSWER"'] if answer else []
+    if values:
+        words.append('"ANSWER" (' + " | ".join(json.dumps(" " + v) for v in values) + ")")
+    words += ['"CONTINUE"', '"REWRITE"']
+    return "root ::= " + " | ".join(words) + "\n"
 
 
-__all__ = ["Action", "Decision", "DecisionError", "decision_grammar", "parse_decision"]
+def program_cue(action: Action) -> str:
+    """What follows the decision prompt (which ends on the line of its answer) before
+    the program is written: the keyword, then the ``Program:`` cue of the examples."""
+    return f"{action}\nProgram:\n"
+
+
+__all__ = [
+    "Action",
+    "Decision",
+    "DecisionError",
+    "decision_grammar",
+    "parse_decision",
+    "program_cue",
+]

@@ -253,6 +253,16 @@ class ProgramForm(ABC, Generic[P, C]):
         program's failure is the returned ``error``; an exception means the run could not
         go on (what finished is in ``trace``)."""
 
+    def defines(self, program: P) -> set[str]:
+        """The names the program assigns at its top level: an earlier value of the same
+        name (an agent round's state) is replaced, not read as an input."""
+        return set()
+
+    def readable(self, program: P, known: Mapping[str, V]) -> dict[str, V]:
+        """The values of ``known`` that ``program`` may read: all but those it defines."""
+        defined = self.defines(program)
+        return {n: v for n, v in known.items() if n not in defined}
+
     def bind(self, program: P, given: Mapping[str, V]) -> dict[str, V]:
         """The given inputs under the program's input names (see the module docstring)."""
         return bind_inputs(self.input_names(program), given)
@@ -293,6 +303,9 @@ class LineForm(ProgramForm[Program, BoundProgram]):
 
     def tools_used(self, program: Program) -> set[str]:
         return {s.tool for s in program.steps if s.tool is not None}
+
+    def defines(self, program: Program) -> set[str]:
+        return {s.target for s in program.steps}
 
     def extract(self, output: str) -> str:
         return extract_program(output)

@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -38,6 +38,8 @@ from .forms import FORMS, Parsed, get_form
 from .grammar import gbnf_to_regex
 
 log = logging.getLogger("vischain.planner")
+#: the values a program may read: names (images), or names with their type names
+InputNames = Sequence[str] | Mapping[str, str]
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
@@ -51,7 +53,7 @@ class PlanningError(VisChainError):
 class Attempt:
     """One LLM call of the planner, as the trace shows it."""
 
-    kind: str  # generate | repair
+    kind: str  # generate | repair | follow-up
     prompt: str
     output: str
     program: str
@@ -288,20 +290,49 @@ class Planner:
         form = self.choose_form(instruction, form)
         if form not in self.forms:
             raise PlanningError(f"unknown program form '{form}'")
-        spec = self.forms[form]
         prompt, chosen = self.prompt(instruction, inputs, form)
         temp = self.config.temperature if temperature is None else temperature
         if n > 1 and temperature is None:
             temp = self.config.voting_temperature
+        plans = self.write(
+            prompt, instruction, inputs, form=form, n=n, temperature=temp, opening=False
+        )
+        for plan in plans:
+            plan.attempts[0].examples = [e.instruction for e in chosen]
+        return plans
+
+    def write(
+        self,
+        prompt: str,
+        instruction: str,
+        inputs: InputNames,
+        *,
+        form: str,
+        n: int = 1,
+        temperature: float | None = None,
+        kind: str = "generate",
+        opening: bool = True,
+    ) -> list[Plan]:
+        """``n`` programs of ``form`` written after ``prompt`` (which ends where a program
+        begins), each decoded under the form's own request (grammar, stop strings,
+        ``max_tokens``), then checked and repaired like any first program. The agent loop
+        writes its follow-up programs with this. ``inputs`` names the values a program may
+        read (a mapping gives their type names; a sequence means images). With ``opening``, a
+        form with a fixed opening and no grammar gets the opening written for it (the
+        prompt need not end on the examples' cue)."""
+        spec = self.forms[form]
+        start = get_form(form).opening if opening and spec.grammar is None else ""
+        temp = self.config.temperature if temperature is None else temperature
         t0 = time.perf_counter()
         wall = time.time()
-        completions = self.llm.complete(prompt, spec.request.with_(temperature=temp, n=n))
+        completions = self.llm.complete(prompt + start, spec.request.with_(temperature=temp, n=n))
         seconds = time.perf_counter() - t0
         plans = []
         for i, completion in enumerate(completions):
+            if start:
+                completion = replace(completion, text=start + completion.text)
             share = seconds / max(len(completions), 1)
-            first = self._attempt(spec, "generate", prompt, completion, share, i)
-            first.examples = [e.instruction for e in chosen]
+            first = self._attempt(spec, kind, prompt, completion, share, i)
             first.started = wall
             plans.append(self._check_and_repair(spec, instruction, inputs, prompt, first))
         return plans
@@ -338,10 +369,12 @@ class Planner:
         )
 
     def check(
-        self, source: str, inputs: Sequence[str], form: str = "lines"
+        self, source: str, inputs: InputNames, form: str = "lines"
     ) -> tuple[Parsed | None, list[ProgramError]]:
         """The runnable program, or every problem found in it. A program that needs a tool
-        that cannot run here raises :class:`CapabilityError` (capability-aware planners)."""
+        that cannot run here raises :class:`CapabilityError` (capability-aware planners).
+        ``inputs``: the names a program may read (a mapping gives their type names, and a
+        name the program assigns is its own, not an input; a sequence means images)."""
         if not source.strip():
             return None, [
                 ProgramError(ErrorCode.EMPTY_PROGRAM, "no program found in the output", 1, 1)
@@ -351,7 +384,12 @@ class Planner:
             program = program_form.parse(source, limits=self.limits)
             if self.unavailable:
                 self.refuse_unavailable(program)
-            program_form.check(program, self.registry, inputs=list(inputs))
+            typed = (
+                program_form.readable(program, inputs)
+                if isinstance(inputs, Mapping)
+                else list(inputs)
+            )
+            program_form.check(program, self.registry, inputs=typed)
             return program, []
         except ProgramInvalid as exc:
             return None, exc.errors
@@ -374,7 +412,7 @@ class Planner:
         )
 
     def _check_and_repair(
-        self, spec: _Prompting, instruction: str, inputs: Sequence[str], prompt: str, first: Attempt
+        self, spec: _Prompting, instruction: str, inputs: InputNames, prompt: str, first: Attempt
     ) -> Plan:
         attempts = [first]
         current = first

@@ -175,6 +175,8 @@ class Trace:
 
     def add_planning(self, record: dict[str, Any]) -> None:
         with self.lock:
+            if self.round is not None:
+                record = {**record, "round": self.round}
             self.planning.append(record)
             self._emit({"type": "planning", **record})
 

@@ -98,13 +98,13 @@ def test_decide_always_asks_and_answer_accepts(agent) -> None:
     assert result.ok and result.output == 1 and len(result.rounds) == 1
     assert result.rounds[0].decision["action"] == "ANSWER"
     assert result.rounds[0].decision["by"] == "planner"
-    assert llm.requests[1].grammar == decision_grammar(line_grammar(orch.registry), "lines")
+    assert llm.requests[1].grammar == decision_grammar()
     assert "# Checks: none fired" in llm.prompts[1]
 
 
 def test_a_runtime_error_is_shown_and_a_rewrite_fixes_it(agent) -> None:
     broken = COUNT_RED.replace("RESULT=N0", "N1=Eval('{N0} / 0')\nRESULT=N1")
-    orch, llm = agent([broken, "REWRITE\n" + COUNT_RED])
+    orch, llm = agent([broken, "REWRITE", COUNT_RED])
     result = orch.run("How many red squares are there?", image=picture())
     assert result.ok and result.output == 1
     first, second = result.rounds
@@ -116,16 +116,32 @@ def test_a_runtime_error_is_shown_and_a_rewrite_fixes_it(agent) -> None:
     assert "# N1 (line 3, Eval): error [eval-error]" in prompt
     assert "# Check runtime-error: [eval-error] (line 3, step N1)" in prompt
     assert "There is no result to accept" in prompt and "# ANSWER" not in prompt
-    assert llm.requests[1].grammar == decision_grammar(
-        line_grammar(orch.registry), "lines", answer=False
-    )  # nothing to accept: ANSWER is not even allowed
-    assert second.prompt == prompt
+    assert llm.requests[1].grammar == decision_grammar(answer=False)
+    # nothing to accept: ANSWER is not even allowed; the decision is a few tokens at most
+    assert llm.requests[1].max_tokens == orch.config.agent.decision_max_tokens == 16
+    # the program is written after the keyword, under the line form's own grammar
+    assert llm.prompts[2] == prompt + "REWRITE\nProgram:\n" == second.prompt
+    assert llm.requests[2].grammar == line_grammar(orch.registry)
+    follow_up = [r for r in result.trace.planning if r["kind"] == "follow-up"]
+    assert [r["round"] for r in follow_up] == [2] and follow_up[0]["program"] == COUNT_RED
+
+
+def test_a_follow_up_that_does_not_check_is_repaired_like_a_first_program(agent) -> None:
+    broken = COUNT_RED.replace("RESULT=N0", "N1=Eval('{N0} / 0')\nRESULT=N1")
+    unchecked = "OBJ0=ColorFind(image=IMAGE, color='red')\nN0=Count(object=OBJX)\nRESULT=N0\n"
+    orch, llm = agent([broken, "REWRITE", unchecked, COUNT_RED])
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.ok and result.output == 1 and len(result.rounds) == 2
+    kinds = [(r["kind"], r.get("round")) for r in result.trace.planning]
+    assert kinds == [("generate", 1), ("follow-up", 2), ("repair", 2)]
+    assert "undefined-name" in llm.prompts[3] and llm.prompts[3].startswith(llm.prompts[2])
+    assert result.rounds[1].program == COUNT_RED
 
 
 def test_an_empty_detection_continues_with_a_rephrased_object(agent) -> None:
     first = "OBJ0=ColorFind(image=IMAGE, color='crimson')\nIMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n"
     follow = "OBJ1=ColorFind(image=IMAGE, color='red')\nIMAGE1=Tag(image=IMAGE, object=OBJ1)\nRESULT=IMAGE1\n"
-    orch, llm = agent([first, "CONTINUE\n" + follow])
+    orch, llm = agent([first, "CONTINUE", follow])
     result = orch.run("Tag the red square", image=picture())
     assert result.ok and isinstance(result.output, Image)
     one, two = result.rounds
@@ -142,7 +158,7 @@ def test_continuation_reads_earlier_values_without_running_them_again(agent) -> 
         "N0=Count(object=OBJ1)\nRESULT=N0\n"
     )
     follow = "N1=Count(object=OBJ0)\nRESULT=N1\n"
-    orch, _ = agent([first, "CONTINUE\n" + follow], checks={"empty_counts": True})
+    orch, _ = agent([first, "CONTINUE", follow], checks={"empty_counts": True})
     result = orch.run("How many red squares are there?", image=picture())
     assert result.ok and result.output == 1
     assert CALLS == {"red": 1, "crimson": 1}  # OBJ0 was read, not computed again
@@ -152,7 +168,7 @@ def test_continuation_reads_earlier_values_without_running_them_again(agent) -> 
 
 def test_a_wrong_answer_kind_is_rewritten(agent) -> None:
     yes_no = COUNT_RED.replace("RESULT=N0", "A0=Eval('{N0} > 0')\nRESULT=A0")
-    orch, llm = agent([COUNT_RED, "REWRITE\n" + yes_no])
+    orch, llm = agent([COUNT_RED, "REWRITE", yes_no])
     result = orch.run("Is there a red square?", image=picture())
     assert result.ok and result.answer == "yes"
     assert [i["check"] for i in result.rounds[0].issues] == ["answer-kind"]
@@ -174,7 +190,7 @@ TAG_RED = "OBJ0=ColorFind(image=IMAGE, color='red')\nIMAGE0=Tag(image=IMAGE, obj
 
 
 def test_max_rounds_returns_the_best_result_with_a_typed_error(agent) -> None:
-    orch, _ = agent([COUNT_RED, "REWRITE\n" + TAG_RED], max_rounds=2)
+    orch, _ = agent([COUNT_RED, "REWRITE", TAG_RED], max_rounds=2)
     result = orch.run("Is there a red square?", image=picture())
     assert not result.ok and result.error.code == RunErrorCode.AGENT_LIMIT
     assert "max_rounds (2)" in result.error.message and "answer-kind" in result.error.message
@@ -185,7 +201,7 @@ def test_max_rounds_returns_the_best_result_with_a_typed_error(agent) -> None:
 
 def test_repeated_findings_stop_early_even_under_other_names(agent) -> None:
     renamed = COUNT_RED.replace("OBJ0", "OBJ7").replace("N0", "N7")
-    orch, _ = agent([COUNT_RED, "REWRITE\n" + renamed], max_rounds=5)
+    orch, _ = agent([COUNT_RED, "REWRITE", renamed], max_rounds=5)
     result = orch.run("Is there a red square?", image=picture())
     assert result.error.code == RunErrorCode.AGENT_LIMIT
     assert "the same problems came back" in result.error.message
@@ -219,14 +235,14 @@ def test_an_empty_detection_that_is_only_counted_is_the_answer(agent) -> None:
 def test_a_rephrased_round_that_reproduces_the_result_confirms_it(agent) -> None:
     first = "OBJ0=ColorFind(image=IMAGE, color='purple')\nIMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n"
     follow = "OBJ1=ColorFind(image=IMAGE, color='violet')\nIMAGE1=Tag(image=IMAGE, object=OBJ1)\nRESULT=IMAGE1\n"
-    orch, llm = agent([first, "CONTINUE\n" + follow], max_rounds=5)
+    orch, llm = agent([first, "CONTINUE", follow], max_rounds=5)
     result = orch.run("Tag the purple square", image=picture())
     assert result.ok and isinstance(result.output, Image)
     one, two = result.rounds
     assert [i["check"] for i in one.issues] == [i["check"] for i in two.issues]
     assert [i["check"] for i in two.issues] == ["empty-detection"]  # recorded, not hidden
     assert two.accepted and two.decision == {"action": "ANSWER", "by": "loop", "stop": "confirmed"}
-    assert result.trace.meta["stop"] == "confirmed" and len(llm.prompts) == 2
+    assert result.trace.meta["stop"] == "confirmed" and len(llm.prompts) == 3
 
 
 def test_a_computed_value_of_the_right_kind_is_returned_with_answer_name(agent) -> None:
@@ -238,9 +254,7 @@ def test_a_computed_value_of_the_right_kind_is_returned_with_answer_name(agent) 
     assert one.issues[0]["fits"] == ["N0"]
     assert "already computed and of that kind: N0 = 1" in llm.prompts[1]
     assert "# ANSWER and one of these names" in llm.prompts[1]
-    assert llm.requests[1].grammar == decision_grammar(
-        line_grammar(orch.registry), "lines", values=("N0",)
-    )
+    assert llm.requests[1].grammar == decision_grammar(values=("N0",))
     assert one.decision["action"] == "ANSWER" and one.decision["value"] == "N0"
     assert two.kind == "continue" and two.program == "RESULT=N0\n" and two.accepted
     assert CALLS == {"red": 1}  # nothing computed again
@@ -299,12 +313,19 @@ def test_a_python_follow_up_gets_earlier_values_as_parameters(agent) -> None:
         "def execute_command(image, reds):\n    more = ColorFind(image, 'red')\n"
         "    return Count(more) + len(reds)\n"
     )
-    orch, llm = agent([first, "CONTINUE\n" + follow], checks={"empty_counts": True})
+    # the opening is written for the model: it writes what follows
+    orch, llm = agent(
+        [first, "CONTINUE", follow.removeprefix("def execute_command(")],
+        checks={"empty_counts": True},
+    )
     result = orch.run("How many red squares are there?", image=picture(), form="python")
     assert result.ok and result.output == 1
     assert [r.kind for r in result.rounds] == ["plan", "continue"]
     assert "reds = 0 object(s)" in llm.prompts[1].split("# Variables: ")[1]
-    assert llm.requests[1].grammar == decision_grammar(None, "python")
+    assert llm.requests[1].grammar == decision_grammar()
+    # no grammar for Python: the form's opening is written for the model
+    assert llm.prompts[2].endswith("CONTINUE\nProgram:\ndef execute_command(")
+    assert result.rounds[1].program == follow
     assert CALLS == {"crimson": 1, "red": 1}
 
 
@@ -339,7 +360,7 @@ def test_a_tool_that_cannot_run_here_ends_the_run_at_once(agent) -> None:
 
 def test_rounds_are_in_the_trace_jsonl_html_and_result(agent, tmp_path: Path) -> None:
     broken = COUNT_RED.replace("RESULT=N0", "N1=Eval('{N0} / 0')\nRESULT=N1")
-    orch, _ = agent([broken, "REWRITE\n" + COUNT_RED])
+    orch, _ = agent([broken, "REWRITE", COUNT_RED])
     out = tmp_path / "t"
     result = orch.run("How many red squares are there?", image=picture(), trace_dir=out)
     records = [json.loads(line) for line in (out / "trace.jsonl").read_text().splitlines()]
@@ -372,7 +393,7 @@ def test_a_text_question_answered_with_an_image_is_rewritten_to_read_the_labels(
     """'What does the sign say?' written as Ocr → Tag: nothing computed is text yet, so no
     name is offered; the rewrite reads the found objects' labels (what Ocr's lines hold)."""
     read = "OBJ0=ColorFind(image=IMAGE, color='red')\nA0=Eval(\"' '.join({OBJ0}.labels)\")\nRESULT=A0\n"
-    orch, llm = agent([TAG_RED, "REWRITE\n" + read])
+    orch, llm = agent([TAG_RED, "REWRITE", read])
     result = orch.run("What colour is written on the square?", image=picture())
     assert result.ok and result.output == "red"
     first = result.rounds[0]

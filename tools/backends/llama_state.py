@@ -113,7 +113,10 @@ class PrefixStates:
                 self.stats["prefix_restored_tokens"] += len(tokens)
                 start = i
                 break
-        llm.n_tokens = len(self._prefix_tokens(llm, chain[start])) if start >= 0 else 0
+        if start < 0:
+            llm.n_tokens = 0
+        # a held state stays whole: what the context holds beyond the prefix (the rest of
+        # the last prompt, its answer) is reused by llama.cpp where the prompt goes on alike
         for prefix in chain[start + 1 :]:
             tokens = self._prefix_tokens(llm, prefix)
             done = _common(llm.input_ids[: llm.n_tokens], tokens)

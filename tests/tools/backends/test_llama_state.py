@@ -70,6 +70,19 @@ def test_other_examples_reuse_the_fixed_prefix(spec: ModelSpec, tmp_path: Path) 
     assert 0 < other.stats["prefix_evaluated_tokens"] < fixed_tokens
 
 
+def test_a_prompt_that_goes_on_from_the_last_one_keeps_what_the_context_holds(
+    spec: ModelSpec, tmp_path: Path
+) -> None:
+    """The agent loop's decision prompt extends the planning prompt and its program: the
+    tokens evaluated after the declared prefix are not thrown away and evaluated again."""
+    backend = load(spec, tmp_path)
+    first = plan(backend)
+    held = backend.llm.n_tokens
+    assert held > len(backend.prefixes._prefix_tokens(backend.llm, FIXED + EXAMPLES))
+    backend.prefixes.prepare(backend.llm, FIXED + EXAMPLES + QUERY + first + "\nDecision:\n")
+    assert backend.llm.n_tokens == held
+
+
 def test_the_key_holds_the_model_and_the_context_shape(spec: ModelSpec, tmp_path: Path) -> None:
     plan(load(spec, tmp_path))
     smaller = load(spec, tmp_path, n_ctx=1024)  # another context shape: its own states
