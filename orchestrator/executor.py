@@ -322,7 +322,10 @@ class _Run:
             source = value.name if isinstance(value, Ref) else None
             record.args.append(ArgRecord(pname, _arg_summary(value, args[pname]), source))
         if step.tool is not None:
-            record.context = next((v for v in args.values() if isinstance(v, Image)), None)
+            for v in args.values():
+                if isinstance(v, Image):
+                    record.context = v
+                    break
         return args
 
     def value(self, step: BoundStep, value: Value) -> Any:
@@ -351,11 +354,12 @@ class _Run:
         return ctx
 
     def step_deadline(self) -> float | None:
+        """The deadline of a step starting now: the step limit, capped by the program's."""
         limit = self.ex.options.step_time_limit
-        candidates = [
-            d for d in (self.deadline, None if limit is None else time.monotonic() + limit) if d
-        ]
-        return min(candidates) if candidates else None
+        if limit is None:
+            return self.deadline
+        own = time.monotonic() + limit
+        return own if self.deadline is None else min(own, self.deadline)
 
     def run_inline(self, tool: Tool, step: BoundStep, call: dict[str, Any]) -> list[str]:
         """Cheap tools (Count, Eval, Result...) run in the scheduler thread: no hand-off cost.

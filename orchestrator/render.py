@@ -37,7 +37,9 @@ def _object(o: Object) -> dict[str, Any]:
 
 def summarize(value: Any) -> dict[str, Any]:
     """A JSON-friendly description of a value, with a one-line ``text``."""
-    kind = value_type(value)
+    basic = _BASIC.get(type(value))  # exactly a bool, number or text: most step values
+    if basic is not None:
+        return basic(value)
     if value is None:
         return {"type": "None", "text": "none"}
     if isinstance(value, Image):
@@ -87,11 +89,12 @@ def summarize(value: Any) -> dict[str, Any]:
     if isinstance(value, Mask):
         return {"type": "Mask", "text": repr(value), "area": value.area}
     if isinstance(value, bool):
-        return {"type": "Bool", "text": to_text(value), "value": value}
+        return _bool(value)
     if isinstance(value, (int, float)):
-        return {"type": "Number", "text": to_text(value), "value": value}
+        return _number(value)
     if isinstance(value, str):
-        return {"type": "Text", "text": value[:MAX_TEXT], "truncated": len(value) > MAX_TEXT}
+        return _text(value)
+    kind = value_type(value)
     if kind == "TextList":
         items = [str(v)[:200] for v in list(value)[:MAX_ITEMS]]
         return {
@@ -102,6 +105,21 @@ def summarize(value: Any) -> dict[str, Any]:
         }
     text = str(value)
     return {"type": kind if kind != "Any" else type(value).__name__, "text": text[:MAX_TEXT]}
+
+
+def _bool(value: bool) -> dict[str, Any]:
+    return {"type": "Bool", "text": to_text(value), "value": value}
+
+
+def _number(value: float) -> dict[str, Any]:
+    return {"type": "Number", "text": to_text(value), "value": value}
+
+
+def _text(value: str) -> dict[str, Any]:
+    return {"type": "Text", "text": value[:MAX_TEXT], "truncated": len(value) > MAX_TEXT}
+
+
+_BASIC = {bool: _bool, int: _number, float: _number, str: _text}
 
 
 def picture(value: Any, context: Image | None) -> PILImage.Image | None:

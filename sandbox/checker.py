@@ -221,11 +221,11 @@ class _Checker:
 
     def value(self, sig: Signature, param: ParamSpec, arg: Arg, step: Step) -> Value:
         value = arg.value
-        where = f"argument '{param.name}' of {sig.name}"
         if param.is_expression and isinstance(value, (Const, Expr)):
             source = value.source if isinstance(value, Expr) else value.value
             if isinstance(source, str):
                 return self.expression(source, step, arg)
+        where = f"argument '{param.name}' of {sig.name}"
         if isinstance(value, Expr):
             self.error(
                 ErrorCode.WRONG_TYPE,

@@ -78,11 +78,12 @@ class Evaluator:
     # entry point ---------------------------------------------------------------------------
 
     def eval(self, node: ast.AST, env: Mapping[str, object]) -> object:
-        self.budget.tick()
+        budget = self.budget
+        budget.tick()
         handler = self._dispatch.get(type(node))
         if handler is None:
             raise ForbiddenError(f"{describe_node(node)} is not allowed", line=_line(node))
-        self.budget.enter()
+        budget.enter()
         try:
             return handler(self, node, env)
         except VisChainError as exc:
@@ -92,7 +93,7 @@ class Evaluator:
         except CAUGHT as exc:
             raise EvalError(error_message(exc), line=_line(node), col=_col(node)) from exc
         finally:
-            self.budget.leave()
+            budget.depth -= 1  # budget.leave(), without a call per node
 
     # semantics hooks -------------------------------------------------------------------------
 

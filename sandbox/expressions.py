@@ -18,7 +18,7 @@ from .errors import ErrorCode, EvalError, LimitExceeded, VisChainError
 from .evaluator import Evaluator
 from .limits import Budget, Limits, parse_bounded
 from .safe_builtins import Exposed
-from .validation import free_names, validate_tree
+from .validation import free_names, validate_tree, walk
 from .visprog import prepare_visprog
 
 MAX_EXPRESSION_CHARS = 20_000
@@ -96,8 +96,9 @@ def _compile(source: str, visprog: bool) -> Expression:
     try:
         text = prepare_visprog(source) if visprog else source
         tree = parse_expression_text(text)
-        validate_tree(tree)
-        return Expression(source=source, text=text, tree=tree, names=free_names(tree))
+        nodes = walk(tree)
+        validate_tree(tree, nodes=nodes)
+        return Expression(source=source, text=text, tree=tree, names=free_names(tree, nodes=nodes))
     except (RecursionError, MemoryError) as exc:  # any walk over a pathological tree
         raise EvalError(
             f"invalid expression: nested too deeply ({type(exc).__name__})",

@@ -27,10 +27,7 @@ def walk(tree: ast.AST) -> list[ast.AST]:
     """Every node of ``tree`` in :func:`ast.walk`'s order (breadth first), as a list: the
     same nodes without a generator per node (this runs for every new expression)."""
     nodes = [tree]
-    i = 0
-    while i < len(nodes):
-        node = nodes[i]
-        i += 1
+    for node in nodes:  # the loop reaches the children it appends: breadth first
         for name in node._fields:
             child = getattr(node, name, None)
             if isinstance(child, ast.AST):
@@ -40,10 +37,16 @@ def walk(tree: ast.AST) -> list[ast.AST]:
     return nodes
 
 
-def validate_tree(tree: ast.AST, *, allowed: tuple[type[ast.AST], ...] = ALLOWED_NODES) -> None:
-    """Refuse node types and names the sandbox never evaluates, before anything runs."""
+def validate_tree(
+    tree: ast.AST,
+    *,
+    allowed: tuple[type[ast.AST], ...] = ALLOWED_NODES,
+    nodes: list[ast.AST] | None = None,
+) -> None:
+    """Refuse node types and names the sandbox never evaluates, before anything runs.
+    ``nodes``: ``walk(tree)``, when the caller has it already."""
     known = _ALLOWED.setdefault(allowed, {})  # node type -> allowed, learnt as types appear
-    for node in walk(tree):
+    for node in walk(tree) if nodes is None else nodes:
         kind = type(node)
         ok = known.get(kind)
         if ok is None:
@@ -88,12 +91,18 @@ def describe_node(node: ast.AST) -> str:
     return names.get(kind, f"'{kind}'")
 
 
-def free_names(tree: ast.AST, functions: Iterable[str] = SAFE_FUNCTIONS) -> frozenset[str]:
-    """Variables an expression reads (not its comprehension variables, not called builtins)."""
+def free_names(
+    tree: ast.AST,
+    functions: Iterable[str] = SAFE_FUNCTIONS,
+    *,
+    nodes: list[ast.AST] | None = None,
+) -> frozenset[str]:
+    """Variables an expression reads (not its comprehension variables, not called builtins).
+    ``nodes``: ``walk(tree)``, when the caller has it already."""
     bound: set[str] = set()
     called: set[str] = set()
     reads: set[str] = set()
-    for node in walk(tree):
+    for node in walk(tree) if nodes is None else nodes:
         if isinstance(node, ast.Name):
             if isinstance(node.ctx, ast.Load):
                 reads.add(node.id)

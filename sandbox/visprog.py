@@ -26,6 +26,7 @@ _STRING_PREFIX = re.compile(r"^([rRbBuUfF]*)(['\"]{1,3})(.*)\2$", re.S)
 # no quotes, '#', '\\', '$', '?', '`', ';' or control characters; '!' only in '!='
 _PLAIN_TEXT = re.compile(r"(?:[ %&()*+,\-./0-9:<=>@A-Z\[\]^_a-z{|}~]|!=)*")
 _SPACED_PLACEHOLDER = re.compile(r"\{ *([A-Za-z_][A-Za-z0-9_]*) *\}")
+_BRACKETS = re.compile(r"[()\[\]{}]")
 
 
 def prepare_visprog(text: str) -> str:
@@ -37,8 +38,10 @@ def prepare_visprog(text: str) -> str:
     """
     if "{" not in text and "xor" not in text:
         return text
-    if "xor" not in text and _PLAIN_TEXT.fullmatch(text) and _balanced(text):
-        return _SPACED_PLACEHOLDER.sub(r" \1 ", text)
+    if "xor" not in text and _PLAIN_TEXT.fullmatch(text):
+        rewritten = _SPACED_PLACEHOLDER.sub(r" \1 ", text)
+        if not _BRACKETS.search(rewritten) or _balanced(rewritten):
+            return rewritten
     return _tokenized(text)
 
 

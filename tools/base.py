@@ -268,8 +268,7 @@ class Tool:
     def prepare(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """Coerce and validate arguments; raise :class:`ToolInputError` naming the argument."""
         args = self.canonical_args(args)
-        known = {p.name for p in self.spec.params}
-        unknown = sorted(set(args) - known)
+        unknown = sorted(set(args) - self._param_names)
         if unknown:
             raise ToolInputError(f"{self.name}: unknown argument(s) {', '.join(unknown)}")
         converted: dict[str, Any] = {}
@@ -300,6 +299,14 @@ class Tool:
         return call
 
     @cached_property
+    def _param_names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.spec.params)
+
+    @cached_property
+    def _has_arg_aliases(self) -> bool:
+        return any(p.aliases for p in self.spec.params)
+
+    @cached_property
     def image_params(self) -> tuple[str, ...]:
         """The parameters that take one picture (a video there means one call per frame)."""
         return tuple(p.name for p in self.spec.params if "Image" in p.type.split("|"))
@@ -320,7 +327,7 @@ class Tool:
 
     def canonical_args(self, args: Mapping[str, Any]) -> Mapping[str, Any]:
         """``args`` with parameter aliases (``box`` for Count's ``object``) renamed."""
-        if not any(p.aliases for p in self.spec.params):
+        if not self._has_arg_aliases:
             return args
         sig = self.spec.signature()
         renamed: dict[str, Any] = {}
@@ -390,6 +397,8 @@ def _is_number(value: Any) -> bool:
 
 def _nesting(value: Any, limit: int) -> int:
     """How deep lists, tuples, sets and dicts nest in ``value`` (stops past ``limit``)."""
+    if not isinstance(value, (list, tuple, set, frozenset, dict)):
+        return 0
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     seen: set[int] = set()
