@@ -183,13 +183,12 @@ class _Checker:
             )
         for param, arg in zip(sig.params, positional, strict=False):
             bound[param.name] = arg
-        names = [p.name for p in sig.params]
         for arg in step.args:
             if arg.name is None:
                 continue
             param = sig.param(arg.name)
             if param is None:
-                hint = self.hints.phrase(arg.name, names)
+                hint = self.hints.phrase(arg.name, [p.name for p in sig.params])
                 self.error(
                     ErrorCode.UNKNOWN_ARGUMENT,
                     f"{sig.name} has no argument '{arg.name}'{hint} "

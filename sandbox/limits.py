@@ -64,7 +64,11 @@ class Budget:
                 f"program did too much work (more than {self.limits.max_ops:,} operations)",
                 code=ErrorCode.STEP_LIMIT,
             )
-        self.check_time()
+        cancel, deadline = self.cancel, self.deadline
+        if (cancel is not None and cancel.is_set()) or (
+            deadline is not None and time.monotonic() > deadline
+        ):
+            self.check_time()  # raises the matching error
 
     def check_time(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -179,7 +183,7 @@ def parse_bounded(text: str, mode: Literal["exec", "eval"]) -> ast.Module | ast.
     """``ast.parse(text, mode)``, refusing trees deeper than :data:`MAX_SYNTAX_DEPTH` with
     :class:`NestingTooDeep` (a ``RecursionError``, which is what ``ast.parse`` itself raises
     for deeper nesting on some versions). The depth is measured without recursion."""
-    tree = ast.parse(text, mode=mode)
+    tree = compile(text, "<unknown>", mode, ast.PyCF_ONLY_AST)  # ast.parse, less a call
     if len(text) <= _SHALLOW_CHARS:
         return tree  # too short to nest that deep: skip the walk (most lines and expressions)
     stack: list[tuple[ast.AST, int]] = [(tree, 1)]

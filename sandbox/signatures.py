@@ -28,7 +28,7 @@ class ParamSpec:
 
     @property
     def is_expression(self) -> bool:
-        return EXPRESSION in self.type.split("|")
+        return EXPRESSION in self.type and EXPRESSION in self.type.split("|")
 
 
 @dataclass(frozen=True, slots=True)

