@@ -10,7 +10,8 @@ Algorithm (one :class:`AgentRun` holds a run's state):
 3. Execute the round; the checks (:mod:`.checks`) read its step records and its result.
 4. No finding: accept the result (or, with ``decide: always``, ask anyway). Otherwise render
    an observation (:mod:`.observation`) and ask the LLM for a decision (:mod:`.decisions`,
-   grammar-constrained): ANSWER accepts; ``ANSWER NAME`` (offered when the answer-kind
+   grammar-constrained): ANSWER accepts (not offered after a round without a result, nor
+   for one of the wrong kind); ``ANSWER NAME`` (offered when the answer-kind
    check names computed values of the kind asked for) returns that value through a
    one-line follow-up; CONTINUE runs a follow-up program that starts from every value
    computed so far (finished steps are not run again); REWRITE runs a fresh program (tool
@@ -43,7 +44,7 @@ from tools.types import value_type
 
 from .answer_kind import AnswerKind, kind_by_rules, kind_grammar, kind_prompt, parse_kind
 from .capability import CapabilityError, capability_error
-from .checks import SOFT, Issue, run_checks
+from .checks import SOFT, Check, Issue, run_checks
 from .decisions import (
     Action,
     Decision,
@@ -286,11 +287,16 @@ class AgentRun:
         prompt = self.base_prompt + (current.program or "")
         if not prompt.endswith("\n"):
             prompt += "\n"
-        # a round without a result has nothing to accept: ANSWER is not offered
-        answer = current.result is not None and current.result.error is None
+        # a round without a result has nothing to accept, and a result of the wrong kind
+        # must not be accepted (a small planner accepts anything): ANSWER is not offered
+        wrong_kind = any(i.check is Check.ANSWER_KIND for i in current.issues)
+        answer = current.result is not None and current.result.error is None and not wrong_kind
         # values a check found to be of the kind asked for: ANSWER NAME returns one
         ready = tuple(dict.fromkeys(n for i in current.issues for n in i.fits if n in names))
-        offer = template("decision_answer" if answer else "decision_no_answer")
+        offer = template(
+            "decision_answer" if answer else "decision_wrong_kind" if wrong_kind
+            else "decision_no_answer"
+        )  # fmt: skip
         if ready:
             offer += fill(template("decision_answer_value"), values=", ".join(ready))
         prompt += fill(
@@ -319,7 +325,9 @@ class AgentRun:
         try:
             decision = parse_decision(completion.text)
             if decision.action is Action.ANSWER and decision.value is None and not answer:
-                raise DecisionError("ANSWER was not offered: the round has no result to accept")
+                raise DecisionError("ANSWER was not offered: the round has no result to accept"
+                                    if not wrong_kind else "ANSWER was not offered: the result "
+                                    "is not of the kind asked for")  # fmt: skip
             if decision.value is not None and decision.value not in ready:
                 # an unconstrained server may name anything: only an offered value is returned
                 raise DecisionError(f"'{decision.value}' was not offered")

@@ -174,6 +174,9 @@ def test_a_wrong_answer_kind_is_rewritten(agent) -> None:
     assert [i["check"] for i in result.rounds[0].issues] == ["answer-kind"]
     assert "asks for a yes/no answer but the result is a number" in llm.prompts[1]
     assert result.trace.meta["answer_kind"] == "yesno"
+    # a result of the wrong kind is not offered for acceptance (a small planner takes it)
+    assert "# ANSWER if" not in llm.prompts[1] and "do not keep it" in llm.prompts[1]
+    assert llm.requests[1].grammar == decision_grammar(answer=False)
 
 
 def test_the_answer_kind_can_be_decided_by_the_planner(agent) -> None:
@@ -254,7 +257,7 @@ def test_a_computed_value_of_the_right_kind_is_returned_with_answer_name(agent) 
     assert one.issues[0]["fits"] == ["N0"]
     assert "already computed and of that kind: N0 = 1" in llm.prompts[1]
     assert "# ANSWER and one of these names" in llm.prompts[1]
-    assert llm.requests[1].grammar == decision_grammar(values=("N0",))
+    assert llm.requests[1].grammar == decision_grammar(answer=False, values=("N0",))
     assert one.decision["action"] == "ANSWER" and one.decision["value"] == "N0"
     assert two.kind == "continue" and two.program == "RESULT=N0\n" and two.accepted
     assert CALLS == {"red": 1}  # nothing computed again
