@@ -1,10 +1,14 @@
 """Cross-program batching: concurrent calls to the same batched tool share one batch.
 
 Every program in the process hands its ready calls for a batched tool to that tool's
-queue. The first caller to arrive leads: it waits up to ``max_wait_ms`` (or until
-``max_batch`` calls are queued), runs one ``run_batch`` over everything queued, and hands
-each caller its own results. A failing call fails only its caller; a batch that raises
-fails the calls in it.
+queue. The first caller to arrive leads: it waits for company as the queue's
+:class:`~tools.waiting.AdaptiveWait` says — not at all when calls are rare (a lone program
+pays no latency), up to ``max_wait_ms`` while they keep coming, never once ``max_batch``
+calls are queued (``tools: {Name: {wait: fixed}}`` always waits ``max_wait_ms``) — runs
+one ``run_batch`` over everything queued, and hands each caller its own results. Calls
+that arrive while a batch runs make the next one. A failing call fails only its caller; a
+batch that raises fails the calls in it. The model steps inside ``run_batch`` batch again
+across tools (:mod:`tools.backends.coalesce`): Select and Classify share CLIP's batches.
 
 Every member of a batch gets its own result or a typed error, whatever happens to the
 leader: the batch runs under the leader's cancellation, so when the leader's step is
@@ -35,6 +39,7 @@ from sandbox import ErrorCode, LimitExceeded
 from .base import Tool, ToolContext
 from .errors import ModelError, ToolError
 from .video import expand_frames, gather_frames
+from .waiting import AdaptiveWait
 
 log = logging.getLogger("vischain.tools")
 
@@ -65,9 +70,13 @@ class _Queue:
         self.leader: _Request | None = None  # whose thread runs the current batch
         self.inflight: list[_Request] = []  # the current batch
         self.batches = 0
+        self.wait = AdaptiveWait()  # the arrivals' history: how long a leader waits
 
-    def run(self, tool: Tool, request: _Request, max_batch: int, max_wait: float) -> list[Any]:
+    def run(
+        self, tool: Tool, request: _Request, max_batch: int, max_wait: float, *, fixed: bool
+    ) -> list[Any]:
         with self.cond:
+            self.wait.arrived()
             self.pending.append(request)
             self.cond.notify_all()
         try:
@@ -79,7 +88,7 @@ class _Queue:
                         return request.results or []
                     self.leader = request
                 try:
-                    self._lead(tool, request, max_batch, max_wait)
+                    self._lead(tool, request, max_batch, max_wait, fixed)
                 finally:
                     with self.cond:
                         if self.leader is request:
@@ -112,11 +121,13 @@ class _Queue:
                 r.finish([_cancelled(tool)] * len(r.calls), len(batch))
         self.pending[:0] = [r for r in again if not r.done.is_set() and r not in self.pending]
 
-    def _lead(self, tool: Tool, leader: _Request, max_batch: int, max_wait: float) -> None:
-        deadline = time.monotonic() + max_wait
+    def _lead(
+        self, tool: Tool, leader: _Request, max_batch: int, max_wait: float, fixed: bool
+    ) -> None:
+        started = time.monotonic()
         with self.cond:
             while sum(len(r.calls) for r in self.pending) < max_batch:
-                left = deadline - time.monotonic()
+                left = self.wait.until(started, max_wait, fixed=fixed)
                 if left <= 0 or leader.ctx.cancel.is_set():
                     break
                 self.cond.wait(timeout=left)
@@ -244,8 +255,9 @@ class Batcher:
         max_wait = float(ctx.option(tool.name, "max_wait_ms", DEFAULT_MAX_WAIT_MS)) / 1000.0
         if tool.max_batch <= 1 or max_batch <= 1 or max_wait <= 0:
             return run_calls(tool, ctx, calls)
+        fixed = ctx.option(tool.name, "wait", "adaptive") == "fixed"
         request = _Request(list(calls), ctx)
-        results = self.queue(tool).run(tool, request, max_batch, max_wait)
+        results = self.queue(tool).run(tool, request, max_batch, max_wait, fixed=fixed)
         ctx.note(coalesced=request.batch_size)
         return results
 

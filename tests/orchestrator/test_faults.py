@@ -151,7 +151,7 @@ def test_when_a_batch_leader_times_out_the_other_programs_calls_still_get_result
     pool = ModelPool(flaky_settings())
     reg = Registry([Double(), eval_, result])
     batcher = Batcher()
-    options = {"Double": {"max_wait_ms": 300}}
+    options = {"Double": {"max_wait_ms": 300, "wait": "fixed"}}
 
     def executor(limit: float) -> Executor:
         return Executor(

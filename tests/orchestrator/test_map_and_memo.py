@@ -28,7 +28,8 @@ def test_asking_the_same_thing_twice_pays_once(tiny: Orchestrator) -> None:
     assert vlm.stats["generate_calls"] == calls  # both Vqa calls came from the memo
     assert again.trace.step("A").meta.get("memoised") is True
     other = tiny.execute(program.replace("cat", "dog"), image="sample:chelsea")
-    assert other.ok and vlm.stats["generate_calls"] == calls + 1  # new question: computed
+    assert other.ok and vlm.stats["generate_calls"] > calls  # new question: computed
+    assert other.trace.step("A").meta.get("memoised") is not True
 
 
 def test_map_runs_programs_concurrently_and_coalesces_batches(

@@ -43,7 +43,7 @@ def callers(
     call has joined the queue (the minute-long wait is an upper bound never reached), so
     coalescing does not depend on how fast the threads happen to start."""
     out: list[list[Any]] = [[] for _ in groups]
-    options: dict[str, Any] = {"max_wait_ms": 60_000 if max_batch else 50}
+    options: dict[str, Any] = {"max_wait_ms": 60_000 if max_batch else 50, "wait": "fixed"}
     if max_batch:
         options["max_batch"] = max_batch
     start = threading.Barrier(len(groups))
@@ -131,7 +131,7 @@ def test_a_cancelled_leader_hands_its_members_to_a_new_leader() -> None:
     """The leader is stuck in native code when its step is cancelled: its members run in a
     new batch at once, and later callers are not blocked either."""
     tool, batcher = Blocky(), Batcher()
-    options = {"Blocky": {"max_wait_ms": 200}}
+    options = {"Blocky": {"max_wait_ms": 200, "wait": "fixed"}}
     leader, member = ToolContext(options=options), ToolContext(options=options)
     out: dict[str, Any] = {}
     a = _start(batcher, tool, leader, "block", out)
@@ -178,7 +178,7 @@ class Spinner(Blocky):
 
 def test_the_leaders_cancellation_stops_the_batch_and_its_members_run_again() -> None:
     tool, batcher = Spinner(), Batcher()
-    options = {"Spinner": {"max_wait_ms": 200}}
+    options = {"Spinner": {"max_wait_ms": 200, "wait": "fixed"}}
     leader = ToolContext(options=options)
     out: dict[str, Any] = {}
     raised: list[BaseException] = []
@@ -206,7 +206,7 @@ def test_the_leaders_cancellation_stops_the_batch_and_its_members_run_again() ->
 
 def test_a_caller_cancelled_while_queued_never_runs() -> None:
     tool, batcher = Blocky(), Batcher()
-    options = {"Blocky": {"max_wait_ms": 100}}
+    options = {"Blocky": {"max_wait_ms": 100, "wait": "fixed"}}
     gone = ToolContext(options=options)
     gone.cancel.set()
     out: dict[str, Any] = {}
@@ -232,7 +232,7 @@ def test_a_leader_interrupted_mid_batch_leaves_no_member_stranded() -> None:
             return [t.upper() for t in texts]
 
     tool, batcher = Exploding(), Batcher()
-    options = {"Exploding": {"max_wait_ms": 200}}
+    options = {"Exploding": {"max_wait_ms": 200, "wait": "fixed"}}
     out: dict[str, Any] = {}
 
     def lead() -> None:

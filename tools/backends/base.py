@@ -25,6 +25,7 @@ from ..devices import module_bytes
 from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 from ..types import detached
+from .coalesce import DEFAULT_MAX_WAIT_MS, Lanes
 from .threads import ModelThread
 
 
@@ -159,6 +160,24 @@ class Backend:
                     owner = ModelThread(f"vischain-model-{self.family or type(self).__name__}")
                     self._model_thread = owner
         return owner
+
+    @property
+    def lanes(self) -> Lanes:
+        """This model's batching lanes (:mod:`tools.backends.coalesce`): concurrent calls of
+        one step share a batch. The spec's options ``coalesce`` (default true) and
+        ``max_wait_ms`` (default 5) configure them."""
+        lanes = getattr(self, "_lanes", None)
+        if lanes is None:
+            with Backend._thread_lock:
+                lanes = getattr(self, "_lanes", None)
+                if lanes is None:
+                    options = self.spec.options if self.spec is not None else {}
+                    lanes = Lanes(
+                        max_wait_ms=float(options.get("max_wait_ms", DEFAULT_MAX_WAIT_MS)),
+                        enabled=bool(options.get("coalesce", True)),
+                    )
+                    self._lanes = lanes
+        return lanes
 
     def stop_model_thread(self) -> None:
         """End the model's thread after its queued calls (the pool does this on eviction)."""

@@ -4,7 +4,9 @@ Two stages: :mod:`tools.backends.clip_weights` finds what a spec names on this m
 (architecture, checkpoint, preprocessing a pretrained tag implies); this module builds the
 model from that (skipping random initialisation where the checkpoint covers every tensor) and
 runs it. Features are cached per image content hash and per text in the pool's feature
-cache; only the misses of a call are encoded, together.
+cache; only the misses of a call are encoded, together. Pixels and tokens are prepared on
+the caller's thread; the encoders run in the model's lanes (:mod:`tools.backends.coalesce`),
+so concurrent calls from any tool share one forward.
 """
 
 from __future__ import annotations
@@ -219,20 +221,17 @@ class OpenClipBackend(Backend):
             dim = int(self.text_features(["a photo."]).shape[1])
         return int(dim)
 
-    @on_model_thread
     def image_features(self, images: Sequence[Image]) -> torch.Tensor:
         """[N, D] L2-normalised float32 CPU embeddings; only uncached images are encoded, in
-        one forward (per ``batch_size`` chunk)."""
+        one batch with other callers' (per ``batch_size`` chunk)."""
         keys = [("clip_image", im.hash) for im in images]
         return self._rows(keys, list(images), self._encode_images)
 
-    @on_model_thread
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
         """[M, D] L2-normalised float32 CPU embeddings, cached per text."""
         keys = [("clip_text", t) for t in texts]
         return self._rows(keys, list(texts), self._encode_texts)
 
-    @on_model_thread
     def class_features(
         self,
         classes: Sequence[str],
@@ -256,14 +255,12 @@ class OpenClipBackend(Backend):
         means = torch.stack([feats[[row[p] for p in own]].mean(dim=0) for own in prompts])
         return F.normalize(means, dim=-1)
 
-    @on_model_thread
     def similarity(self, images: Sequence[Image], texts: Sequence[str]) -> np.ndarray:
         """[N, M] cosine similarities between images and texts."""
         if not images or not texts:
             return np.zeros((len(images), len(texts)), dtype=np.float32)
         return (self.image_features(images) @ self.text_features(texts).T).numpy()
 
-    @on_model_thread
     def similarity_to_classes(
         self,
         images: Sequence[Image],
@@ -278,7 +275,6 @@ class OpenClipBackend(Backend):
             return np.zeros((0, len(classes)), dtype=np.float32)
         return (self.image_features(images) @ cls_feats.T).numpy()
 
-    @on_model_thread
     def zero_shot(
         self,
         images: Sequence[Image],
@@ -322,14 +318,23 @@ class OpenClipBackend(Backend):
             self.stats[items] += n
 
     def _encode_images(self, images: list[Image]) -> torch.Tensor:
+        """Embeddings of ``images``: their pixels are prepared here, on the caller's thread,
+        then encoded in the image lane's batch (shared with every other caller)."""
+        pixels = self.pixels(images)
+        lane = self.lanes.get(
+            "image_encoder", self._encode_pixels, max_batch=self.max_batch, key=_row_key
+        )
+        return lane([(im.hash, row) for im, row in zip(images, pixels, strict=True)])
+
+    @on_model_thread
+    def _encode_pixels(self, rows: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
+        """[N, D] embeddings of prepared [3, S, S] pixel rows, ``batch_size`` per forward."""
         out = []
-        for start in range(0, len(images), self.max_batch):
-            chunk = images[start : start + self.max_batch]
+        for start in range(0, len(rows), self.max_batch):
+            chunk = torch.stack([pixels for _, pixels in rows[start : start + self.max_batch]])
             try:
-                pixels = self.pixels(chunk)
                 with torch.inference_mode():
-                    pixels = pixels.to(device=self.device, dtype=self.dtype)
-                    feats = self.model.encode_image(pixels)
+                    feats = self.model.encode_image(chunk.to(device=self.device, dtype=self.dtype))
                     out.append(F.normalize(feats.float(), dim=-1).cpu())
             except Exception as exc:
                 raise ModelError(f"CLIP image encoder failed: {type(exc).__name__}: {exc}") from exc
@@ -351,18 +356,35 @@ class OpenClipBackend(Backend):
         return torch.stack([self.preprocess(im.pil) for im in images])
 
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """Embeddings of ``texts``: tokenised here, encoded in the text lane's batch."""
+        try:
+            tokens = self.tokenizer(texts)
+        except Exception as exc:
+            raise ModelError(f"CLIP tokenizer failed: {type(exc).__name__}: {exc}") from exc
+        lane = self.lanes.get(
+            "text_encoder", self._encode_tokens, max_batch=self.max_batch, key=_row_key
+        )
+        return lane(list(zip(texts, tokens, strict=True)))
+
+    @on_model_thread
+    def _encode_tokens(self, rows: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
+        """[M, D] embeddings of tokenised texts, ``batch_size`` per forward."""
         out = []
-        for start in range(0, len(texts), self.max_batch):
-            chunk = texts[start : start + self.max_batch]
+        for start in range(0, len(rows), self.max_batch):
+            chunk = torch.stack([tokens for _, tokens in rows[start : start + self.max_batch]])
             try:
-                tokens = self.tokenizer(chunk)
                 with torch.inference_mode():
-                    feats = self.model.encode_text(tokens.to(self.device))
+                    feats = self.model.encode_text(chunk.to(self.device))
                     out.append(F.normalize(feats.float(), dim=-1).cpu())
             except Exception as exc:
                 raise ModelError(f"CLIP text encoder failed: {type(exc).__name__}: {exc}") from exc
             self._count("text_encoder", "texts_encoded", len(chunk))
         return torch.cat(out)
+
+
+def _row_key(row: tuple[str, Any]) -> str:
+    """A lane row's identity: the image hash or the text it was made from."""
+    return row[0]
 
 
 def _split_preprocess(

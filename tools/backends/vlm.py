@@ -4,17 +4,21 @@ Both answer short questions about an image and caption it; Molmo2 also points at
 (its answer holds coordinates, which :func:`parse_points` turns into pixels).
 
 A batch is generated in one ``generate`` call with left padding and greedy decoding, so a
-batch of N gives what N single calls give. The vision tower runs once per distinct image:
-its output (the projected image tokens) is cached by content hash, and ``generate`` gets it
-through transformers' ``mm_encoder_outputs`` instead of pixels, so several questions about
-one picture encode it once.
+batch of N gives what N single calls give; each row stops at its end token or its own token
+budget. Concurrent calls — Vqa, captions, pointing, from any program — share one batch
+through the model's ``generate`` lane (:mod:`tools.backends.coalesce`). The vision tower
+runs once per distinct image: its output (the projected image tokens) is cached by content
+hash, and ``generate`` gets it through transformers' ``mm_encoder_outputs`` instead of
+pixels, so several questions about one picture encode it once.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -161,6 +165,47 @@ def _tiny_tokenizer(special: list[str], extra: list[str], **kwargs: Any) -> Any:
 
 
 LENGTH_BUCKET = 16
+MAX_ROWS = 16  # rows per generate batch (options["max_batch"])
+
+
+@dataclass(frozen=True, eq=False)
+class _Row:
+    """One prepared generation: the picture, its full chat prompt, its token budget."""
+
+    image: Image
+    prompt: str
+    budget: int
+
+
+def _budgets(max_new_tokens: int | Sequence[int], n: int) -> list[int]:
+    """One token budget per row, each at least 1."""
+    if isinstance(max_new_tokens, int):
+        budgets = [max_new_tokens] * n
+    else:
+        budgets = [int(b) for b in max_new_tokens]
+        if len(budgets) != n:
+            raise ValueError(f"{len(budgets)} token budgets for {n} prompts")
+    if any(b < 1 for b in budgets):
+        raise ValueError("max_new_tokens must be at least 1")
+    return budgets
+
+
+@functools.cache
+def _row_budgets_class() -> type:
+    from transformers import StoppingCriteria
+
+    class RowBudgets(StoppingCriteria):
+        """Ends each row at its own number of new tokens (a row that stops early is padded
+        while the others go on; the batch ends when every row has stopped)."""
+
+        def __init__(self, prompt_length: int, budgets: Sequence[int], device: str) -> None:
+            self.prompt_length = prompt_length
+            self.budgets = torch.tensor(list(budgets), device=device)
+
+        def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            return (input_ids.shape[1] - self.prompt_length) >= self.budgets
+
+    return RowBudgets
 
 
 # --- the backends ----------------------------------------------------------------------------
@@ -189,6 +234,7 @@ class _HFVisionLM(HFBackend):
         # repeating shapes (attention plans and kernels are chosen per shape) instead of
         # one per prompt length; the attention mask hides the padding.
         self.length_bucket = int(spec.options.get("length_bucket", LENGTH_BUCKET))
+        self.max_rows = int(spec.options.get("max_batch", MAX_ROWS))
 
     # --- prompts -----------------------------------------------------------------------------
 
@@ -214,79 +260,109 @@ class _HFVisionLM(HFBackend):
 
     # --- generation --------------------------------------------------------------------------
 
-    @on_model_thread
     def answer(
-        self, requests: Sequence[tuple[Image, str]], *, max_new_tokens: int = 32
+        self, requests: Sequence[tuple[Image, str]], *, max_new_tokens: int | Sequence[int] = 32
     ) -> list[str]:
-        """Short answers to (image, question) pairs, one batched greedy generation."""
+        """Short answers to (image, question) pairs, one batched greedy generation
+        (``max_new_tokens``: one budget for all, or one per pair)."""
         return self.generate(
             [image for image, _ in requests],
             [self.question_prompt(question) for _, question in requests],
             max_new_tokens=max_new_tokens,
         )
 
-    @on_model_thread
     def caption(self, images: Sequence[Image], *, max_new_tokens: int = 48) -> list[str]:
         """A one-sentence caption per image, one batched greedy generation."""
         return self.generate(
             list(images), [self.caption_prompt] * len(images), max_new_tokens=max_new_tokens
         )
 
-    @on_model_thread
     def generate(
-        self, images: Sequence[Image], texts: Sequence[str], *, max_new_tokens: int
+        self,
+        images: Sequence[Image],
+        texts: Sequence[str],
+        *,
+        max_new_tokens: int | Sequence[int],
     ) -> list[str]:
         """Greedy completions of the chat prompts for (image, text) pairs: only the new
-        tokens, decoded without special tokens and stripped."""
+        tokens, decoded without special tokens and stripped. ``max_new_tokens`` is one
+        budget or one per pair; a row stops at its end token or its own budget.
+
+        The prompts are built here, on the caller's thread; the generation runs in the
+        model's ``generate`` lane, in one batch with the other callers' rows (Vqa,
+        captions, pointing — whichever tools and programs asked meanwhile)."""
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images but {len(texts)} prompts")
+        budgets = _budgets(max_new_tokens, len(images))
         if not images:
             return []
-        if max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
-        from transformers import GenerationConfig
+        rows = [
+            _Row(image, self.chat_prompt(text), budget)
+            for image, text, budget in zip(images, texts, budgets, strict=True)
+        ]
+        return list(self.lanes.get("generate", self._generate_rows, max_batch=self.max_rows)(rows))
 
-        prompts = [self.chat_prompt(t) for t in texts]
+    @on_model_thread
+    def _generate_rows(self, rows: list[_Row]) -> list[str]:
+        """One left-padded greedy ``generate`` over prepared rows; each row stops at an end
+        token or at its own budget, the batch when every row has."""
+        from transformers import GenerationConfig, StoppingCriteriaList
+
         try:
             with torch.inference_mode():
                 inputs = self.processor(
-                    images=[image.pil for image in images],
-                    text=prompts,
+                    images=[row.image.pil for row in rows],
+                    text=[row.prompt for row in rows],
                     padding=True,
                     pad_to_multiple_of=self.length_bucket,  # shapes repeat: warm GPU kernels
                     return_tensors="pt",
                 )
-                features = self._image_features(list(images), inputs)
+                features = self._image_features([row.image for row in rows], inputs)
                 for key in self._pixel_keys():
                     inputs.pop(key, None)
                 inputs = inputs.to(self.device)
                 eos = self.model.generation_config.eos_token_id
                 pad = self.tokenizer.pad_token_id
+                budgets = [row.budget for row in rows]
                 config = GenerationConfig(
-                    max_new_tokens=max_new_tokens,
+                    max_new_tokens=max(budgets),
                     do_sample=False,
                     eos_token_id=eos,
                     pad_token_id=pad if pad is not None else _first(eos),
                     bos_token_id=self.model.generation_config.bos_token_id,
                 )
+                prompt_length = inputs["input_ids"].shape[1]
+                stops = StoppingCriteriaList()
+                if min(budgets) < max(budgets):
+                    stops.append(_row_budgets_class()(prompt_length, budgets, self.device))
                 output = self.model.generate(
-                    **inputs, mm_encoder_outputs={"image": features}, generation_config=config
+                    **inputs,
+                    mm_encoder_outputs={"image": features},
+                    generation_config=config,
+                    stopping_criteria=stops,
                 )
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ModelError(f"{self.spec.label()} failed: {type(exc).__name__}: {exc}") from exc
-        new = output[:, inputs["input_ids"].shape[1] :].cpu()
-        self.stats["generated_tokens"] += sum(self._lengths(new, eos))
+        new = output[:, prompt_length:].cpu()
+        lengths = self._lengths(new, eos, config.pad_token_id, budgets)
+        self.stats["generated_tokens"] += sum(lengths)
+        new = [row[: min(n, b)] for row, n, b in zip(new, lengths, budgets, strict=True)]
         self.stats["generate_calls"] += 1
         texts_out = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return [t.strip() for t in texts_out]
 
     @staticmethod
-    def _lengths(new: torch.Tensor, eos: int | list[int] | None) -> list[int]:
-        """Tokens each row really generated (up to and including its first end token)."""
+    def _lengths(
+        new: torch.Tensor, eos: int | list[int] | None, pad: int | None, budgets: Sequence[int]
+    ) -> list[int]:
+        """Tokens each row really generated: up to and including its first end token, and
+        not the padding that follows a row stopped at its budget."""
         stops = [eos] if isinstance(eos, int) else list(eos or [])
         lengths = []
-        for row in new.tolist():
+        for row, budget in zip(new.tolist(), budgets, strict=True):
             end = next((k + 1 for k, t in enumerate(row) if t in stops), len(row))
+            if end > budget and all(t == pad for t in row[budget:]):
+                end = budget  # stopped at its budget, padded while the others went on
             lengths.append(end)
         return lengths
 
@@ -425,7 +501,6 @@ class Molmo2Backend(_HFVisionLM):
         token = getattr(self.processor, "image_token", "<|image|>")
         return f"{token}User: {text} Assistant:"
 
-    @on_model_thread
     def point(
         self, requests: Sequence[tuple[Image, str]], *, max_new_tokens: int = 96
     ) -> list[PointList]:

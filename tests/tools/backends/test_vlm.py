@@ -182,6 +182,24 @@ def test_token_limit(cls: type, loaded: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize("cls", FAMILIES)
+def test_each_row_stops_at_its_own_budget(cls: type, loaded: dict[str, object]) -> None:
+    """Per-row budgets in one batch: each row is what it is alone with its own budget, and
+    the batch generates no more than the budgets add up to (not the largest for every row)."""
+    backend = loaded[cls.family]
+    requests = list(zip(IMAGES, QUESTIONS, strict=True))
+    budgets = [1, 7, 3]
+    before = backend.stats["generated_tokens"]
+    together = backend.answer(requests, max_new_tokens=budgets)
+    assert backend.stats["generated_tokens"] - before <= sum(budgets)
+    alone = [
+        backend.answer([r], max_new_tokens=b)[0] for r, b in zip(requests, budgets, strict=True)
+    ]
+    assert together == alone
+    with pytest.raises(ValueError, match="budgets"):
+        backend.answer(requests, max_new_tokens=[1, 2])
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
 def test_cached_image_path_equals_transformers_generate(
     cls: type, loaded: dict[str, object]
 ) -> None:

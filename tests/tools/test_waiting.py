@@ -1,0 +1,44 @@
+"""The adaptive wait: no waiting for rare calls, bounded waiting while calls keep coming."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.waiting import QUIET_GAPS, AdaptiveWait
+
+
+def test_no_history_and_rare_calls_mean_no_wait() -> None:
+    wait = AdaptiveWait()
+    assert wait.until(0.0, 0.005, now=0.0) == 0.0  # nothing known: a lone call goes at once
+    wait.arrived(0.0)
+    wait.arrived(1.0)  # a second apart: rare
+    assert not wait.frequent(0.005)
+    assert wait.until(1.0, 0.005, now=1.0) == 0.0
+
+
+def test_frequent_calls_wait_at_most_max_wait() -> None:
+    wait = AdaptiveWait()
+    for k in range(5):
+        wait.arrived(k * 0.001)  # a call every millisecond
+    assert wait.frequent(0.005)
+    left = wait.until(0.004, 0.005, now=0.004)
+    assert 0.0 < left <= 0.005
+    assert left == pytest.approx(QUIET_GAPS * wait.gap)  # the quiet-spell limit comes first
+    assert wait.until(0.004, 0.005, now=0.004 + 0.005) == 0.0  # past max_wait: go
+
+
+def test_each_arrival_extends_the_wait_up_to_max_wait() -> None:
+    wait = AdaptiveWait()
+    for k in range(5):
+        wait.arrived(k * 0.001)
+    started = 0.004
+    quiet_end = started + QUIET_GAPS * wait.gap
+    wait.arrived(quiet_end - 0.0001)  # another call just before the quiet spell ended
+    assert wait.until(started, 0.005, now=quiet_end) > 0.0
+    assert wait.until(started, 0.005, now=started + 0.005) == 0.0
+
+
+def test_fixed_wait_always_waits_max_wait() -> None:
+    wait = AdaptiveWait()
+    assert wait.until(10.0, 0.05, now=10.0, fixed=True) == pytest.approx(0.05)
+    assert wait.until(10.0, 0.05, now=10.02, fixed=True) == pytest.approx(0.03)

@@ -1,0 +1,62 @@
+"""How long a batch's leader waits for company: not at all when calls are rare.
+
+A leader that always waited ``max_wait`` would make every lone call that much slower.
+:class:`AdaptiveWait` watches the gaps between arrivals (an exponentially weighted mean):
+when they are longer than ``max_wait`` — one program calling now and then — the leader
+runs at once; when they are shorter — many programs calling together — it waits for more
+calls, but only while they keep coming (a quiet spell of twice the usual gap ends the
+wait), never past ``max_wait``, and not at all once ``max_batch`` items are queued. Calls
+that arrive while a batch is in flight queue anyway and make the next batch; that is
+where most batches fill under load, with no timer at all.
+
+``until(..., fixed=True)`` is the plain policy: always wait ``max_wait`` (unless the batch
+is full).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+SMOOTHING = 0.3  # weight of the newest gap in the mean
+QUIET_GAPS = 2.0  # a wait ends after this many mean gaps without an arrival
+
+
+@dataclass
+class AdaptiveWait:
+    """The arrival history of one queue and the wait it implies (thread-safe)."""
+
+    gap: float | None = None  # mean seconds between arrivals (None: fewer than two yet)
+    last: float | None = None  # when the latest call arrived (time.monotonic())
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def arrived(self, now: float | None = None) -> None:
+        """Note one arrival."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self.last is not None:
+                step = max(0.0, now - self.last)
+                old = step if self.gap is None else self.gap
+                self.gap = (1 - SMOOTHING) * old + SMOOTHING * step
+            self.last = now
+
+    def frequent(self, max_wait: float) -> bool:
+        """Whether calls arrive often enough that waiting up to ``max_wait`` should help."""
+        with self._lock:
+            return self.gap is not None and self.gap < max_wait
+
+    def until(
+        self, started: float, max_wait: float, now: float | None = None, *, fixed: bool = False
+    ) -> float:
+        """Seconds a leader that began waiting at ``started`` should still wait (0: go).
+        Call it again after every arrival: the quiet-spell limit moves with them."""
+        now = time.monotonic() if now is None else now
+        end = started + max_wait
+        if not fixed:
+            with self._lock:
+                if self.gap is None or self.gap >= max_wait:
+                    return 0.0
+                last = self.last if self.last is not None else started
+                end = min(end, max(last, started) + QUIET_GAPS * max(self.gap, 1e-4))
+        return max(0.0, end - now)
