@@ -272,6 +272,7 @@ class Orchestrator:
             checked = program_form.check(parsed, self.registry, inputs=types)
         except VisChainError as exc:
             return RunResult(None, parsed, trace, exc, known)
+        self._prefetch(program_form.tools_used(parsed))
         machinery = (
             self.machinery if deadline is None else replace(self.machinery, deadline=deadline)
         )
@@ -282,6 +283,16 @@ class Orchestrator:
             done = {r.step: r.value for r in trace.steps if r.status == StepStatus.OK}
             return RunResult(None, parsed, trace, error, {**known, **done})
         return RunResult(run.output, parsed, trace, run.error, run.values, run.errors)
+
+    def _prefetch(self, tools: set[str]) -> None:
+        """Start loading the models of a checked program's tools (on the pool's loader
+        thread), so they load while its first steps run; a failure shows at the step."""
+        roles: list[str] = []
+        for name in sorted(tools):
+            tool = self.registry.get(name) if name in self.registry else None
+            roles += getattr(tool, "requires", ())
+        if roles and isinstance(self.pool, ModelPool) and self.pool.settings.prefetch:
+            self.pool.prefetch(roles)
 
     def _complete(self, result: RunResult) -> RunResult:
         """Finish the result's trace: record the outcome, export it, save it."""

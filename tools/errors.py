@@ -48,6 +48,14 @@ class ModelError(ToolError):
     code = ToolErrorCode.MODEL_ERROR
 
 
+class ModelLoadError(ModelError):
+    """A model could not be loaded; ``role`` names what it was to serve."""
+
+    def __init__(self, message: str, *, role: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.role = role
+
+
 class ReplicaDiedError(ModelError):
     """The Ray Serve replica holding a model died during a call (it is being restarted)."""
 

@@ -6,6 +6,14 @@ it on the device with the most free memory within its budget, and evicts the lea
 used models of that device when a new one would not fit. It also owns the per-image
 feature cache (bounded in bytes) that backends use for CLIP features and SAM embeddings.
 
+Loading is off the request path: every load runs on the pool's loader thread (one, so
+loads do not fight over memory and disk). A request for a model being loaded waits on that
+load's future; requests for loaded models go on meanwhile. :meth:`prefetch` starts the loads
+a program will need as soon as it is checked (the orchestrator does so), so they overlap
+the steps that run first. A failed load raises :class:`ModelLoadError` naming the role in
+each caller that needed it (the executor adds the step); nothing else is lost, and the next
+request tries again.
+
 With ``settings.serve`` set, nothing is loaded here: each role resolves to the Ray Serve
 deployment that serves it (:mod:`tools.remote`), and the pool hands out stand-ins with the
 same methods.
@@ -18,7 +26,8 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,9 +35,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .backends import Backend, Placement, backend_class
+from .backends.threads import ModelThread
 from .cache import ByteLRU
 from .devices import DeviceInfo, configure_attention, dtype_for, dtype_size, list_devices
-from .errors import ModelError, NoBackendError
+from .errors import ModelError, ModelLoadError, NoBackendError
 from .profiles import roles_for
 from .progress import task
 from .settings import ModelSettings, ModelSpec
@@ -56,7 +66,8 @@ class ModelPool:
         self.features = ByteLRU(self.settings.cache_mb * 2**20, "features")
         self.load_counts: Counter[str] = Counter()
         self._lock = threading.RLock()
-        self._key_locks: dict[str, threading.Lock] = {}
+        self._loading: dict[str, Future[Backend]] = {}  # loads queued or running, by key
+        self._loader: ModelThread | None = None  # started on the first load
         self._loaded: OrderedDict[str, _Entry] = OrderedDict()  # LRU order: oldest first
         self._provided: dict[str, Backend] = {}
         self._resolved: dict[str, tuple[ModelSpec | None, str | None]] = {}
@@ -148,7 +159,7 @@ class ModelPool:
             raise NoBackendError(f"no '{role}' model available: {reason}")
         if self.remote is not None:
             return self.remote.backend(role, spec)
-        backend = self.load(spec)
+        backend = self._load_for(role, spec)
         with self._lock:
             if spec.key() in self._loaded:
                 self._loaded[spec.key()].roles.add(role)
@@ -158,7 +169,13 @@ class ModelPool:
 
     def load(self, spec: ModelSpec, *, device: str | None = None) -> Backend:
         """The loaded model for ``spec``, loading it once on first use (on ``device`` when
-        given: a copy of its own beside the one placed automatically)."""
+        given: a copy of its own beside the one placed automatically). The load runs on the
+        loader thread; this waits for it."""
+        return self.loading(spec, device=device).result()
+
+    def loading(self, spec: ModelSpec, *, device: str | None = None) -> Future[Backend]:
+        """A future of the loaded model for ``spec``: done at once when it is loaded, else
+        the load queued or running on the loader thread (one per model, however many ask)."""
         key = spec.key()
         if device is not None:
             spec = spec.model_copy(update={"device": device})
@@ -167,14 +184,57 @@ class ModelPool:
             entry = self._loaded.get(key)
             if entry is not None:
                 self._loaded.move_to_end(key)
-                return entry.backend
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
+                done: Future[Backend] = Future()
+                done.set_result(entry.backend)
+                return done
+            future = self._loading.get(key)
+            if future is not None:
+                return future
+            if self._loader is None:
+                self._loader = ModelThread("vischain-loader")
+            future = self._loader.submit(lambda: self._load_once(spec, key))
+            self._loading[key] = future
+        return future
+
+    def _load_once(self, spec: ModelSpec, key: str) -> Backend:
+        try:
             with self._lock:
                 entry = self._loaded.get(key)
-                if entry is not None:
-                    return entry.backend
-            return self._load(spec, key)
+            return entry.backend if entry is not None else self._load(spec, key)
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)  # a failed load is tried again on the next request
+
+    def _load_for(self, role: str, spec: ModelSpec) -> Backend:
+        """:meth:`load` for ``role``, a failure raised as this caller's own typed error."""
+        try:
+            return self.load(spec)
+        except NoBackendError:
+            raise
+        except Exception as exc:
+            error = ModelLoadError(
+                f"the '{role}' model ({spec.label()}) could not be loaded: "
+                f"{exc.message if isinstance(exc, ModelError) else f'{type(exc).__name__}: {exc}'}",
+                role=role,
+            )
+            raise error from exc
+
+    def prefetch(self, roles: Iterable[str]) -> dict[str, Future[Backend]]:
+        """Start loading the models of ``roles`` on the loader thread and return at once
+        (roles already loaded, provided, served remotely or without a model are skipped).
+        A failed load surfaces when a step asks for its role."""
+        started: dict[str, Future[Backend]] = {}
+        if self.remote is not None:
+            return started
+        for role in dict.fromkeys(roles):
+            with self._lock:
+                if role in self._provided:
+                    continue
+            spec, _ = self.resolve(role)
+            if spec is None or self.is_loaded(spec):
+                continue
+            started[role] = self.loading(spec)
+        return started
 
     def _load(self, spec: ModelSpec, key: str) -> Backend:
         cls = backend_class(spec.family)

@@ -91,6 +91,7 @@ class ModelSettings(BaseModel):
     # for models on an accelerator only (on the CPU it measured no gain and cost throughput)
     model_threads: bool | None = None
     cudnn_attention: bool = False  # cuDNN SDPA plans per thread and shape: off (GPU.md)
+    prefetch: bool = True  # load a checked program's models before its steps ask for them
     serve: ServeSettings | None = None  # set: roles are Ray Serve deployments, not local models
 
     @field_validator("roles", mode="before")

@@ -48,11 +48,22 @@ class ModelThread:
         """``fn()`` on this thread (directly, when already on it); its result or exception."""
         if self.owns_current_thread():
             return fn()
+        return self.submit(fn).result()
+
+    def submit(self, fn: Callable[[], R]) -> Future[R]:
+        """Queue ``fn()`` and return its future at once (run in place when called from
+        this thread itself, which could otherwise wait on itself)."""
+        future: Future[R] = Future()
+        if self.owns_current_thread():
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+            return future
         if not self._thread.is_alive():
             raise RuntimeError(f"model thread {self.name} has stopped")
-        future: Future = Future()
         self._queue.put((fn, future))
-        return future.result()
+        return future
 
     def stop(self) -> None:
         """Finish the queued calls, then end the thread (idempotent)."""
