@@ -195,6 +195,7 @@ class _Run:
         own = None if limit is None else time.monotonic() + limit
         self.deadline = min((d for d in (own, deadline) if d is not None), default=None)
         self.keys: dict[str, Hashable] = {}  # memo keys of the calls that may be remembered
+        self.tools: dict[str, tuple[Tool, bool]] = {}  # by name: the tool, whether inline
         self.probe = ex.context() if ex.memo is not None else None  # model identities for memo keys
 
     # --- setup -----------------------------------------------------------------------------
@@ -280,7 +281,7 @@ class _Run:
                 record.start = record.end = time.time()
                 newly += self.succeed(name, args["value"], duration=0.0)
                 continue
-            tool = self.ex.registry.get(step.tool)
+            tool, inline = self.tool(step.tool)
             try:
                 call = tool.prepare(args)
             except VisChainError as exc:
@@ -290,7 +291,7 @@ class _Run:
                 error = ToolInputError(f"{tool.name}: bad arguments: {_describe(exc)}")
                 newly += self.fail(name, error)
                 continue
-            if getattr(tool, "inline", False) and not wants_process(self.probe_context(), tool):
+            if inline:
                 newly += self.run_inline(tool, step, call)
                 continue
             degraded = self.degraded(tool)
@@ -341,6 +342,17 @@ class _Run:
                 compiled = compile_expression(value.source)
             return compiled.bind(self.values)
         raise TypeError(f"unknown value {value!r}")
+
+    def tool(self, name: str) -> tuple[Tool, bool]:
+        """The tool called ``name`` and whether it runs inline here (an inline tool the
+        config isolates in a process does not); looked up once per run."""
+        found = self.tools.get(name)
+        if found is None:
+            tool = self.ex.registry.get(name)
+            inline = getattr(tool, "inline", False)
+            inline = inline and not wants_process(self.probe_context(), tool)
+            found = self.tools[name] = (tool, inline)
+        return found
 
     def probe_context(self) -> ToolContext:
         """A context for reading options (made once per run)."""

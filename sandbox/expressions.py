@@ -65,8 +65,18 @@ class BoundExpression:
     expression: Expression
     values: Mapping[str, object]
 
-    def evaluate(self, **options: object) -> object:
-        return self.expression.evaluate(self.values, **options)  # type: ignore[arg-type]
+    def evaluate(
+        self,
+        *,
+        limits: Limits | None = None,
+        budget: Budget | None = None,
+        answers: bool = True,
+        exposed: Mapping[type, Exposed] | None = None,
+    ) -> object:
+        """:meth:`Expression.evaluate` on the bound values."""
+        return self.expression.evaluate(
+            self.values, limits=limits, budget=budget, answers=answers, exposed=exposed
+        )
 
     def __str__(self) -> str:
         return self.expression.source

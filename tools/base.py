@@ -268,8 +268,8 @@ class Tool:
     def prepare(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """Coerce and validate arguments; raise :class:`ToolInputError` naming the argument."""
         args = self.canonical_args(args)
-        unknown = sorted(set(args) - self._param_names)
-        if unknown:
+        if not self._param_names.issuperset(args):
+            unknown = sorted(set(args) - self._param_names)
             raise ToolInputError(f"{self.name}: unknown argument(s) {', '.join(unknown)}")
         converted: dict[str, Any] = {}
         # a video where one picture goes: validated as its first frame, run once per frame
@@ -295,7 +295,8 @@ class Tool:
             )
             raise ToolInputError(f"{self.name}: {problems}") from None
         call = {p.name: getattr(model, p.name) for p in self.spec.params}
-        call.update((name, args[name]) for name in varying)  # see tools.video.expand_frames
+        if varying:
+            call.update((name, args[name]) for name in varying)  # see tools.video.expand_frames
         return call
 
     @cached_property
