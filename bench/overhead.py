@@ -7,8 +7,8 @@ Programs (the same text for both systems, in each one's syntax):
 * chained: ``A0=Eval('1')``, ``A{i}=Eval('{A(i-1)} + 1')`` — each step reads the last.
 
 *cold* is the first run of a program text this process has never seen (its variables get
-a fresh prefix, so no compiled-expression cache helps); *warm* is the median of repeated
-runs of one text after a warm-up. ``overhead_us`` is the warm total less the steps' own
+a fresh prefix) with the compiled-expression cache emptied first, as in a new process;
+*warm* is the median of repeated runs of one text after a warm-up. ``overhead_us`` is the warm total less the steps' own
 recorded work (Eval's evaluation) in the same runs, so it can never go negative. Wall and
 process-CPU microseconds are both shown for both systems (on a shared, loaded machine the
 CPU figures are the reliable ones); the load average before and after goes into the JSON.
@@ -40,6 +40,7 @@ import tokenize
 
 from common import orchestrator, report
 
+from sandbox.expressions import clear_compiled
 from tools import Registry
 from tools.builtin.logic import eval_, result
 
@@ -142,12 +143,17 @@ def timed(run, text: str) -> tuple[float, float, float]:
     return time.perf_counter() - w0, time.process_time() - c0, tool
 
 
+def cold_run(run, text: str) -> tuple[float, float, float]:
+    clear_compiled()
+    return timed(run, text)
+
+
 def measure(run, kind: str, n: int, syntax: str, fresh, quick: bool) -> dict[str, float]:
     """Per-step microseconds, wall and process CPU time (the latter is what a loaded shared
     machine distorts least): cold (median over new texts) and warm (median of repeats);
     ``run(text)`` returns the seconds of tool work it recorded."""
     cold_runs, warm_runs = (QUICK[n], QUICK[n]) if quick else (COLD[n], REPEATS[n])
-    cold = [timed(run, program(kind, n, next(fresh), syntax)) for _ in range(cold_runs)]
+    cold = [cold_run(run, program(kind, n, next(fresh), syntax)) for _ in range(cold_runs)]
     text = program(kind, n, next(fresh), syntax)
     run(text)  # warm-up
     warm = [timed(run, text) for _ in range(warm_runs)]

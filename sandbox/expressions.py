@@ -96,6 +96,11 @@ def _compile_cached(source: str, visprog: bool) -> Expression:
     return _compile(source, visprog)
 
 
+def clear_compiled() -> None:
+    """Forget every cached compiled expression (what a new process starts with)."""
+    _compile_cached.cache_clear()
+
+
 def _compile(source: str, visprog: bool) -> Expression:
     if not isinstance(source, str):
         raise EvalError("an expression must be text", code=ErrorCode.BAD_EXPRESSION)
