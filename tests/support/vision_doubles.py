@@ -46,7 +46,12 @@ class DecisiveClip:
         return getattr(self._real, name)
 
     def zero_shot(self, images: Sequence[Image], classes: Sequence[str], **_: Any) -> np.ndarray:
-        table = np.full((len(images), len(classes)), 0.01)
-        for i in range(len(images)):
+        return self.zero_shot_features(images, classes)
+
+    def zero_shot_features(
+        self, rows: Sequence[Any], classes: Sequence[str], **_: Any
+    ) -> np.ndarray:
+        table = np.full((len(rows), len(classes)), 0.01)
+        for i in range(len(rows)):
             table[i, i % max(1, len(classes) - 1)] = 0.9
         return table / table.sum(axis=1, keepdims=True)

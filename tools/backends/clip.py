@@ -12,10 +12,12 @@ so concurrent calls from any tool share one forward.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +31,7 @@ from ..settings import ModelSettings, ModelSpec
 from ..types import Image
 from .base import Backend, Located, Placement, dir_bytes
 from .clip_weights import CONFIG_NAME, LOCAL_PREFIX, WEIGHT_NAMES, WeightsMissing, resolve
+from .regions import RegionPlan, plan_of, region_pixels
 from .threads import on_model_thread
 
 log = logging.getLogger("vischain.models")
@@ -284,14 +287,82 @@ class OpenClipBackend(Backend):
         descriptions: Mapping[str, Sequence[str]] | None = None,
     ) -> np.ndarray:
         """[N, C] class probabilities: softmax of the scaled cosine similarities."""
-        sims = self.similarity_to_classes(
-            images, classes, templates=templates, descriptions=descriptions
+        return self.zero_shot_features(
+            self.image_features(images) if images else torch.zeros((0, 0)),
+            classes,
+            templates=templates,
+            descriptions=descriptions,
         )
-        logits = sims.astype(np.float64) * self.logit_scale
-        logits -= logits.max(axis=1, keepdims=True) if len(logits) else 0.0
+
+    def zero_shot_features(
+        self,
+        features: torch.Tensor,
+        classes: Sequence[str],
+        *,
+        templates: Sequence[str] | None = None,
+        descriptions: Mapping[str, Sequence[str]] | None = None,
+    ) -> np.ndarray:
+        """:meth:`zero_shot` for [N, D] image embeddings already computed (e.g. by
+        :meth:`region_features`)."""
+        cls_feats = self.class_features(classes, templates=templates, descriptions=descriptions)
+        if not len(features):
+            return np.zeros((0, len(classes)), dtype=np.float32)
+        logits = (features @ cls_feats.T).numpy().astype(np.float64) * self.logit_scale
+        logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)
         return probs.astype(np.float32)
+
+    @cached_property
+    def region_plan(self) -> RegionPlan | None:
+        """How this model's preprocessing treats a crop, when regions can be prepared in
+        one tensor op (:mod:`tools.backends.regions`); None when they cannot."""
+        return plan_of(self.preprocess)
+
+    @cached_property
+    def batch_regions(self) -> bool:
+        """Whether Select and Classify prepare a picture's regions in one tensor op here
+        (options ``region_batching``: true, false, or ``auto`` — on an accelerator only: on
+        the CPU, torchvision's roi_align measured slower than the PIL crops it replaces,
+        0.30 s against 0.26 s for 30 regions on one thread)."""
+        if self.region_plan is None:
+            return False
+        choice = self.spec.options.get("region_batching", "auto")
+        return self.device != "cpu" if choice == "auto" else bool(choice)
+
+    def region_features(
+        self,
+        image: Image,
+        boxes: Sequence[tuple[int, int, int, int]],
+        masks: Sequence[np.ndarray | None],
+    ) -> torch.Tensor:
+        """[N, D] embeddings of regions of one picture: each box (integer pixel corners
+        x0, y0, x1, y1) cut out, pixels outside its mask (H × W bool, or None) grey, all
+        prepared in one tensor op on the model's device and encoded in the image lane's
+        batch. Cached per (picture, box, mask). Needs :attr:`region_plan`."""
+        plan = self.region_plan
+        if plan is None:
+            raise ModelError(f"{self.spec.label()}: its preprocessing cannot batch regions")
+        keys = [
+            ("clip_region", image.hash, tuple(box), _mask_digest(mask))
+            for box, mask in zip(boxes, masks, strict=True)
+        ]
+
+        def compute(indices: list[int]) -> list[torch.Tensor]:
+            pixels = region_pixels(  # stays on the model's device for the encoder
+                image.array, [boxes[i] for i in indices], [masks[i] for i in indices],
+                plan, self.device,
+            )  # fmt: skip
+            lane = self.lanes.get(
+                "image_encoder", self._encode_pixels, max_batch=self.max_batch, key=_row_key
+            )
+            rows = [(keys[i], row) for i, row in zip(indices, pixels, strict=True)]
+            return [row.clone() for row in lane(rows)]
+
+        found = self.cached_many(keys, compute)
+        if not found:
+            return torch.zeros((0, self.embed_dim), dtype=torch.float32)
+        return torch.stack(found)
 
     # --- internals ------------------------------------------------------------------------
 
@@ -382,9 +453,17 @@ class OpenClipBackend(Backend):
         return torch.cat(out)
 
 
-def _row_key(row: tuple[str, Any]) -> str:
-    """A lane row's identity: the image hash or the text it was made from."""
+def _row_key(row: tuple[Hashable, Any]) -> Hashable:
+    """A lane row's identity: the image hash, the region's key or the text."""
     return row[0]
+
+
+def _mask_digest(mask: np.ndarray | None) -> str | None:
+    """A short digest of a boolean mask (bits packed first: 8 pixels a byte)."""
+    if mask is None:
+        return None
+    packed = np.packbits(np.ascontiguousarray(mask, dtype=bool))
+    return hashlib.blake2b(packed.tobytes(), digest_size=16).hexdigest() + f"{mask.shape}"
 
 
 def _split_preprocess(

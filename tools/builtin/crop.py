@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 from PIL import Image as PILImage
 
 from tools.base import FunctionTool, ToolContext, tool
@@ -122,20 +123,33 @@ def crop_around(ctx: ToolContext, image: Image, box: Region, factor: float = 1.5
     return _cut(image, Box(cx - half_w, cy - half_h, cx + half_w, cy + half_h), "around the object")
 
 
+def object_region(
+    image: Image, obj: Object, *, pad: float = 0.1, mask_background: bool = True
+) -> tuple[tuple[int, int, int, int], np.ndarray | None]:
+    """The pixels CLIP scores an object by: its box grown by ``pad`` of its longer side,
+    clipped to the image (the whole image if nothing is left), as integer corners
+    (x0, y0, x1, y1); and its mask where it has one of the image's size (pixels outside it
+    are to be greyed, so CLIP scores the object rather than its surroundings)."""
+    b = obj.box.expanded(max(obj.box.width, obj.box.height) * pad).clip(image.width, image.height)
+    if b.width < 1 or b.height < 1:
+        b = Box(0, 0, image.width, image.height)
+    r = b.rounded()  # the pixels Image.crop would keep
+    corners = (int(r.x0), int(r.y0), int(r.x1), int(r.y1))
+    mask = obj.mask
+    if mask_background and mask is not None and mask.shape == (image.height, image.width):
+        return corners, mask.array
+    return corners, None
+
+
 def object_crop(
     image: Image, obj: Object, *, pad: float = 0.1, mask_background: bool = True
 ) -> Image:
     """The object cut out with a little context; outside its mask (if any) greyed, so CLIP
     scores the object rather than what surrounds it (as in VisProg's Select)."""
-    b = obj.box.expanded(max(obj.box.width, obj.box.height) * pad).clip(image.width, image.height)
-    if b.width < 1 or b.height < 1:
-        b = Box(0, 0, image.width, image.height)
-    if mask_background and obj.mask is not None and obj.mask.shape == (image.height, image.width):
-        r = b.clip(image.width, image.height).rounded()  # the pixels Image.crop would keep
-        x0, y0, x1, y1 = int(r.x0), int(r.y0), int(r.x1), int(r.y1)
-        if x1 > x0 and y1 > y0:  # grey only the crop, not a copy of the whole picture
-            arr = image.array[y0:y1, x0:x1].copy()
-            arr[~obj.mask.array[y0:y1, x0:x1]] = 127
-            origin = (image.origin[0] + x0, image.origin[1] + y0)
-            return Image(PILImage.fromarray(arr), name=image.name, origin=origin)
-    return image.crop(b)
+    (x0, y0, x1, y1), mask = object_region(image, obj, pad=pad, mask_background=mask_background)
+    if mask is None:
+        return image.crop(Box(x0, y0, x1, y1))
+    arr = image.array[y0:y1, x0:x1].copy()  # grey only the crop, not a copy of the picture
+    arr[~mask[y0:y1, x0:x1]] = 127
+    origin = (image.origin[0] + x0, image.origin[1] + y0)
+    return Image(PILImage.fromarray(arr), name=image.name, origin=origin)

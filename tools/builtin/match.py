@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.optimize import linear_sum_assignment
 
 from tools.base import BatchTool, ToolContext
-from tools.builtin.crop import object_crop
+from tools.builtin.crop import object_crop, object_region
 from tools.builtin.cupl import Describer
 from tools.errors import ToolInputError
 from tools.pool import ModelPool
@@ -21,14 +22,27 @@ log = logging.getLogger("vischain.tools")
 OTHER = "other"
 
 
-def _crops(calls: Sequence[dict[str, Any]]) -> tuple[list[Image], list[tuple[int, int]]]:
-    """Every object crop of every call, flattened, with (call, object) indices."""
-    crops, where = [], []
-    for i, call in enumerate(calls):
-        for j, obj in enumerate(call["object"]):
-            crops.append(object_crop(call["image"], obj))
-            where.append((i, j))
-    return crops, where
+def _where(calls: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+    """(call, object) indices of every object of every call, flattened."""
+    return [(i, j) for i, call in enumerate(calls) for j in range(len(call["object"]))]
+
+
+def object_features(clip: Any, calls: Sequence[dict[str, Any]]) -> torch.Tensor:
+    """[N, D] CLIP embeddings of every object of every call (in :func:`_where` order): each
+    picture's regions prepared in one tensor op on the model's device where the model
+    does so (:mod:`tools.backends.regions`), else crop by crop."""
+    if not getattr(clip, "batch_regions", False):
+        crops = [object_crop(c["image"], obj) for c in calls for obj in c["object"]]
+        return clip.image_features(crops)
+    parts = []
+    for call in calls:
+        if not len(call["object"]):
+            continue
+        regions = [object_region(call["image"], obj) for obj in call["object"]]
+        parts.append(
+            clip.region_features(call["image"], [b for b, _ in regions], [m for _, m in regions])
+        )
+    return torch.cat(parts) if parts else torch.zeros((0, 0))
 
 
 def _on_their_images(calls: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -92,10 +106,10 @@ class Select(BatchTool):
         if need_clip:
             clip = ctx.model("clip")
             ctx.note(model=clip.spec.label(), device=clip.device)
-            crops, where = _crops(calls)
-            index = {w: n for n, w in enumerate(where)}
+            index = {w: n for n, w in enumerate(_where(calls))}
             texts = sorted({q for _, q, _ in need_clip})
-            sims = clip.similarity(crops, [f"a photo of {q}" for q in texts])
+            feats = object_features(clip, calls)
+            sims = (feats @ clip.text_features([f"a photo of {q}" for q in texts]).T).numpy()
             for i, q, candidates in need_clip:
                 column = texts.index(q)
                 scores = [sims[index[(i, k)], column] for k in candidates]
@@ -150,11 +164,11 @@ class Classify(BatchTool):
                 raise ToolInputError("Classify needs at least one category")
         clip = ctx.model("clip")
         ctx.note(model=clip.spec.label(), device=clip.device)
-        crops, where = _crops(calls)
+        where = _where(calls)
         results: list[Any] = [c["object"].with_items(()) for c in calls]
-        if not crops:
+        if not where:
             return results
-        clip.image_features(crops)  # one batched encoder pass; zero_shot below hits the cache
+        feats = object_features(clip, calls)  # one batched encoder pass for every object
         wanted = [_clean(c["categories"]) for c in calls if c.get("describe")]
         described = _descriptions(ctx, wanted)
         for i, call in enumerate(calls):
@@ -163,9 +177,7 @@ class Classify(BatchTool):
                 continue
             names = _clean(call["categories"])
             descriptions = {c: described[c] for c in names} if call.get("describe") else None
-            probs = clip.zero_shot(
-                [crops[r] for r in rows], [*names, OTHER], descriptions=descriptions
-            )
+            probs = clip.zero_shot_features(feats[rows], [*names, OTHER], descriptions=descriptions)
             objects: ObjectList = call["object"]
             chosen = assign(probs, per_object=bool(call.get("per_object")))
             results[i] = objects.with_items(
