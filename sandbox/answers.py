@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from enum import StrEnum
 
 _YES = {"yes", "true", "y", "yeah", "yep", "correct", "right"}
 _NO = {"no", "false", "n", "nope", "incorrect", "wrong"}
@@ -88,6 +89,40 @@ _FIRST_NUMBER = re.compile(
 )
 
 
+class QuestionKind(StrEnum):
+    """What a question about a picture asks for, as far as its wording tells."""
+
+    YESNO = "yesno"  # "Is it daytime?"
+    NUMBER = "number"  # "How many boats are there?"
+    LABEL = "label"  # "What colour is the car?", "Is it a cat or a dog?"
+    TEXT = "text"  # anything longer: "Why...", "Describe...", "What does the sign say?"
+
+
+_AUXILIARY = frozenset(
+    "is are am was were do does did can could has have had will would should shall may might "
+    "must isn't aren't wasn't weren't don't doesn't didn't can't couldn't hasn't haven't".split()
+)
+_COUNTING = re.compile(r"^\s*(how (many|much|old)|count|what (is|'s) the (number|count))\b")
+_ALTERNATIVES = re.compile(r"\bor\b(?! not\b)")
+_NAMING = re.compile(r"^\s*(what|which|who|where|whose)\b")
+_LONG = re.compile(r"\b(why|how come|describe|explain|say|says|written|read|text)\b")
+
+
+def question_kind(question: str) -> QuestionKind:
+    """The kind of answer a question's wording asks for: a count, yes/no (an auxiliary verb
+    first, no alternatives offered), a label (what/which/who/where, or alternatives), else
+    text."""
+    text = question.strip().lower()
+    if _COUNTING.match(text):
+        return QuestionKind.NUMBER
+    first = text.split(maxsplit=1)[0] if text else ""
+    if first in _AUXILIARY:
+        return QuestionKind.LABEL if _ALTERNATIVES.search(text) else QuestionKind.YESNO
+    if _NAMING.match(text) and not _LONG.search(text):
+        return QuestionKind.LABEL
+    return QuestionKind.TEXT
+
+
 def short_answer(raw: str, question: str = "") -> str:
     """A model's free-text answer reduced to what Eval expects: ``yes``/``no`` when it starts
     with one, a number for "how many" questions, else its first sentence without the
@@ -98,7 +133,7 @@ def short_answer(raw: str, question: str = "") -> str:
     b = as_bool(head)
     if b is not None:
         return "yes" if b else "no"
-    if re.match(r"^\s*(how many|what is the number|count)\b", question.lower()):
+    if question_kind(question) is QuestionKind.NUMBER:
         m = _FIRST_NUMBER.search(first)
         if m:
             n = as_number(m.group(1))

@@ -205,6 +205,19 @@ class Backend:
         }
 
 
+def token_budgets(max_new_tokens: int | Sequence[int], n: int) -> list[int]:
+    """One generation budget per row from one for all or one per row (each at least 1)."""
+    if isinstance(max_new_tokens, int):
+        budgets = [max_new_tokens] * n
+    else:
+        budgets = [int(b) for b in max_new_tokens]
+        if len(budgets) != n:
+            raise ValueError(f"{len(budgets)} token budgets for {n} prompts")
+    if any(b < 1 for b in budgets):
+        raise ValueError("max_new_tokens must be at least 1")
+    return budgets
+
+
 # --- helpers for locating Hugging Face and file weights -------------------------------------
 
 

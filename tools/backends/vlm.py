@@ -27,7 +27,7 @@ import torch
 from ..errors import ModelError
 from ..settings import ModelSpec
 from ..types import Image, Point, PointList
-from .base import Placement
+from .base import Placement, token_budgets
 from .hf import HFBackend, redraw, seeded
 from .threads import on_model_thread
 
@@ -177,19 +177,6 @@ class _Row:
     budget: int
 
 
-def _budgets(max_new_tokens: int | Sequence[int], n: int) -> list[int]:
-    """One token budget per row, each at least 1."""
-    if isinstance(max_new_tokens, int):
-        budgets = [max_new_tokens] * n
-    else:
-        budgets = [int(b) for b in max_new_tokens]
-        if len(budgets) != n:
-            raise ValueError(f"{len(budgets)} token budgets for {n} prompts")
-    if any(b < 1 for b in budgets):
-        raise ValueError("max_new_tokens must be at least 1")
-    return budgets
-
-
 @functools.cache
 def _row_budgets_class() -> type:
     from transformers import StoppingCriteria
@@ -293,7 +280,7 @@ class _HFVisionLM(HFBackend):
         captions, pointing — whichever tools and programs asked meanwhile)."""
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images but {len(texts)} prompts")
-        budgets = _budgets(max_new_tokens, len(images))
+        budgets = token_budgets(max_new_tokens, len(images))
         if not images:
             return []
         rows = [

@@ -33,7 +33,7 @@ from ..convert import encode_png
 from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 from ..types import Image
-from .base import Backend, Located, Placement, is_loopback
+from .base import Backend, Located, Placement, is_loopback, token_budgets
 from .llm import LLMRequest
 from .llm_openai import sampling_body
 
@@ -149,7 +149,7 @@ class OpenAIVisionBackend(Backend):
     # --- requests ----------------------------------------------------------------------------
 
     def answer(
-        self, requests: Sequence[tuple[Image, str]], *, max_new_tokens: int = 32
+        self, requests: Sequence[tuple[Image, str]], *, max_new_tokens: int | Sequence[int] = 32
     ) -> list[str]:
         """Short answers to (image, question) pairs, sent concurrently."""
         prompts = [
@@ -165,16 +165,17 @@ class OpenAIVisionBackend(Backend):
         )
 
     def chat(
-        self, images: Sequence[Image], texts: Sequence[str], *, max_new_tokens: int
+        self, images: Sequence[Image], texts: Sequence[str], *, max_new_tokens: int | Sequence[int]
     ) -> list[str]:
-        """The model's reply to each (image, text) user turn, stripped, in order."""
+        """The model's reply to each (image, text) user turn, stripped, in order
+        (``max_new_tokens``: one budget for all, or one per turn)."""
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images but {len(texts)} prompts")
-        request = LLMRequest(max_tokens=max_new_tokens)  # greedy: answers, not samples
+        budgets = token_budgets(max_new_tokens, len(images))
         urls = [self._data_url(image) for image in images]
-        futures = [
-            self._executor.submit(self._complete, url, text, request)
-            for url, text in zip(urls, texts, strict=True)
+        futures = [  # greedy: answers, not samples
+            self._executor.submit(self._complete, url, text, LLMRequest(max_tokens=budget))
+            for url, text, budget in zip(urls, texts, budgets, strict=True)
         ]
         return [f.result() for f in futures]
 

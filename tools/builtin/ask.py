@@ -5,10 +5,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sandbox.answers import short_answer
+from sandbox.answers import QuestionKind, question_kind, short_answer
 from tools.base import BatchTool, ToolContext
 from tools.errors import NoBackendError
 from tools.types import Image, Point, PointList
+
+# New tokens a short answer of each kind needs at most (a word or two, its end token and
+# some slack); a row stops earlier at its end token. Text answers get the full budget.
+ANSWER_TOKENS: dict[str, int] = {
+    QuestionKind.YESNO: 5,
+    QuestionKind.NUMBER: 6,
+    QuestionKind.LABEL: 12,
+}
+MAX_NEW_TOKENS = 24
+
+
+def answer_budget(ctx: ToolContext, tool: str, question: str) -> int:
+    """The token budget for one question: by the kind of answer it asks for (options
+    ``answer_tokens: {yesno: 5, number: 6, label: 12}``), never above ``max_new_tokens``."""
+    most = int(ctx.option(tool, "max_new_tokens", MAX_NEW_TOKENS))
+    table = {**ANSWER_TOKENS, **(ctx.option(tool, "answer_tokens", None) or {})}
+    return max(1, min(most, int(table.get(question_kind(question), most))))
 
 
 class Vqa(BatchTool):
@@ -30,8 +47,8 @@ class Vqa(BatchTool):
     def run_batch(self, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         vlm = ctx.model("vlm")
         ctx.note(model=vlm.spec.label(), device=vlm.device)
-        max_new = int(ctx.option(self.name, "max_new_tokens", 24))
-        raw = vlm.answer([(c["image"], c["question"]) for c in calls], max_new_tokens=max_new)
+        budgets = [answer_budget(ctx, self.name, c["question"]) for c in calls]
+        raw = vlm.answer([(c["image"], c["question"]) for c in calls], max_new_tokens=budgets)
         ctx.note(raw_answers=raw)
         return [short_answer(text, c["question"]) for text, c in zip(raw, calls, strict=True)]
 

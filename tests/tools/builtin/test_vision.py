@@ -42,6 +42,27 @@ RESULT=ANSWER6
     assert {result.trace.step(f"ANSWER{i}").batch_size for i in range(6)} == {6}
 
 
+def test_vqa_budgets_tokens_by_the_kind_of_answer(tiny: Orchestrator, monkeypatch) -> None:
+    """Yes/no, counting and naming questions get a few new tokens, open ones the full
+    budget; all in one batch, each row stopping at its own budget."""
+    vlm = tiny.pool.get("vlm")
+    seen: list[list[int]] = []
+    answer = vlm.answer
+
+    def spy(requests, *, max_new_tokens):
+        seen.append(list(max_new_tokens))
+        return answer(requests, max_new_tokens=max_new_tokens)
+
+    monkeypatch.setattr(vlm, "answer", spy)
+    questions = ["Is the saucer white?", "How many spoons lie here?", "What colour is the rim?",
+                 "What does the label on it say?"]  # asked nowhere else: no memo hits  # fmt: skip
+    program = "\n".join(f"A{i}=Vqa(image=IMAGE, question='{q}')" for i, q in enumerate(questions))
+    result = tiny.execute(program + "\nRESULT=A0", image="sample:coffee")
+    assert result.ok, result.error
+    assert seen == [[5, 6, 12, 24]]
+    assert all(isinstance(result.values[f"A{i}"], str) for i in range(4))
+
+
 def test_tagging_seed_program_with_real_faces(tiny: Orchestrator, provide) -> None:
     provide("clip", DecisiveClip(tiny.pool.get("clip")))  # random CLIP calls every face 'other'
     provide("llm", ScriptedLLM(["Eileen Collins\n2. Sally Ride\n3. Mae Jemison\n"]))

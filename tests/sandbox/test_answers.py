@@ -1,0 +1,35 @@
+"""Question kinds from their wording, and short answers that use them."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox.answers import QuestionKind, question_kind, short_answer
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("Is it daytime?", QuestionKind.YESNO),
+        ("Are there any boats?", QuestionKind.YESNO),
+        ("Is the light red or not?", QuestionKind.YESNO),
+        ("Is it a cat or a dog?", QuestionKind.LABEL),
+        ("How many people are in the image?", QuestionKind.NUMBER),
+        ("What is the number of cars?", QuestionKind.NUMBER),
+        ("count the cups", QuestionKind.NUMBER),
+        ("What colour is the car?", QuestionKind.LABEL),
+        ("Who is standing on the left?", QuestionKind.LABEL),
+        ("What does the sign say?", QuestionKind.TEXT),
+        ("Why is the man smiling?", QuestionKind.TEXT),
+        ("Describe the scene.", QuestionKind.TEXT),
+        ("", QuestionKind.TEXT),
+    ],
+)
+def test_question_kind(question: str, kind: QuestionKind) -> None:
+    assert question_kind(question) is kind
+
+
+def test_short_answers_take_the_number_only_for_counting_questions() -> None:
+    assert short_answer("There are 3 boats.", "How many boats are there?") == "3"
+    assert short_answer("There are 3 boats.", "What is in the water?") == "There are 3 boats"
+    assert short_answer("Yes, it is.", "Is it daytime?") == "yes"
