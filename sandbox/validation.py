@@ -122,5 +122,7 @@ def free_names(
                     bound.add(t.id)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             called.add(node.func.id)
+    if not bound and not called:
+        return frozenset(reads)
     fn = functions if isinstance(functions, (set, frozenset, dict)) else set(functions)
     return frozenset(n for n in reads if n not in bound and not (n in called and n in fn))
