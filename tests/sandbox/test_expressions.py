@@ -109,18 +109,23 @@ def _tree(text: str) -> str | None:
 @settings(max_examples=500, deadline=None, derandomize=True, database=None)
 def test_the_regex_rewrite_reads_as_the_tokenizer_rewrite(pieces: list[str]) -> None:
     """Text the fast path takes gives the tokenizer's expression (or fails to parse as it
-    does); text it declines goes to the tokenizer."""
+    does); text the tokenizer cannot read is refused either way (on 3.12+ the tokenizer
+    also refuses some text the regular expression passes on, which then does not parse)."""
     text = "".join(pieces)
     if "{" not in text and "xor" not in text:
         return  # left as it is, before either path
     try:
-        slow = _tokenized(text)
-    except EvalError:  # the fast path declines what the tokenizer cannot read
-        with pytest.raises(EvalError):
-            prepare_visprog(text)
-        return
-    fast = prepare_visprog(text)
-    assert _tree(fast) == _tree(slow), (text, fast, slow)
+        slow: str | None = _tokenized(text)
+    except EvalError:
+        slow = None
+    try:
+        fast: str | None = prepare_visprog(text)
+    except EvalError:
+        fast = None
+    if slow is None:
+        assert fast is None or _tree(fast) is None, (text, fast)
+    else:
+        assert fast is not None and _tree(fast) == _tree(slow), (text, fast, slow)
 
 
 def test_plain_placeholder_text_is_rewritten_without_the_tokenizer() -> None:
