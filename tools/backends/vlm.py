@@ -170,11 +170,16 @@ MAX_ROWS = 16  # rows per generate batch (options["max_batch"])
 
 @dataclass(frozen=True, eq=False)
 class _Row:
-    """One prepared generation: the picture, its full chat prompt, its token budget."""
+    """One generation prepared on the caller's thread: the picture, its token budget, its
+    prompt's token ids without padding, the other per-token inputs the processor made for
+    it (e.g. Molmo2's ``mm_token_type_ids``), and its pixels when the processor gives one
+    row of them per picture (LLaVA's ``pixel_values``)."""
 
     image: Image
-    prompt: str
     budget: int
+    ids: torch.Tensor  # [L] long
+    tokens: dict[str, torch.Tensor]  # name -> [L]
+    pixels: torch.Tensor | None
 
 
 @functools.cache
@@ -283,11 +288,57 @@ class _HFVisionLM(HFBackend):
         budgets = token_budgets(max_new_tokens, len(images))
         if not images:
             return []
-        rows = [
-            _Row(image, self.chat_prompt(text), budget)
-            for image, text, budget in zip(images, texts, budgets, strict=True)
-        ]
+        rows = self._prepare(list(images), [self.chat_prompt(t) for t in texts], budgets)
         return list(self.lanes.get("generate", self._generate_rows, max_batch=self.max_rows)(rows))
+
+    def _prepare(self, images: list[Image], prompts: list[str], budgets: list[int]) -> list[_Row]:
+        """Tokenise the prompts and preprocess the pictures (the processor's CPU work), one
+        row per pair, unpadded: the batch pads them again with whatever rows it holds."""
+        try:
+            inputs = self.processor(
+                images=[image.pil for image in images], text=prompts, padding=True,
+                return_tensors="pt",
+            )  # fmt: skip
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ModelError(f"{self.spec.label()} failed: {type(exc).__name__}: {exc}") from exc
+        mask = inputs["attention_mask"].bool()
+        pixel_keys = set(self._pixel_keys())
+        per_token = [
+            key for key, value in inputs.items()
+            if key not in pixel_keys | {"input_ids", "attention_mask"}
+            and isinstance(value, torch.Tensor) and value.shape[:2] == mask.shape
+        ]  # fmt: skip
+        pixels = inputs.get("pixel_values")
+        if not (isinstance(pixels, torch.Tensor) and len(pixels) == len(images)):
+            pixels = None
+        return [
+            _Row(
+                image,
+                budget,
+                inputs["input_ids"][i][mask[i]],
+                {key: inputs[key][i][mask[i]] for key in per_token},
+                None if pixels is None else pixels[i],
+            )
+            for i, (image, budget) in enumerate(zip(images, budgets, strict=True))
+        ]
+
+    def _batch_inputs(self, rows: list[_Row], pad: int) -> dict[str, torch.Tensor]:
+        """The rows left-padded together to a multiple of ``length_bucket`` tokens (so a
+        GPU sees a few repeating shapes; the attention mask hides the padding)."""
+        longest = max(len(row.ids) for row in rows)
+        length = -(-longest // self.length_bucket) * self.length_bucket
+        ids = torch.full((len(rows), length), pad, dtype=rows[0].ids.dtype)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        tokens = {
+            k: torch.zeros((len(rows), length), dtype=v.dtype) for k, v in rows[0].tokens.items()
+        }
+        for i, row in enumerate(rows):
+            n = len(row.ids)
+            ids[i, length - n :] = row.ids
+            mask[i, length - n :] = 1
+            for key, value in row.tokens.items():
+                tokens[key][i, length - n :] = value
+        return {"input_ids": ids, "attention_mask": mask, **tokens}
 
     @on_model_thread
     def _generate_rows(self, rows: list[_Row]) -> list[str]:
@@ -295,27 +346,21 @@ class _HFVisionLM(HFBackend):
         token or at its own budget, the batch when every row has."""
         from transformers import GenerationConfig, StoppingCriteriaList
 
+        eos = self.model.generation_config.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else _first(eos)
+        budgets = [row.budget for row in rows]
         try:
             with torch.inference_mode():
-                inputs = self.processor(
-                    images=[row.image.pil for row in rows],
-                    text=[row.prompt for row in rows],
-                    padding=True,
-                    pad_to_multiple_of=self.length_bucket,  # shapes repeat: warm GPU kernels
-                    return_tensors="pt",
-                )
-                features = self._image_features([row.image for row in rows], inputs)
-                for key in self._pixel_keys():
-                    inputs.pop(key, None)
-                inputs = inputs.to(self.device)
-                eos = self.model.generation_config.eos_token_id
-                pad = self.tokenizer.pad_token_id
-                budgets = [row.budget for row in rows]
+                pixels = [row.pixels for row in rows]
+                given = {} if None in pixels else {"pixel_values": torch.stack(pixels)}
+                features = self._image_features([row.image for row in rows], given)
+                inputs = {k: v.to(self.device) for k, v in self._batch_inputs(rows, pad).items()}
                 config = GenerationConfig(
                     max_new_tokens=max(budgets),
                     do_sample=False,
                     eos_token_id=eos,
-                    pad_token_id=pad if pad is not None else _first(eos),
+                    pad_token_id=pad,
                     bos_token_id=self.model.generation_config.bos_token_id,
                 )
                 prompt_length = inputs["input_ids"].shape[1]
@@ -331,7 +376,7 @@ class _HFVisionLM(HFBackend):
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ModelError(f"{self.spec.label()} failed: {type(exc).__name__}: {exc}") from exc
         new = output[:, prompt_length:].cpu()
-        lengths = self._lengths(new, eos, config.pad_token_id, budgets)
+        lengths = self._lengths(new, eos, pad, budgets)
         self.stats["generated_tokens"] += sum(lengths)
         new = [row[: min(n, b)] for row, n, b in zip(new, lengths, budgets, strict=True)]
         self.stats["generate_calls"] += 1

@@ -182,6 +182,41 @@ def test_token_limit(cls: type, loaded: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize("cls", FAMILIES)
+def test_inputs_are_prepared_on_the_callers_thread(
+    cls: type, specs: dict[str, ModelSpec], settings: ModelSettings
+) -> None:
+    """The processor (tokenising, resizing) runs where the call came from, so it overlaps
+    the batch in flight; only generate runs on the model's own thread."""
+    import threading
+
+    backend = cls.load(specs[cls.family], CPU, settings)
+    backend.threaded = True
+    seen: dict[str, list[str]] = {"processor": [], "generate": []}
+    processor, generate = backend.processor, backend.model.generate
+
+    class Spy:
+        def __getattr__(self, name: str) -> object:
+            return getattr(processor, name)
+
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            seen["processor"].append(threading.current_thread().name)
+            return processor(*args, **kwargs)
+
+    def spy_generate(**kwargs: object) -> object:
+        seen["generate"].append(threading.current_thread().name)
+        return generate(**kwargs)
+
+    backend.processor = Spy()
+    backend.model.generate = spy_generate
+    try:
+        backend.answer(list(zip(IMAGES, QUESTIONS, strict=True)), max_new_tokens=2)
+    finally:
+        backend.stop_model_thread()
+    assert seen["processor"] == [threading.current_thread().name]
+    assert seen["generate"] == [backend.model_thread().name]
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
 def test_each_row_stops_at_its_own_budget(cls: type, loaded: dict[str, object]) -> None:
     """Per-row budgets in one batch: each row is what it is alone with its own budget, and
     the batch generates no more than the budgets add up to (not the largest for every row)."""
