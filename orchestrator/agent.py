@@ -7,6 +7,8 @@ Algorithm (one :class:`AgentRun` holds a run's state):
 2. Round 1: the planner writes a program (repairs and voting as in one-shot runs). A program
    that needs a tool that exists but cannot run here ends the run at once with a typed
    :class:`~.capability.CapabilityError` naming the tool, its model role and how to get it.
+   A program that still does not check after its repairs is a finding like a runtime
+   error: the planner sees it and writes another in the next round (when one is left).
 3. Execute the round; the checks (:mod:`.checks`) read its step records and its result.
 4. No finding: accept the result (or, with ``decide: always``, ask anyway). Otherwise render
    an observation (:mod:`.observation`) and ask the LLM for a decision (:mod:`.decisions`,
@@ -243,8 +245,15 @@ class AgentRun:
         if error is not None:
             current.result = self.orch_result(None, error)
             return Stop.CAPABILITY
-        if result.program is None and result.error is not None and current.index == 1:
-            return Stop.PLANNING  # planning failed: repairs were spent already
+        if (
+            result.program is None
+            and result.error is not None
+            and current.index == 1
+            and (not current.program or self.limit() is not None)
+        ):
+            # planning failed and its repairs were spent; a program that still does not
+            # check gets another round (a fresh program) when one is left
+            return Stop.PLANNING
         current.issues = run_checks(
             steps,
             output=result.output,

@@ -402,3 +402,21 @@ def test_a_text_question_answered_with_an_image_is_rewritten_to_read_the_labels(
     first = result.rounds[0]
     assert [i["check"] for i in first.issues] == ["answer-kind"] and first.issues[0]["fits"] == []
     assert "# ANSWER and one of these names" not in llm.prompts[1]
+
+
+def test_a_program_that_never_checked_gets_another_round(agent) -> None:
+    """Round 1's program and its repairs do not check (the same error comes back): that
+    is not the end of the run while a round is left — the planner sees it and rewrites."""
+    undefined = "N0=Count(object=OBJ9)\nRESULT=N0\n"
+    orch, llm = agent([undefined, undefined, "REWRITE", COUNT_RED])
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.ok and result.output == 1
+    first, second = result.rounds
+    assert first.error["code"] == "planning" and first.program == undefined
+    assert [i["check"] for i in first.issues] == ["runtime-error"]
+    assert second.kind == "rewrite" and second.accepted
+    assert "'OBJ9' is not defined" in llm.prompts[2]  # the decision saw why
+    # with no round left, the planning error is the run's error, as before
+    orch, _ = agent([undefined, undefined], max_rounds=1)
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.error.code == "planning" and len(result.rounds) == 1
