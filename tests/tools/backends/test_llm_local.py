@@ -25,7 +25,7 @@ from tools.backends.gguf import (
     is_verified,
 )
 from tools.backends.llm import Completion, LLMRequest
-from tools.backends.llm_local import LlamaCppBackend
+from tools.backends.llm_local import LlamaCppBackend, generation_threads, usable_cores
 from tools.errors import ModelError, NoBackendError
 from tools.settings import ModelSettings, ModelSpec
 
@@ -141,6 +141,25 @@ def test_tiny_spec_loads_through_the_path_loader(tmp_path: Path, settings: Model
     backend = LlamaCppBackend.load(spec, CPU, settings)
     try:
         assert backend.complete("1, 2, 3,", LLMRequest(max_tokens=4))[0].completion_tokens > 0
+    finally:
+        backend.unload()
+
+
+def test_threads_default_to_half_the_cores_for_tokens_and_all_for_prompts(
+    tmp_path: Path, settings: ModelSettings
+) -> None:
+    spec = LlamaCppBackend.tiny_spec(tmp_path)
+    backend = LlamaCppBackend.load(spec, CPU, settings)
+    try:
+        cores = usable_cores()
+        assert backend.llm.n_threads == generation_threads() == max(1, cores // 2)
+        assert backend.llm.n_threads_batch == cores
+    finally:
+        backend.unload()
+    options = {**spec.options, "n_threads": 3, "n_threads_batch": 1}
+    backend = LlamaCppBackend.load(spec.model_copy(update={"options": options}), CPU, settings)
+    try:
+        assert (backend.llm.n_threads, backend.llm.n_threads_batch) == (3, 1)
     finally:
         backend.unload()
 
