@@ -7,9 +7,10 @@ finding recorded in the trace.
   to one (``Count``: "how many dogs?" → 0 is the answer, not a failure) and the result is of
   the kind asked for (``checks.empty_counts: true`` makes that a finding too);
 - ``answer-kind``: the result's kind does not fit the kind the instruction asks for (decided
-  once per run, see :mod:`orchestrator.answer_kind`); the finding names the values
-  already computed that are of the right kind (:attr:`Issue.fits`), which a decision can
-  return as they are (``ANSWER NAME``);
+  once per run, see :mod:`orchestrator.answer_kind`) — unless it is a VLM's or LLM's reply
+  to a question of that kind (the program asked the right thing; the reply is the model's);
+  the finding names the values already computed that are of the right kind
+  (:attr:`Issue.fits`), which a decision can return as they are (``ANSWER NAME``);
 - ``low-confidence``: a tool's best score is under its threshold (per tool, in the config);
 - ``unsure-answer``: a VLM or LLM answered "unknown", "unclear", "cannot tell"...
 
@@ -24,7 +25,14 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from .answer_kind import AnswerKind, fits, is_unsure, kind_of_summary, kind_of_value
+from .answer_kind import (
+    AnswerKind,
+    fits,
+    is_unsure,
+    kind_by_rules,
+    kind_of_summary,
+    kind_of_value,
+)
 from .render import summarize
 from .trace import StepStatus
 
@@ -104,7 +112,9 @@ def run_checks(
     for s in steps:
         for d in getattr(s, "deps", None) or []:
             used_by.setdefault(d, []).append(s)
-    answered = error is None and fits(expected, kind_of_value(output))
+    answered = error is None and (
+        fits(expected, kind_of_value(output)) or _asked(steps, output, expected, config)
+    )
     if config.runtime_error and error is not None:
         where = f" (line {error.line}, step {error.step})" if getattr(error, "line", None) else ""
         failed = next((s for s in steps if s.step == getattr(error, "step", None)), None)
@@ -203,6 +213,25 @@ _DESCRIPTIONS = {
 
 def _describe(kind: AnswerKind) -> str:
     return _DESCRIPTIONS[kind]
+
+
+def _asked(
+    steps: Sequence[StepLike], output: Any, expected: AnswerKind, config: AgentChecks
+) -> bool:
+    """Whether the result is an answering model's reply (``unsure_tools``: Vqa, LlmQuery)
+    to a question of the kind asked for: the program did the right kind of thing, and what
+    the model replied is the model's (a re-planned program would ask the same; an unsure
+    reply is the unsure-answer check's)."""
+    if output is None:
+        return False
+    want = summarize(output)
+    for s in reversed(steps):
+        if s.tool in config.unsure_tools and s.status == StepStatus.OK and s.output == want:
+            args = getattr(s, "args", None) or []
+            question = next((a.summary for a in args if a.name == "question"), None)
+            kind = kind_by_rules(str(question).strip("'\" ")) if question else None
+            return kind is not None and fits(expected, kind)
+    return False
 
 
 def _short(value: Any) -> str:

@@ -108,3 +108,22 @@ def test_the_answer_kind_finding_names_computed_values_of_the_kind_asked_for() -
     [found] = run_checks([], output=picture, error=None, expected=AnswerKind.YESNO, config=ALL,
                          values=values)  # fmt: skip
     assert found.fits == ("A0",)
+
+
+def test_a_vlms_reply_to_a_question_of_the_kind_asked_is_not_the_programs_fault() -> None:
+    """'Is the horse running?' asked of Vqa, which replied 'galloping': the program asked
+    the right kind of question; a re-planned program would ask the same."""
+    from orchestrator.trace import ArgRecord
+
+    asked = record("ANSWER0", 1, "Vqa", "galloping")
+    asked.args = [
+        ArgRecord("image", "image 8×8", "IMAGE"),
+        ArgRecord("question", "Is the horse running?"),
+    ]
+    assert checks([asked], output="galloping", expected=AnswerKind.YESNO) == []
+    other = record("ANSWER0", 1, "Vqa", "galloping")
+    other.args = [ArgRecord("question", "What is the horse doing?")]
+    assert checks([other], output="galloping", expected=AnswerKind.YESNO) == ["answer-kind"]
+    told = record("X", 1, "Eval", "galloping")  # not an answering model's reply
+    told.args = [ArgRecord("question", "Is the horse running?")]
+    assert checks([told], output="galloping", expected=AnswerKind.YESNO) == ["answer-kind"]
