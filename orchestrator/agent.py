@@ -394,12 +394,29 @@ class AgentRun:
             form=self.form,
             temperature=self.orch.config.planner.temperature,
             kind="follow-up",
+            avoid=self.tried(),
         )[0]
         for attempt in plan.attempts:
             record = attempt.record()
             self._timed(float(record.get("seconds") or 0.0))
             self.trace.add_planning(record)
         return plan
+
+    def tried(self) -> dict[str, str]:
+        """The programs of earlier rounds that failed or had findings, and why: written
+        again, one is sent back for repair instead of being run."""
+        out: dict[str, str] = {}
+        for rnd in self.rounds:
+            problem = "; ".join(i["message"] for i in rnd.issues[:2]) or (
+                (rnd.error or {}).get("message")
+            )
+            if rnd.program and problem:
+                out.setdefault(
+                    rnd.program,
+                    f"this is round {rnd.index}'s program again, which had: {problem}; "
+                    "write a different one",
+                )
+        return out
 
     # --- rounds ----------------------------------------------------------------------------
 

@@ -312,6 +312,7 @@ class Planner:
         temperature: float | None = None,
         kind: str = "generate",
         opening: bool = True,
+        avoid: Mapping[str, str] | None = None,
     ) -> list[Plan]:
         """``n`` programs of ``form`` written after ``prompt`` (which ends where a program
         begins), each decoded under the form's own request (grammar, stop strings,
@@ -319,7 +320,9 @@ class Planner:
         writes its follow-up programs with this. ``inputs`` names the values a program may
         read (a mapping gives their type names; a sequence means images). With ``opening``, a
         form with a fixed opening and no grammar gets the opening written for it (the
-        prompt need not end on the examples' cue)."""
+        prompt need not end on the examples' cue). ``avoid`` maps programs already tried to
+        why they are not wanted (e.g. they failed): writing one of them again counts as an
+        error in it, shown to the model for repair like any other."""
         spec = self.forms[form]
         start = get_form(form).opening if opening and spec.grammar is None else ""
         temp = self.config.temperature if temperature is None else temperature
@@ -334,7 +337,9 @@ class Planner:
             share = seconds / max(len(completions), 1)
             first = self._attempt(spec, kind, prompt, completion, share, i)
             first.started = wall
-            plans.append(self._check_and_repair(spec, instruction, inputs, prompt, first))
+            plans.append(
+                self._check_and_repair(spec, instruction, inputs, prompt, first, avoid or {})
+            )
         return plans
 
     def _attempt(
@@ -412,17 +417,27 @@ class Planner:
         )
 
     def _check_and_repair(
-        self, spec: _Prompting, instruction: str, inputs: InputNames, prompt: str, first: Attempt
+        self,
+        spec: _Prompting,
+        instruction: str,
+        inputs: InputNames,
+        prompt: str,
+        first: Attempt,
+        avoid: Mapping[str, str] | None = None,
     ) -> Plan:
         attempts = [first]
         current = first
         seen: list[list[dict[str, Any]]] = []
+        tried = {_normal(source): why for source, why in (avoid or {}).items()}
         for round_ in range(self.config.repair_rounds + 1):
             try:
                 program, errors = self.check(current.program, inputs, spec.name)
             except CapabilityError as exc:
                 current.errors = [exc.to_dict()]
                 return Plan(current.program, None, attempts, exc, form=spec.name)
+            why = tried.get(_normal(current.program)) if program is not None else None
+            if why is not None:  # a program that was tried already: not again
+                program, errors = None, [ProgramError(ErrorCode.ERROR, why, 1, 1)]
             current.errors = [e.to_dict() for e in errors]
             if program is not None:
                 return Plan(current.program, program, attempts, form=spec.name)
@@ -453,6 +468,11 @@ class Planner:
             + "; ".join(str(e) for e in errors[:3])
         )
         return Plan(current.program or None, None, attempts, error, form=spec.name)
+
+
+def _normal(source: str) -> str:
+    """A program's text without the blank space that does not change it."""
+    return "\n".join(line.strip() for line in source.strip().splitlines() if line.strip())
 
 
 def _short(text: str, limit: int = 90) -> str:

@@ -138,6 +138,18 @@ def test_a_follow_up_that_does_not_check_is_repaired_like_a_first_program(agent)
     assert result.rounds[1].program == COUNT_RED
 
 
+def test_a_rewrite_that_copies_the_failed_program_is_sent_back_for_repair(agent) -> None:
+    broken = COUNT_RED.replace("RESULT=N0", "N1=Eval('{N0} / 0')\nRESULT=N1")
+    orch, llm = agent([broken, "REWRITE", broken, COUNT_RED])
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.ok and result.output == 1 and len(result.rounds) == 2
+    refused = next(r for r in result.trace.planning if r["kind"] == "follow-up")
+    assert refused["errors"][0]["code"] == "error"
+    assert "this is round 1's program again, which had: [eval-error]" in llm.prompts[3]
+    assert result.rounds[1].program == COUNT_RED
+    assert CALLS == {"red": 2}  # round 1 and the repaired program: the copy did not run
+
+
 def test_an_empty_detection_continues_with_a_rephrased_object(agent) -> None:
     first = "OBJ0=ColorFind(image=IMAGE, color='crimson')\nIMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n"
     follow = "OBJ1=ColorFind(image=IMAGE, color='red')\nIMAGE1=Tag(image=IMAGE, object=OBJ1)\nRESULT=IMAGE1\n"

@@ -154,9 +154,11 @@ def test_program_extraction_from_chatty_output() -> None:
 
 @pytest.fixture
 def scripted_orchestrator(tmp_path: Path):
-    def make(outputs: list[str], **planner_config: object) -> tuple[Orchestrator, ScriptedLLM]:
+    def make(
+        outputs: list[str], agent: dict[str, object] | None = None, **planner_config: object
+    ) -> tuple[Orchestrator, ScriptedLLM]:
         config = Config(models={"profile": "offline", "cache_dir": tmp_path / "cache"}, plugins=False,
-                        planner=planner_config)  # fmt: skip
+                        planner=planner_config, agent=agent or {})  # fmt: skip
         orch = Orchestrator(config)
         llm = ScriptedLLM(outputs)
         orch.pool.provide("llm", llm)
@@ -206,12 +208,15 @@ def test_voting_takes_the_majority_answer(scripted_orchestrator) -> None:
 
 def test_fallback_is_used_only_when_configured_and_is_traced(scripted_orchestrator) -> None:
     bad = "OBJ0=Nope(image=IMAGE)\nRESULT=OBJ0\n"
-    orch, _ = scripted_orchestrator([bad, bad], repair_rounds=1)
+    # one agent round: the planner's repairs are all there is (a second round would ask
+    # the planner again), then the fallback
+    one = {"max_rounds": 1}
+    orch, _ = scripted_orchestrator([bad, bad], agent=one, repair_rounds=1)
     result = orch.run("What is this?", image="sample:coffee")
     assert result.error.code == RunErrorCode.PLANNING
     orch.close()
     fallback = "ANSWER0=Result(var={instruction})\nRESULT=ANSWER0"
-    orch, _ = scripted_orchestrator([bad, bad], repair_rounds=1, fallback=fallback)
+    orch, _ = scripted_orchestrator([bad, bad], agent=one, repair_rounds=1, fallback=fallback)
     result = orch.run("What is this?", image="sample:coffee")
     assert result.ok and result.output == "What is this?"
     assert result.trace.meta["fallback"] is True
