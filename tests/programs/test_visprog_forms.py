@@ -13,6 +13,7 @@ import pytest
 from orchestrator import Orchestrator
 from sandbox import ErrorCode, ProgramInvalid
 from tests.support.scripted_llm import ScriptedLLM
+from tests.support.vision_doubles import CountingVlm
 from tools.types import Image, ObjectList
 
 # (name, program, input names): every module and argument name of VisProg's four prompt
@@ -103,6 +104,8 @@ def test_visprog_program_checks_and_runs_unchanged(tiny: Orchestrator, provide, 
     tiny.check(source, inputs=inputs, form="lines")
     if "LIST(" in source:
         provide("llm", ScriptedLLM(["espresso\n2. latte\n3. mocha\n"]))
+    if "{ANSWER0} + {ANSWER1} >=" in source:  # adds VQA counts: the tiny VLM writes no number
+        provide("vlm", CountingVlm(tiny.pool.get("vlm")))
     images = {n: "sample:coffee" for n in inputs}
     if name == "imgedit-faces":
         images = {"IMAGE": "sample:astronaut"}

@@ -1,6 +1,6 @@
 """Test doubles for vision roles, for end-to-end tests on tiny random-weight models whose
 outputs would otherwise be empty (random CLIP calls every crop 'other'; random Molmo points
-at nothing). Each has its own model identity, so the memo never mixes its results with the
+at nothing; a random VLM writes no number). Each has its own model identity, so the memo never mixes its results with the
 real model's."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sandbox.answers import QuestionKind, question_kind
 from tools.backends.base import Backend, Placement
 from tools.settings import ModelSpec
 from tools.types import Image, Point, PointList
@@ -55,3 +56,23 @@ class DecisiveClip:
         for i in range(len(rows)):
             table[i, i % max(1, len(classes) - 1)] = 0.9
         return table / table.sum(axis=1, keepdims=True)
+
+
+class CountingVlm:
+    """The real (tiny) VLM, except that a counting question is answered '2': random
+    weights write no number within a count's token budget, and a VisProg program's Eval
+    adds the counts up."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.spec = real.spec.model_copy(update={"model": f"counting:{real.spec.model}"})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def answer(self, requests: Sequence[tuple[Image, str]], **kwargs: Any) -> list[str]:
+        raw = self._real.answer(requests, **kwargs)
+        return [
+            "2" if question_kind(question) is QuestionKind.NUMBER else text
+            for (_, question), text in zip(requests, raw, strict=True)
+        ]

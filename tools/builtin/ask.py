@@ -10,19 +10,20 @@ from tools.base import BatchTool, ToolContext
 from tools.errors import NoBackendError
 from tools.types import Image, Point, PointList
 
-# New tokens a short answer of each kind needs at most (a word or two, its end token and
-# some slack); a row stops earlier at its end token. Text answers get the full budget.
+# New tokens a short answer of each kind needs at most: a word or two and its end token,
+# with room for a wordier model's "There are 2 cups." (a row stops at its end token, so a
+# terse model pays nothing for the room). Text answers get the full budget.
 ANSWER_TOKENS: dict[str, int] = {
-    QuestionKind.YESNO: 5,
-    QuestionKind.NUMBER: 6,
-    QuestionKind.LABEL: 12,
+    QuestionKind.YESNO: 8,
+    QuestionKind.NUMBER: 10,
+    QuestionKind.LABEL: 16,
 }
 MAX_NEW_TOKENS = 24
 
 
 def answer_budget(ctx: ToolContext, tool: str, question: str) -> int:
     """The token budget for one question: by the kind of answer it asks for (options
-    ``answer_tokens: {yesno: 5, number: 6, label: 12}``), never above ``max_new_tokens``."""
+    ``answer_tokens: {yesno: 8, number: 10, label: 16}``), never above ``max_new_tokens``."""
     most = int(ctx.option(tool, "max_new_tokens", MAX_NEW_TOKENS))
     table = {**ANSWER_TOKENS, **(ctx.option(tool, "answer_tokens", None) or {})}
     return max(1, min(most, int(table.get(question_kind(question), most))))

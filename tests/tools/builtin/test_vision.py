@@ -59,7 +59,7 @@ def test_vqa_budgets_tokens_by_the_kind_of_answer(tiny: Orchestrator, monkeypatc
     program = "\n".join(f"A{i}=Vqa(image=IMAGE, question='{q}')" for i, q in enumerate(questions))
     result = tiny.execute(program + "\nRESULT=A0", image="sample:coffee")
     assert result.ok, result.error
-    assert seen == [[5, 6, 12, 24]]
+    assert seen == [[8, 10, 16, 24]]
     assert all(isinstance(result.values[f"A{i}"], str) for i in range(4))
 
 
