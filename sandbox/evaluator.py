@@ -69,11 +69,14 @@ class Evaluator:
         answers: bool = False,
         functions: Mapping[str, Callable[..., object]] = SAFE_FUNCTIONS,
         exposed: Mapping[type, Exposed] | None = None,
+        aliases: Mapping[str, str] | None = None,
     ) -> None:
+        """``aliases``: the real names of a shared template's stand-ins, for messages."""
         self.budget = budget
         self.answers = answers
         self.functions = functions
         self.exposed: Mapping[type, Exposed] = exposed if exposed is not None else {}
+        self.aliases = aliases or {}
 
     # entry point ---------------------------------------------------------------------------
 
@@ -131,7 +134,7 @@ class Evaluator:
             return env[name]
         if name in self.functions:
             raise EvalError(f"'{name}' is a function; call it as {name}(...)")
-        raise EvalError(f"name '{name}' is not defined")
+        raise EvalError(f"name '{self.aliases.get(name, name)}' is not defined")
 
     def call_function(self, name: str, args: list[object], kwargs: dict[str, object]) -> object:
         fn = self.functions.get(name)

@@ -24,8 +24,8 @@ from .safe_builtins import XOR_FUNCTION
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _STRING_PREFIX = re.compile(r"^([rRbBuUfF]*)(['\"]{1,3})(.*)\2$", re.S)
 # no quotes, '#', '\\', '$', '?', '`', ';' or control characters; '!' only in '!='
-_PLAIN_TEXT = re.compile(r"(?:[ %&()*+,\-./0-9:<=>@A-Z\[\]^_a-z{|}~]|!=)*")
-_SPACED_PLACEHOLDER = re.compile(r"\{ *([A-Za-z_][A-Za-z0-9_]*) *\}")
+PLAIN_TEXT = re.compile(r"(?:[ %&()*+,\-./0-9:<=>@A-Z\[\]^_a-z{|}~]|!=)*")
+SPACED_PLACEHOLDER = re.compile(r"\{ *([A-Za-z_][A-Za-z0-9_]*) *\}")
 _BRACKETS = re.compile(r"[()\[\]{}]")
 
 
@@ -38,8 +38,8 @@ def prepare_visprog(text: str) -> str:
     """
     if "{" not in text and "xor" not in text:
         return text
-    if "xor" not in text and _PLAIN_TEXT.fullmatch(text):
-        rewritten = _SPACED_PLACEHOLDER.sub(_spaced, text)
+    if "xor" not in text and PLAIN_TEXT.fullmatch(text):
+        rewritten = SPACED_PLACEHOLDER.sub(_spaced, text)
         if not _BRACKETS.search(rewritten) or _balanced(rewritten):
             return rewritten
     return _tokenized(text)

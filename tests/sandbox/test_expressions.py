@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tracemalloc
 from collections.abc import Callable
 
@@ -17,8 +18,10 @@ from sandbox import (
     ForbiddenError,
     LimitExceeded,
     Limits,
+    VisChainError,
     compile_expression,
 )
+from sandbox.expressions import _compile_text, clear_compiled
 from sandbox.visprog import _tokenized, prepare_visprog
 
 
@@ -286,3 +289,67 @@ def test_text_sizes_are_estimated_before_building(text: str) -> None:
 def test_widths_up_to_the_limit_still_format() -> None:
     assert len(ev("f'{1:>999999}'")) == 999_999
     assert ev("f'{x:>6.2f}|{y:<4}|'", x=3.14159, y="ab") == "  3.14|ab  |"
+
+
+# --- shared templates: expressions differing only in placeholder names -----------------
+
+_TEMPLATE_PIECES = (
+    "{ANSWER0}", "{ BOX12 }", "{LEN}", "{len}", "{if}", "{__x__}", "{AB}", "ANSWER0", "(",
+    ")", "[", "]", "1", "2.5", "'s'", " ", "+", "-", "*", "//", "%", "==", "<", "not ", " and ",
+    " or ", " if ", " else ", " in ", ",", ".labels", "len(", "x for x in ", "xor",
+)  # fmt: skip
+
+
+def _outcome(compiled: object, values: dict[str, object]) -> object:
+    try:
+        return ("value", compiled.evaluate(values))  # type: ignore[attr-defined]
+    except VisChainError as exc:
+        return ("error", exc.to_dict())
+
+
+@given(
+    st.lists(st.sampled_from(_TEMPLATE_PIECES), min_size=1, max_size=10),
+    st.sampled_from([{}, {"ANSWER0": 3, "BOX12": 4, "LEN": 2, "AB": 1}, {"ANSWER0": "yes"}]),
+)
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
+def test_a_shared_template_evaluates_as_the_text_itself(
+    pieces: list[str], values: dict[str, object]
+) -> None:
+    """Whatever the text, compiling it through a template (and evaluating that) gives the
+    same names, value or typed error (message and column) as compiling its own text."""
+    text = "".join(pieces)
+    with contextlib.suppress(VisChainError):  # a twin compiled first makes the template
+        compile_expression(text.replace("ANSWER0", "ANSWER9").replace("BOX12", "BOX77"))
+    try:
+        own: object = _compile_text(text, True)
+    except VisChainError as exc:
+        own = exc.to_dict()
+    try:
+        shared: object = compile_expression(text)
+    except VisChainError as exc:
+        shared = exc.to_dict()
+    if isinstance(own, dict) or isinstance(shared, dict):
+        assert shared == own, text
+        return
+    assert shared.names == own.names, text  # type: ignore[attr-defined]
+    assert _outcome(shared, values) == _outcome(own, values), text
+
+
+def test_placeholder_names_share_one_tree_and_errors_name_the_real_variable() -> None:
+    clear_compiled()
+    first, second = compile_expression("{AA1} + 1"), compile_expression("{AB7} + 1")
+    assert first.tree is second.tree and second.names == {"AB7"}
+    assert second.evaluate({"AB7": 4}) == 5
+    with pytest.raises(EvalError, match="name 'AB7' is not defined"):
+        second.evaluate({})
+    assert second.bind({"AB7": 4, "AA1": 1}).values == {"AB7": 4}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{ANSWER0}(3)", "[x for x in {LIST0}]", "{len} + 1", "{A} + 1", "'{ANSWER0}' + 1",
+     "{ANSWER0} xor {ANSWER1}", "{_v_ANSW} + 1"],
+)  # fmt: skip
+def test_texts_a_template_cannot_stand_for_compile_on_their_own(text: str) -> None:
+    clear_compiled()
+    assert not compile_expression(text).aliases
