@@ -39,7 +39,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from programs import template
-from sandbox import VisChainError
+from sandbox import ErrorCode, ProgramError, VisChainError
 from tools.backends.llm import LLMRequest
 from tools.errors import ToolErrorCode
 from tools.types import value_type
@@ -402,20 +402,18 @@ class AgentRun:
             self.trace.add_planning(record)
         return plan
 
-    def tried(self) -> dict[str, str]:
-        """The programs of earlier rounds that failed or had findings, and why: written
-        again, one is sent back for repair instead of being run."""
-        out: dict[str, str] = {}
+    def tried(self) -> dict[str, ProgramError]:
+        """The programs of earlier rounds that failed or had findings, and why (at the line
+        that failed): written again, one is sent back for repair instead of being run."""
+        out: dict[str, ProgramError] = {}
         for rnd in self.rounds:
             problem = "; ".join(i["message"] for i in rnd.issues[:2]) or (
                 (rnd.error or {}).get("message")
             )
-            if rnd.program and problem:
-                out.setdefault(
-                    rnd.program,
-                    f"this is round {rnd.index}'s program again, which had: {problem}; "
-                    "write a different one",
-                )
+            if rnd.program and problem and rnd.program not in out:
+                line = (rnd.error or {}).get("line") or 1
+                why = f"this is round {rnd.index}'s program again, which had: {problem}; fix it"
+                out[rnd.program] = ProgramError(ErrorCode.ERROR, why, line, 1)
         return out
 
     # --- rounds ----------------------------------------------------------------------------

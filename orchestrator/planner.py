@@ -312,7 +312,7 @@ class Planner:
         temperature: float | None = None,
         kind: str = "generate",
         opening: bool = True,
-        avoid: Mapping[str, str] | None = None,
+        avoid: Mapping[str, ProgramError] | None = None,
     ) -> list[Plan]:
         """``n`` programs of ``form`` written after ``prompt`` (which ends where a program
         begins), each decoded under the form's own request (grammar, stop strings,
@@ -321,8 +321,8 @@ class Planner:
         read (a mapping gives their type names; a sequence means images). With ``opening``, a
         form with a fixed opening and no grammar gets the opening written for it (the
         prompt need not end on the examples' cue). ``avoid`` maps programs already tried to
-        why they are not wanted (e.g. they failed): writing one of them again counts as an
-        error in it, shown to the model for repair like any other."""
+        why they are not wanted (e.g. they failed, at that line): writing one of them again
+        is that error in it, shown to the model for repair like any other."""
         spec = self.forms[form]
         start = get_form(form).opening if opening and spec.grammar is None else ""
         temp = self.config.temperature if temperature is None else temperature
@@ -423,7 +423,7 @@ class Planner:
         inputs: InputNames,
         prompt: str,
         first: Attempt,
-        avoid: Mapping[str, str] | None = None,
+        avoid: Mapping[str, ProgramError] | None = None,
     ) -> Plan:
         attempts = [first]
         current = first
@@ -435,9 +435,9 @@ class Planner:
             except CapabilityError as exc:
                 current.errors = [exc.to_dict()]
                 return Plan(current.program, None, attempts, exc, form=spec.name)
-            why = tried.get(_normal(current.program)) if program is not None else None
-            if why is not None:  # a program that was tried already: not again
-                program, errors = None, [ProgramError(ErrorCode.ERROR, why, 1, 1)]
+            again = tried.get(_normal(current.program)) if program is not None else None
+            if again is not None:  # a program that was tried already: not again
+                program, errors = None, [again]
             current.errors = [e.to_dict() for e in errors]
             if program is not None:
                 return Plan(current.program, program, attempts, form=spec.name)

@@ -145,6 +145,7 @@ def test_a_rewrite_that_copies_the_failed_program_is_sent_back_for_repair(agent)
     assert result.ok and result.output == 1 and len(result.rounds) == 2
     refused = next(r for r in result.trace.planning if r["kind"] == "follow-up")
     assert refused["errors"][0]["code"] == "error"
+    assert refused["errors"][0]["line"] == 3  # where it failed in round 1
     assert "this is round 1's program again, which had: [eval-error]" in llm.prompts[3]
     assert result.rounds[1].program == COUNT_RED
     assert CALLS == {"red": 2}  # round 1 and the repaired program: the copy did not run
