@@ -38,7 +38,7 @@ CACHED_EXPRESSIONS = 16_384
 MAX_CACHED_CHARS = 256
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Expression:
     """A parsed, validated expression: ``source`` as written, ``names`` it reads."""
 
@@ -165,17 +165,7 @@ def _from_template(source: str) -> Expression | None:
     for name, found in renames.items():
         aliases[found] = name
         text = text.replace(found, name)
-    return _shared(source, text, tree, others.union(renames), aliases)
-
-
-def _shared(
-    source: str, text: str, tree: ast.Expression, names: frozenset[str], aliases: dict[str, str]
-) -> Expression:
-    """An :class:`Expression` on a shared template, built without the frozen dataclass's
-    per-field ``object.__setattr__`` (a quarter of the cost of a new chained expression)."""
-    made = object.__new__(Expression)
-    made.__dict__.update(source=source, text=text, tree=tree, names=names, aliases=aliases)
-    return made
+    return Expression(source, text, tree, others.union(renames), aliases)
 
 
 class _NoTemplate(Exception):
