@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from programs import template
+from sandbox.answers import QuestionKind, asked_kind
 from tools.types import Image, Object, ObjectList, Point, PointList
 
 from .planner import fill
@@ -35,55 +36,35 @@ class AnswerKind(StrEnum):
     ANY = "any"  # nothing to check
 
 
-_AUX = (
-    "is are am was were do does did can could has have had will would should shall may might "
-    "must isn't aren't wasn't weren't don't doesn't didn't can't couldn't hasn't haven't"
-).split()
-_EDIT = (
+_EDIT = frozenset(
     "tag label blur replace cover hide remove erase delete color colour highlight mark put "
     "change make turn paint draw swap recolor recolour pixelate censor add outline annotate "
-    "name identify crop cut zoom sharpen brighten darken invert mask keep fill place apply"
-).split()
-_FIND = "find locate detect segment select show point circle".split()
-_TEXT = re.compile(
-    r"\b(say|says|said|read|reads|written|write|text|title|caption|describe|description|"
-    r"spell|spelled|word|words|sign|transcribe|why|explain)\b"
+    "name identify crop cut zoom sharpen brighten darken invert mask keep fill place apply".split()
 )
-_NUMBER = re.compile(
-    r"^(how (many|much|old|far|tall|long|big|wide|heavy|high)|count|what (is|'s) the "
-    r"(number|count|total|sum|age))\b|\bnumber of\b"
-)
-_LABEL = re.compile(r"^(what|which|who|where|whose)\b")
+_FIND = frozenset("find locate detect segment select show point circle".split())
 _WORD = re.compile(r"[a-z']+")
+_QUESTION_KINDS = {
+    QuestionKind.YESNO: AnswerKind.YESNO,
+    QuestionKind.NUMBER: AnswerKind.NUMBER,
+    QuestionKind.LABEL: AnswerKind.LABEL,
+    QuestionKind.TEXT: AnswerKind.TEXT,
+}
 _UNSURE = re.compile(r"[^a-z0-9 ]+")  # punctuation is ignored when comparing answers
 
 
 def kind_by_rules(instruction: str) -> AnswerKind | None:
-    """The kind an instruction's wording asks for, or None when the wording does not say."""
+    """The kind an instruction's wording asks for, or None when the wording does not say: a
+    question's kind by :func:`sandbox.answers.asked_kind` (the rules Vqa's answer budgets
+    use too); an edit verb first, not as a question → an image; a find verb first → objects."""
     text = instruction.strip().lower()
     words = _WORD.findall(text)
     if not words:
         return None
-    first = words[0]
-    if first == "please" and len(words) > 1:
-        first = words[1]
-    question = text.endswith("?")
-    if _NUMBER.search(text):
-        return AnswerKind.NUMBER
-    if first in _AUX:
-        # "Is the dog a beagle or a poodle?" offers alternatives: a label, not yes/no
-        if re.search(r"\bor\b", text) and not re.search(r"\bor not\b", text):
-            return AnswerKind.LABEL
-        return AnswerKind.YESNO
-    if first in _EDIT and not question:
-        return AnswerKind.IMAGE
-    if first in _FIND and not question:
-        return AnswerKind.OBJECTS
-    if _LABEL.match(text):
-        return AnswerKind.TEXT if _TEXT.search(text) else AnswerKind.LABEL
-    if first in ("describe", "explain", "read", "transcribe"):
-        return AnswerKind.TEXT
-    return None
+    first = words[1] if words[0] == "please" and len(words) > 1 else words[0]
+    asked = asked_kind(text)
+    if asked is QuestionKind.NUMBER or first not in _EDIT | _FIND or text.endswith("?"):
+        return None if asked is None else _QUESTION_KINDS[asked]
+    return AnswerKind.IMAGE if first in _EDIT else AnswerKind.OBJECTS
 
 
 def kind_prompt(instruction: str) -> str:

@@ -102,25 +102,59 @@ _AUXILIARY = frozenset(
     "is are am was were do does did can could has have had will would should shall may might "
     "must isn't aren't wasn't weren't don't doesn't didn't can't couldn't hasn't haven't".split()
 )
-_COUNTING = re.compile(r"^\s*(how (many|much|old)|count|what (is|'s) the (number|count))\b")
+_COUNTING = re.compile(
+    r"^(how (many|much|old|far|tall|long|big|wide|heavy|high)|count|what (is|'s) the "
+    r"(number|count|total|sum|age))\b"
+)
+_NUMBER_OF = re.compile(r"\bnumber of\b")
 _ALTERNATIVES = re.compile(r"\bor\b(?! not\b)")
-_NAMING = re.compile(r"^\s*(what|which|who|where|whose)\b")
-_LONG = re.compile(r"\b(why|how come|describe|explain|say|says|written|read|text)\b")
+_NAMING = re.compile(r"^(what|which|who|where|whose)\b")
+_LONG = re.compile(
+    r"\b(say|says|said|read|reads|written|write|text|title|caption|describe|description|"
+    r"spell|spelled|word|words|sign|transcribe|why|how come|explain)\b"
+)
+_TELLING = frozenset({"describe", "explain", "read", "transcribe", "why"})
+_WORD = re.compile(r"[a-z']+")
+
+
+def asked_kind(text: str) -> QuestionKind | None:
+    """The kind of answer a question's wording asks for, or None when it does not say
+    (an edit or a statement):
+
+    - a count: "how many/much/old/far…", "count…", "what is the number/total of…", or "the
+      number of" after a word other than an auxiliary verb;
+    - yes/no: an auxiliary verb first ("Is…", "Does…", "Can…"), unless it offers
+      alternatives with "or" ("Is it a cat or a dog?": a label) — "or not" stays yes/no;
+    - text: what/which/who/where with a word about reading, writing or explaining ("What
+      does the sign say?"), or "Describe/Explain/Read/Transcribe/Why…";
+    - a label: any other what/which/who/where question ("What colour is the car?").
+
+    A leading "please" is skipped; case and surrounding space do not matter."""
+    lowered = text.strip().lower()
+    words = _WORD.findall(lowered)
+    if not words:
+        return None
+    if words[0] == "please" and len(words) > 1:
+        lowered = lowered[lowered.index("please") + len("please") :].lstrip(" ,")
+        words = words[1:]
+    first = words[0]
+    if _COUNTING.match(lowered):
+        return QuestionKind.NUMBER
+    if first in _AUXILIARY:
+        return QuestionKind.LABEL if _ALTERNATIVES.search(lowered) else QuestionKind.YESNO
+    if _NUMBER_OF.search(lowered):
+        return QuestionKind.NUMBER
+    if _NAMING.match(lowered):
+        return QuestionKind.TEXT if _LONG.search(lowered) else QuestionKind.LABEL
+    if first in _TELLING:
+        return QuestionKind.TEXT
+    return None
 
 
 def question_kind(question: str) -> QuestionKind:
-    """The kind of answer a question's wording asks for: a count, yes/no (an auxiliary verb
-    first, no alternatives offered), a label (what/which/who/where, or alternatives), else
-    text."""
-    text = question.strip().lower()
-    if _COUNTING.match(text):
-        return QuestionKind.NUMBER
-    first = text.split(maxsplit=1)[0] if text else ""
-    if first in _AUXILIARY:
-        return QuestionKind.LABEL if _ALTERNATIVES.search(text) else QuestionKind.YESNO
-    if _NAMING.match(text) and not _LONG.search(text):
-        return QuestionKind.LABEL
-    return QuestionKind.TEXT
+    """The kind of answer a question asks for (:func:`asked_kind`), text when its wording
+    does not say."""
+    return asked_kind(question) or QuestionKind.TEXT
 
 
 def short_answer(raw: str, question: str = "") -> str:

@@ -39,6 +39,10 @@ K = AnswerKind
         ("Keep the bus in colour and make the rest grey", K.IMAGE),
         ("Find every car in the street", K.OBJECTS),
         ("Describe the scene", K.TEXT),
+        ("Is the number of cats larger than two?", K.YESNO),
+        ("Show the number of cars", K.NUMBER),
+        ("Please read the label on the bottle", K.TEXT),
+        ("Blur the faces?", None),  # a question about an edit says nothing reliable
         ("A picture of a dog", None),
         ("", None),
     ],

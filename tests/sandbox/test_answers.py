@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.answers import QuestionKind, question_kind, short_answer
+from sandbox.answers import QuestionKind, asked_kind, question_kind, short_answer
 
 
 @pytest.mark.parametrize(
@@ -23,10 +23,21 @@ from sandbox.answers import QuestionKind, question_kind, short_answer
         ("Why is the man smiling?", QuestionKind.TEXT),
         ("Describe the scene.", QuestionKind.TEXT),
         ("", QuestionKind.TEXT),
+        ("How tall is the tower?", QuestionKind.NUMBER),
+        ("Please tell me the number of dogs", QuestionKind.NUMBER),
+        ("Is the number of cats larger than two?", QuestionKind.YESNO),
+        ("What is written on the mug?", QuestionKind.TEXT),
+        ("Please read the label", QuestionKind.TEXT),
     ],
 )
 def test_question_kind(question: str, kind: QuestionKind) -> None:
     assert question_kind(question) is kind
+
+
+@pytest.mark.parametrize("text", ["Blur the faces", "A picture of a dog", "", "  ?  "])
+def test_wording_that_asks_nothing_has_no_kind(text: str) -> None:
+    assert asked_kind(text) is None
+    assert question_kind(text) is QuestionKind.TEXT
 
 
 def test_short_answers_take_the_number_only_for_counting_questions() -> None:
