@@ -5,45 +5,15 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import ClassVar
 
-import torch
+import pytest
 
 from orchestrator import Config, Orchestrator
-from tools.backends import BACKENDS, Backend, Located, Placement
+from tests.support.backends import GatedBackend
 from tools.base import ToolContext, tool
 from tools.builtin import eval_, result
 from tools.errors import ModelLoadError
 from tools.registry import Registry
-from tools.settings import ModelSettings, ModelSpec
-
-
-class SlowLoad(Backend):
-    """Marks ``started`` when its load begins; ``model='fails'`` cannot load."""
-
-    family = "test_slow_load"
-    started: ClassVar[threading.Event] = threading.Event()
-
-    def __init__(self, spec: ModelSpec, placement: Placement) -> None:
-        super().__init__(spec, placement)
-        self.layer = torch.nn.Linear(1, 1, bias=False)
-
-    @classmethod
-    def locate(cls, spec: ModelSpec, settings: ModelSettings) -> Located:
-        return Located(True, "memory")
-
-    @classmethod
-    def load(cls, spec: ModelSpec, placement: Placement, settings: ModelSettings) -> Backend:
-        cls.started.set()
-        if spec.model == "fails":
-            raise OSError("weights file truncated")
-        return cls(spec, placement)
-
-    def modules(self) -> list[torch.nn.Module]:
-        return [self.layer]
-
-
-BACKENDS["test_slow_load"] = SlowLoad
 
 
 @tool(name="WaitForLoad")
@@ -53,7 +23,7 @@ def wait_for_load(x: int) -> int:
     Args:
         x: anything
     """
-    return int(SlowLoad.started.wait(timeout=60))
+    return int(GatedBackend.started["here"].wait(timeout=60))
 
 
 @tool(name="UseModel", requires=("m",))
@@ -67,15 +37,21 @@ def use_model(ctx: ToolContext, x: int) -> str:
 
 
 def orchestrator(tmp_path: Path, model: str) -> Orchestrator:
-    roles = {"m": [{"family": "test_slow_load", "model": model}]}
+    roles = {"m": [{"family": "test_gated", "model": model}]}
     config = Config(
         models={"roles": roles, "cache_dir": tmp_path, "progress": False}, plugins=False
     )
     return Orchestrator(config, registry=Registry([wait_for_load, use_model, eval_, result]))
 
 
+@pytest.fixture(autouse=True)
+def watch_loads() -> None:
+    GatedBackend.gates.clear()
+    GatedBackend.started.clear()
+    GatedBackend.started["here"] = threading.Event()
+
+
 def test_the_model_loads_while_the_first_steps_run(tmp_path: Path) -> None:
-    SlowLoad.started.clear()
     orch = orchestrator(tmp_path, "here")
     try:
         result = orch.execute("A=WaitForLoad(x=1)\nB=UseModel(x=A)\nRESULT=B")
@@ -87,14 +63,13 @@ def test_the_model_loads_while_the_first_steps_run(tmp_path: Path) -> None:
 
 
 def test_a_failed_load_fails_only_its_steps_naming_role_and_step(tmp_path: Path) -> None:
-    SlowLoad.started.clear()
     orch = orchestrator(tmp_path, "fails")
     try:
         result = orch.execute("A=Eval('1 + 1')\nB=UseModel(x=A)\nC=Eval('{A} * 3')\nRESULT=C")
         error = result.step_errors["B"]
         assert isinstance(error, ModelLoadError) and error.role == "m"
         assert "step B" in str(error) and "'m' model" in str(error)
-        assert "weights file truncated" in str(error)
+        assert "corrupt checkpoint" in str(error)
         assert result.values["A"] == 2 and result.values["C"] == 6  # no work lost
     finally:
         orch.close()

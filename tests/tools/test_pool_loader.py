@@ -6,50 +6,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
-import torch
 
-from tools.backends import BACKENDS, Backend, Located, Placement
+from tests.support.backends import GatedBackend
+from tools.backends import Backend
 from tools.errors import ModelError, ModelLoadError
 from tools.pool import ModelPool
 from tools.settings import ModelSettings, ModelSpec
-
-
-class GatedBackend(Backend):
-    """A one-weight model whose load of ``model`` waits until ``gates[model]`` is set (when
-    there is one); it records the loading thread, and ``model='fails'`` raises."""
-
-    family = "test_gated"
-    gates: ClassVar[dict[str, threading.Event]] = {}
-    started: ClassVar[dict[str, threading.Event]] = {}
-    threads: ClassVar[list[str]] = []
-
-    def __init__(self, spec: ModelSpec, placement: Placement) -> None:
-        super().__init__(spec, placement)
-        self.layer = torch.nn.Linear(1, 1, bias=False)
-
-    @classmethod
-    def locate(cls, spec: ModelSpec, settings: ModelSettings) -> Located:
-        return Located(True, "memory")
-
-    @classmethod
-    def load(cls, spec: ModelSpec, placement: Placement, settings: ModelSettings) -> Backend:
-        cls.threads.append(threading.current_thread().name)
-        cls.started.setdefault(spec.model, threading.Event()).set()
-        gate = cls.gates.get(spec.model)
-        if gate is not None:
-            gate.wait()
-        if spec.model == "fails":
-            raise RuntimeError("corrupt checkpoint")
-        return cls(spec, placement)
-
-    def modules(self) -> list[torch.nn.Module]:
-        return [self.layer]
-
-
-BACKENDS["test_gated"] = GatedBackend
 
 
 def spec(name: str) -> ModelSpec:
