@@ -10,10 +10,9 @@ state kept under ``<cache_dir>/llama_state`` (:mod:`tools.backends.llama_state`)
 process restores it in milliseconds instead of evaluating hundreds of tokens.
 
 Options (``spec.options``): ``n_ctx`` (4096), ``n_gpu_layers`` (-1 on a CUDA placement,
-else 0), ``n_threads`` (generation: half the usable cores, at least one — llama.cpp's
-threads wait for each other at every token, so on a busy CPU more of them is far slower:
-25 tokens of the 0.5B took 3.4 s on one thread and 45 s on two on a 2-core machine at load
-5-7), ``n_threads_batch`` (prompt evaluation: all usable cores), ``n_batch``, ``seed``
+else 0), ``n_threads`` (generation; by default fitted before every call to the cores idle
+right then, see :func:`generation_threads`), ``n_threads_batch`` (prompt evaluation: all
+usable cores), ``n_batch``, ``seed``
 (makes unseeded calls reproducible), llama.cpp's sampling extras ``top_k`` (40),
 ``min_p`` (0.05) and ``repeat_penalty`` (1.0), and ``prefix_cache`` (True; False keeps no
 state files) with ``prefix_cache_mb`` (2048, the most the state directory holds).
@@ -57,10 +56,40 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def generation_threads() -> int:
-    """llama.cpp threads for generation by default: half the usable cores (as llama.cpp
-    and llama-cpp-python choose), at least one."""
-    return max(1, usable_cores() // 2)
+def idle_cores(window: float = 0.05) -> float | None:
+    """How many of the usable cores sat idle over the next ``window`` seconds: the machine's
+    idle share (``/proc/stat``'s all-CPU line, idle + iowait) times :func:`usable_cores`.
+    None where ``/proc/stat`` cannot be read (not Linux)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+        return ticks[3] + ticks[4], sum(ticks)
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(window)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return usable_cores() * (idle1 - idle0) / (total1 - total0)
+
+
+def generation_threads(idle: float | None = None) -> int:
+    """llama.cpp threads for generating tokens: the cores idle now (``idle``, from
+    :func:`idle_cores`), at least one, at most the usable cores; half the usable cores when
+    nothing was measured (llama.cpp's own default).
+
+    llama.cpp's threads wait for each other at every token, so a thread without a core of
+    its own stalls them all: on the 2-core machine at load 5–7, 25 tokens of the 0.5B took
+    3.4 s on one thread and 45 s on two; on the idle machine the main job planned in ~4.7 s
+    on two threads and ~8.6 s on one. A core counts as idle when at least 80% of it is."""
+    cores = usable_cores()
+    if idle is None:
+        return max(1, cores // 2)
+    return max(1, min(cores, int(idle + 0.2)))
 
 
 # --- llama.cpp's log ------------------------------------------------------------------------
@@ -149,6 +178,7 @@ class LlamaCppBackend(LLMBackend):
         self._grammars: OrderedDict[str, Any] = OrderedDict()
         self._rng = random.Random(spec.options.get("seed"))
         opts = spec.options
+        self.fit_threads = not opts.get("n_threads")  # fitted to idle cores before each call
         self._sampling = {
             "top_k": int(opts.get("top_k", 40)),
             "min_p": float(opts.get("min_p", 0.05)),
@@ -296,6 +326,8 @@ class LlamaCppBackend(LLMBackend):
             compiled = self._grammar(request.grammar) if request.grammar is not None else None
             if "prompt" in inputs:  # later samples reuse the prompt the first one evaluated
                 self.prefixes.prepare(self._model(), inputs["prompt"])
+            if self.fit_threads and self.placement.device == "cpu":
+                self.set_threads(generation_threads(idle_cores()))
             generate = getattr(self._model(), method)
             for i in range(request.n):
                 t0 = started if i == 0 else time.perf_counter()
@@ -356,6 +388,15 @@ class LlamaCppBackend(LLMBackend):
         while len(self._grammars) > _MAX_GRAMMARS:
             self._grammars.popitem(last=False)
         return grammar
+
+    def set_threads(self, n: int) -> None:
+        """Generate on ``n`` threads from the next call on (prompt threads unchanged)."""
+        llm = self._model()
+        if n != llm.n_threads:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(llm.ctx, n, llm.n_threads_batch)
+            llm.n_threads = llm.context_params.n_threads = n
 
     def _model(self) -> Any:
         if self.llm is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.backends import CPU
-from tools.backends import backend_class, gguf
+from tools.backends import backend_class, gguf, llm_local
 from tools.backends.gguf import (
     PACKAGED,
     cached_gguf_path,
@@ -25,7 +25,12 @@ from tools.backends.gguf import (
     is_verified,
 )
 from tools.backends.llm import Completion, LLMRequest
-from tools.backends.llm_local import LlamaCppBackend, generation_threads, usable_cores
+from tools.backends.llm_local import (
+    LlamaCppBackend,
+    generation_threads,
+    idle_cores,
+    usable_cores,
+)
 from tools.errors import ModelError, NoBackendError
 from tools.settings import ModelSettings, ModelSpec
 
@@ -160,6 +165,45 @@ def test_threads_default_to_half_the_cores_for_tokens_and_all_for_prompts(
     backend = LlamaCppBackend.load(spec.model_copy(update={"options": options}), CPU, settings)
     try:
         assert (backend.llm.n_threads, backend.llm.n_threads_batch) == (3, 1)
+    finally:
+        backend.unload()
+
+
+def test_generation_threads_follow_the_idle_cores() -> None:
+    cores = usable_cores()
+    assert generation_threads(None) == max(1, cores // 2)
+    assert generation_threads(0.0) == 1  # a busy machine: one thread, never zero
+    assert generation_threads(0.79) == 1  # a core counts once 80% of it is idle
+    assert generation_threads(float(cores)) == cores
+    assert generation_threads(cores + 5.0) == cores  # never more than this process may use
+    idle = idle_cores(window=0.02)
+    assert idle is not None and 0.0 <= idle <= cores  # Linux: /proc/stat is there
+
+
+def test_each_call_generates_on_the_cores_idle_then(
+    tmp_path: Path, settings: ModelSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = LlamaCppBackend.tiny_spec(tmp_path)
+    backend = LlamaCppBackend.load(spec, CPU, settings)
+    try:
+        assert backend.fit_threads
+        request = LLMRequest(max_tokens=2, seed=1)
+        monkeypatch.setattr(llm_local, "idle_cores", lambda window=0.05: 0.0)
+        first = backend.complete("1, 2, 3,", request)[0].text
+        assert backend.llm.n_threads == 1
+        monkeypatch.setattr(llm_local, "idle_cores", lambda window=0.05: 64.0)
+        again = backend.complete("1, 2, 3,", request)[0].text
+        assert backend.llm.n_threads == usable_cores()
+        assert backend.llm.n_threads_batch == usable_cores()  # prompt threads unchanged
+        assert again == first  # the thread count does not change what is generated
+    finally:
+        backend.unload()
+    fixed = {**spec.options, "n_threads": 1}
+    backend = LlamaCppBackend.load(spec.model_copy(update={"options": fixed}), CPU, settings)
+    try:
+        assert not backend.fit_threads
+        backend.complete("1, 2, 3,", LLMRequest(max_tokens=2, seed=1))
+        assert backend.llm.n_threads == 1  # a configured count is kept
     finally:
         backend.unload()
 
