@@ -39,11 +39,10 @@ from sandbox import ErrorCode, LimitExceeded
 from .base import Tool, ToolContext
 from .errors import ModelError, ToolError
 from .video import expand_frames, gather_frames
-from .waiting import AdaptiveWait
+from .waiting import DEFAULT_MAX_WAIT_MS, AdaptiveWait
 
 log = logging.getLogger("vischain.tools")
 
-DEFAULT_MAX_WAIT_MS = 5.0
 DEFAULT_ON_OOM = ("smaller_batch", "cpu")
 
 

@@ -35,13 +35,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .backends import backend_class
-from .batching import DEFAULT_MAX_WAIT_MS
 from .cache import ByteLRU
 from .errors import ModelError, NoBackendError
 from .pool import ModelPool
 from .profiles import roles_for
 from .remote import Call, ImageRef, Outcome, deployment_name, refs_to_images
 from .settings import ModelSettings, ModelSpec
+from .waiting import DEFAULT_MAX_WAIT_MS
 
 DEFAULT_MAX_MODELS = 2  # checkpoints of one role a replica keeps loaded
 BATCH_RECORDS = 1000  # recent batches a replica remembers (for stats)

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+DEFAULT_MAX_WAIT_MS = 5.0  # the longest a batch leader waits for company, by default
 SMOOTHING = 0.3  # weight of the newest gap in the mean
 QUIET_GAPS = 2.0  # a wait ends after this many mean gaps without an arrival
 

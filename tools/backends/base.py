@@ -25,7 +25,8 @@ from ..devices import module_bytes
 from ..errors import ModelError
 from ..settings import ModelSettings, ModelSpec
 from ..types import detached
-from .coalesce import DEFAULT_MAX_WAIT_MS, Lanes
+from ..waiting import DEFAULT_MAX_WAIT_MS
+from .coalesce import Lanes
 from .threads import ModelThread
 
 

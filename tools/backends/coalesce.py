@@ -30,9 +30,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..waiting import AdaptiveWait
-
-DEFAULT_MAX_WAIT_MS = 5.0
+from ..waiting import DEFAULT_MAX_WAIT_MS, AdaptiveWait
 
 
 @dataclass(eq=False)
