@@ -17,11 +17,13 @@ files cannot swallow them); ``--resume`` keeps the rows already there and measur
 
     .venv/bin/python bench/agent.py [--limit N] [--model qwen2.5-coder-0.5b-instruct-q4_k_m]
                                      [--profile tiny] [--max-rounds 3] [--resume]
+                                     [--items 3,11,15-17] [--out agent]
 """
 
 from __future__ import annotations
 
 import argparse
+import calendar
 import json
 import os
 import statistics
@@ -166,6 +168,22 @@ def judge(orch: Any, item: dict[str, Any], result: Any) -> dict[str, Any]:
     return {"kind_ok": kind_ok, "tools_ok": tools_ok, "got": str(got), "tools": sorted(used)}
 
 
+def deadline(hhmm: str) -> float:
+    """The epoch seconds of today's ``HH:MM`` UTC."""
+    hours, minutes = (int(x) for x in hhmm.split(":"))
+    now = time.gmtime()
+    return float(calendar.timegm((*now[:3], hours, minutes, 0, 0, 0, 0)))
+
+
+def indices(text: str) -> set[int]:
+    """Item indices from ``3,11,15-17``."""
+    out: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        out.update(range(int(first), int(last or first) + 1))
+    return out
+
+
 def images_of(item: dict[str, Any]) -> dict[str, str]:
     if "images" in item:
         return {k: f"sample:{v}" for k, v in item["images"].items()}
@@ -179,9 +197,15 @@ def main() -> None:
     parser.add_argument("--profile", default="tiny")
     parser.add_argument("--max-rounds", type=int, default=3)
     parser.add_argument("--resume", action="store_true", help="keep the rows already saved")
+    parser.add_argument("--items", default=None,
+                        help="only these item indices, e.g. 3,11,15-17 (a focused run)")  # fmt: skip
+    parser.add_argument("--out", default="agent", help="results name (bench/results/NAME.json)")
+    parser.add_argument("--stop-at", default=None,
+                        help="UTC HH:MM: start no item after it; the results say partial")  # fmt: skip
     args = parser.parse_args()
     items = yaml.safe_load((ROOT / "bench" / "data" / "agent.yaml").read_text())["items"]
     items = items[: args.limit] if args.limit else items
+    wanted = indices(args.items) if args.items else set(range(len(items)))
     roles = {"llm": [ModelSpec(family="llama_cpp", model=args.model)]} if args.model else None
     orch = orchestrator(
         args.profile, memo=False, roles=roles, agent={"max_rounds": args.max_rounds}
@@ -190,11 +214,17 @@ def main() -> None:
     print(f"planner: {llm.spec.label()}; {len(items)} instructions; profile {args.profile}")
     load_before = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    progress = RESULTS / "agent-items.jsonl"
+    progress = RESULTS / f"{args.out}-items.jsonl"
     rows = load_rows(progress) if args.resume else []
     progress.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     done = {(r["item"], r["mode"]) for r in rows}
+    stop_at = deadline(args.stop_at) if args.stop_at else None
     for i, item in enumerate(items):
+        if i not in wanted:
+            continue
+        if stop_at is not None and time.time() >= stop_at:
+            print(f"stopping at item {i}: --stop-at {args.stop_at} UTC passed", flush=True)
+            break
         modes = ["one-shot", "agent"] if i % 2 == 0 else ["agent", "one-shot"]
         for mode in modes:
             if (i, mode) in done:
@@ -228,6 +258,14 @@ def main() -> None:
                 flush=True,
             )
     summary = summary_of(rows)
+    measured = {r["item"] for r in rows if r["mode"] == "agent"} & {
+        r["item"] for r in rows if r["mode"] == "one-shot"
+    }
+    partial = (
+        f"{len(measured & wanted)} of {len(wanted)} items in both modes"
+        if len(measured & wanted) < len(wanted)
+        else None
+    )
     one, agent = summary
     ratio = agent["median_seconds"] / one["median_seconds"] if one["median_seconds"] else None
     by_item = {(r["item"], r["mode"]): r for r in rows}
@@ -238,11 +276,12 @@ def main() -> None:
         and by_item.get((i, "agent"), a)["error"] is None
     )  # fmt: skip
     report(
-        "agent",
+        args.out,
         summary,
         COLUMNS,
         planner=llm.spec.label(),
         profile=args.profile,
+        partial=partial,
         median_time_ratio=ratio,
         one_shot_errors_fixed_by_agent=fixed,
         load_average_before=load_before,

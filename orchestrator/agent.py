@@ -4,7 +4,13 @@ Algorithm (one :class:`AgentRun` holds a run's state):
 
 1. Decide once what kind of answer the instruction asks for (:mod:`.answer_kind`: its
    wording, else the planner's LLM under a grammar of kind names).
-2. Round 1: the planner writes a program (repairs and voting as in one-shot runs). A program
+2. Round 1: the planner writes a program (repairs and voting as in one-shot runs), with
+   the examples whose result is of the kind asked for ranked first (their result type as
+   the checker knows it, else their wording: a small planner copies a pattern that returns
+   the right kind). Every program the loop writes is checked for its result's type before
+   it runs (``agent.static_kind``): one that cannot give the kind asked for (an image for a
+   yes/no question) is sent back for repair, not run (when the repairs are spent on that
+   alone, it runs, and its result is checked after). A program
    that needs a tool that exists but cannot run here ends the run at once with a typed
    :class:`~.capability.CapabilityError` naming the tool, its model role and how to get it.
    A program that still does not check after its repairs is a finding like a runtime
@@ -13,7 +19,8 @@ Algorithm (one :class:`AgentRun` holds a run's state):
 4. No finding: accept the result (or, with ``decide: always``, ask anyway). Otherwise render
    an observation (:mod:`.observation`) and ask the LLM for a decision (:mod:`.decisions`,
    grammar-constrained): ANSWER accepts (not offered after a round without a result, nor
-   for one of the wrong kind); ``ANSWER NAME`` (offered when the answer-kind
+   for one of the wrong kind: then the prompt says which kind is needed and shows the most
+   similar example program that gives it); ``ANSWER NAME`` (offered when the answer-kind
    check names computed values of the kind asked for) returns that value through a
    one-line follow-up; CONTINUE runs a follow-up program that starts from every value
    computed so far (finished steps are not run again); REWRITE runs a fresh program (tool
@@ -22,10 +29,14 @@ Algorithm (one :class:`AgentRun` holds a run's state):
    detection, a low score, an unsure answer: what the tools found, or could not tell, may
    simply be so), is accepted: the
    re-phrased round confirmed it. Otherwise stop at a capability error, when the same
-   findings come back (compared without the program's names and lines), at ``max_rounds``,
+   findings come back (compared without the program's names and lines; for a program
+   that never checked, its errors' text), at ``max_rounds``,
    ``max_tool_calls`` or ``max_seconds`` — or when less time is left than the slowest LLM
    call so far took, so no generation outlives the run's budget: the best round's result
-   is returned with a typed ``agent-limit`` error saying why. The configured fallback
+   is returned with a typed ``agent-limit`` error saying why — unless it computed a result
+   of the kind asked for whose only findings are ``agent.warn_at_limit`` ones (a low score,
+   an unsure reply: a user can weigh them; by default): it is returned without an error,
+   those findings as ``RunResult.warnings`` (and the trace's meta). The configured fallback
    still runs when the loop ends in an error. Every round goes to ``RunResult.rounds`` and
    the trace.
 """
@@ -44,7 +55,18 @@ from tools.backends.llm import LLMRequest
 from tools.errors import ToolErrorCode
 from tools.types import value_type
 
-from .answer_kind import AnswerKind, kind_by_rules, kind_grammar, kind_prompt, parse_kind
+from .answer_kind import (
+    AnswerKind,
+    describe,
+    example_kind,
+    fits,
+    kind_by_rules,
+    kind_grammar,
+    kind_of_type,
+    kind_prompt,
+    matches,
+    parse_kind,
+)
 from .capability import CapabilityError, capability_error
 from .checks import SOFT, Check, Issue, run_checks
 from .decisions import (
@@ -58,7 +80,7 @@ from .decisions import (
 from .errors import RunErrorCode
 from .forms import get_form
 from .observation import Observation, render
-from .planner import PlanningError, fill
+from .planner import PlanningError, ResultCheck, fill
 from .render import summarize
 from .rounds import Round, RoundKind
 from .trace import StepStatus
@@ -66,9 +88,11 @@ from .trace import StepStatus
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from programs import Example
     from tools.types import Image
 
     from .api import Orchestrator, RunResult
+    from .forms import Parsed
     from .planner import Plan
     from .trace import Trace
 
@@ -195,9 +219,15 @@ class AgentRun:
         """Round 1: the planner's program, executed (or the reason there is none)."""
         self.start(RoundKind.PLAN, None, None)
         inputs = list(self.named) or ["IMAGE"]
+        kind_known = self.expected is not AnswerKind.ANY
         try:
             plans = self.planner.plan(
-                self.instruction, inputs, n=self.voting, form=self.form_choice
+                self.instruction,
+                inputs,
+                n=self.voting,
+                form=self.form_choice,
+                prefer=self.shows_kind if kind_known else None,
+                result_check=self.result_check(),
             )
         except VisChainError as exc:
             return self.orch_result(None, exc)
@@ -302,9 +332,9 @@ class AgentRun:
         answer = current.result is not None and current.result.error is None and not wrong_kind
         # values a check found to be of the kind asked for: ANSWER NAME returns one
         ready = tuple(dict.fromkeys(n for i in current.issues for n in i.fits if n in names))
-        offer = template(
-            "decision_answer" if answer else "decision_wrong_kind" if wrong_kind
-            else "decision_no_answer"
+        offer = (
+            self.wrong_kind_text() if wrong_kind
+            else template("decision_answer" if answer else "decision_no_answer")
         )  # fmt: skip
         if ready:
             offer += fill(template("decision_answer_value"), values=", ".join(ready))
@@ -395,12 +425,66 @@ class AgentRun:
             temperature=self.orch.config.planner.temperature,
             kind="follow-up",
             avoid=self.tried(),
+            result_check=self.result_check(),
         )[0]
         for attempt in plan.attempts:
             record = attempt.record()
             self._timed(float(record.get("seconds") or 0.0))
             self.trace.add_planning(record)
         return plan
+
+    # --- the kind of answer asked for ------------------------------------------------------
+
+    def shows_kind(self, example: Example) -> bool:
+        """Whether an example's program gives the kind of answer asked for (its result's
+        type as the checker knows it; for a text or untyped result, its instruction's
+        wording): in agent runs such examples rank first, so a small planner copies a
+        pattern that returns the right kind."""
+        got = example_kind(self.planner.example_result_type(example), example.instruction)
+        return matches(self.expected, got)
+
+    def result_check(self) -> ResultCheck | None:
+        """The check of a program's result type before it runs (``agent.static_kind``)."""
+        if not self.config.static_kind or self.expected is AnswerKind.ANY:
+            return None
+        return self.check_result
+
+    def check_result(self, type_name: str | None, program: Parsed) -> ProgramError | None:
+        """An error to repair when a program's result, by its type, cannot be of the kind
+        asked for (an image for a yes/no question, a count for "find the dogs"). A text
+        result may be any kind of answer (what a VLM replies), except an image or objects."""
+        got = kind_of_type(type_name)
+        if fits(self.expected, got) or (
+            got is AnswerKind.TEXT and self.expected not in (AnswerKind.IMAGE, AnswerKind.OBJECTS)
+        ):
+            return None
+        steps = getattr(program, "steps", ())
+        name = getattr(program, "result_name", None)
+        line = next((s.line for s in steps if s.target == name), 1)
+        giving = [
+            t.spec.name for t in self.planner.registry
+            if kind_of_type(t.spec.output) is not AnswerKind.ANY
+            and matches(self.expected, kind_of_type(t.spec.output))
+        ]  # fmt: skip
+        message = (
+            f"the result is {describe(got)} ({type_name}), but the instruction asks for "
+            f"{describe(self.expected)}: end the program with a value of that kind"
+        )
+        if giving:
+            message += f" (tools that give one: {', '.join(giving[:8])})"
+        return ProgramError(ErrorCode.WRONG_TYPE, message, line, 1, name)
+
+    def wrong_kind_text(self) -> str:
+        """What the decision prompt says of a result of the wrong kind: the kind needed,
+        and the most similar example program that gives it."""
+        kind = describe(self.expected)
+        text = fill(template("decision_wrong_kind"), kind=kind)
+        example = self.planner.nearest_example(self.instruction, self.form, self.shows_kind)
+        if example is not None:
+            program = "".join(f"#   {line}\n" for line in example.text.splitlines())
+            text += fill(template("decision_kind_example"), kind=kind,
+                         instruction=example.instruction, program=program.rstrip("\n"))  # fmt: skip
+        return text
 
     def tried(self) -> dict[str, ProgramError]:
         """The programs of earlier rounds that failed or had findings, and why (at the line
@@ -486,7 +570,14 @@ class AgentRun:
             chosen = self._best()
             best = self.results[chosen]
             self.rounds[chosen] = _accepted(self.rounds[chosen])
-            final = self.orch_result(best.output, self.limit_error(stop, chosen), best)
+            if self._warnings_only(chosen):
+                # a computed result of the kind asked for, with only findings a user can
+                # weigh (a low score, an unsure reply): returned, the findings as warnings
+                final = self.orch_result(best.output, None, best)
+                final.warnings = [dict(i) for i in self.rounds[chosen].issues]
+                self.trace.meta["warnings"] = final.warnings
+            else:
+                final = self.orch_result(best.output, self.limit_error(stop, chosen), best)
         for rnd in self.rounds:
             self.trace.add_round(rnd.to_dict())
         program = self.rounds[chosen].program
@@ -554,10 +645,24 @@ class AgentRun:
         )
 
     def _best(self) -> int:
-        """The round to return when none was accepted: no error first, then the fewest
-        findings, then the latest."""
-        scored = [(r.error is None, -len(r.issues), i) for i, r in enumerate(self.rounds)]
-        return max(scored)[2]
+        """The round to return when none was accepted: no error first, then only findings
+        that are warnings at the limit, then the fewest findings, then the latest."""
+        scored = [
+            (r.error is None, self._warnings_only(i), -len(r.issues), i)
+            for i, r in enumerate(self.rounds)
+        ]
+        return max(scored)[3]
+
+    def _warnings_only(self, index: int) -> bool:
+        """Whether round ``index`` (0-based) computed a result whose findings are all
+        ``warn_at_limit`` checks (so the loop may return it without an error)."""
+        rnd = self.rounds[index]
+        warn = set(self.config.warn_at_limit)
+        return (
+            rnd.error is None
+            and self.results[index].output is not None
+            and all(i["check"] in warn for i in rnd.issues)
+        )
 
     def known_after(self, current: _Current | None) -> dict[str, Any]:
         """Every value a follow-up program may read: inputs and computed values."""

@@ -136,6 +136,47 @@ def kind_of_summary(summary: dict[str, Any] | None) -> AnswerKind:
     return _SUMMARY_KINDS.get(str(summary.get("type")), AnswerKind.ANY)
 
 
+def kind_of_type(type_name: str | None) -> AnswerKind:
+    """The kind of a value from its type name as the checker knows it before a program runs
+    ('Image', 'Number'...; 'Text' is TEXT, 'Any' and unknown names are ANY)."""
+    if type_name == "Text":
+        return AnswerKind.TEXT
+    return _SUMMARY_KINDS.get(str(type_name), AnswerKind.ANY)
+
+
+def example_kind(type_name: str | None, instruction: str) -> AnswerKind:
+    """The kind of answer an example program gives: its result's type as the checker knows
+    it; for a text or an untyped result (an Eval, a VLM's reply), its instruction's wording."""
+    static = kind_of_type(type_name)
+    if static in (AnswerKind.ANY, AnswerKind.TEXT):
+        return kind_by_rules(instruction) or static
+    return static
+
+
+def matches(expected: AnswerKind, kind: AnswerKind) -> bool:
+    """Whether an example giving ``kind`` shows the kind of answer ``expected`` (stricter
+    than :func:`fits`: a count is not shown for a text question, nor a picture for objects)."""
+    if expected is AnswerKind.ANY or kind is AnswerKind.ANY:
+        return False
+    return kind == expected or {kind, expected} <= {AnswerKind.TEXT, AnswerKind.LABEL}
+
+
+_DESCRIPTIONS = {
+    AnswerKind.YESNO: "a yes/no answer",
+    AnswerKind.NUMBER: "a number",
+    AnswerKind.TEXT: "a text answer",
+    AnswerKind.LABEL: "a label (a name or category)",
+    AnswerKind.IMAGE: "an image",
+    AnswerKind.OBJECTS: "objects (boxes or masks)",
+    AnswerKind.ANY: "anything",
+}
+
+
+def describe(kind: AnswerKind) -> str:
+    """The kind in words, for the planner ("a yes/no answer")."""
+    return _DESCRIPTIONS[kind]
+
+
 # what a result of each kind can answer (beyond its own kind)
 _ANSWERS: dict[AnswerKind, set[AnswerKind]] = {
     AnswerKind.YESNO: {AnswerKind.YESNO},
@@ -171,12 +212,16 @@ def _normal(text: str) -> str:
 
 __all__ = [
     "AnswerKind",
+    "describe",
+    "example_kind",
     "fits",
     "is_unsure",
     "kind_by_rules",
     "kind_grammar",
     "kind_of_summary",
+    "kind_of_type",
     "kind_of_value",
     "kind_prompt",
+    "matches",
     "parse_kind",
 ]

@@ -64,6 +64,9 @@ class RunResult:
     values: dict[str, Any] = field(default_factory=dict)
     step_errors: dict[str, VisChainError] = field(default_factory=dict)
     rounds: list[Round] = field(default_factory=list)  # the agent loop's rounds (run())
+    # findings the agent accepted its result with (``agent.warn_at_limit``): each as
+    # ``{"check": "low-confidence", "message": ..., "step": ...}``
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -296,10 +299,12 @@ class Orchestrator:
 
     def _complete(self, result: RunResult) -> RunResult:
         """Finish the result's trace: record the outcome, export it, save it."""
-        return self._finish(
+        done = self._finish(
             result.trace, result.program, result.output, result.error, result.values,
             result.step_errors, rounds=result.rounds,
         )  # fmt: skip
+        done.warnings = list(result.warnings)
+        return done
 
     def _finish(
         self,

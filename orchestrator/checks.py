@@ -20,6 +20,7 @@ values, nothing else.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .answer_kind import (
     AnswerKind,
+    describe,
     fits,
     is_unsure,
     kind_by_rules,
@@ -119,12 +121,15 @@ def run_checks(
         where = f" (line {error.line}, step {error.step})" if getattr(error, "line", None) else ""
         failed = next((s for s in steps if s.step == getattr(error, "step", None)), None)
         code = getattr(error, "code", "error")
+        tool = failed.tool if failed is not None else ""
+        if failed is None and str(code) == "planning":  # no program ran: what failed to check
+            tool = _planning_key(str(getattr(error, "message", error)))
         issues.append(
             Issue(
                 Check.RUNTIME_ERROR,
                 f"[{code}]{where} {getattr(error, 'message', error)}",
                 getattr(error, "step", None),
-                key=f"{code} {failed.tool if failed is not None else ''}".strip(),
+                key=f"{code} {tool}".strip(),
             )
         )
     for s in steps:
@@ -187,9 +192,7 @@ def run_checks(
             and fits(expected, kind_of_value(value))
         ]
         ready.reverse()  # the latest first: it went furthest towards the answer
-        message = (
-            f"the instruction asks for {_describe(expected)} but the result is {_describe(got)}"
-        )
+        message = f"the instruction asks for {describe(expected)} but the result is {describe(got)}"
         if ready:
             message += "; already computed and of that kind: " + ", ".join(
                 f"{n} = {_short(values[n])}" for n in ready[:3]
@@ -198,21 +201,6 @@ def run_checks(
             Issue(Check.ANSWER_KIND, message, key=f"{expected}<-{got}", fits=tuple(ready))
         )
     return issues
-
-
-_DESCRIPTIONS = {
-    AnswerKind.YESNO: "a yes/no answer",
-    AnswerKind.NUMBER: "a number",
-    AnswerKind.TEXT: "a text answer",
-    AnswerKind.LABEL: "a label (a name or category)",
-    AnswerKind.IMAGE: "an image",
-    AnswerKind.OBJECTS: "objects (boxes or masks)",
-    AnswerKind.ANY: "anything",
-}
-
-
-def _describe(kind: AnswerKind) -> str:
-    return _DESCRIPTIONS[kind]
 
 
 def _asked(
@@ -232,6 +220,18 @@ def _asked(
             kind = kind_by_rules(str(question).strip("'\" ")) if question else None
             return kind is not None and fits(expected, kind)
     return False
+
+
+_LOCATION = re.compile(r"line \d+(, col \d+)?:?\s*")
+_NAME = re.compile(r"\b[A-Z][A-Z_]*\d+\b|\b\d+\b")  # a program's own names (BOX0) and numbers
+
+
+def _planning_key(message: str) -> str:
+    """What a planning failure was about, without the program's names, lines and numbers:
+    two failures with other problems (an unknown tool, then a type error) are not "the same
+    findings", so the loop does not stop as if the planner repeated itself."""
+    _, _, last = message.partition("last errors:")
+    return " ".join(_NAME.sub("N", _LOCATION.sub("", last or message)).split())
 
 
 def _short(value: Any) -> str:

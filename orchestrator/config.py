@@ -116,6 +116,11 @@ class PlannerConfig(BaseModel):
         return value
 
 
+CheckName = Literal[
+    "runtime-error", "empty-detection", "answer-kind", "low-confidence", "unsure-answer"
+]  # orchestrator.checks.Check's values
+
+
 class AgentChecks(BaseModel):
     """Which checks send a round's result back to the planner (see orchestrator.checks)."""
 
@@ -161,6 +166,17 @@ class AgentConfig(BaseModel):
     # the decision's token cap: a keyword, or ANSWER and a name (the program written after
     # CONTINUE/REWRITE has the planner's max_tokens)
     decision_max_tokens: int = Field(16, ge=2)
+    # findings that, alone on a computed result of the kind asked for, do not make a run
+    # that reaches its limit end in an error: the best such result is returned and these
+    # findings are its warnings (RunResult.warnings, the trace's meta). Any other finding
+    # (runtime-error, answer-kind, empty-detection) still ends in the typed agent-limit error;
+    # [] makes every finding at the limit an error
+    warn_at_limit: list[CheckName] = Field(
+        default_factory=lambda: ["low-confidence", "unsure-answer"]
+    )
+    # an ANSWER-kind check on a program before it runs (agent rounds): a program whose result
+    # type cannot be of the kind asked for is sent back for repair instead of being run
+    static_kind: bool = True
     checks: AgentChecks = Field(default_factory=AgentChecks)
 
 

@@ -36,6 +36,11 @@ def lexical_similarity(query: str, texts: Sequence[str]) -> np.ndarray:
     return out
 
 
+#: what a preferred example adds to its similarity: more than the gap between a close and a
+#: loosely related instruction, so a preferred example that is related at all ranks first
+PREFER_BONUS = 0.3
+
+
 class TextEmbedder(Protocol):
     """What ranking needs from a sentence-embedding model (``SentenceEmbeddingBackend``)."""
 
@@ -79,9 +84,11 @@ class ExampleSelector:
         budget_tokens: int,
         inputs: Sequence[str] = ("IMAGE",),
         render: Callable[[Example], str] = lambda e: e.program,
+        prefer: Callable[[Example], bool] | None = None,
     ) -> list[Example]:
         """Up to ``k`` examples within ``budget_tokens``, least similar first (so the most
-        similar sits right before the instruction)."""
+        similar sits right before the instruction). ``prefer`` marks examples to rank higher
+        (by :data:`PREFER_BONUS`; e.g. those whose result is of the kind asked for)."""
         if k <= 0 or not self.examples:
             return []
         scores = self.similarities(instruction)
@@ -90,6 +97,10 @@ class ExampleSelector:
             [0.15 if {i.upper() for i in e.inputs} == wanted else 0.0 for e in self.examples],
             dtype=np.float32,
         )
+        if prefer is not None:
+            bonus += np.array(
+                [PREFER_BONUS if prefer(e) else 0.0 for e in self.examples], dtype=np.float32
+            )
         order = np.argsort(-(scores + bonus), kind="stable")
         chosen: list[Example] = []
         used = 0

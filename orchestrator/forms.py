@@ -253,6 +253,11 @@ class ProgramForm(ABC, Generic[P, C]):
         program's failure is the returned ``error``; an exception means the run could not
         go on (what finished is in ``trace``)."""
 
+    def result_type(self, checked: C) -> str | None:
+        """The type name of a checked program's result, as the checker knows it before the
+        program runs ('Image', 'ObjectList', 'Text', 'Any'...; None: this form cannot say)."""
+        return None
+
     def defines(self, program: P) -> set[str]:
         """The names the program assigns at its top level: an earlier value of the same
         name (an agent round's state) is replaced, not read as an input."""
@@ -306,6 +311,9 @@ class LineForm(ProgramForm[Program, BoundProgram]):
 
     def defines(self, program: Program) -> set[str]:
         return {s.target for s in program.steps}
+
+    def result_type(self, checked: BoundProgram) -> str | None:
+        return checked.step(checked.result).output_type if checked.result else None
 
     def extract(self, output: str) -> str:
         return extract_program(output)

@@ -40,6 +40,9 @@ from .grammar import gbnf_to_regex
 log = logging.getLogger("vischain.planner")
 #: the values a program may read: names (images), or names with their type names
 InputNames = Sequence[str] | Mapping[str, str]
+#: judges a checked program by its result's type name (None: the form cannot say) and the
+#: program: None to accept it, else the error to repair (e.g. an image where a number is asked)
+ResultCheck = Callable[[str | None, Parsed], ProgramError | None]
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
@@ -144,6 +147,7 @@ class Planner:
         self.config = config
         self.limits = limits or Limits()
         library = list(examples) if examples is not None else load_library()
+        self._result_types: dict[Example, str | None] = {}
 
         def selector(form: str) -> ExampleSelector:
             chosen = [e for e in library if e.form == form and self._runnable(e)]
@@ -185,6 +189,31 @@ class Planner:
         except ProgramInvalid:
             return False
         return all(t in self.catalog for t in form.tools_used(program))
+
+    def example_result_type(self, example: Example) -> str | None:
+        """The type name of an example's result as the checker sees it with these tools
+        (None: it does not check here, or its form cannot say); computed once per example."""
+        if example not in self._result_types:
+            try:
+                form = get_form(example.form)
+                program = form.parse(example.program, limits=self.limits)
+                checked = form.check(program, self.catalog, inputs=list(example.inputs))
+                self._result_types[example] = form.result_type(checked)
+            except ProgramInvalid:
+                self._result_types[example] = None
+        return self._result_types[example]
+
+    def nearest_example(
+        self, instruction: str, form: str, accept: Callable[[Example], bool]
+    ) -> Example | None:
+        """The example of ``form`` most similar to ``instruction`` among those ``accept``
+        takes (None: none)."""
+        selector = self.forms[form].selector
+        if not selector.examples:
+            return None
+        scores = selector.similarities(instruction)
+        ranked = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+        return next((selector.examples[i] for i in ranked if accept(selector.examples[i])), None)
 
     # --- prompts -----------------------------------------------------------------------------
 
@@ -229,8 +258,15 @@ class Planner:
         return max(best, key=lambda n: best[n])
 
     def prompt(
-        self, instruction: str, inputs: Sequence[str], form: str = "lines"
+        self,
+        instruction: str,
+        inputs: Sequence[str],
+        form: str = "lines",
+        *,
+        prefer: Callable[[Example], bool] | None = None,
     ) -> tuple[str, list[Example]]:
+        """The planning prompt and the examples in it; ``prefer`` marks examples to rank
+        higher (see :meth:`ExampleSelector.select`)."""
         spec = self.forms[form]
         query = (
             fill(
@@ -263,6 +299,7 @@ class Planner:
             budget_tokens=budget,
             inputs=inputs,
             render=self.render_example,
+            prefer=prefer,
         )
         text = template(spec.template)
         head = fill(text, examples="\n".join(self.render_example(e) for e in chosen), **parts)
@@ -283,20 +320,24 @@ class Planner:
         n: int = 1,
         temperature: float | None = None,
         form: str | None = None,
+        prefer: Callable[[Example], bool] | None = None,
+        result_check: ResultCheck | None = None,
     ) -> list[Plan]:
-        """``n`` candidate programs, each generated, checked and repaired independently."""
+        """``n`` candidate programs, each generated, checked and repaired independently
+        (``prefer`` ranks examples, see :meth:`prompt`; ``result_check`` see :meth:`write`)."""
         if not instruction.strip():
             raise PlanningError("the instruction is empty")
         form = self.choose_form(instruction, form)
         if form not in self.forms:
             raise PlanningError(f"unknown program form '{form}'")
-        prompt, chosen = self.prompt(instruction, inputs, form)
+        prompt, chosen = self.prompt(instruction, inputs, form, prefer=prefer)
         temp = self.config.temperature if temperature is None else temperature
         if n > 1 and temperature is None:
             temp = self.config.voting_temperature
         plans = self.write(
-            prompt, instruction, inputs, form=form, n=n, temperature=temp, opening=False
-        )
+            prompt, instruction, inputs, form=form, n=n, temperature=temp, opening=False,
+            result_check=result_check,
+        )  # fmt: skip
         for plan in plans:
             plan.attempts[0].examples = [e.instruction for e in chosen]
         return plans
@@ -313,6 +354,7 @@ class Planner:
         kind: str = "generate",
         opening: bool = True,
         avoid: Mapping[str, ProgramError] | None = None,
+        result_check: ResultCheck | None = None,
     ) -> list[Plan]:
         """``n`` programs of ``form`` written after ``prompt`` (which ends where a program
         begins), each decoded under the form's own request (grammar, stop strings,
@@ -322,7 +364,11 @@ class Planner:
         form with a fixed opening and no grammar gets the opening written for it (the
         prompt need not end on the examples' cue). ``avoid`` maps programs already tried to
         why they are not wanted (e.g. they failed, at that line): writing one of them again
-        is that error in it, shown to the model for repair like any other."""
+        is that error in it, shown to the model for repair like any other. ``result_check``
+        judges a checked program's result type (see :data:`ResultCheck`): its error is
+        repaired like any other, and when the repairs are spent on it alone, the last
+        program that failed only it is returned (runnable: its result is checked again after
+        it ran)."""
         spec = self.forms[form]
         start = get_form(form).opening if opening and spec.grammar is None else ""
         temp = self.config.temperature if temperature is None else temperature
@@ -338,7 +384,9 @@ class Planner:
             first = self._attempt(spec, kind, prompt, completion, share, i)
             first.started = wall
             plans.append(
-                self._check_and_repair(spec, instruction, inputs, prompt, first, avoid or {})
+                self._check_and_repair(
+                    spec, instruction, inputs, prompt, first, avoid or {}, result_check
+                )
             )
         return plans
 
@@ -374,7 +422,11 @@ class Planner:
         )
 
     def check(
-        self, source: str, inputs: InputNames, form: str = "lines"
+        self,
+        source: str,
+        inputs: InputNames,
+        form: str = "lines",
+        result_check: ResultCheck | None = None,
     ) -> tuple[Parsed | None, list[ProgramError]]:
         """The runnable program, or every problem found in it. A program that needs a tool
         that cannot run here raises :class:`CapabilityError` (capability-aware planners).
@@ -394,7 +446,11 @@ class Planner:
                 if isinstance(inputs, Mapping)
                 else list(inputs)
             )
-            program_form.check(program, self.registry, inputs=typed)
+            checked = program_form.check(program, self.registry, inputs=typed)
+            if result_check is not None:
+                wrong = result_check(program_form.result_type(checked), program)
+                if wrong is not None:
+                    return None, [wrong]
             return program, []
         except ProgramInvalid as exc:
             return None, exc.errors
@@ -424,14 +480,25 @@ class Planner:
         prompt: str,
         first: Attempt,
         avoid: Mapping[str, ProgramError] | None = None,
+        result_check: ResultCheck | None = None,
     ) -> Plan:
         attempts = [first]
+        runnable: tuple[Attempt, Parsed] | None = None  # the last that failed result_check only
         current = first
         seen: list[list[dict[str, Any]]] = []
         tried = {_normal(source): why for source, why in (avoid or {}).items()}
         for round_ in range(self.config.repair_rounds + 1):
             try:
-                program, errors = self.check(current.program, inputs, spec.name)
+                program, errors = self.check(current.program, inputs, spec.name, result_check)
+                if (
+                    program is None
+                    and result_check is not None
+                    and len(errors) == 1
+                    and _normal(current.program) not in tried
+                ):
+                    plain, _ = self.check(current.program, inputs, spec.name)
+                    if plain is not None:  # it runs; only its result's type was refused
+                        runnable = (current, plain)
             except CapabilityError as exc:
                 current.errors = [exc.to_dict()]
                 return Plan(current.program, None, attempts, exc, form=spec.name)
@@ -459,6 +526,8 @@ class Planner:
             )
             current.started = wall
             attempts.append(current)
+        if runnable is not None:
+            return Plan(runnable[0].program, runnable[1], attempts, form=spec.name)
         errors = [
             ProgramError(ErrorCode(e["code"]), e["message"], e["line"], e["col"], e["step"])
             for e in current.errors

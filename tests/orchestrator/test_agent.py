@@ -16,6 +16,7 @@ from orchestrator.agent import AgentRun
 from orchestrator.decisions import decision_grammar
 from orchestrator.errors import RunErrorCode
 from orchestrator.grammar import line_grammar
+from programs import Example, load_library
 from sandbox import ErrorCode
 from tests.orchestrator.test_api import TAGGING
 from tests.support.scripted_llm import ScriptedLLM
@@ -181,7 +182,7 @@ def test_continuation_reads_earlier_values_without_running_them_again(agent) -> 
 
 def test_a_wrong_answer_kind_is_rewritten(agent) -> None:
     yes_no = COUNT_RED.replace("RESULT=N0", "A0=Eval('{N0} > 0')\nRESULT=A0")
-    orch, llm = agent([COUNT_RED, "REWRITE", yes_no])
+    orch, llm = agent([COUNT_RED, "REWRITE", yes_no], static_kind=False)
     result = orch.run("Is there a red square?", image=picture())
     assert result.ok and result.answer == "yes"
     assert [i["check"] for i in result.rounds[0].issues] == ["answer-kind"]
@@ -189,6 +190,7 @@ def test_a_wrong_answer_kind_is_rewritten(agent) -> None:
     assert result.trace.meta["answer_kind"] == "yesno"
     # a result of the wrong kind is not offered for acceptance (a small planner takes it)
     assert "# ANSWER if" not in llm.prompts[1] and "do not keep it" in llm.prompts[1]
+    assert "# must end with a yes/no answer." in llm.prompts[1]
     assert llm.requests[1].grammar == decision_grammar(answer=False)
 
 
@@ -206,7 +208,7 @@ TAG_RED = "OBJ0=ColorFind(image=IMAGE, color='red')\nIMAGE0=Tag(image=IMAGE, obj
 
 
 def test_max_rounds_returns_the_best_result_with_a_typed_error(agent) -> None:
-    orch, _ = agent([COUNT_RED, "REWRITE", TAG_RED], max_rounds=2)
+    orch, _ = agent([COUNT_RED, "REWRITE", TAG_RED], max_rounds=2, static_kind=False)
     result = orch.run("Is there a red square?", image=picture())
     assert not result.ok and result.error.code == RunErrorCode.AGENT_LIMIT
     assert "max_rounds (2)" in result.error.message and "answer-kind" in result.error.message
@@ -217,7 +219,7 @@ def test_max_rounds_returns_the_best_result_with_a_typed_error(agent) -> None:
 
 def test_repeated_findings_stop_early_even_under_other_names(agent) -> None:
     renamed = COUNT_RED.replace("OBJ0", "OBJ7").replace("N0", "N7")
-    orch, _ = agent([COUNT_RED, "REWRITE", renamed], max_rounds=5)
+    orch, _ = agent([COUNT_RED, "REWRITE", renamed], max_rounds=5, static_kind=False)
     result = orch.run("Is there a red square?", image=picture())
     assert result.error.code == RunErrorCode.AGENT_LIMIT
     assert "the same problems came back" in result.error.message
@@ -263,7 +265,7 @@ def test_a_rephrased_round_that_reproduces_the_result_confirms_it(agent) -> None
 
 def test_a_computed_value_of_the_right_kind_is_returned_with_answer_name(agent) -> None:
     tagged = COUNT_RED.replace("RESULT=N0", "IMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0")
-    orch, llm = agent([tagged, "ANSWER N0\n"])
+    orch, llm = agent([tagged, "ANSWER N0\n"], static_kind=False)
     result = orch.run("How many red squares are there?", image=picture())
     assert result.ok and result.output == 1
     one, two = result.rounds
@@ -281,7 +283,7 @@ def test_answer_name_in_a_python_program(agent) -> None:
         "def execute_command(image):\n    reds = ColorFind(image, 'red')\n"
         "    n = Count(reds)\n    return Tag(image, reds)\n"
     )
-    orch, _ = agent([first, "ANSWER n\n"])
+    orch, _ = agent([first, "ANSWER n\n"], static_kind=False)
     result = orch.run("How many red squares are there?", image=picture(), form="python")
     assert result.ok and result.output == 1
     assert result.rounds[1].program == "def execute_command(n):\n    return n\n"
@@ -290,14 +292,16 @@ def test_answer_name_in_a_python_program(agent) -> None:
 
 def test_a_name_that_was_not_offered_is_not_returned(agent) -> None:
     tagged = COUNT_RED.replace("RESULT=N0", "IMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0")
-    orch, _ = agent([tagged, "ANSWER OBJ0\n"])  # an unconstrained server could write this
+    orch, _ = agent(
+        [tagged, "ANSWER OBJ0\n"], static_kind=False
+    )  # an unconstrained server could write this
     result = orch.run("How many red squares are there?", image=picture())
     assert result.error.code == RunErrorCode.AGENT_LIMIT
     assert result.rounds[0].decision["error"] == "'OBJ0' was not offered"
 
 
 def test_no_decision_is_started_without_the_time_it_takes(agent) -> None:
-    orch, llm = agent([COUNT_RED], max_seconds=60)
+    orch, llm = agent([COUNT_RED], max_seconds=60, static_kind=False)
     run = AgentRun(orch, "Is there a red square?", {"IMAGE": to_image(picture())},
                    Trace(), voting=1, form=None)  # fmt: skip
     run.llm_seconds = 120.0  # the slowest LLM call so far took longer than what is left
@@ -409,7 +413,7 @@ def test_a_text_question_answered_with_an_image_is_rewritten_to_read_the_labels(
     """'What does the sign say?' written as Ocr → Tag: nothing computed is text yet, so no
     name is offered; the rewrite reads the found objects' labels (what Ocr's lines hold)."""
     read = "OBJ0=ColorFind(image=IMAGE, color='red')\nA0=Eval(\"' '.join({OBJ0}.labels)\")\nRESULT=A0\n"
-    orch, llm = agent([TAG_RED, "REWRITE", read])
+    orch, llm = agent([TAG_RED, "REWRITE", read], static_kind=False)
     result = orch.run("What colour is written on the square?", image=picture())
     assert result.ok and result.output == "red"
     first = result.rounds[0]
@@ -433,3 +437,89 @@ def test_a_program_that_never_checked_gets_another_round(agent) -> None:
     orch, _ = agent([undefined, undefined], max_rounds=1)
     result = orch.run("How many red squares are there?", image=picture())
     assert result.error.code == "planning" and len(result.rounds) == 1
+
+
+YES_RED = COUNT_RED.replace("RESULT=N0", "A0=Eval('{N0} > 0')\nRESULT=A0")
+
+
+def test_a_program_of_the_wrong_kind_is_repaired_before_it_runs(agent) -> None:
+    """The checker knows a program's result type: a count for a yes/no question is sent
+    back for repair (no round spent, nothing run); a Vqa-style text is not refused."""
+    orch, llm = agent([COUNT_RED, YES_RED])
+    result = orch.run("Is there a red square?", image=picture())
+    assert result.ok and result.answer == "yes" and len(result.rounds) == 1
+    assert CALLS == {"red": 1}  # the refused program never ran
+    assert (
+        "the result is a number (Number), but the instruction asks for a yes/no" in (llm.prompts[1])
+    )
+    assert "tools that give one:" not in llm.prompts[1]  # no tool's type is a yes/no
+    orch, llm = agent([COUNT_RED, "REWRITE", TAG_RED, COUNT_RED, YES_RED])
+    result = orch.run("Tag the red square", image=picture())
+    assert "asks for an image: end the program" in llm.prompts[1]
+    assert "Tag" in llm.prompts[1].split("tools that give one:")[1]
+    # repairs spent on the kind alone: the program runs, and the loop takes it from there
+    orch, llm = agent([COUNT_RED, COUNT_RED, "REWRITE", YES_RED])
+    result = orch.run("Is there a red square?", image=picture())
+    assert result.ok and result.answer == "yes" and len(result.rounds) == 2
+    assert [i["check"] for i in result.rounds[0].issues] == ["answer-kind"]
+
+
+def test_agent_runs_prefer_examples_that_give_the_kind_asked_for(agent) -> None:
+    """Agent runs rank examples whose result (by the checker's types, else the example's
+    wording) is of the kind asked for; one-shot runs keep today's prompt exactly."""
+    instruction = "Is the red square tagged in the picture?"
+    orch, llm = agent([YES_RED])
+    orch.run(instruction, image=picture())
+    agent_prompt = llm.prompts[0]
+    orch, llm = agent([YES_RED])
+    orch.run(instruction, image=picture(), agent=False)
+    one_shot = llm.prompts[0]
+    assert one_shot == orch.planner(agent=False).prompt(instruction, ["IMAGE"])[0]
+    run = AgentRun(orch, instruction, {"IMAGE": to_image(picture())}, Trace(), voting=1,
+                   form=None)  # fmt: skip
+    run.expected = run.answer_kind()
+
+    def last_example(prompt: str) -> Example:
+        text = prompt.rsplit("Instruction: ", 2)[-2].split("\n", 1)[0]
+        return next(e for e in load_library() if e.instruction == text)
+
+    assert run.shows_kind(last_example(agent_prompt))
+    assert not run.shows_kind(last_example(one_shot))  # the similar one tags: an image
+
+
+def test_soft_findings_at_the_limit_are_warnings_hard_ones_errors(agent) -> None:
+    """A result of the kind asked for whose only findings are a low score or an unsure
+    reply is returned at the round limit, the findings as warnings; with
+    ``warn_at_limit: []`` (or a hard finding) it is the typed agent-limit error."""
+    low = {"low_confidence": {"ColorFind": 0.95}}
+    orch, _ = agent([TAG_RED], max_rounds=1, checks=low)
+    result = orch.run("Tag the red square", image=picture())
+    assert result.ok and isinstance(result.output, Image)
+    assert [w["check"] for w in result.warnings] == ["low-confidence"]
+    assert result.trace.meta["warnings"] == result.warnings
+    orch, _ = agent([TAG_RED], max_rounds=1, checks=low, warn_at_limit=[])
+    result = orch.run("Tag the red square", image=picture())
+    assert result.error.code == RunErrorCode.AGENT_LIMIT and result.warnings == []
+    # the best round is one with warnings only, over one with fewer but hard findings
+    purple = TAG_RED.replace("'red'", "'purple'")
+    orch, _ = agent([TAG_RED, "REWRITE", purple], max_rounds=2, checks=low)
+    result = orch.run("Tag the red square", image=picture())
+    assert result.ok and result.rounds[0].accepted and not result.rounds[1].accepted
+    assert [i["check"] for i in result.rounds[1].issues] == ["empty-detection"]
+
+
+def test_planning_failures_repeat_only_when_their_errors_do(agent) -> None:
+    """Two rounds whose programs never checked, for other reasons, are not "the same
+    findings": the loop goes on (a third round fixes it); the same error under other names
+    is, and the loop stops."""
+    undefined = "N0=Count(object=OBJ9)\nRESULT=N0\n"
+    unknown = "OBJ0=Nope(image=IMAGE)\nN0=Count(object=OBJ0)\nRESULT=N0\n"
+    outputs = [undefined, undefined, "REWRITE", unknown, unknown, "REWRITE", COUNT_RED]
+    orch, _ = agent(outputs, max_rounds=3)
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.ok and result.output == 1 and len(result.rounds) == 3
+    assert [r.error["code"] for r in result.rounds[:2]] == ["planning", "planning"]
+    again = "N1=Count(object=OBJ8)\nRESULT=N1\n"
+    orch, _ = agent([undefined, undefined, "REWRITE", again, again], max_rounds=3)
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.trace.meta["stop"] == "repeated" and len(result.rounds) == 2

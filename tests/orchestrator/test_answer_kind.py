@@ -7,12 +7,16 @@ from PIL import Image as PILImage
 
 from orchestrator.answer_kind import (
     AnswerKind,
+    describe,
+    example_kind,
     fits,
     is_unsure,
     kind_by_rules,
     kind_grammar,
+    kind_of_type,
     kind_of_value,
     kind_prompt,
+    matches,
     parse_kind,
 )
 from orchestrator.grammar import accepts
@@ -82,3 +86,16 @@ def test_unsure_answers() -> None:
     assert is_unsure("Unknown.", phrases) and is_unsure("It is unclear", phrases)
     assert is_unsure("I don't know", phrases) and is_unsure("  ", phrases)
     assert not is_unsure("red", phrases) and not is_unsure("a known landmark", phrases)
+
+
+def test_an_examples_kind_comes_from_its_result_type_else_its_wording() -> None:
+    assert kind_of_type("Image") is K.IMAGE and kind_of_type("ObjectList") is K.OBJECTS
+    assert kind_of_type("Text") is K.TEXT and kind_of_type("Any") is K.ANY
+    assert kind_of_type(None) is K.ANY
+    assert example_kind("Image", "Is the dog tagged?") is K.IMAGE  # the type wins
+    assert example_kind("Any", "Is there a dog?") is K.YESNO  # an Eval: the wording says
+    assert example_kind("Text", "What colour is the car?") is K.LABEL
+    assert example_kind("Any", "The dog and the cat") is K.ANY
+    assert matches(K.TEXT, K.LABEL) and matches(K.YESNO, K.YESNO)
+    assert not matches(K.TEXT, K.NUMBER) and not matches(K.OBJECTS, K.IMAGE)
+    assert not matches(K.ANY, K.ANY) and describe(K.NUMBER) == "a number"

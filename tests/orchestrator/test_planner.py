@@ -15,6 +15,7 @@ from orchestrator.forms import extract_program
 from orchestrator.grammar import accepts, line_grammar
 from orchestrator.planner import Planner, fill
 from programs import Example
+from sandbox import ErrorCode, ProgramError
 from tests.support.scripted_llm import ScriptedLLM
 from tools import Image, Registry, default_registry, tool
 
@@ -269,3 +270,48 @@ def test_run_with_the_python_form(scripted_orchestrator) -> None:
     result = orch.run("How many faces?", image="sample:astronaut", form="python")
     assert result.ok and result.output == 1 and result.trace.form == "python"
     orch.close()
+
+
+def test_preferred_examples_rank_first_and_the_result_type_is_the_checkers() -> None:
+    sel = ExampleSelector(EXAMPLES)
+    plain = sel.select("Blur the car behind the sofa", k=1, budget_tokens=10_000)
+    assert plain[0].family == "edit"
+    preferred = sel.select(
+        "Blur the car behind the sofa", k=2, budget_tokens=10_000,
+        prefer=lambda e: e.family == "gqa",
+    )  # fmt: skip
+    assert preferred[-1].family == "gqa"  # the nearest the instruction is a preferred one
+    p, _ = planner([])
+    assert [p.example_result_type(e) for e in EXAMPLES] == ["ObjectList", "Text", "Text", "Image"]
+    broken = Example("x", "?", "A=Nope(image=IMAGE)\nRESULT=A\n", ("IMAGE",))
+    assert p.example_result_type(broken) is None
+    near = p.nearest_example("Blur the car", "lines", lambda e: e.family == "gqa")
+    assert near is not None and near.instruction == "What colour is the car?"
+
+
+def test_a_result_check_refuses_a_program_for_repair_and_runs_the_last_when_repairs_end() -> None:
+    seen: list[str | None] = []
+
+    def only_numbers(type_name, program):
+        seen.append(type_name)
+        if type_name == "Number":
+            return None
+        return ProgramError(ErrorCode.WRONG_TYPE, "the result must be a number", 1, 1)
+
+    image = "OBJ0=FaceDet(image=IMAGE)\nIMAGE0=BgBlur(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n"
+    p, llm = planner([image, GOOD])
+    prompt, _ = p.prompt("How many faces?", ["IMAGE"])
+    [plan] = p.write(prompt, "How many faces?", ["IMAGE"], form="lines", result_check=only_numbers)
+    assert plan.ok and plan.source == GOOD and seen == ["Image", "Number"]
+    assert "[wrong-type] the result must be a number" in llm.prompts[1]
+    # the repairs spent on the result's type alone: the last such program is returned
+    p, _ = planner([image, image, image], repair_rounds=2)
+    [plan] = p.write(prompt, "How many faces?", ["IMAGE"], form="lines", result_check=only_numbers)
+    assert plan.ok and plan.source == image
+    # a program with other errors is not returned
+    p, _ = planner([image, "X=Nope()\n", "X=Nope()\n"], repair_rounds=2)
+    [plan] = p.write(prompt, "How many faces?", ["IMAGE"], form="lines", result_check=only_numbers)
+    assert plan.ok and plan.source == image  # the runnable one, not the last
+    p, _ = planner(["X=Nope()\n", "X=Nope()\n", "X=Nope()\n"], repair_rounds=2)
+    [plan] = p.write(prompt, "How many faces?", ["IMAGE"], form="lines", result_check=only_numbers)
+    assert not plan.ok
