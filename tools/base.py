@@ -30,6 +30,7 @@ import threading
 import time
 import types
 import typing
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -266,7 +267,25 @@ class Tool:
         return None
 
     def prepare(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        """Coerce and validate arguments; raise :class:`ToolInputError` naming the argument."""
+        """Coerce and validate arguments; raise :class:`ToolInputError` naming the argument.
+
+        A call that names every parameter in declared order, each with a value of a type
+        that conversion and the input model both return as it is (:attr:`_unchanged`),
+        comes back as it is without going through them: what they would return. Any other
+        call takes their route (:meth:`validated`)."""
+        kinds = self._unchanged
+        if kinds is not None and len(args) == len(kinds):
+            call: dict[str, Any] = {}
+            for (name, exact), (key, value) in zip(kinds, args.items(), strict=True):
+                if name != key or (exact is not None and type(value) not in exact):
+                    return self.validated(args)
+                call[name] = value
+            return call
+        return self.validated(args)
+
+    def validated(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`prepare` through conversion (:func:`~tools.types.coerce`) and the input
+        model (pydantic), for any call."""
         args = self.canonical_args(args)
         if not self._param_names.issuperset(args):
             unknown = sorted(set(args) - self._param_names)
@@ -298,6 +317,21 @@ class Tool:
         if varying:
             call.update((name, args[name]) for name in varying)  # see tools.video.expand_frames
         return call
+
+    @cached_property
+    def _unchanged(self) -> tuple[tuple[str, frozenset[type] | None], ...] | None:
+        """Per parameter in declared order, the exact value types that conversion and the
+        input model return as they are (None: any value; see :func:`passed_unchanged`);
+        None when some parameter has no such types or the model is not build_spec's."""
+        if self.spec.input_model not in _BUILT_MODELS:  # a model of someone else's making
+            return None
+        kinds = []
+        for p in self.spec.params:
+            exact = passed_unchanged(p.annotation, p.type)
+            if exact is not None and not exact:
+                return None
+            kinds.append((p.name, exact))
+        return tuple(kinds)
 
     @cached_property
     def _param_names(self) -> frozenset[str]:
@@ -536,6 +570,7 @@ def build_spec(
         __config__=ConfigDict(arbitrary_types_allowed=True, extra="forbid"),
         **fields,
     )
+    _BUILT_MODELS.add(model)
     spec = ToolSpec(
         name=name,
         aliases=tuple(aliases),
@@ -565,6 +600,41 @@ def _validator_type(annotation: Any) -> Any:
 
 
 _PLAIN = (str, int, float, bool)
+# input models build_spec made (fields from _validator_type, no validators of their own)
+_BUILT_MODELS: weakref.WeakSet[type[BaseModel]] = weakref.WeakSet()
+
+
+def passed_unchanged(annotation: Any, declared: str) -> frozenset[type] | None:
+    """The exact types of the values that a parameter annotated ``annotation`` (checker
+    type ``declared``) gets as they are from :func:`~tools.types.coerce` and from the
+    validator :func:`_validator_type` builds; None for any value (``Any``). Our value
+    classes (pydantic checks them with ``isinstance``), None in an optional, and one plain
+    type (``str``, ``int``, ``float`` or ``bool``: pydantic converts any other type to it,
+    so a union of two is left out); list and tuple types are left out (``coerce`` looks at
+    their items). Empty when nothing is known to pass unchanged."""
+    if annotation is typing.Any:
+        return None
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return passed_unchanged(typing.get_args(annotation)[0], declared)
+    union = origin in (typing.Union, types.UnionType)
+    members = typing.get_args(annotation) if union else (annotation,)
+    targets = declared.split("|")
+    found: set[type] = set()
+    for member in members:
+        if member is type(None) and union:
+            found.add(member)  # coerce returns None as it is; the field is optional
+        elif (
+            isinstance(member, type)
+            and not issubclass(member, (list, tuple))
+            and CLASS_NAMES.get(member) in targets
+        ):
+            found.add(member)
+        else:
+            return frozenset()
+    if len(found & set(_PLAIN)) > 1:
+        return frozenset()
+    return frozenset(found)
 
 
 def _annotated_doc(annotation: Any) -> str:
