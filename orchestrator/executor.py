@@ -12,7 +12,8 @@ steps still run.
 Faults stay contained: a tool whose abandoned call is still running is *degraded* — new
 calls to it fail at once with :class:`~tools.errors.ToolDegraded` naming it, until that call
 returns (the worker pool bounds the threads such calls hold). Inline tools run in the
-scheduler thread under a watchdog that interrupts them at the step deadline, each with a
+scheduler thread under a watchdog that interrupts them at the step deadline (one watchdog
+slot per run, given each inline step's deadline in turn), each with a
 context of its own derived from the run's (one cancellation event for the run's inline
 calls, which nothing but their deadline stops). Every value a tool returns is checked
 against its declared output type, and nothing a tool raises leaves the run as anything but a
@@ -56,7 +57,7 @@ from tools.types import Image, detached, fingerprint
 from .errors import RunErrorCode
 from .render import summarize
 from .trace import ArgRecord, StepRecord, StepStatus, Trace
-from .workers import DeadlineExceeded, Job, WorkerPool, watchdog
+from .workers import DeadlineExceeded, Job, Slot, WorkerPool, watchdog
 
 log = logging.getLogger("vischain.executor")
 
@@ -197,6 +198,7 @@ class _Run:
         self.keys: dict[str, Hashable] = {}  # memo keys of the calls that may be remembered
         self.tools: dict[str, tuple[Tool, bool]] = {}  # by name: the tool, whether inline
         self.probe = ex.context() if ex.memo is not None else None  # model identities for memo keys
+        self.guard: Slot  # the watchdog's slot for inline steps, while execute runs
 
     # --- setup -----------------------------------------------------------------------------
 
@@ -226,20 +228,21 @@ class _Run:
 
     def execute(self) -> Outcome:
         ready = sorted(self.build(), key=lambda n: self.steps[n].line)
-        while ready or self.running:
-            if ready:
-                ready = self.launch(ready)
-                continue
-            timeout = self.next_deadline()
-            try:
-                group, results, finished = self.done.get(timeout=timeout)
-            except queue.Empty:
-                ready = self.expire()
-                continue
-            if group.job is None or group.job.id not in self.running:
-                continue  # abandoned earlier; its result is dropped
-            del self.running[group.job.id]
-            ready = self.collect(group, results, finished)
+        with watchdog().slot() as self.guard:  # the inline steps' deadlines, reused
+            while ready or self.running:
+                if ready:
+                    ready = self.launch(ready)
+                    continue
+                timeout = self.next_deadline()
+                try:
+                    group, results, finished = self.done.get(timeout=timeout)
+                except queue.Empty:
+                    ready = self.expire()
+                    continue
+                if group.job is None or group.job.id not in self.running:
+                    continue  # abandoned earlier; its result is dropped
+                del self.running[group.job.id]
+                ready = self.collect(group, results, finished)
         return Outcome(self.values, self.status, self.errors)
 
     def next_deadline(self) -> float | None:
@@ -381,7 +384,7 @@ class _Run:
         record.start = time.time()
         t0 = time.perf_counter()
         try:
-            with watchdog().guard(ctx.deadline):
+            with self.guard.until(ctx.deadline):
                 value = tool.invoke(ctx, call)
         except DeadlineExceeded:
             value = LimitExceeded(

@@ -27,7 +27,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sandbox import ErrorCode, VisChainError
@@ -194,6 +194,9 @@ class WorkerPool:
             self._jobs.put(None)
 
 
+_NEVER = float("inf")
+
+
 class Watchdog:
     """One thread that interrupts guarded code in other threads at their deadlines."""
 
@@ -205,6 +208,21 @@ class Watchdog:
         self._tokens = itertools.count()
         self._thread: threading.Thread | None = None
         self._wake = float("inf")  # when the watchdog thread next looks (monotonic)
+        self._slots: set[Slot] = set()  # reusable guards, each held by one thread
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[Slot]:
+        """A guard the calling thread reuses for many bodies (an executor run's inline
+        steps): registered once here, then each ``with slot.until(deadline):`` costs a few
+        attribute writes instead of arming and disarming (see :class:`Slot`)."""
+        slot = Slot(self, threading.current_thread())
+        with self._lock:
+            self._slots.add(slot)
+        try:
+            yield slot
+        finally:
+            with self._lock:
+                self._slots.discard(slot)
 
     def guard(self, deadline: float | None) -> contextlib.AbstractContextManager[None]:
         """Run the body; past ``deadline`` (``time.monotonic()``) raise ``DeadlineExceeded``
@@ -245,7 +263,15 @@ class Watchdog:
                         self._fired.add(token)
                         _raise_in_thread(thread, DeadlineExceeded)
                 pending = [d for t, (d, _) in self._armed.items() if t not in self._fired]
-                self._wake = min(pending, default=float("inf"))
+                for slot in self._slots:
+                    if slot.fired:
+                        continue
+                    if slot.active and slot.deadline <= now:
+                        slot.fired = True
+                        _raise_in_thread(slot.thread, DeadlineExceeded)
+                    elif now < slot.deadline < _NEVER:  # active, or may be again before then
+                        pending.append(slot.deadline)
+                self._wake = min(pending, default=_NEVER)
                 self._cond.wait(timeout=None if not pending else max(self._wake - now, 0.001))
 
 
@@ -264,6 +290,53 @@ class _Guard:
 
     def __exit__(self, *exc: object) -> None:
         self.watchdog._disarm(self.token)
+
+
+class Slot:
+    """A watchdog guard that one thread reuses: ``with slot.until(deadline):`` runs the body
+    under ``deadline`` like :meth:`Watchdog.guard`.
+
+    Entering writes the deadline and marks the slot active; the watchdog reads both under
+    its lock. A deadline no earlier than the slot's last one and no earlier than the
+    watchdog's next look needs no lock (the watchdog, waking no later than that deadline,
+    sees the new one and sleeps on); an earlier one wakes the watchdog. Leaving takes the
+    lock, so the watchdog cannot fire between the body's end and the slot going inactive,
+    and withdraws an interruption fired but not yet delivered."""
+
+    __slots__ = ("active", "deadline", "fired", "thread", "watchdog")
+
+    def __init__(self, watchdog: Watchdog, thread: threading.Thread) -> None:
+        self.watchdog = watchdog
+        self.thread = thread
+        self.deadline = -_NEVER  # none yet: the first body wakes the watchdog
+        self.active = False
+        self.fired = False
+
+    def until(self, deadline: float | None) -> Slot | contextlib.nullcontext[None]:
+        if deadline is None:
+            return contextlib.nullcontext()
+        watchdog = self.watchdog
+        if deadline < self.deadline or deadline < watchdog._wake:
+            with watchdog._lock:
+                self.deadline = deadline
+                self.active = True
+                watchdog._wake = min(watchdog._wake, deadline)
+                watchdog._start()
+                watchdog._cond.notify()
+        else:
+            self.deadline = deadline
+            self.active = True
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        with self.watchdog._lock:
+            self.active = False
+            fired, self.fired = self.fired, False
+        if fired:  # delivered already, or still pending: then withdraw it
+            _clear_in_thread(self.thread)
 
 
 _WATCHDOG = Watchdog()

@@ -394,3 +394,14 @@ def test_steps_submitted_after_the_pool_shut_down_fail_with_a_typed_error() -> N
     outcome, _ = run(ex, reg, "A=Wait(seconds=0, tag='a')\nB=Eval('1 + 1')")
     assert outcome.errors["A"].code == ErrorCode.CANCELLED
     assert "shut down" in outcome.errors["A"].message and outcome.values["B"] == 2
+
+
+def test_the_step_limit_still_stops_an_inline_step_after_many_fast_ones() -> None:
+    """Inline steps share one watchdog slot per run: the 201st step still gets its limit."""
+    reg = Registry([busy_inline, eval_])
+    ex = Executor(reg, options=ExecOptions(step_time_limit=0.3), pool=WorkerPool(2))
+    fast = "\n".join(f"A{i}=Eval('{i} + 1')" for i in range(200))
+    outcome, _ = run(ex, reg, f"{fast}\nB=BusyInline(seconds=30)\nC=Eval('{{A199}} + 1')")
+    assert outcome.errors["B"].code == ErrorCode.TIME_LIMIT and outcome.errors["B"].line == 201
+    assert outcome.values["A199"] == 200 and outcome.values["C"] == 201
+    assert set(outcome.errors) == {"B"}

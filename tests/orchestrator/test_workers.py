@@ -1,0 +1,73 @@
+"""The watchdog's reusable slot: each body interrupted at its own deadline, none after."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from orchestrator.workers import DeadlineExceeded, Watchdog
+
+HANG_GUARD = 30.0  # seconds a body loops before the test gives up (the limit never fired)
+
+
+def _spin(seconds: float) -> str:
+    """Loop in Python for ``seconds`` (interrupted earlier by the watchdog, if it fires)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "finished"
+
+
+def test_a_slot_runs_many_bodies_and_interrupts_the_one_that_overruns() -> None:
+    wd = Watchdog()
+    with wd.slot() as slot:
+        for i in range(300):
+            with slot.until(time.monotonic() + 5):
+                assert i >= 0
+        with pytest.raises(DeadlineExceeded), slot.until(time.monotonic() + 0.2):
+            _spin(HANG_GUARD)
+        with slot.until(time.monotonic() + 5):  # the next body is not interrupted
+            assert _spin(0.05) == "finished"
+    assert _spin(0.3) == "finished"  # nothing fires once the slot is given back
+
+
+def test_a_deadline_earlier_than_the_last_one_wakes_the_watchdog() -> None:
+    wd = Watchdog()
+    with wd.slot() as slot:
+        with slot.until(time.monotonic() + 600):  # the watchdog now sleeps ten minutes
+            pass
+        with pytest.raises(DeadlineExceeded), slot.until(time.monotonic() + 0.2):
+            _spin(HANG_GUARD)
+
+
+def test_a_deadline_after_one_that_passed_while_idle_still_fires() -> None:
+    wd = Watchdog()
+    other = wd.guard(time.monotonic() + 600)  # another thread's far deadline: a late look
+    with other, wd.slot() as slot:
+        with slot.until(time.monotonic() + 0.1):
+            pass
+        assert _spin(0.3) == "finished"  # its deadline passes while no body runs
+        with pytest.raises(DeadlineExceeded), slot.until(time.monotonic() + 0.2):
+            _spin(HANG_GUARD)
+
+
+def test_no_deadline_means_no_guard() -> None:
+    wd = Watchdog()
+    with wd.slot() as slot, slot.until(None):
+        assert _spin(0.05) == "finished"
+    assert not wd._slots
+
+
+def test_an_idle_slot_does_not_stop_the_watchdog_guarding_others() -> None:
+    """A slot registered before any body runs, while the watchdog serves another guard."""
+    wd = Watchdog()
+    with wd.slot() as slot:
+        with pytest.raises(DeadlineExceeded), wd.guard(time.monotonic() + 0.2):
+            _spin(HANG_GUARD)
+        first = wd._thread
+        with pytest.raises(DeadlineExceeded), wd.guard(time.monotonic() + 0.2):
+            _spin(HANG_GUARD)
+        assert wd._thread is first and first is not None and first.is_alive()  # never died
+        with pytest.raises(DeadlineExceeded), slot.until(time.monotonic() + 0.2):
+            _spin(HANG_GUARD)
