@@ -5,12 +5,16 @@ text (:mod:`sandbox.visprog`) and validates (:mod:`sandbox.validation`) once; th
 an immutable, cached :class:`Expression` that knows the names it reads.
 
 Expressions that differ only in their placeholders' names (``{ANSWER0} + 1`` and
-``{ANSWER1} + 1``: a chain of steps) share one parsed, validated tree: plain text (no quotes,
-no ``xor``) has each placeholder renamed to a stand-in of the same length (``{_v_____0}``),
-that *template* is compiled once, and the expression evaluates it with each stand-in bound
-to the real name's value at run time (same columns, same messages: the evaluator names the
-real variable). A template whose stand-ins are called, assigned or fail to compile is not
-shared: the expression is compiled from its own text instead.
+``{ANSWER1} + 1``: a chain of steps) or in their integer literals (``3 + 1`` and ``4 + 1``)
+share one parsed, validated tree: plain text (no quotes, no ``xor``) has each placeholder
+renamed to a stand-in of the same length (``{_v_____0}``) and each decimal integer literal
+(at most 18 digits, not part of a float or other number) replaced by a name of its length
+(``_``, ``_v``, ``_vk``...: ``3 + 12`` reads ``_ + _v``). That *template* is compiled once,
+and the expression evaluates it with each stand-in bound to the real name's value, or the
+literal's, at run time (same columns, same messages: the evaluator names the real
+variable). A template whose stand-ins are called, assigned, not read as variables exactly
+where the literals were, or fail to compile is not shared: the expression is compiled from
+its own text instead (so is text that names a variable of underscores only, such as ``_``).
 :class:`BoundExpression` pairs it with those values, and evaluating either runs the
 :class:`~sandbox.evaluator.Evaluator` under a fresh or given budget.
 """
@@ -29,7 +33,7 @@ from .evaluator import Evaluator
 from .limits import Budget, Limits, parse_bounded
 from .safe_builtins import SAFE_FUNCTIONS, XOR_FUNCTION, Exposed, is_dunder
 from .validation import free_names, validate_tree, walk
-from .visprog import PLAIN_TEXT, SPACED_PLACEHOLDER, prepare_visprog
+from .visprog import PLAIN_TEXT, SPACED_PLACEHOLDER, prepare_visprog, spaced_placeholder
 
 MAX_EXPRESSION_CHARS = 20_000
 # The compile cache holds the short expressions programs are made of (a 10,000-step
@@ -48,6 +52,8 @@ class Expression:
     names: frozenset[str] = frozenset()
     # stand-in -> real name, when ``tree`` is a shared template (see the module doc)
     aliases: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # stand-in -> the integer literal it stands for, in a shared template
+    literals: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def evaluate(
         self,
@@ -60,11 +66,12 @@ class Expression:
     ) -> object:
         budget = budget or Budget(limits or Limits())
         aliases = self.aliases
-        if aliases:
+        if aliases or self.literals:
             env = dict(values)
             for stand_in, name in aliases.items():
                 if name in values:
                     env[stand_in] = values[name]
+            env.update(self.literals)
             values = env
         evaluator = Evaluator(budget, answers=answers, exposed=exposed, aliases=aliases)
         try:
@@ -134,13 +141,28 @@ _STAND_INS = re.compile(_STAND_IN + r"_*[0-9]+")
 _NOT_RENAMED = frozenset(SAFE_FUNCTIONS) | {XOR_FUNCTION}
 
 
+# a decimal integer literal of at most 18 digits standing alone (not in a name, a float,
+# 1e3, 0x1f, 1_000 or 1j; not 007, which Python refuses)
+_INT_LITERAL = re.compile(r"(?<![\w.])(0{1,18}|[1-9][0-9]{0,17})(?![\w.])")
+_UNDERSCORES = re.compile(r"(?<![\w.])_+(?![\w.])")  # a name of underscores only
+# a literal's stand-in in a template's text, by its length: "_" for one digit, "_v", "_vk",
+# "_vkk"... for more (a source holding "_v" or an underscores-only name is never templated)
+_LITERAL_STAND_INS = re.compile(r"(?<![\w.])(?:_|_vk*)(?![\w.])")
+_STAND_IN_OF_LENGTH = ("", "_", *(_STAND_IN + "k" * n for n in range(17)))
+# the literal stand-ins' names in a template's tree, in the order they are written
+_LITERAL_NAMES = tuple(f"{_STAND_IN}_k{i}" for i in range(MAX_CACHED_CHARS))
+
+
 def _from_template(source: str) -> Expression | None:
-    """``source`` compiled through the template of its placeholders (module doc), or None
-    when it has none or is not plain text."""
-    if "{" not in source or _STAND_IN in source or "xor" in source:
+    """``source`` compiled through the template of its placeholders and integer literals
+    (module doc), or None when it has neither or is not plain text."""
+    if _STAND_IN in source or "xor" in source:
         return None
-    if not PLAIN_TEXT.fullmatch(source):
+    literal = _INT_LITERAL.search(source)
+    if ("{" not in source and literal is None) or not PLAIN_TEXT.fullmatch(source):
         return None
+    if _UNDERSCORES.search(source):
+        return None  # a real name of underscores: it would read as a literal's stand-in
     renames: dict[str, str] = {}  # real name -> stand-in
 
     def stand_in(match: re.Match[str]) -> str:
@@ -155,17 +177,26 @@ def _from_template(source: str) -> Expression | None:
         return match[0].replace(name, found)
 
     try:
-        template = _template(SPACED_PLACEHOLDER.sub(stand_in, source))
+        text = SPACED_PLACEHOLDER.sub(stand_in, source) if "{" in source else source
     except _NoTemplate:
         return None
-    if template is None or not renames:
+    digits: list[str] = []
+    if literal is not None:
+        parts = _INT_LITERAL.split(text)  # text, literal, text, literal, ..., text
+        digits = parts[1::2]
+        parts[1::2] = [_STAND_IN_OF_LENGTH[len(d)] for d in digits]
+        text = "".join(parts)
+    if not renames and not digits:
         return None
-    tree, text, others = template
-    aliases = {}
-    for name, found in renames.items():
-        aliases[found] = name
-        text = text.replace(found, name)
-    return Expression(source, text, tree, others.union(renames), aliases)
+    template = _template(text)
+    if template is None:
+        return None
+    tree, _, others = template
+    aliases = {found: name for name, found in renames.items()}
+    literals = {_LITERAL_NAMES[i]: int(d) for i, d in enumerate(digits)}
+    # the text as compile_text rewrites it: plain text compiled, so its brackets balance
+    text = SPACED_PLACEHOLDER.sub(spaced_placeholder, source) if renames else source
+    return Expression(source, text, tree, others.union(renames), aliases, literals)
 
 
 class _NoTemplate(Exception):
@@ -176,24 +207,41 @@ class _NoTemplate(Exception):
 def _template(text: str) -> tuple[ast.Expression, str, frozenset[str]] | None:
     """The template's tree, rewritten text and names other than stand-ins; None when it
     cannot be shared: it does not compile (the real text's own error is then reported), or
-    a stand-in is called, assigned or not read as a variable."""
+    a stand-in is called, assigned or not read as a variable; literal stand-ins must be
+    variables read exactly where the literals were, and are renamed ``_v_k0``, ``_v_k1``...
+    in the tree, in the order they are written."""
     try:
         compiled = _compile_text(text, True)
     except VisChainError:
         return None
+    literals: list[ast.Name] = []
     for node in walk(compiled.tree):
-        if isinstance(node, ast.Name) and node.id.startswith(_STAND_IN):
+        if isinstance(node, ast.Name) and _is_stand_in(node.id):
             if not isinstance(node.ctx, ast.Load):
                 return None
+            if _LITERAL_STAND_INS.fullmatch(node.id):
+                literals.append(node)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id.startswith(_STAND_IN):
+            if _is_stand_in(node.func.id):
                 return None
         elif isinstance(node, ast.comprehension | ast.Lambda | ast.NamedExpr):
             return None
-    stand_ins = {n for n in compiled.names if n.startswith(_STAND_IN)}
-    if len(stand_ins) != len(set(_STAND_INS.findall(text))):  # each one is a variable read
+    stand_ins = {n for n in compiled.names if _is_stand_in(n)}
+    placeholders = {n for n in stand_ins if _STAND_INS.fullmatch(n)}
+    if len(placeholders) != len(set(_STAND_INS.findall(text))):  # each one a variable read
         return None
+    literals.sort(key=lambda n: n.col_offset)
+    spans = [m.span() for m in _LITERAL_STAND_INS.finditer(compiled.text.strip())]  # as parsed
+    if spans != [(n.col_offset, n.end_col_offset) for n in literals]:
+        return None  # a literal's stand-in became something else (an attribute, a keyword)
+    for i, node in enumerate(literals):
+        node.id = _LITERAL_NAMES[i]
     return compiled.tree, compiled.text, compiled.names - stand_ins
+
+
+def _is_stand_in(name: str) -> bool:
+    """A placeholder's stand-in (``_v…``) or a literal's (``_``, ``_v``, ``_vk``...)."""
+    return name.startswith(_STAND_IN) or name == "_"
 
 
 def _compile_text(source: str, visprog: bool) -> Expression:

@@ -39,7 +39,7 @@ def prepare_visprog(text: str) -> str:
     if "{" not in text and "xor" not in text:
         return text
     if "xor" not in text and PLAIN_TEXT.fullmatch(text):
-        rewritten = SPACED_PLACEHOLDER.sub(_spaced, text)
+        rewritten = SPACED_PLACEHOLDER.sub(spaced_placeholder, text)
         if not _BRACKETS.search(rewritten) or _balanced(rewritten):
             return rewritten
     return _tokenized(text)
@@ -80,7 +80,8 @@ def _tokenized(text: str) -> str:
     return " ".join(out)
 
 
-def _spaced(placeholder: re.Match[str]) -> str:
+def spaced_placeholder(placeholder: re.Match[str]) -> str:
+    """``{X}`` (a match of ``SPACED_PLACEHOLDER``) rewritten in plain text: `` X ``."""
     return f" {placeholder[1]} "  # (a function: a template would cost ~3x as much)
 
 

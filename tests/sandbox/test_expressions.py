@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import tracemalloc
 from collections.abc import Callable
 
@@ -297,6 +298,10 @@ _TEMPLATE_PIECES = (
     "{ANSWER0}", "{ BOX12 }", "{LEN}", "{len}", "{if}", "{__x__}", "{AB}", "ANSWER0", "(",
     ")", "[", "]", "1", "2.5", "'s'", " ", "+", "-", "*", "//", "%", "==", "<", "not ", " and ",
     " or ", " if ", " else ", " in ", ",", ".labels", "len(", "x for x in ", "xor",
+    # integer literals and what may touch them
+    "0", "00", "07", "12", "3", "99999999999999999999", "1e3", "0x1f", "1_0", "2j", ".", "5.",
+    ".5", " .real", "_", "__", "x", "=", ":=", "lambda ", ":", "**", "~", "abs(", "A", "{A0}",
+    "round(", "ndigits=", "(1, 2)", "[1:2]", "{1: 2}", "3(", "for ", "_v",
 )  # fmt: skip
 
 
@@ -307,19 +312,27 @@ def _outcome(compiled: object, values: dict[str, object]) -> object:
         return ("error", exc.to_dict())
 
 
+_TEMPLATE_VALUES = [
+    {},
+    {"ANSWER0": 3, "BOX12": 4, "LEN": 2, "AB": 1, "A": 5, "A0": 2, "x": [1, 2]},
+    {"ANSWER0": "yes", "A": "no", "A0": "7", "x": "2"},
+]
+
+
 @given(
     st.lists(st.sampled_from(_TEMPLATE_PIECES), min_size=1, max_size=10),
-    st.sampled_from([{}, {"ANSWER0": 3, "BOX12": 4, "LEN": 2, "AB": 1}, {"ANSWER0": "yes"}]),
+    st.sampled_from(_TEMPLATE_VALUES),
 )
-@settings(max_examples=600, deadline=None, derandomize=True, database=None)
+@settings(max_examples=3000, deadline=None, derandomize=True, database=None)
 def test_a_shared_template_evaluates_as_the_text_itself(
     pieces: list[str], values: dict[str, object]
 ) -> None:
     """Whatever the text, compiling it through a template (and evaluating that) gives the
     same names, value or typed error (message and column) as compiling its own text."""
     text = "".join(pieces)
+    twin = text.replace("ANSWER0", "ANSWER9").replace("BOX12", "BOX77")
     with contextlib.suppress(VisChainError):  # a twin compiled first makes the template
-        compile_expression(text.replace("ANSWER0", "ANSWER9").replace("BOX12", "BOX77"))
+        compile_expression(re.sub("[0-9]", lambda m: str(9 - int(m[0])), twin))
     try:
         own: object = _compile_text(text, True)
     except VisChainError as exc:
@@ -332,6 +345,7 @@ def test_a_shared_template_evaluates_as_the_text_itself(
         assert shared == own, text
         return
     assert shared.names == own.names, text  # type: ignore[attr-defined]
+    assert shared.text == own.text, text  # type: ignore[attr-defined]
     assert _outcome(shared, values) == _outcome(own, values), text
 
 
@@ -353,3 +367,50 @@ def test_placeholder_names_share_one_tree_and_errors_name_the_real_variable() ->
 def test_texts_a_template_cannot_stand_for_compile_on_their_own(text: str) -> None:
     clear_compiled()
     assert not compile_expression(text).aliases
+
+
+_LITERAL_TEXTS = [
+    "3 + 1", "{A} + 12 * 3", "007 + 1", "00 + 1", "0 or 5", "1e3 + 1", "0x1f + 2", "1_000 + 1",
+    "2j + 1", "3 .real", "x. 3", "round(2.5, 3=1)", "round(2.5, ndigits=1)", "3(1)",
+    "[3 for 3 in x]", "[3 for y in x]", "_ + 1", "__ + 3", "{A} + _", "(3 := 1)", "lambda: 3",
+    "99999999999999999999 + 1", "999999999999999999 + 1", "-3 ** 2", "1if x else 2", "3 in x",
+    "x[3]", "x[1:2]", "{1: 2}", "{A} if 0 else 5", "len([1, 2, 3])", "1 +", "3 3", "1 < 2 < 3",
+    "not 0", "~5", "10 // 3 % 2", "1/0", "{A} / 0", "2 ** 99999", "abs(-7)", "x.count(1)",
+    "[1, 2][5]", "{A0} + {A} - 4", "  7 * {A}  ", "{ A } + 1", "{A}{B} + 1", "5 xor 6",
+    "00000000000000000000 + 1", "000000000000000000 + 1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", _LITERAL_TEXTS)
+def test_texts_with_integer_literals_compile_as_their_own_text(text: str) -> None:
+    """Through a template made by a twin with other digits, or on their own: the same
+    names, text, value or typed error (message and column)."""
+    clear_compiled()
+    with contextlib.suppress(VisChainError):
+        compile_expression(re.sub("[0-9]", lambda m: str(9 - int(m[0])), text))
+    try:
+        own: object = _compile_text(text, True)
+    except VisChainError as exc:
+        own = exc.to_dict()
+    try:
+        shared: object = compile_expression(text)
+    except VisChainError as exc:
+        shared = exc.to_dict()
+    if isinstance(own, dict) or isinstance(shared, dict):
+        assert shared == own
+        return
+    assert (shared.names, shared.text) == (own.names, own.text)  # type: ignore[attr-defined]
+    for values in [*_TEMPLATE_VALUES, {"A": 2, "A0": 1, "B": 3, "x": [3, 1, 3], "_": 4}]:
+        assert _outcome(shared, values) == _outcome(own, values)
+
+
+def test_integer_literals_share_one_tree() -> None:
+    clear_compiled()
+    first, second = compile_expression("3 + 1"), compile_expression("4 + 2")
+    assert first.tree is second.tree and not second.names
+    assert (first.evaluate({}), second.evaluate({})) == (4, 6)
+    mixed = compile_expression("{AB7} * 25 - 7")
+    assert mixed.tree is compile_expression("{CD1} * 40 - 0").tree
+    assert mixed.names == {"AB7"} and mixed.text == " AB7  * 25 - 7"
+    assert mixed.evaluate({"AB7": 2}) == 43
+    assert compile_expression("_ + 1").tree is not compile_expression("_ + 2").tree
