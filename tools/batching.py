@@ -1,22 +1,16 @@
 """Cross-program batching: concurrent calls to the same batched tool share one batch.
 
 Every program in the process hands its ready calls for a batched tool to that tool's
-queue. The first caller to arrive leads: it waits for company as the queue's
-:class:`~tools.waiting.AdaptiveWait` says — not at all when calls are rare (a lone program
-pays no latency), up to ``max_wait_ms`` while they keep coming, never once ``max_batch``
-calls are queued (``tools: {Name: {wait: fixed}}`` always waits ``max_wait_ms``) — runs
-one ``run_batch`` over everything queued, and hands each caller its own results. Calls
-that arrive while a batch runs make the next one. A failing call fails only its caller; a
-batch that raises fails the calls in it. The model steps inside ``run_batch`` batch again
-across tools (:mod:`tools.backends.coalesce`): Select and Classify share CLIP's batches.
+queue (a :class:`~tools.gather.Gatherer`: the first caller leads and runs one
+``run_batch`` over up to ``max_batch`` queued calls; ``tools: {Name: {wait: fixed}}``
+always waits ``max_wait_ms`` for company). A failing call fails only its caller; a batch
+that raises fails the calls in it. The model steps inside ``run_batch`` batch again across
+tools (:mod:`tools.backends.coalesce`): Select and Classify share CLIP's batches.
 
-Every member of a batch gets its own result or a typed error, whatever happens to the
-leader: the batch runs under the leader's cancellation, so when the leader's step is
-cancelled (its time limit fired) the batch stops at its next ``ctx.check()``, the leader's
-calls get a ``cancelled`` error, the other members go back to the front of the queue and
-run in the next batch under a new leader — at once, so a leader stuck in native code
-never blocks them or later calls. A caller that is cancelled while queued leaves the
-queue.
+A batch runs under its leader's cancellation: when the leader's step is cancelled (its
+time limit fired) the batch stops at its next ``ctx.check()``, the leader's calls get a
+``cancelled`` error and the other members run in the next batch under a new leader, at
+once (a leader stuck in native code blocks nobody).
 
 :func:`run_calls` applies the out-of-memory policy to one ``run_batch``: on a (CUDA) out of
 memory error it halves the batch, then moves to the CPU, then gives a typed error, as
@@ -29,153 +23,52 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from sandbox import ErrorCode, LimitExceeded
 
 from .base import Tool, ToolContext
 from .errors import ModelError, ToolError
+from .gather import Entry, Gatherer, slices
 from .video import expand_frames, gather_frames
-from .waiting import DEFAULT_MAX_WAIT_MS, AdaptiveWait
+from .waiting import DEFAULT_MAX_WAIT_MS
 
 log = logging.getLogger("vischain.tools")
 
 DEFAULT_ON_OOM = ("smaller_batch", "cpu")
 
 
-@dataclass(eq=False)
-class _Request:
-    calls: Sequence[dict[str, Any]]
-    ctx: ToolContext
-    done: threading.Event = field(default_factory=threading.Event)
-    results: list[Any] | None = None
-    batch_size: int = 0
-
-    def finish(self, results: list[Any], batch_size: int) -> None:
-        """Hand the caller its results (the first answer wins)."""
-        if not self.done.is_set():
-            self.results = results
-            self.batch_size = batch_size
-            self.done.set()
+def _cancelled(name: str, entry: Entry) -> list[LimitExceeded] | None:
+    """A cancelled caller's results (None while its step may still run)."""
+    if not entry.owner.cancel.is_set():
+        return None
+    error = LimitExceeded(f"{name}: the call was cancelled", code=ErrorCode.CANCELLED)
+    return [error] * len(entry.items)
 
 
-class _Queue:
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.pending: list[_Request] = []
-        self.leader: _Request | None = None  # whose thread runs the current batch
-        self.inflight: list[_Request] = []  # the current batch
-        self.batches = 0
-        self.wait = AdaptiveWait()  # the arrivals' history: how long a leader waits
-
-    def run(
-        self, tool: Tool, request: _Request, max_batch: int, max_wait: float, *, fixed: bool
-    ) -> list[Any]:
-        with self.cond:
-            self.wait.arrived()
-            self.pending.append(request)
-            self.cond.notify_all()
-        try:
-            while True:
-                with self.cond:
-                    while not request.done.is_set() and self._busy(tool):
-                        self.cond.wait(timeout=0.05)
-                    if request.done.is_set():
-                        return request.results or []
-                    self.leader = request
-                try:
-                    self._lead(tool, request, max_batch, max_wait, fixed)
-                finally:
-                    with self.cond:
-                        if self.leader is request:
-                            self.leader, self.inflight = None, []
-                        self.cond.notify_all()
-        finally:
-            with self.cond:
-                if request in self.pending:  # cancelled while queued
-                    self.pending.remove(request)
-
-    def _busy(self, tool: Tool) -> bool:
-        """Whether a live leader runs a batch. A cancelled leader's batch is given up: the
-        leader's own calls get a ``cancelled`` error, the other members go back to the
-        front of the queue, and the queue is free for a new leader (call under ``cond``)."""
-        leader = self.leader
-        if leader is None:
-            return False
-        if not leader.ctx.cancel.is_set():
-            return True
-        self._give_up(tool, leader, self.inflight)
-        self.leader, self.inflight = None, []
-        return False
-
-    def _give_up(self, tool: Tool, leader: _Request, batch: list[_Request]) -> None:
-        """The cancelled leader's calls fail; its batch's other members queue again, to run
-        in the next batch (call under ``cond``)."""
-        again = [r for r in batch if r is not leader and not r.ctx.cancel.is_set()]
-        for r in batch:
-            if r not in again:
-                r.finish([_cancelled(tool)] * len(r.calls), len(batch))
-        self.pending[:0] = [r for r in again if not r.done.is_set() and r not in self.pending]
-
-    def _lead(
-        self, tool: Tool, leader: _Request, max_batch: int, max_wait: float, fixed: bool
-    ) -> None:
-        started = time.monotonic()
-        with self.cond:
-            while sum(len(r.calls) for r in self.pending) < max_batch:
-                left = self.wait.until(started, max_wait, fixed=fixed)
-                if left <= 0 or leader.ctx.cancel.is_set():
-                    break
-                self.cond.wait(timeout=left)
-            if self.leader is not leader:  # cancelled while waiting: another leads now
-                return
-            batch: list[_Request] = []
-            size = 0
-            for r in list(self.pending):
-                if batch and size + len(r.calls) > max_batch:
-                    break
-                self.pending.remove(r)
-                if r.ctx.cancel.is_set():
-                    r.finish([_cancelled(tool)] * len(r.calls), 0)
-                    continue
-                batch.append(r)
-                size += len(r.calls)
-            if not batch:
-                return
-            self.inflight = batch
-            self.batches += 1
-        calls = [c for r in batch for c in r.calls]
-        deadlines = [r.ctx.deadline for r in batch]
-        ctx = replace(  # the batch runs under the leader's cancellation
-            leader.ctx,
-            deadline=None if None in deadlines else max(d for d in deadlines if d is not None),
-            meta={},
-        )
-        try:
-            results = run_calls(tool, ctx, calls)
-        except BaseException as exc:
-            with self.cond:
-                if leader.ctx.cancel.is_set() or not isinstance(exc, Exception):
-                    self._give_up(tool, leader, batch)  # the leader was cancelled or abandoned
-                else:  # the batch itself failed: so does every call in it
-                    for r in batch:
-                        r.finish([exc] * len(r.calls), len(calls))
+def _run_batch(tool: Tool, leader: Entry, batch: list[Entry]) -> list[list[Any]]:
+    """One ``run_calls`` over the batch's calls under the leader's cancellation and the
+    latest deadline; each caller's slice of the results. A failing batch fails every call
+    in it; it raises only when the leader was cancelled (its members run again)."""
+    calls = [c for e in batch for c in e.items]
+    deadlines = [e.owner.deadline for e in batch]
+    ctx = replace(
+        leader.owner,
+        deadline=None if None in deadlines else max(d for d in deadlines if d is not None),
+        meta={},
+    )
+    try:
+        results = run_calls(tool, ctx, calls)
+    except Exception as exc:
+        if leader.owner.cancel.is_set():
             raise
-        with self.cond:
-            start = 0
-            for r in batch:
-                r.ctx.meta.update(ctx.meta)
-                r.finish(results[start : start + len(r.calls)], len(calls))
-                if r in self.pending:  # queued again when the batch was given up
-                    self.pending.remove(r)
-                start += len(r.calls)
-
-
-def _cancelled(tool: Tool) -> LimitExceeded:
-    return LimitExceeded(f"{tool.name}: the call was cancelled", code=ErrorCode.CANCELLED)
+        results = [exc] * len(calls)
+    for e in batch:
+        e.owner.meta.update(ctx.meta)
+    return slices(results, batch)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -241,12 +134,16 @@ class Batcher:
     """One queue per batched tool; shared by every program in the process."""
 
     def __init__(self) -> None:
-        self._queues: dict[str, _Queue] = {}
+        self._queues: dict[str, Gatherer] = {}
         self._lock = threading.Lock()
 
-    def queue(self, tool: Tool) -> _Queue:
+    def queue(self, tool: Tool) -> Gatherer:
         with self._lock:
-            return self._queues.setdefault(tool.spec.name, _Queue())
+            queue = self._queues.get(tool.spec.name)
+            if queue is None:
+                queue = Gatherer(partial(_cancelled, tool.name))
+                self._queues[tool.spec.name] = queue
+            return queue
 
     def run(self, tool: Tool, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
         """``tool.run_batch(ctx, calls)``, coalesced with concurrent callers' calls."""
@@ -255,16 +152,18 @@ class Batcher:
         if tool.max_batch <= 1 or max_batch <= 1 or max_wait <= 0:
             return run_calls(tool, ctx, calls)
         fixed = ctx.option(tool.name, "wait", "adaptive") == "fixed"
-        request = _Request(list(calls), ctx)
-        results = self.queue(tool).run(tool, request, max_batch, max_wait, fixed=fixed)
-        ctx.note(coalesced=request.batch_size)
+        entry = Entry(list(calls), ctx)
+        results = self.queue(tool).join(
+            entry, partial(_run_batch, tool), max_batch=max_batch, max_wait=max_wait, fixed=fixed
+        )
+        ctx.note(coalesced=entry.batch_size)
         return results
 
     def batches(self, tool_name: str) -> int:
         """How many batches a tool has run through its queue (for tests and benchmarks)."""
         with self._lock:
             q = self._queues.get(tool_name)
-        return 0 if q is None else q.batches
+        return 0 if q is None else q.stats.batches
 
 
 _DEFAULT = Batcher()
