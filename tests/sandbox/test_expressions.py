@@ -330,6 +330,13 @@ def test_a_shared_template_evaluates_as_the_text_itself(
     """Whatever the text, compiling it through a template (and evaluating that) gives the
     same names, value or typed error (message and column) as compiling its own text."""
     text = "".join(pieces)
+    _assert_compiles_as_its_own_text(text, [values])
+
+
+def _assert_compiles_as_its_own_text(text: str, values: list[dict[str, object]]) -> None:
+    """Compiled after a twin with other names and digits made its template (or on its own,
+    when it cannot be templated): the same names, text, value or typed error (message and
+    column) as the text's own compile."""
     twin = text.replace("ANSWER0", "ANSWER9").replace("BOX12", "BOX77")
     with contextlib.suppress(VisChainError):  # a twin compiled first makes the template
         compile_expression(re.sub("[0-9]", lambda m: str(9 - int(m[0])), twin))
@@ -344,9 +351,9 @@ def test_a_shared_template_evaluates_as_the_text_itself(
     if isinstance(own, dict) or isinstance(shared, dict):
         assert shared == own, text
         return
-    assert shared.names == own.names, text  # type: ignore[attr-defined]
-    assert shared.text == own.text, text  # type: ignore[attr-defined]
-    assert _outcome(shared, values) == _outcome(own, values), text
+    assert (shared.names, shared.text) == (own.names, own.text), text  # type: ignore[attr-defined]
+    for env in values:
+        assert _outcome(shared, env) == _outcome(own, env), text
 
 
 def test_placeholder_names_share_one_tree_and_errors_name_the_real_variable() -> None:
@@ -386,22 +393,8 @@ def test_texts_with_integer_literals_compile_as_their_own_text(text: str) -> Non
     """Through a template made by a twin with other digits, or on their own: the same
     names, text, value or typed error (message and column)."""
     clear_compiled()
-    with contextlib.suppress(VisChainError):
-        compile_expression(re.sub("[0-9]", lambda m: str(9 - int(m[0])), text))
-    try:
-        own: object = _compile_text(text, True)
-    except VisChainError as exc:
-        own = exc.to_dict()
-    try:
-        shared: object = compile_expression(text)
-    except VisChainError as exc:
-        shared = exc.to_dict()
-    if isinstance(own, dict) or isinstance(shared, dict):
-        assert shared == own
-        return
-    assert (shared.names, shared.text) == (own.names, own.text)  # type: ignore[attr-defined]
-    for values in [*_TEMPLATE_VALUES, {"A": 2, "A0": 1, "B": 3, "x": [3, 1, 3], "_": 4}]:
-        assert _outcome(shared, values) == _outcome(own, values)
+    extra = {"A": 2, "A0": 1, "B": 3, "x": [3, 1, 3], "_": 4}
+    _assert_compiles_as_its_own_text(text, [*_TEMPLATE_VALUES, extra])
 
 
 def test_integer_literals_share_one_tree() -> None:
