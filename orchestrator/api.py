@@ -38,7 +38,7 @@ from .config import Config
 from .errors import RunErrorCode
 from .executor import ExecOptions, Executor
 from .forms import Checked, LineForm, Machinery, Parsed, detect, form_of, parse_program
-from .heap import freeze_long_lived
+from .heap import collector_paused, freeze_long_lived
 from .planner import Plan, Planner, PlanningError
 from .render import summarize
 from .report import row_for, write_report
@@ -118,6 +118,7 @@ class Orchestrator:
                 step_time_limit=self.config.limits.step_seconds,
                 program_time_limit=self.config.limits.program_seconds,
                 max_batch=self.config.executor.max_batch,
+                pause_gc=self.config.executor.gc_pause,
             ),
             pool=self.workers,
             memo=ByteLRU(self.config.executor.memo_mb * 2**20, "memo")
@@ -267,12 +268,14 @@ class Orchestrator:
             trace.set_program(source, form)
         parsed: Parsed | None = None
         try:
-            parsed = self._parse(program, form)
-            trace.form = parsed.form
-            program_form = form_of(parsed)
-            inputs = program_form.bind(parsed, {**program_form.readable(parsed, known), **named})
-            types = {n: value_type(v) for n, v in inputs.items()}
-            checked = program_form.check(parsed, self.registry, inputs=types)
+            with collector_paused(self.config.executor.gc_pause):  # CPU work, no waiting
+                parsed = self._parse(program, form)
+                trace.form = parsed.form
+                program_form = form_of(parsed)
+                readable = program_form.readable(parsed, known)
+                inputs = program_form.bind(parsed, {**readable, **named})
+                types = {n: value_type(v) for n, v in inputs.items()}
+                checked = program_form.check(parsed, self.registry, inputs=types)
         except VisChainError as exc:
             return RunResult(None, parsed, trace, exc, known)
         self._prefetch(program_form.tools_used(parsed))

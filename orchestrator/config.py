@@ -86,6 +86,7 @@ class ExecutorConfig(BaseModel):
     max_batch: int = Field(32, ge=1)
     memo_mb: int = Field(512, ge=0)  # remembered tool results (0: off)
     gc_freeze: bool = True  # keep the import-time heap out of full GC passes (orchestrator.heap)
+    gc_pause: bool = True  # no cyclic GC passes while the scheduler runs steps (orchestrator.heap)
 
 
 class PlannerConfig(BaseModel):

@@ -15,7 +15,9 @@ returns (the worker pool bounds the threads such calls hold). Inline tools run i
 scheduler thread under a watchdog that interrupts them at the step deadline (one watchdog
 slot per run, given each inline step's deadline in turn), each with a
 context of its own derived from the run's (one cancellation event for the run's inline
-calls, which nothing but their deadline stops). Every value a tool returns is checked
+calls, which nothing but their deadline stops). The cyclic garbage collector is paused
+while the scheduler works and runs while it waits for workers (``ExecOptions.pause_gc``,
+see :mod:`orchestrator.heap`). Every value a tool returns is checked
 against its declared output type, and nothing a tool raises leaves the run as anything but a
 typed error on its step.
 """
@@ -55,6 +57,7 @@ from tools.registry import Registry
 from tools.types import Image, detached, fingerprint
 
 from .errors import RunErrorCode
+from .heap import collector_paused, collector_running
 from .render import summarize
 from .trace import ArgRecord, StepRecord, StepStatus, Trace
 from .workers import DeadlineExceeded, Job, Slot, WorkerPool, watchdog
@@ -67,6 +70,7 @@ class ExecOptions:
     step_time_limit: float | None = 300.0
     program_time_limit: float | None = 1800.0
     max_batch: int = 32
+    pause_gc: bool = True  # no cyclic collection while the scheduler runs (orchestrator.heap)
 
 
 class StepSkipped(VisChainError):
@@ -228,14 +232,16 @@ class _Run:
 
     def execute(self) -> Outcome:
         ready = sorted(self.build(), key=lambda n: self.steps[n].line)
-        with watchdog().slot() as self.guard:  # the inline steps' deadlines, reused
+        pause = self.ex.options.pause_gc
+        with watchdog().slot() as self.guard, collector_paused(pause):
             while ready or self.running:
                 if ready:
                     ready = self.launch(ready)
                     continue
                 timeout = self.next_deadline()
                 try:
-                    group, results, finished = self.done.get(timeout=timeout)
+                    with collector_running(pause):  # while the workers work
+                        group, results, finished = self.done.get(timeout=timeout)
                 except queue.Empty:
                     ready = self.expire()
                     continue

@@ -9,12 +9,22 @@ garbage is kept, and then moves every surviving object into the collector's perm
 generation (:func:`gc.freeze`); later passes walk only what was allocated since. It acts
 once per process (the first orchestrator built, after the heavy imports); objects frozen
 are still freed by reference counting, only cycles among them are never collected.
+
+:func:`collector_paused` pauses the cyclic collector while a scheduler runs cheap steps back
+to back (an executor run's inline steps): such a run keeps every step's records alive, so
+the collector's passes would walk them again and again (a few µs a step at 10,000 steps)
+and free nothing. Reference counting still frees everything acyclic at once; cycles made
+meanwhile wait for the next pass. Pauses from several threads nest: the collector runs
+again when the last one ends (:func:`collector_running` lets it run inside one, e.g. while
+the scheduler waits for its workers), and only if it was running when the first began.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
+from collections.abc import Iterator
 
 _lock = threading.Lock()
 _frozen = False
@@ -31,3 +41,52 @@ def freeze_long_lived() -> bool:
         gc.freeze()
         _frozen = True
         return True
+
+
+_pause_lock = threading.Lock()
+_pauses = 0  # pauses in effect, in any thread
+_restart = False  # whether the collector ran when the first of them began
+
+
+def _pause() -> None:
+    global _pauses, _restart
+    with _pause_lock:
+        if _pauses == 0:
+            _restart = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+
+
+def _unpause() -> None:
+    global _pauses
+    with _pause_lock:
+        _pauses -= 1
+        if _pauses == 0 and _restart:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def collector_paused(pause: bool = True) -> Iterator[None]:
+    """No automatic cyclic collection while the body runs (``pause=False``: no effect)."""
+    if not pause:
+        yield
+        return
+    _pause()
+    try:
+        yield
+    finally:
+        _unpause()
+
+
+@contextlib.contextmanager
+def collector_running(pause: bool = True) -> Iterator[None]:
+    """Inside :func:`collector_paused`: this body's own pause lifted (``pause=False``: no
+    effect)."""
+    if not pause:
+        yield
+        return
+    _unpause()
+    try:
+        yield
+    finally:
+        _pause()

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import gc
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from orchestrator import Config, Orchestrator, heap
-from tools import Registry
+from tools import Registry, tool
 from tools.builtin.logic import eval_
 
 
@@ -37,3 +40,87 @@ def test_frozen_heap_leaves_runs_correct(offline: Orchestrator) -> None:
     assert gc.get_freeze_count() > 0  # the fixture's orchestrator froze the import-time heap
     result = offline.execute("A=Eval('2 + 3')\nB=Eval('{A} * {A}')")
     assert result.ok and result.output == 25
+
+
+# --- the collector paused while a scheduler runs steps ------------------------------------
+
+HANG_GUARD = 30.0  # seconds a tool waits for the collector before giving up
+
+
+@tool(inline=True)
+def collecting() -> bool:
+    """Whether the cyclic collector runs (an inline step: in the scheduler's thread)."""
+    return gc.isenabled()
+
+
+@tool
+def collecting_while_waited_for() -> bool:
+    """Whether the collector runs again once the scheduler waits for this call (a worker)."""
+    end = time.monotonic() + HANG_GUARD
+    while not gc.isenabled() and time.monotonic() < end:
+        time.sleep(0.001)
+    return gc.isenabled()
+
+
+def _orchestrator(tmp_path: Path, pause: bool) -> Orchestrator:
+    cfg = Config(
+        models={"profile": "offline", "cache_dir": tmp_path},
+        plugins=False,
+        executor={"gc_freeze": False, "gc_pause": pause},
+    )
+    return Orchestrator(cfg, registry=Registry([eval_, collecting, collecting_while_waited_for]))
+
+
+def test_the_collector_pauses_for_inline_steps_and_runs_while_workers_work(tmp_path) -> None:
+    orch = _orchestrator(tmp_path, pause=True)
+    try:
+        assert gc.isenabled()
+        result = orch.execute("A=Collecting()\nB=CollectingWhileWaitedFor()\nC=Collecting()")
+        assert result.ok, result.error
+        assert result.values["A"] is False and result.values["C"] is False  # paused
+        assert result.values["B"] is True  # the scheduler waited: the collector ran
+        assert gc.isenabled()  # and runs again after the run
+        failed = orch.execute("A=Collecting()\nB=Eval('1 / 0')")
+        assert failed.error is not None and gc.isenabled()  # after a failed run too
+        gc.disable()  # a caller who turned it off keeps it off
+        try:
+            assert orch.execute("A=Collecting()").ok
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        orch.close()
+
+
+def test_the_pause_is_configured(tmp_path) -> None:
+    orch = _orchestrator(tmp_path, pause=False)
+    try:
+        assert orch.execute("A=Collecting()").values["A"] is True
+    finally:
+        orch.close()
+
+
+def test_pauses_from_two_threads_nest() -> None:
+    assert gc.isenabled()
+    first, second = heap.collector_paused(), heap.collector_paused()
+    first.__enter__()
+    entered = threading.Event()
+    release = threading.Event()
+
+    def other() -> None:
+        with second:
+            entered.set()
+            release.wait(HANG_GUARD)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        entered.wait(HANG_GUARD)
+        with heap.collector_running():
+            assert not gc.isenabled()  # lifting one's own pause lifts only that one
+        first.__exit__(None, None, None)
+        assert not gc.isenabled()  # the other thread's pause still holds
+    finally:
+        release.set()
+        thread.join()
+    assert gc.isenabled()
