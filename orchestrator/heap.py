@@ -17,6 +17,9 @@ and free nothing. Reference counting still frees everything acyclic at once; cyc
 meanwhile wait for the next pass. Pauses from several threads nest: the collector runs
 again when the last one ends (:func:`collector_running` lets it run inside one, e.g. while
 the scheduler waits for its workers), and only if it was running when the first began.
+When overlapping pauses (many programs at once) have kept it off for over
+:data:`MAX_PAUSE_SECONDS`, the next pause to begin runs one young-generation pass first,
+so garbage cycles cannot pile up while a busy service is never without a pause.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import threading
+import time
 from collections.abc import Iterator
 
 _lock = threading.Lock()
@@ -43,18 +47,27 @@ def freeze_long_lived() -> bool:
         return True
 
 
+MAX_PAUSE_SECONDS = 1.0
 _pause_lock = threading.Lock()
 _pauses = 0  # pauses in effect, in any thread
 _restart = False  # whether the collector ran when the first of them began
+_since = 0.0  # when the collector last ran or was turned off by a pause (monotonic)
 
 
 def _pause() -> None:
-    global _pauses, _restart
+    global _pauses, _restart, _since
+    overdue = False
     with _pause_lock:
         if _pauses == 0:
             _restart = gc.isenabled()
             gc.disable()
+            _since = time.monotonic()
+        elif _restart and time.monotonic() - _since > MAX_PAUSE_SECONDS:
+            overdue = True  # overlapping pauses held it off too long
+            _since = time.monotonic()
         _pauses += 1
+    if overdue:  # outside the lock: finalizers may run
+        gc.collect(1)
 
 
 def _unpause() -> None:

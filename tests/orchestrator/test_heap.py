@@ -124,3 +124,23 @@ def test_pauses_from_two_threads_nest() -> None:
         release.set()
         thread.join()
     assert gc.isenabled()
+
+
+def test_overlapping_pauses_still_let_a_young_pass_run_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    passes: list[int] = []
+    monkeypatch.setattr(heap.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(heap.gc, "collect", lambda generation=2: passes.append(generation) or 0)
+    with heap.collector_paused():
+        with heap.collector_paused():  # another program's pause, within the limit
+            pass
+        assert passes == []
+        clock[0] += heap.MAX_PAUSE_SECONDS + 0.5
+        with heap.collector_paused():  # the collector has been off too long: one pass
+            pass
+        with heap.collector_paused():  # and the clock starts again
+            pass
+        assert passes == [1]
+    assert gc.isenabled()
