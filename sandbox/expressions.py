@@ -5,11 +5,12 @@ text (:mod:`sandbox.visprog`) and validates (:mod:`sandbox.validation`) once; th
 an immutable, cached :class:`Expression` that knows the names it reads.
 
 Expressions that differ only in their placeholders' names (``{ANSWER0} + 1`` and
-``{ANSWER1} + 1``: a chain of steps) or in their integer literals (``3 + 1`` and ``4 + 1``)
-share one parsed, validated tree: plain text (no quotes, no ``xor``) has each placeholder
-renamed to a stand-in of the same length (``{_v_____0}``) and each decimal integer literal
-(at most 18 digits, not part of a float or other number) replaced by a name of its length
-(``_``, ``_v``, ``_vk``...: ``3 + 12`` reads ``_ + _v``). That *template* is compiled once,
+``{ANSWER1} + 1``: a chain of steps), and those without placeholders that differ only in
+their integer literals (``3 + 1`` and ``4 + 1``), share one parsed, validated tree: plain
+text (no quotes, no ``xor``) has each placeholder renamed to a stand-in of the same length
+(``{_v_____0}``), or else each decimal integer literal (at most 18 digits, not part of a
+float or other number) replaced by a name of its length (``_``, ``_v``, ``_vk``...:
+``3 + 12`` reads ``_ + _v``). That *template* is compiled once,
 and the expression evaluates it with each stand-in bound to the real name's value, or the
 literal's, at run time (same columns, same messages: the evaluator names the real
 variable). A template whose stand-ins are called, assigned, not read as variables exactly
@@ -181,7 +182,7 @@ def _from_template(source: str) -> Expression | None:
     except _NoTemplate:
         return None
     digits: list[str] = []
-    if literal is not None:
+    if literal is not None and not renames:  # (with placeholders, a chain shares already)
         parts = _INT_LITERAL.split(text)  # text, literal, text, literal, ..., text
         digits = parts[1::2]
         parts[1::2] = [_STAND_IN_OF_LENGTH[len(d)] for d in digits]

@@ -402,8 +402,9 @@ def test_integer_literals_share_one_tree() -> None:
     first, second = compile_expression("3 + 1"), compile_expression("4 + 2")
     assert first.tree is second.tree and not second.names
     assert (first.evaluate({}), second.evaluate({})) == (4, 6)
-    mixed = compile_expression("{AB7} * 25 - 7")
-    assert mixed.tree is compile_expression("{CD1} * 40 - 0").tree
+    mixed = compile_expression("{AB7} * 25 - 7")  # placeholders: their template only
+    assert mixed.tree is compile_expression("{CD1} * 25 - 7").tree
+    assert mixed.tree is not compile_expression("{CD1} * 40 - 0").tree
     assert mixed.names == {"AB7"} and mixed.text == " AB7  * 25 - 7"
     assert mixed.evaluate({"AB7": 2}) == 43
     assert compile_expression("_ + 1").tree is not compile_expression("_ + 2").tree
