@@ -19,7 +19,9 @@ again when the last one ends (:func:`collector_running` lets it run inside one, 
 the scheduler waits for its workers), and only if it was running when the first began.
 When overlapping pauses (many programs at once) have kept it off for over
 :data:`MAX_PAUSE_SECONDS`, the next pause to begin runs one young-generation pass first,
-so garbage cycles cannot pile up while a busy service is never without a pause.
+and every ``gc.get_threshold()[2]``-th such pass is a full one (as the collector's own
+schedule would), so garbage cycles cannot pile up, in any generation, while a busy service
+is never without a pause.
 """
 
 from __future__ import annotations
@@ -52,22 +54,26 @@ _pause_lock = threading.Lock()
 _pauses = 0  # pauses in effect, in any thread
 _restart = False  # whether the collector ran when the first of them began
 _since = 0.0  # when the collector last ran or was turned off by a pause (monotonic)
+_overdue_passes = 0  # young passes run for overdue pauses since the last full one
 
 
 def _pause() -> None:
-    global _pauses, _restart, _since
-    overdue = False
+    global _pauses, _restart, _since, _overdue_passes
+    overdue = 0
     with _pause_lock:
         if _pauses == 0:
             _restart = gc.isenabled()
             gc.disable()
             _since = time.monotonic()
         elif _restart and time.monotonic() - _since > MAX_PAUSE_SECONDS:
-            overdue = True  # overlapping pauses held it off too long
-            _since = time.monotonic()
+            _since = time.monotonic()  # overlapping pauses held it off too long
+            _overdue_passes += 1
+            overdue = 1
+            if _overdue_passes >= max(1, gc.get_threshold()[2]):
+                _overdue_passes, overdue = 0, 2  # the oldest generation's turn
         _pauses += 1
     if overdue:  # outside the lock: finalizers may run
-        gc.collect(1)
+        gc.collect(overdue)
 
 
 def _unpause() -> None:

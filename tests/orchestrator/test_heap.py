@@ -144,3 +144,21 @@ def test_overlapping_pauses_still_let_a_young_pass_run_now_and_then(
             pass
         assert passes == [1]
     assert gc.isenabled()
+
+
+def test_overdue_passes_include_a_full_one_as_the_collectors_schedule_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    passes: list[int] = []
+    monkeypatch.setattr(heap, "_overdue_passes", 0)
+    monkeypatch.setattr(heap.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(heap.gc, "collect", lambda generation=2: passes.append(generation) or 0)
+    monkeypatch.setattr(heap.gc, "get_threshold", lambda: (700, 10, 3))
+    with heap.collector_paused():  # a service never without a pause
+        for _ in range(7):
+            clock[0] += heap.MAX_PAUSE_SECONDS + 0.5
+            with heap.collector_paused():
+                pass
+    assert passes == [1, 1, 2, 1, 1, 2, 1]
+    assert gc.isenabled()
