@@ -34,7 +34,7 @@ from .evaluator import Evaluator
 from .limits import Budget, Limits, parse_bounded
 from .safe_builtins import SAFE_FUNCTIONS, XOR_FUNCTION, Exposed, is_dunder
 from .validation import free_names, validate_tree, walk
-from .visprog import PLAIN_TEXT, SPACED_PLACEHOLDER, prepare_visprog, spaced_placeholder
+from .visprog import PLAIN_TEXT, prepare_visprog
 
 MAX_EXPRESSION_CHARS = 20_000
 # The compile cache holds the short expressions programs are made of (a 10,000-step
@@ -139,6 +139,7 @@ def _compile(source: str, visprog: bool) -> Expression:
 
 _STAND_IN = "_v"  # text containing it is never templated, so stand-ins cannot clash
 _STAND_INS = re.compile(_STAND_IN + r"_*[0-9]+")
+_PLACEHOLDER_PARTS = re.compile(r"(\{ *)([A-Za-z_][A-Za-z0-9_]*)( *\})")  # SPACED_PLACEHOLDER's
 _NOT_RENAMED = frozenset(SAFE_FUNCTIONS) | {XOR_FUNCTION}
 
 
@@ -165,43 +166,39 @@ def _from_template(source: str) -> Expression | None:
     if _UNDERSCORES.search(source):
         return None  # a real name of underscores: it would read as a literal's stand-in
     renames: dict[str, str] = {}  # real name -> stand-in
-
-    def stand_in(match: re.Match[str]) -> str:
-        name = match[1]
-        found = renames.get(name)
-        if found is None:
+    if "{" in source:
+        parts = _PLACEHOLDER_PARTS.split(source)  # text, "{ ", name, " }", text, ...
+        names = parts[2::4]
+        for name in names:
+            if name in renames:
+                continue
             index = str(len(renames))
             width = len(name) - len(_STAND_IN) - len(index)
             if width < 0 or keyword.iskeyword(name) or is_dunder(name) or name in _NOT_RENAMED:
-                raise _NoTemplate
-            found = renames[name] = _STAND_IN + "_" * width + index
-        return match[0].replace(name, found)
-
-    try:
-        text = SPACED_PLACEHOLDER.sub(stand_in, source) if "{" in source else source
-    except _NoTemplate:
-        return None
-    digits: list[str] = []
-    if literal is not None and not renames:  # (with placeholders, a chain shares already)
-        parts = _INT_LITERAL.split(text)  # text, literal, text, literal, ..., text
+                return None  # too short to rename, or not a variable
+            renames[name] = _STAND_IN + "_" * width + index
+    if renames:
+        parts[2::4] = [renames[name] for name in names]
+        template = "".join(parts)
+        parts[1::4] = parts[3::4] = [" "] * len(names)  # as prepare_visprog writes them
+        parts[2::4] = names
+        text = "".join(parts)
+    elif literal is not None:  # literals only: with placeholders, a chain shares already
+        parts = _INT_LITERAL.split(source)  # text, literal, text, literal, ..., text
         digits = parts[1::2]
         parts[1::2] = [_STAND_IN_OF_LENGTH[len(d)] for d in digits]
-        text = "".join(parts)
-    if not renames and not digits:
+        template, text = "".join(parts), source
+    else:
         return None
-    template = _template(text)
-    if template is None:
+    shared = _template(template)
+    if shared is None:
         return None
-    tree, _, others = template
-    aliases = {found: name for name, found in renames.items()}
+    tree, _, others = shared
+    if renames:
+        aliases = {found: name for name, found in renames.items()}
+        return Expression(source, text, tree, others.union(renames), aliases)
     literals = {_LITERAL_NAMES[i]: int(d) for i, d in enumerate(digits)}
-    # the text as compile_text rewrites it: plain text compiled, so its brackets balance
-    text = SPACED_PLACEHOLDER.sub(spaced_placeholder, source) if renames else source
-    return Expression(source, text, tree, others.union(renames), aliases, literals)
-
-
-class _NoTemplate(Exception):
-    """A placeholder that cannot be renamed (too short, a keyword, a function...)."""
+    return Expression(source, text, tree, others, literals=literals)
 
 
 @lru_cache(maxsize=CACHED_EXPRESSIONS)
