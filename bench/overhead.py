@@ -15,6 +15,9 @@ CPU figures are the reliable ones); the load average before and after goes into 
 
 ``--sizes 100,1000`` picks the sizes (default all three); ``--quick`` runs fewer repeats
 (VisProg's own loop takes seconds per run at 10,000 steps, so the full run takes minutes).
+``--rounds N`` measures everything N times, the systems taking turns, and reports each
+figure's best round (its least-disturbed measurement, as ``timeit`` does; on a machine
+others share, a busy moment inflates even CPU time) with every round's figures in the JSON.
 
 ``visprog`` is a minimal re-implementation of VisProg's ``ProgramInterpreter`` for
 EVAL-only programs, written from reading ``engine/utils.py`` and
@@ -176,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
                         help="comma-separated step counts out of 100,1000,10000")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--rounds", type=int, default=1, help="measure N times, report the best")
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
     if not set(sizes) <= set(SIZES):
@@ -199,33 +203,48 @@ def main(argv: list[str] | None = None) -> None:
         return float("nan")  # VisProg records no per-step times
 
     fresh = prefixes()
-    rows = []
-    for n in sizes:
-        for kind in ("independent", "chained"):
-            ours = measure(vischain, kind, n, "vischain", fresh, args.quick)
-            theirs = measure(visprog, kind, n, "visprog", fresh, args.quick)
-            rows.append({
-                "steps": n,
-                "program": kind,
-                "cold_us": ours["cold_us"],
-                "warm_us": ours["warm_us"],
-                "cold_cpu_us": ours["cold_cpu_us"],
-                "warm_cpu_us": ours["warm_cpu_us"],
-                "overhead_us": ours["warm_us"] - ours["warm_tool_us"],
-                "visprog_cold_us": theirs["cold_us"],
-                "visprog_warm_us": theirs["warm_us"],
-                "visprog_cold_cpu_us": theirs["cold_cpu_us"],
-                "visprog_warm_cpu_us": theirs["warm_cpu_us"],
-                "cold_cpu_vs_visprog": ours["cold_cpu_us"] / theirs["cold_cpu_us"],
-                "warm_cpu_vs_visprog": ours["warm_cpu_us"] / theirs["warm_cpu_us"],
-            })  # fmt: skip
-            print(rows[-1], flush=True)
+    rounds: list[list[dict]] = []
+    for r in range(args.rounds):
+        rounds.append([])
+        for n in sizes:
+            for kind in ("independent", "chained"):
+                ours = measure(vischain, kind, n, "vischain", fresh, args.quick)
+                theirs = measure(visprog, kind, n, "visprog", fresh, args.quick)
+                rounds[-1].append({
+                    "steps": n,
+                    "program": kind,
+                    "cold_us": ours["cold_us"],
+                    "warm_us": ours["warm_us"],
+                    "cold_cpu_us": ours["cold_cpu_us"],
+                    "warm_cpu_us": ours["warm_cpu_us"],
+                    "overhead_us": ours["warm_us"] - ours["warm_tool_us"],
+                    "visprog_cold_us": theirs["cold_us"],
+                    "visprog_warm_us": theirs["warm_us"],
+                    "visprog_cold_cpu_us": theirs["cold_cpu_us"],
+                    "visprog_warm_cpu_us": theirs["warm_cpu_us"],
+                    "load": os.getloadavg()[0],
+                })  # fmt: skip
+                print(f"round {r + 1}:", rounds[-1][-1], flush=True)
     orch.close()
-    columns = ["steps", "program", "cold_us", "cold_cpu_us", "warm_us", "warm_cpu_us",
-               "overhead_us", "visprog_cold_us", "visprog_cold_cpu_us", "visprog_warm_us",
-               "visprog_warm_cpu_us", "cold_cpu_vs_visprog", "warm_cpu_vs_visprog"]  # fmt: skip
+    rows = [best(same) for same in zip(*rounds, strict=True)]
+    columns = ["steps", "program", "cold_us", "cold_cpu_us", "cold_cpu_us_worst", "warm_us",
+               "warm_cpu_us", "warm_cpu_us_worst", "overhead_us", "visprog_cold_us",
+               "visprog_cold_cpu_us", "visprog_warm_us", "visprog_warm_cpu_us",
+               "cold_cpu_vs_visprog", "warm_cpu_vs_visprog", "load"]  # fmt: skip
     report("overhead", rows, columns, python=sys.version.split()[0], quick=args.quick,
-           load_before=load_before, load_after=os.getloadavg())  # fmt: skip
+           load_before=load_before, load_after=os.getloadavg(), rounds=rounds)  # fmt: skip
+
+
+def best(same: tuple[dict, ...]) -> dict:
+    """One size and program over the rounds: each figure's best (least) round, its worst
+    beside the CPU figures, and the CPU ratios of the best figures."""
+    row = {k: min(r[k] for r in same) if isinstance(v, float) else v for k, v in same[0].items()}
+    for k in ("cold_cpu_us", "warm_cpu_us", "visprog_cold_cpu_us", "visprog_warm_cpu_us"):
+        row[f"{k}_worst"] = max(r[k] for r in same)
+    row["load"] = f"{min(r['load'] for r in same):.1f}-{max(r['load'] for r in same):.1f}"
+    row["cold_cpu_vs_visprog"] = row["cold_cpu_us"] / row["visprog_cold_cpu_us"]
+    row["warm_cpu_vs_visprog"] = row["warm_cpu_us"] / row["visprog_warm_cpu_us"]
+    return row
 
 
 if __name__ == "__main__":
