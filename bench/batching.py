@@ -143,6 +143,7 @@ def main() -> None:
     extra = {
         "region_preparation": regions_vs_crops(clip, grid, masks),
         "select_and_classify_together": together_vs_apart(orch, clip, grid, faces, masks),
+        "two_callers_at_an_idle_model": two_callers(orch, clip, grid, faces),
     }
     orch.close()
     report(
@@ -220,6 +221,36 @@ def together_vs_apart(orch, clip, image, faces, masks) -> dict:
     batches = (lane.stats.batches - before) / 4 if hasattr(lane, "stats") else None
     return {"apart_s": seq, "together_s": par, "speedup": seq / par,
             "encoder_batches_per_together_run": batches}  # fmt: skip
+
+
+def two_callers(orch, clip, image, faces) -> dict:
+    """Two threads ask CLIP's idle image encoder for a new picture each at the same moment
+    (two programs reaching an idle model together): seconds per pair, encoder batches per
+    pair (1: they shared one)."""
+    import threading
+
+    from tools.builtin.crop import object_crop
+
+    crops = [object_crop(image, face) for face in faces[:2]]
+
+    def pair() -> None:
+        orch.pool.features.clear()
+        start = threading.Barrier(2)
+
+        def call(picture) -> None:
+            start.wait()
+            clip.image_features([picture])
+
+        threads = [threading.Thread(target=call, args=(c,)) for c in crops]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    lane = clip.lanes.get("image_encoder", clip._encode_pixels)
+    before = lane.stats.batches
+    seconds = median_time(pair, repeats=9)
+    return {"pair_s": seconds, "encoder_batches_per_pair": (lane.stats.batches - before) / 10}
 
 
 if __name__ == "__main__":

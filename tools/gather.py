@@ -16,6 +16,9 @@ None: a cancelled leader is given up as soon as a waiting caller notices (they l
 ``POLL_S``), its members queue again and a new leader runs them at once (a leader stuck in
 native code blocks nobody); a caller cancelled while queued leaves the next batch with
 that result.
+
+Callers announced by :meth:`Gatherer.expect` (still preparing their items) make a leader
+wait for them, up to ``max_wait``, however rare calls are; a lone call still never waits.
 """
 
 from __future__ import annotations
@@ -62,15 +65,31 @@ class Gatherer:
         self.leader: Entry | None = None  # whose thread runs (or gathers) the current batch
         self.inflight: list[Entry] = []  # the current batch
         self.wait = AdaptiveWait()  # the arrivals' history: how long a leader waits
+        self.coming = 0  # callers preparing entries they said they will queue (expect)
         self.stats = GatherStats()
         self._cancelled = cancelled or (lambda entry: None)
         self._poll = POLL_S if cancelled is not None else None
 
-    def join(
-        self, entry: Entry, run: Run, *, max_batch: int, max_wait: float, fixed: bool = False
-    ) -> Any:
-        """Queue ``entry``, lead batches while nobody else does, and return its result."""
+    def expect(self, n: int) -> None:
+        """``n`` more callers (fewer, when negative) are preparing entries to queue here."""
         with self.cond:
+            self.coming += n
+            self.cond.notify_all()
+
+    def join(
+        self,
+        entry: Entry,
+        run: Run,
+        *,
+        max_batch: int,
+        max_wait: float,
+        fixed: bool = False,
+        expected: bool = False,
+    ) -> Any:
+        """Queue ``entry`` (``expected``: announced by :meth:`expect`), lead batches while
+        nobody else does, and return its result."""
+        with self.cond:
+            self.coming -= expected
             self.wait.arrived()
             self.pending.append(entry)
             self.cond.notify_all()
@@ -120,7 +139,7 @@ class Gatherer:
         started = time.monotonic()
         with self.cond:
             while sum(len(e.items) for e in self.pending) < max_batch:
-                left = self.wait.until(started, max_wait, fixed=fixed)
+                left = self.wait.until(started, max_wait, fixed=fixed or self.coming > 0)
                 if left <= 0 or self._cancelled(leader) is not None:
                     break
                 self.cond.wait(timeout=left)

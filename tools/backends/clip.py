@@ -349,15 +349,14 @@ class OpenClipBackend(Backend):
         ]
 
         def compute(indices: list[int]) -> list[torch.Tensor]:
-            pixels = region_pixels(  # stays on the model's device for the encoder
-                image.array, [boxes[i] for i in indices], [masks[i] for i in indices],
-                plan, self.device,
-            )  # fmt: skip
-            lane = self.lanes.get(
-                "image_encoder", self._encode_pixels, max_batch=self.max_batch, key=_row_key
-            )
-            rows = [(keys[i], row) for i, row in zip(indices, pixels, strict=True)]
-            return [row.clone() for row in lane(rows)]
+            def rows() -> list[tuple[Any, torch.Tensor]]:
+                pixels = region_pixels(  # stays on the model's device for the encoder
+                    image.array, [boxes[i] for i in indices], [masks[i] for i in indices],
+                    plan, self.device,
+                )  # fmt: skip
+                return [(keys[i], row) for i, row in zip(indices, pixels, strict=True)]
+
+            return [row.clone() for row in self._image_lane(rows)]
 
         found = self.cached_many(keys, compute)
         if not found:
@@ -391,11 +390,16 @@ class OpenClipBackend(Backend):
     def _encode_images(self, images: list[Image]) -> torch.Tensor:
         """Embeddings of ``images``: their pixels are prepared here, on the caller's thread,
         then encoded in the image lane's batch (shared with every other caller)."""
-        pixels = self.pixels(images)
-        lane = self.lanes.get(
-            "image_encoder", self._encode_pixels, max_batch=self.max_batch, key=_row_key
+        return self._image_lane(
+            lambda: [(im.hash, row) for im, row in zip(images, self.pixels(images), strict=True)]
         )
-        return lane([(im.hash, row) for im, row in zip(images, pixels, strict=True)])
+
+    def _image_lane(self, rows: Callable[[], list[tuple[Any, torch.Tensor]]]) -> torch.Tensor:
+        """The image encoder's output for the pixel rows ``rows()`` prepares on this thread,
+        in the image lane's batch."""
+        return self.lanes.after(
+            "image_encoder", self._encode_pixels, rows, max_batch=self.max_batch, key=_row_key
+        )
 
     @on_model_thread
     def _encode_pixels(self, rows: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
@@ -428,14 +432,17 @@ class OpenClipBackend(Backend):
 
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
         """Embeddings of ``texts``: tokenised here, encoded in the text lane's batch."""
-        try:
-            tokens = self.tokenizer(texts)
-        except Exception as exc:
-            raise ModelError(f"CLIP tokenizer failed: {type(exc).__name__}: {exc}") from exc
-        lane = self.lanes.get(
-            "text_encoder", self._encode_tokens, max_batch=self.max_batch, key=_row_key
+
+        def rows() -> list[tuple[str, torch.Tensor]]:
+            try:
+                tokens = self.tokenizer(texts)
+            except Exception as exc:
+                raise ModelError(f"CLIP tokenizer failed: {type(exc).__name__}: {exc}") from exc
+            return list(zip(texts, tokens, strict=True))
+
+        return self.lanes.after(
+            "text_encoder", self._encode_tokens, rows, max_batch=self.max_batch, key=_row_key
         )
-        return lane(list(zip(texts, tokens, strict=True)))
 
     @on_model_thread
     def _encode_tokens(self, rows: list[tuple[str, torch.Tensor]]) -> torch.Tensor:

@@ -8,7 +8,8 @@ called them. For each call:
 
 1. The caller prepares its own rows on its own thread first (CPU work such as cropping,
    resizing and tokenising), so the next batch is being prepared while the current one
-   runs on the device.
+   runs on the device; :meth:`Lanes.after` tells the lane meanwhile that they are coming,
+   so two callers reaching an idle model together share a batch.
 2. It queues its rows in the lane's :class:`~tools.gather.Gatherer`: the first caller
    leads (waiting for company only when calls arrive often; a lone program waits not at
    all), runs the step once on up to ``max_batch`` queued rows (a call is never split) —
@@ -55,18 +56,32 @@ class Lane:
         self._queue = Gatherer()
         self.stats = self._queue.stats
 
-    def __call__(self, rows: Sequence[Any]) -> Any:
-        """The step's output for ``rows``, run in a batch with whatever else is queued."""
+    def __call__(self, rows: Sequence[Any], *, expected: bool = False) -> Any:
+        """The step's output for ``rows``, run in a batch with whatever else is queued
+        (``expected``: announced by :meth:`after`)."""
         entry = Entry(list(rows))
         if not entry.items:
+            self._queue.expect(-expected)
             return self._run([])
         result = self._queue.join(
             entry, self._run_batch, max_batch=self.max_batch, max_wait=self.max_wait,
-            fixed=self.fixed_wait,
+            fixed=self.fixed_wait, expected=expected,
         )  # fmt: skip
         if isinstance(result, BaseException):
             raise result
         return result
+
+    def after(self, prepare: Callable[[], Sequence[Any]]) -> Any:
+        """``self(prepare())``, the lane knowing while ``prepare`` runs (on this thread) that
+        these rows are coming: a leader that finds the model idle waits for them (up to
+        ``max_wait``) instead of running alone."""
+        self._queue.expect(1)
+        try:
+            rows = prepare()
+        except BaseException:
+            self._queue.expect(-1)
+            raise
+        return self(rows, expected=True)
 
     def waiting(self) -> int:
         """How many calls are queued for the next batch."""
@@ -147,6 +162,20 @@ class Lanes:
                 lane = Lane(name, run, max_batch=max_batch, max_wait_ms=self.max_wait_ms, key=key)
                 self._lanes[name] = lane
             return lane
+
+    def after(
+        self,
+        name: str,
+        run: Callable[[list[Any]], Sequence[Any]],
+        prepare: Callable[[], Sequence[Any]],
+        *,
+        max_batch: int = 64,
+        key: Callable[[Any], Hashable] | None = None,
+    ) -> Any:
+        """``run`` over the rows ``prepare()`` makes on this thread, in the lane ``name``'s
+        batch (:meth:`Lane.after`); ``run(prepare())`` when batching across calls is off."""
+        lane = self.get(name, run, max_batch=max_batch, key=key)
+        return lane.after(prepare) if isinstance(lane, Lane) else lane(prepare())
 
     def stats(self) -> dict[str, GatherStats]:
         with self._lock:

@@ -288,8 +288,10 @@ class _HFVisionLM(HFBackend):
         budgets = token_budgets(max_new_tokens, len(images))
         if not images:
             return []
-        rows = self._prepare(list(images), [self.chat_prompt(t) for t in texts], budgets)
-        return list(self.lanes.get("generate", self._generate_rows, max_batch=self.max_rows)(rows))
+        prompts = [self.chat_prompt(t) for t in texts]
+        rows = functools.partial(self._prepare, list(images), prompts, budgets)
+        lanes = self.lanes
+        return list(lanes.after("generate", self._generate_rows, rows, max_batch=self.max_rows))
 
     def _prepare(self, images: list[Image], prompts: list[str], budgets: list[int]) -> list[_Row]:
         """Tokenise the prompts and preprocess the pictures (the processor's CPU work), one

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import torch
 
 from tests.support.backends import noise_image
@@ -75,6 +76,39 @@ def test_a_lone_call_runs_at_once() -> None:
     lane = Lane("t", step, max_wait_ms=3_600_000)  # an hour: a lone call must not wait it
     assert lane(["a", "b"]) == ["A", "B"]
     assert step.batches == [["a", "b"]]
+
+
+def test_a_caller_still_preparing_joins_the_idle_models_batch() -> None:
+    """A caller that reaches the idle model leads; another one announced (still preparing
+    its rows, :meth:`Lane.after`) is waited for, so both share one batch. A failed
+    preparation is no longer expected: the next lone call runs at once."""
+    step = Gated()
+    step.release.set()
+    lane = Lane("t", step, max_wait_ms=3_600_000)  # an hour: bounds nothing here
+    preparing, ready = threading.Event(), threading.Event()
+
+    def prepare() -> list[str]:
+        preparing.set()
+        ready.wait()
+        return ["a"]
+
+    late = in_thread(lambda: lane.after(prepare))
+    preparing.wait()
+    early = in_thread(lambda: lane(["b"]))  # leads and waits for the announced rows
+    wait_queued(lane, 1)
+    ready.set()
+    for t, _ in (late, early):
+        t.join()
+    assert late[1] == [["A"]] and early[1] == [["B"]]
+    assert step.batches == [["b", "a"]]
+
+    def broken() -> list[str]:
+        raise ValueError("cannot prepare")
+
+    with pytest.raises(ValueError):
+        lane.after(broken)
+    assert lane.after(lambda: ["c"]) == ["C"]  # nobody else coming: no waiting
+    assert step.batches[-1] == ["c"]
 
 
 def test_calls_arriving_during_a_batch_fill_the_next_one() -> None:
