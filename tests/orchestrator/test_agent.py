@@ -13,6 +13,7 @@ from PIL import Image as PILImage
 
 from orchestrator import Config, Orchestrator, Trace
 from orchestrator.agent import AgentRun
+from orchestrator.answer_kind import kind_by_rules
 from orchestrator.decisions import decision_grammar
 from orchestrator.errors import RunErrorCode
 from orchestrator.grammar import line_grammar
@@ -191,6 +192,10 @@ def test_a_wrong_answer_kind_is_rewritten(agent) -> None:
     # a result of the wrong kind is not offered for acceptance (a small planner takes it)
     assert "# ANSWER if" not in llm.prompts[1] and "do not keep it" in llm.prompts[1]
     assert "# must end with a yes/no answer." in llm.prompts[1]
+    shown = llm.prompts[1].split("# A program that ends with a yes/no answer, for ")[1]
+    example = next(e for e in load_library() if shown.startswith(f'"{e.instruction}"'))
+    assert kind_by_rules(example.instruction) == "yesno"  # a library example of that kind
+    assert f"#   {example.text.splitlines()[-1]}" in shown
     assert llm.requests[1].grammar == decision_grammar(answer=False)
 
 
