@@ -36,7 +36,10 @@ Algorithm (one :class:`AgentRun` holds a run's state):
    is returned with a typed ``agent-limit`` error saying why — unless it computed a result
    of the kind asked for whose only findings are ``agent.warn_at_limit`` ones (a low score,
    an unsure reply: a user can weigh them; by default): it is returned without an error,
-   those findings as ``RunResult.warnings`` (and the trace's meta). The configured fallback
+   those findings as ``RunResult.warnings`` (and the trace's meta). Such a round does not
+   even start another unless ``agent.retry_warnings`` (re-phrasing rarely changes a score
+   or a model's doubt, and a small planner's re-plan tends to break a working program);
+   every accepted result carries its round's findings as warnings. The configured fallback
    still runs when the loop ends in an error. Every round goes to ``RunResult.rounds`` and
    the trace.
 """
@@ -294,6 +297,14 @@ class AgentRun:
         )
         if not current.issues and self.config.decide == "issues":
             return Stop.ACCEPTED
+        if (
+            current.issues
+            and not self.config.retry_warnings
+            and result.error is None
+            and result.output is not None
+            and all(i.check in self.config.warn_at_limit for i in current.issues)
+        ):
+            return Stop.ACCEPTED  # an answer of the kind asked for, with warnings
         if current.issues and self.rounds:
             before = self.issues[-1]
             if (
@@ -565,6 +576,9 @@ class AgentRun:
             chosen = len(self.rounds)
             self.close(stop, accepted=True)
             final = self.results[chosen]
+            if final.error is None and self.rounds[chosen].issues:
+                final.warnings = [dict(i) for i in self.rounds[chosen].issues]
+                self.trace.meta["warnings"] = final.warnings
         else:
             self.close(stop)
             chosen = self._best()

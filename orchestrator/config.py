@@ -175,6 +175,9 @@ class AgentConfig(BaseModel):
     warn_at_limit: list[CheckName] = Field(
         default_factory=lambda: ["low-confidence", "unsure-answer"]
     )
+    # whether warn_at_limit findings on a computed result of the kind asked for start another
+    # round (false: the result is accepted at once, the findings as its warnings)
+    retry_warnings: bool = False
     # an ANSWER-kind check on a program before it runs (agent rounds): a program whose result
     # type cannot be of the kind asked for is sent back for repair instead of being run
     static_kind: bool = True

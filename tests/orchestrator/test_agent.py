@@ -505,12 +505,20 @@ def test_soft_findings_at_the_limit_are_warnings_hard_ones_errors(agent) -> None
     orch, _ = agent([TAG_RED], max_rounds=1, checks=low, warn_at_limit=[])
     result = orch.run("Tag the red square", image=picture())
     assert result.error.code == RunErrorCode.AGENT_LIMIT and result.warnings == []
+    # by default such a round is accepted at once; retry_warnings asks the planner first
+    orch, llm = agent([TAG_RED], checks=low)
+    result = orch.run("Tag the red square", image=picture())
+    assert result.ok and len(result.rounds) == 1 and len(llm.prompts) == 1
+    assert [w["check"] for w in result.warnings] == ["low-confidence"]
+    assert result.rounds[0].decision == {"action": "ANSWER", "by": "checks"}
     # the best round is one with warnings only, over one with fewer but hard findings
     purple = TAG_RED.replace("'red'", "'purple'")
-    orch, _ = agent([TAG_RED, "REWRITE", purple], max_rounds=2, checks=low)
+    orch, llm = agent([TAG_RED, "REWRITE", purple], max_rounds=2, checks=low,
+                      retry_warnings=True)  # fmt: skip
     result = orch.run("Tag the red square", image=picture())
     assert result.ok and result.rounds[0].accepted and not result.rounds[1].accepted
     assert [i["check"] for i in result.rounds[1].issues] == ["empty-detection"]
+    assert "# Check low-confidence:" in llm.prompts[1]
 
 
 def test_planning_failures_repeat_only_when_their_errors_do(agent) -> None:
