@@ -23,8 +23,10 @@ Algorithm (one :class:`AgentRun` holds a run's state):
    similar example program that gives it); ``ANSWER NAME`` (offered when the answer-kind
    check names computed values of the kind asked for) returns that value through a
    one-line follow-up; CONTINUE runs a follow-up program that starts from every value
-   computed so far (finished steps are not run again); REWRITE runs a fresh program (tool
-   results are memoised, so repeated calls cost nothing).
+   computed so far (finished steps are not run again); REWRITE runs a fresh program, written
+   after the planning prompt with what went wrong in each round ahead of the instruction
+   (not after the failed program, which a small planner copies; tool results are
+   memoised, so repeated calls cost nothing).
 5. A round whose result is the previous round's again, with only soft findings (an empty
    detection, a low score, an unsure answer: what the tools found, or could not tell, may
    simply be so), is accepted: the
@@ -349,9 +351,12 @@ class AgentRun:
         )  # fmt: skip
         if ready:
             offer += fill(template("decision_answer_value"), values=", ".join(ready))
+        unchecked = current.result is not None and isinstance(current.result.error, PlanningError)
+        ran = "could not run that program: it did not check" if unchecked else "ran that program"
         prompt += fill(
             template("decision"),
             round=str(current.index),
+            ran=ran,
             observation=current.observation.text,
             answer=offer,
             variables=", ".join(names) or "none",
@@ -395,10 +400,12 @@ class AgentRun:
         error), then run; a follow-up starts from every value computed so far."""
         kind = RoundKind.REWRITE if decision.action is Action.REWRITE else RoundKind.CONTINUE
         prompt = self._decision_meta["prompt"]
-        if decision.value is None:
-            prompt += program_cue(decision.action)
         known = self.known_after(self.current) if kind is RoundKind.CONTINUE else {}
         self.close()
+        if kind is RoundKind.REWRITE:
+            prompt = self.rewrite_prompt()
+        elif decision.value is None:
+            prompt += program_cue(decision.action)
         self.start(kind, None, prompt)
         current = self.current
         assert current is not None
@@ -497,19 +504,44 @@ class AgentRun:
                          instruction=example.instruction, program=program.rstrip("\n"))  # fmt: skip
         return text
 
-    def tried(self) -> dict[str, ProgramError]:
-        """The programs of earlier rounds that failed or had findings, and why (at the line
-        that failed): written again, one is sent back for repair instead of being run."""
-        out: dict[str, ProgramError] = {}
+    def failed(self) -> dict[str, tuple[int, str, int]]:
+        """The programs of earlier rounds that failed or had findings: program → (round,
+        what was wrong, the line that failed), the first round that wrote each."""
+        out: dict[str, tuple[int, str, int]] = {}
         for rnd in self.rounds:
             problem = "; ".join(i["message"] for i in rnd.issues[:2]) or (
                 (rnd.error or {}).get("message")
             )
             if rnd.program and problem and rnd.program not in out:
-                line = (rnd.error or {}).get("line") or 1
-                why = f"this is round {rnd.index}'s program again, which had: {problem}; fix it"
-                out[rnd.program] = ProgramError(ErrorCode.ERROR, why, line, 1)
+                out[rnd.program] = (rnd.index, problem, (rnd.error or {}).get("line") or 1)
         return out
+
+    def tried(self) -> dict[str, ProgramError]:
+        """The programs of earlier rounds that failed or had findings, and why (at the line
+        that failed): written again, one is sent back for repair instead of being run."""
+        return {
+            program: ProgramError(
+                ErrorCode.ERROR,
+                f"this is round {index}'s program again, which had: {problem}; fix it",
+                line,
+                1,
+            )
+            for program, (index, problem, line) in self.failed().items()
+        }
+
+    def rewrite_prompt(self) -> str:
+        """What a REWRITE's program is written after: the planning prompt (instructions,
+        tools, examples), then what went wrong in each earlier round, then the instruction.
+        The failed programs themselves are not shown: a small greedy planner copies the
+        program it saw last for the same instruction, so what follows the instruction is
+        the examples' pattern (a program written again is still refused and repaired)."""
+        query = self.planner.query(self.instruction, list(self.named) or ["IMAGE"])
+        base = self.base_prompt
+        head = base[: -len(query)] if base.endswith(query) else base + "\n"
+        tried = "".join(
+            f"# round {index}: {problem}\n" for index, problem, _ in self.failed().values()
+        )
+        return head + fill(template("rewrite"), tried=tried) + query
 
     # --- rounds ----------------------------------------------------------------------------
 

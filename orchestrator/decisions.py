@@ -19,7 +19,8 @@ never run into each other:
    ``LlamaGrammar``, a vLLM server as ``structured_outputs``), a few tokens at most.
    :func:`parse_decision` reads it back and raises a typed :class:`DecisionError` for
    anything else (an unconstrained server can write anything).
-2. For CONTINUE and REWRITE, the program, written after :func:`program_cue` under the
+2. For CONTINUE and REWRITE, the program, written after :func:`program_cue` (CONTINUE) or
+   after the planning prompt with what went wrong (REWRITE, ``AgentRun.rewrite_prompt``) under the
    program form's own grammar, stop strings and token cap, then checked and repaired like
    a first program (:meth:`orchestrator.planner.Planner.write`).
 """

@@ -257,6 +257,14 @@ class Planner:
         }
         return max(best, key=lambda n: best[n])
 
+    @staticmethod
+    def query(instruction: str, inputs: Sequence[str]) -> str:
+        """The instruction in the examples' layout, ending on its ``Program:`` cue line."""
+        text = fill(
+            template("example"), instruction=instruction, inputs=", ".join(inputs), program=""
+        )
+        return text.rstrip("\n") + "\n"
+
     def prompt(
         self,
         instruction: str,
@@ -268,12 +276,7 @@ class Planner:
         """The planning prompt and the examples in it; ``prefer`` marks examples to rank
         higher (see :meth:`ExampleSelector.select`)."""
         spec = self.forms[form]
-        query = (
-            fill(
-                template("example"), instruction=instruction, inputs=", ".join(inputs), program=""
-            ).rstrip("\n")
-            + "\n"
-        )
+        query = self.query(instruction, inputs)
         parts = {
             "tools": self.tool_docs(),
             "api": api_docs(

@@ -121,8 +121,15 @@ def test_a_runtime_error_is_shown_and_a_rewrite_fixes_it(agent) -> None:
     assert llm.requests[1].grammar == decision_grammar(answer=False)
     # nothing to accept: ANSWER is not even allowed; the decision is a few tokens at most
     assert llm.requests[1].max_tokens == orch.config.agent.decision_max_tokens == 16
-    # the program is written after the keyword, under the line form's own grammar
-    assert llm.prompts[2] == prompt + "REWRITE\nProgram:\n" == second.prompt
+    # the fresh program is written after the planning prompt with what went wrong ahead of
+    # the instruction, not after the failed program (a small planner copies what it saw last)
+    rewrite = llm.prompts[2]
+    assert rewrite == second.prompt and rewrite.endswith(
+        "# round 1: [eval-error] (line 3, step N1) division by zero\n\n"
+        "Instruction: How many red squares are there?\nImages: IMAGE\nProgram:\n"
+    )
+    query = rewrite.index("# Earlier programs")
+    assert rewrite[:query] == llm.prompts[0][:query] and "{N0} / 0" not in rewrite
     assert llm.requests[2].grammar == line_grammar(orch.registry)
     follow_up = [r for r in result.trace.planning if r["kind"] == "follow-up"]
     assert [r["round"] for r in follow_up] == [2] and follow_up[0]["program"] == COUNT_RED
@@ -438,6 +445,9 @@ def test_a_program_that_never_checked_gets_another_round(agent) -> None:
     assert [i["check"] for i in first.issues] == ["runtime-error"]
     assert second.kind == "rewrite" and second.accepted
     assert "'OBJ9' is not defined" in llm.prompts[2]  # the decision saw why
+    # and was not told the program ran
+    assert "# Round 1 could not run that program: it did not check." in llm.prompts[2]
+    assert "ran that program" not in llm.prompts[2]
     # with no round left, the planning error is the run's error, as before
     orch, _ = agent([undefined, undefined], max_rounds=1)
     result = orch.run("How many red squares are there?", image=picture())
