@@ -3,9 +3,7 @@ the file), resumed runs, like-for-like summaries, and the reason a run ended in 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,20 +12,13 @@ import pytest
 from orchestrator.agent import AgentLimitError
 from orchestrator.rounds import Round, RoundKind
 from sandbox import VisChainError
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.support.bench import bench_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_agent", BENCH / "agent.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    with bench_script("agent") as module:
         yield module
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def test_rows_land_in_the_file_even_after_it_was_replaced(bench, tmp_path: Path) -> None:
