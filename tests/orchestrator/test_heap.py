@@ -126,13 +126,19 @@ def test_pauses_from_two_threads_nest() -> None:
     assert gc.isenabled()
 
 
-def test_overlapping_pauses_still_let_a_young_pass_run_now_and_then(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def clocked(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[int]]:
+    """The pause's clock (set by hand) and the generations collected, none really run."""
     clock = [100.0]
     passes: list[int] = []
+    monkeypatch.setattr(heap, "_overdue_passes", 0)
     monkeypatch.setattr(heap.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(heap.gc, "collect", lambda generation=2: passes.append(generation) or 0)
+    return clock, passes
+
+
+def test_overlapping_pauses_still_let_a_young_pass_run_now_and_then(clocked) -> None:
+    clock, passes = clocked
     with heap.collector_paused():
         with heap.collector_paused():  # another program's pause, within the limit
             pass
@@ -147,13 +153,9 @@ def test_overlapping_pauses_still_let_a_young_pass_run_now_and_then(
 
 
 def test_overdue_passes_include_a_full_one_as_the_collectors_schedule_would(
-    monkeypatch: pytest.MonkeyPatch,
+    clocked, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = [100.0]
-    passes: list[int] = []
-    monkeypatch.setattr(heap, "_overdue_passes", 0)
-    monkeypatch.setattr(heap.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(heap.gc, "collect", lambda generation=2: passes.append(generation) or 0)
+    clock, passes = clocked
     monkeypatch.setattr(heap.gc, "get_threshold", lambda: (700, 10, 3))
     with heap.collector_paused():  # a service never without a pause
         for _ in range(7):
