@@ -184,7 +184,8 @@ _ANSWERS: dict[AnswerKind, set[AnswerKind]] = {
     AnswerKind.TEXT: {AnswerKind.TEXT, AnswerKind.LABEL},
     AnswerKind.LABEL: {AnswerKind.LABEL, AnswerKind.TEXT},
     AnswerKind.IMAGE: {AnswerKind.IMAGE},
-    AnswerKind.OBJECTS: {AnswerKind.OBJECTS, AnswerKind.IMAGE},
+    # boxes found are not an edit: "put an emoji on her face" asks for the edited picture
+    AnswerKind.OBJECTS: {AnswerKind.OBJECTS},
 }
 
 

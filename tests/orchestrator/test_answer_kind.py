@@ -78,6 +78,7 @@ def test_kind_of_values_and_what_fits() -> None:
     assert fits(K.LABEL, K.TEXT) and not fits(K.LABEL, K.YESNO)  # either-or wants a name
     assert fits(K.TEXT, K.NUMBER) and not fits(K.TEXT, K.IMAGE)  # reading text, not erasing it
     assert fits(K.IMAGE, K.IMAGE) and not fits(K.IMAGE, K.TEXT)
+    assert not fits(K.IMAGE, K.OBJECTS)  # the faces found are not the emoji put on them
     assert fits(K.OBJECTS, K.IMAGE) and fits(K.ANY, K.IMAGE) and fits(K.NUMBER, K.ANY)
 
 
