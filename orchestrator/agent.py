@@ -223,7 +223,7 @@ class AgentRun:
     def plan(self) -> RunResult:
         """Round 1: the planner's program, executed (or the reason there is none)."""
         self.start(RoundKind.PLAN, None, None)
-        inputs = list(self.named) or ["IMAGE"]
+        inputs = self.inputs
         kind_known = self.expected is not AnswerKind.ANY
         try:
             plans = self.planner.plan(
@@ -302,9 +302,7 @@ class AgentRun:
         if (
             current.issues
             and not self.config.retry_warnings
-            and result.error is None
-            and result.output is not None
-            and all(i.check in self.config.warn_at_limit for i in current.issues)
+            and self._warnings_only(result.error, result.output, [i.check for i in current.issues])
         ):
             return Stop.ACCEPTED  # an answer of the kind asked for, with warnings
         if current.issues and self.rounds:
@@ -516,6 +514,11 @@ class AgentRun:
                 out[rnd.program] = (rnd.index, problem, (rnd.error or {}).get("line") or 1)
         return out
 
+    @property
+    def inputs(self) -> list[str]:
+        """The names of the run's inputs, as the planner is told them."""
+        return list(self.named) or ["IMAGE"]
+
     def tried(self) -> dict[str, ProgramError]:
         """The programs of earlier rounds that failed or had findings, and why (at the line
         that failed): written again, one is sent back for repair instead of being run."""
@@ -535,7 +538,7 @@ class AgentRun:
         The failed programs themselves are not shown: a small greedy planner copies the
         program it saw last for the same instruction, so what follows the instruction is
         the examples' pattern (a program written again is still refused and repaired)."""
-        query = self.planner.query(self.instruction, list(self.named) or ["IMAGE"])
+        query = self.planner.query(self.instruction, self.inputs)
         base = self.base_prompt
         head = base[: -len(query)] if base.endswith(query) else base + "\n"
         tried = "".join(
@@ -609,19 +612,17 @@ class AgentRun:
             self.close(stop, accepted=True)
             final = self.results[chosen]
             if final.error is None and self.rounds[chosen].issues:
-                final.warnings = [dict(i) for i in self.rounds[chosen].issues]
-                self.trace.meta["warnings"] = final.warnings
+                self._warn(final, chosen)
         else:
             self.close(stop)
             chosen = self._best()
             best = self.results[chosen]
             self.rounds[chosen] = _accepted(self.rounds[chosen])
-            if self._warnings_only(chosen):
+            if self._round_warnings_only(chosen):
                 # a computed result of the kind asked for, with only findings a user can
                 # weigh (a low score, an unsure reply): returned, the findings as warnings
                 final = self.orch_result(best.output, None, best)
-                final.warnings = [dict(i) for i in self.rounds[chosen].issues]
-                self.trace.meta["warnings"] = final.warnings
+                self._warn(final, chosen)
             else:
                 final = self.orch_result(best.output, self.limit_error(stop, chosen), best)
         for rnd in self.rounds:
@@ -694,21 +695,28 @@ class AgentRun:
         """The round to return when none was accepted: no error first, then only findings
         that are warnings at the limit, then the fewest findings, then the latest."""
         scored = [
-            (r.error is None, self._warnings_only(i), -len(r.issues), i)
+            (r.error is None, self._round_warnings_only(i), -len(r.issues), i)
             for i, r in enumerate(self.rounds)
         ]
         return max(scored)[3]
 
-    def _warnings_only(self, index: int) -> bool:
-        """Whether round ``index`` (0-based) computed a result whose findings are all
-        ``warn_at_limit`` checks (so the loop may return it without an error)."""
+    def _warnings_only(self, error: Any, output: Any, checks: list[str]) -> bool:
+        """Whether a result (its error, its output) is computed and its findings (their
+        ``checks``) are all ``warn_at_limit`` ones (so the loop may return it without an
+        error)."""
+        warn = self.config.warn_at_limit
+        return error is None and output is not None and all(c in warn for c in checks)
+
+    def _round_warnings_only(self, index: int) -> bool:
+        """:meth:`_warnings_only` for closed round ``index`` (0-based)."""
         rnd = self.rounds[index]
-        warn = set(self.config.warn_at_limit)
-        return (
-            rnd.error is None
-            and self.results[index].output is not None
-            and all(i["check"] in warn for i in rnd.issues)
-        )
+        checks = [i["check"] for i in rnd.issues]
+        return self._warnings_only(rnd.error, self.results[index].output, checks)
+
+    def _warn(self, final: RunResult, index: int) -> None:
+        """Round ``index``'s findings as the result's warnings (and the trace's meta)."""
+        final.warnings = [dict(i) for i in self.rounds[index].issues]
+        self.trace.meta["warnings"] = final.warnings
 
     def known_after(self, current: _Current | None) -> dict[str, Any]:
         """Every value a follow-up program may read: inputs and computed values."""
