@@ -429,16 +429,22 @@ class Planner:
         source: str,
         inputs: InputNames,
         form: str = "lines",
-        result_check: ResultCheck | None = None,
     ) -> tuple[Parsed | None, list[ProgramError]]:
         """The runnable program, or every problem found in it. A program that needs a tool
         that cannot run here raises :class:`CapabilityError` (capability-aware planners).
         ``inputs``: the names a program may read (a mapping gives their type names, and a
         name the program assigns is its own, not an input; a sequence means images)."""
+        program, errors, _ = self._check(source, inputs, form)
+        return program, errors
+
+    def _check(
+        self, source: str, inputs: InputNames, form: str
+    ) -> tuple[Parsed | None, list[ProgramError], str | None]:
+        """:meth:`check`, and the type name of the program's result as the checker knows it
+        (None when it does not check, or its form cannot say)."""
         if not source.strip():
-            return None, [
-                ProgramError(ErrorCode.EMPTY_PROGRAM, "no program found in the output", 1, 1)
-            ]
+            error = ProgramError(ErrorCode.EMPTY_PROGRAM, "no program found in the output", 1, 1)
+            return None, [error], None
         try:
             program_form = get_form(form)
             program = program_form.parse(source, limits=self.limits)
@@ -450,13 +456,9 @@ class Planner:
                 else list(inputs)
             )
             checked = program_form.check(program, self.registry, inputs=typed)
-            if result_check is not None:
-                wrong = result_check(program_form.result_type(checked), program)
-                if wrong is not None:
-                    return None, [wrong]
-            return program, []
+            return program, [], program_form.result_type(checked)
         except ProgramInvalid as exc:
-            return None, exc.errors
+            return None, exc.errors, None
 
     def refuse_unavailable(self, program: Parsed) -> None:
         """Raise a capability error when ``program`` calls a tool that cannot run here."""
@@ -492,16 +494,16 @@ class Planner:
         tried = {_normal(source): why for source, why in (avoid or {}).items()}
         for round_ in range(self.config.repair_rounds + 1):
             try:
-                program, errors = self.check(current.program, inputs, spec.name, result_check)
-                if (
-                    program is None
-                    and result_check is not None
-                    and len(errors) == 1
-                    and _normal(current.program) not in tried
-                ):
-                    plain, _ = self.check(current.program, inputs, spec.name)
-                    if plain is not None:  # it runs; only its result's type was refused
-                        runnable = (current, plain)
+                program, errors, result_type = self._check(current.program, inputs, spec.name)
+                wrong = (
+                    result_check(result_type, program)
+                    if program is not None and result_check is not None
+                    else None
+                )
+                if wrong is not None:  # it runs; only its result's type is refused
+                    if _normal(current.program) not in tried:
+                        runnable = (current, program)
+                    program, errors = None, [wrong]
             except CapabilityError as exc:
                 current.errors = [exc.to_dict()]
                 return Plan(current.program, None, attempts, exc, form=spec.name)
