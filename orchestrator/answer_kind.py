@@ -133,7 +133,7 @@ def kind_of_summary(summary: dict[str, Any] | None) -> AnswerKind:
         return AnswerKind.ANY
     if summary.get("type") == "Text":
         return kind_of_value(str(summary.get("text", "")))
-    return _SUMMARY_KINDS.get(str(summary.get("type")), AnswerKind.ANY)
+    return kind_of_type(str(summary.get("type")))
 
 
 def kind_of_type(type_name: str | None) -> AnswerKind:
