@@ -17,7 +17,12 @@ files cannot swallow them); ``--resume`` keeps the rows already there and measur
 
     .venv/bin/python bench/agent.py [--limit N] [--model qwen2.5-coder-0.5b-instruct-q4_k_m]
                                      [--profile tiny] [--max-rounds 3] [--resume]
-                                     [--items 3,11,15-17] [--out agent]
+                                     [--items 3,11,15-17] [--out agent] [--traces DIR]
+
+``--traces DIR`` keeps what a diagnosis needs beyond the row's short answer: each run's
+whole trace as JSON lines, ``DIR/item<N>-<mode>.jsonl`` (planning calls with their prompts
+and outputs, steps with their errors, and the agent's rounds: program, findings,
+observation, decision).
 """
 
 from __future__ import annotations
@@ -168,6 +173,15 @@ def judge(orch: Any, item: dict[str, Any], result: Any) -> dict[str, Any]:
     return {"kind_ok": kind_ok, "tools_ok": tools_ok, "got": str(got), "tools": sorted(used)}
 
 
+def save_trace(directory: Path, item: int, mode: str, result: Any) -> Path:
+    """Write one run's trace records to ``directory/item<N>-<mode>.jsonl``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"item{item}-{mode}.jsonl"
+    records = result.trace.records()
+    path.write_text("".join(json.dumps(r, default=str) + "\n" for r in records), "utf-8")
+    return path
+
+
 def deadline(hhmm: str) -> float:
     """The epoch seconds of today's ``HH:MM`` UTC."""
     hours, minutes = (int(x) for x in hhmm.split(":"))
@@ -202,6 +216,8 @@ def main() -> None:
     parser.add_argument("--out", default="agent", help="results name (bench/results/NAME.json)")
     parser.add_argument("--stop-at", default=None,
                         help="UTC HH:MM: start no item after it; the results say partial")  # fmt: skip
+    parser.add_argument("--traces", type=Path, default=None,
+                        help="write each run's whole trace to DIR/item<N>-<mode>.jsonl")  # fmt: skip
     args = parser.parse_args()
     items = yaml.safe_load((ROOT / "bench" / "data" / "agent.yaml").read_text())["items"]
     items = items[: args.limit] if args.limit else items
@@ -232,6 +248,8 @@ def main() -> None:
             t0 = time.perf_counter()
             result = orch.run(item["instruction"], images=images_of(item), agent=mode == "agent")
             seconds = time.perf_counter() - t0
+            if args.traces is not None:
+                save_trace(args.traces, i, mode, result)
             try:
                 verdict = judge(orch, item, result)
             except Exception as exc:  # a judging bug must not lose the run

@@ -67,3 +67,21 @@ def test_an_agent_limit_is_attributed_to_the_findings_left(bench) -> None:
     failed = SimpleNamespace(error=VisChainError("x", code="planning"), rounds=[])
     assert bench.reason(failed) == "planning"
     assert bench.reason(SimpleNamespace(error=None, rounds=[])) is None
+
+
+def test_a_runs_whole_trace_is_kept_for_diagnosis(bench, tmp_path: Path) -> None:
+    """``--traces``: the row keeps 60 characters of the answer; the trace file keeps the
+    rounds' programs, observations and the full error, readable as a trace again."""
+    from orchestrator.trace import Trace
+
+    trace = Trace(instruction="How many dogs?")
+    trace.set_program("OBJ0=Loc(image=IMAGE, object='dog')\nRESULT=OBJ0", "lines")
+    long = "the agent stopped after 2 round(s) because " + "x" * 200
+    trace.add_round({"index": 1, "kind": "plan", "program": "RESULT=OBJ0",
+                     "observation": "# What happened: ...", "error": {"message": long}})  # fmt: skip
+    path = bench.save_trace(tmp_path / "traces", 13, "agent", SimpleNamespace(trace=trace))
+    assert path.name == "item13-agent.jsonl"
+    back = Trace.load(path)
+    assert back.instruction == "How many dogs?" and back.program.startswith("OBJ0=Loc")
+    assert back.rounds[0]["error"]["message"] == long
+    assert back.rounds[0]["observation"] == "# What happened: ..."
