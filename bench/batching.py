@@ -2,6 +2,12 @@
 Select over 30 masks — VisChain's batched execution against a VisProg-style loop calling
 the same tools one at a time, and the ideal (one batched forward of the model).
 
+A lone program asking six questions one after another (each question names the last
+answer, so nothing can batch), and one calling a 1 ms batched tool 50 times one after
+another: seconds per program, and how often a batch's leader waited for company (none can
+come).
+``--only vqa`` runs just the Vqa cases (seconds, not minutes).
+
 Two more measurements on the CLIP model's device: preparing Select's 30 mask regions crop
 by crop (PIL) against one tensor op (``tools.backends.regions``), and Select and Classify
 called at the same time from two threads (batching by model: their crops share CLIP
@@ -13,6 +19,7 @@ import time
 
 from common import faces_grid, median_time, orchestrator, realistic_clip, report, sequential
 
+from tools import Tool
 from tools.types import Box, Mask, Object, ObjectList
 
 NLVR = """\
@@ -25,6 +32,10 @@ ANSWER5=Vqa(image=RIGHT, question='Is it daytime?')
 ANSWER6=Eval('{ANSWER0} + {ANSWER1} == 6 and {ANSWER2} + {ANSWER3} == 2')
 RESULT=ANSWER6
 """
+CHAIN = "ANSWER0=Vqa(image=LEFT, question='How many people are in the image?')\n" + "".join(
+    f"ANSWER{i}=Vqa(image={'LEFT' if i % 2 == 0 else 'RIGHT'}, question=ANSWER{i - 1})\n"
+    for i in range(1, 6)
+)
 CATEGORIES = ["astronaut", "pilot", "doctor", "teacher", "engineer"]
 
 
@@ -43,7 +54,13 @@ def grid_masks(image, n: int = 30) -> ObjectList:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=["vqa"], help="run only the Vqa cases")
+    args = parser.parse_args()
     rows = []
+    counter = _WaitCounter()
     # --- six Vqa calls, tiny LLaVA ------------------------------------------------------
     orch = orchestrator("tiny", memo=False)
     images = {"LEFT": "sample:coffee", "RIGHT": "sample:chelsea"}
@@ -58,7 +75,13 @@ def main() -> None:
     ideal = median_time(lambda: vlm.answer(pairs, max_new_tokens=24))
     rows.append({"case": "NLVR: 6 x Vqa (tiny LLaVA)", "visprog_loop_s": base, "vischain_s": ours,
                  "ideal_one_batch_s": ideal, "speedup": base / ours, "vs_ideal": ours / ideal})  # fmt: skip
+    lone = lone_sequential(orch, images, counter)
     orch.close()
+    if args.only == "vqa":
+        columns = ["case", "visprog_loop_s", "vischain_s", "ideal_one_batch_s", "speedup"]
+        report("batching", rows, [*columns, "vs_ideal"], lone_sequential_caller=lone)
+        print("lone_sequential_caller", {k: round(v, 4) for k, v in lone.items()})
+        return
 
     # --- Classify over 20 faces and Select over 30 masks, CLIP ViT-B-32 ---------------------
     orch = orchestrator("tiny", memo=False, roles={"clip": [realistic_clip()]})
@@ -141,6 +164,7 @@ def main() -> None:
     rows.append({"case": "Select: 30 masks (CLIP ViT-B-32)", "visprog_loop_s": base, "vischain_s": ours,
                  "ideal_one_batch_s": ideal, "speedup": base / ours, "vs_ideal": ours / ideal})  # fmt: skip
     extra = {
+        "lone_sequential_caller": lone,
         "region_preparation": regions_vs_crops(clip, grid, masks),
         "select_and_classify_together": together_vs_apart(orch, clip, grid, faces, masks),
         "two_callers_at_an_idle_model": two_callers(orch, clip, grid, faces),
@@ -154,6 +178,64 @@ def main() -> None:
     )
     for name, values in extra.items():
         print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()})
+
+
+class Sleepy(Tool):
+    """A batched tool whose batch costs 1 ms (the benchmark's fast model step)."""
+
+    name = "Sleepy"
+    max_batch = 16
+
+    def run(self, ctx, text: str) -> str:
+        """Args:
+        text: any text
+        """
+        return self.one(ctx, text=text)
+
+    def run_batch(self, ctx, calls):
+        time.sleep(0.001)
+        return [c["text"][:8] for c in calls]
+
+
+class _WaitCounter:
+    """Counts the adaptive wait's decisions to wait (``AdaptiveWait.until`` returning more
+    than nothing: each is one wait of a leader for company), in any version of the code."""
+
+    def __init__(self) -> None:
+        from tools.waiting import AdaptiveWait
+
+        self.waits = 0
+        original = AdaptiveWait.until
+
+        def until(wait, *args, **kwargs):
+            left = original(wait, *args, **kwargs)
+            self.waits += left > 0
+            return left
+
+        AdaptiveWait.until = until
+
+
+def lone_sequential(orch, images: dict[str, str], counter: _WaitCounter) -> dict:
+    """Six Vqa calls one after another in one program (``CHAIN``), then 50 calls one after
+    another to a batched tool whose batch costs 1 ms (``Sleepy``: a fast model step, as a
+    small model's forward on an accelerator): median seconds per run and waits for company
+    per run (nobody else runs: every wait is lost time)."""
+    from orchestrator import Orchestrator
+    from tools import Registry
+
+    runs = 7
+    orch.execute(CHAIN, images=images)  # warm-up
+    before = counter.waits
+    seconds = median_time(lambda: orch.execute(CHAIN, images=images), repeats=runs, warmup=0)
+    out = {"vqa_chain_s": seconds, "vqa_chain_waits_per_run": (counter.waits - before) / runs}
+    fast = Orchestrator(orch.config, registry=Registry([Sleepy()]))
+    chain = "T0=Sleepy(text='a')\n" + "".join(f"T{i}=Sleepy(text=T{i - 1})\n" for i in range(1, 50))
+    assert fast.execute(chain).ok  # warm-up
+    before = counter.waits
+    seconds = median_time(lambda: fast.execute(chain), repeats=runs, warmup=0)
+    fast.close()
+    out |= {"fast_chain_50_s": seconds, "fast_chain_waits_per_run": (counter.waits - before) / runs}
+    return out
 
 
 def regions_vs_crops(clip, image, objects) -> dict:

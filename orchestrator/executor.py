@@ -7,7 +7,9 @@ into one ``run_batch`` call, and hands the groups to worker threads. Each group 
 deadline (the step limit, counted from when a worker starts it, capped by the program
 limit); an overrun is abandoned and recorded as a ``time-limit`` error. A failed step keeps
 everything that finished; the steps that depend on it are marked skipped; independent
-steps still run.
+steps still run. Each group counts as a caller in flight (a ticket in
+:data:`tools.waiting.CALLERS`) from its hand-off until its work ends, so a batching leader
+with no other caller in flight runs at once instead of waiting for company.
 
 Faults stay contained: a tool whose abandoned call is still running is *degraded* — new
 calls to it fail at once with :class:`~tools.errors.ToolDegraded` naming it, until that call
@@ -55,6 +57,7 @@ from tools.errors import ToolDegraded, ToolError, ToolErrorCode, ToolInputError,
 from tools.isolate import IsolatedTool, wants_process
 from tools.registry import Registry
 from tools.types import Image, detached, fingerprint
+from tools.waiting import CALLERS, Ticket
 
 from .errors import RunErrorCode
 from .heap import collector_paused, collector_running
@@ -90,6 +93,7 @@ class _Group:
     job: Job | None = None
     started: float | None = None
     isolated: IsolatedTool | None = None  # runs in a child process that can be killed
+    ticket: Ticket | None = None  # a caller in flight (tools.waiting.CALLERS) until its work ends
 
 
 @dataclass
@@ -317,11 +321,14 @@ class _Run:
                     newly += self.succeed(name, detached(found[0]), duration=0.0)  # own copy
                     continue
             groups[tool.spec.name].append((step, call))
+        parts = []
         for tool_name, items in groups.items():
             tool = self.ex.registry.get(tool_name)
             size = max(1, min(tool.max_batch, self.ex.options.max_batch))
-            for i in range(0, len(items), size):
-                self.submit(tool, items[i : i + size])
+            parts += [(tool, items[i : i + size]) for i in range(0, len(items), size)]
+        tickets = [CALLERS.ticket() for _ in parts]  # all in flight before any starts
+        for (tool, part), ticket in zip(parts, tickets, strict=True):
+            self.submit(tool, part, ticket)
         return newly
 
     def resolve(self, step: BoundStep, record: StepRecord) -> dict[str, Any]:
@@ -430,9 +437,12 @@ class _Run:
             return "program"
         return "step"
 
-    def submit(self, tool: Tool, items: list[tuple[BoundStep, dict[str, Any]]]) -> None:
-        """Queue one group on the worker pool. While it waits only the program deadline
-        applies; the step limit counts from when a worker starts it."""
+    def submit(
+        self, tool: Tool, items: list[tuple[BoundStep, dict[str, Any]]], ticket: Ticket
+    ) -> None:
+        """Queue one group on the worker pool, a caller in flight under ``ticket`` until its
+        work ends. While it waits only the program deadline applies; the step limit counts
+        from when a worker starts it."""
         deadline = self.deadline
         group = _Group(
             tool=tool,
@@ -441,10 +451,12 @@ class _Run:
             records=[self.records[s.target] for s, _ in items],
             ctx=self.context(deadline),
             deadline=deadline,
+            ticket=ticket,
         )
         try:
             group.isolated = self.ex.isolated(tool, group.ctx)
         except VisChainError as exc:  # the config isolates a tool that cannot be
+            ticket.close()
             for s in group.steps:
                 self.fail(s.target, exc)
             return
@@ -457,26 +469,30 @@ class _Run:
             group.deadline = group.ctx.deadline = self.step_deadline()
             group.started = time.time()  # after the deadline: see next_deadline
             t0 = time.perf_counter()
-            try:
-                degraded = self.degraded(tool)  # a call of it got stuck while this one queued
-                if degraded is not None:
-                    raise degraded
-                if group.isolated is not None:
-                    results = group.isolated.run_batch(group.ctx, group.calls)
-                elif batched:
-                    results = list(self.ex.batcher.run(tool, group.ctx, group.calls))
-                    if len(results) != len(group.calls):
-                        n, k = len(results), len(group.calls)
-                        raise ToolError(f"{tool.name}.run_batch returned {n} results for {k} calls")
-                else:
-                    results = run_calls(tool, group.ctx, group.calls)
-            except Exception as exc:
-                results = [exc] * len(group.calls)
+            with ticket:  # closed before the scheduler hears: a next group finds it gone
+                try:
+                    degraded = self.degraded(tool)  # a call of it got stuck while this queued
+                    if degraded is not None:
+                        raise degraded
+                    if group.isolated is not None:
+                        results = group.isolated.run_batch(group.ctx, group.calls)
+                    elif batched:
+                        results = list(self.ex.batcher.run(tool, group.ctx, group.calls))
+                        if len(results) != len(group.calls):
+                            n, k = len(results), len(group.calls)
+                            raise ToolError(
+                                f"{tool.name}.run_batch returned {n} results for {k} calls"
+                            )
+                    else:
+                        results = run_calls(tool, group.ctx, group.calls)
+                except Exception as exc:
+                    results = [exc] * len(group.calls)
             self.done.put((group, results, time.perf_counter() - t0))
 
         try:
             group.job = self.ex.pool.submit(work, tag=tool.spec.name)
         except VisChainError as exc:  # closed while the program ran
+            ticket.close()
             for s in group.steps:
                 self.fail(s.target, exc)
             return
@@ -524,6 +540,8 @@ class _Run:
                 continue
             del self.running[job_id]
             group.ctx.cancel.set()  # an isolated tool's child is killed when it sees this
+            if group.ticket is not None:  # a job dropped before it started never closes it
+                group.ticket.close()
             if group.job is not None and group.isolated is None:
                 self.ex.pool.abandon(group.job)
             which = self.limit_name(group.deadline)

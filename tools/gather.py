@@ -18,7 +18,10 @@ native code blocks nobody); a caller cancelled while queued leaves the next batc
 that result.
 
 Callers announced by :meth:`Gatherer.expect` (still preparing their items) make a leader
-wait for them, up to ``max_wait``, however rare calls are; a lone call still never waits.
+wait for them, up to ``max_wait``, however rare calls are; a lone call still never waits,
+nor does a leader with no other caller in flight (:class:`~tools.waiting.Callers`: a
+program calling a model again and again on its own pays no wait for company that cannot
+come).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate, pairwise
 from typing import Any
 
-from .waiting import AdaptiveWait
+from .waiting import CALLERS, AdaptiveWait, Callers
 
 POLL_S = 0.05  # how often waiting callers look for a cancelled leader
 
@@ -51,6 +54,7 @@ class GatherStats:
     batches: int = 0  # batches run
     calls: int = 0  # entries served
     largest: int = 0  # most entries in one batch
+    waits: int = 0  # batches whose leader waited for company first
 
 
 Run = Callable[[Entry, list[Entry]], list[Any]]
@@ -59,7 +63,12 @@ Run = Callable[[Entry, list[Entry]], list[Any]]
 class Gatherer:
     """One queue of callers' entries (thread-safe)."""
 
-    def __init__(self, cancelled: Callable[[Entry], Any] | None = None) -> None:
+    def __init__(
+        self, cancelled: Callable[[Entry], Any] | None = None, callers: Callers = CALLERS
+    ) -> None:
+        """``cancelled``: see the module docstring; ``callers``: who is in flight (the
+        process's :data:`~tools.waiting.CALLERS` by default)."""
+        self.callers = callers
         self.cond = threading.Condition()
         self.pending: list[Entry] = []
         self.leader: Entry | None = None  # whose thread runs (or gathers) the current batch
@@ -137,11 +146,15 @@ class Gatherer:
     def _lead(self, leader: Entry, run: Run, max_batch: int, max_wait: float, fixed: bool) -> None:
         """Wait as the policy says, take one batch off the queue and run it."""
         started = time.monotonic()
+        waited = False
         with self.cond:
             while sum(len(e.items) for e in self.pending) < max_batch:
-                left = self.wait.until(started, max_wait, fixed=fixed or self.coming > 0)
+                fixed_now = fixed or self.coming > 0
+                alone = not fixed_now and self.callers.alone()
+                left = self.wait.until(started, max_wait, fixed=fixed_now, alone=alone)
                 if left <= 0 or self._cancelled(leader) is not None:
                     break
+                waited = True
                 self.cond.wait(timeout=left)
             if self.leader is not leader:  # given up while waiting: another leads now
                 return
@@ -161,6 +174,7 @@ class Gatherer:
             self.inflight = batch
             stats = self.stats
             stats.batches, stats.calls = stats.batches + 1, stats.calls + len(batch)
+            stats.waits += waited
             stats.largest = max(stats.largest, len(batch))
         try:
             results = run(leader, batch)

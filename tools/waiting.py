@@ -11,6 +11,15 @@ where most batches fill under load, with no timer at all.
 
 ``until(..., fixed=True)`` is the plain policy: always wait ``max_wait`` (unless the batch
 is full).
+
+A caller's own arrivals say nothing about company: a program calling a model six times one
+after another arrives often, but nobody can join it. :class:`Callers` counts the process's
+callers in flight (the executor opens a :class:`Ticket` for each group of steps it hands
+to its workers, held until that group's work ends); a leader whose thread holds every
+open ticket is alone (``until(..., alone=True)``) and goes at once, however often calls
+arrived. Callers the executor does not run (a backend called from the user's own threads)
+hold no ticket and keep the adaptive policy; callers announced with ``Gatherer.expect``
+are waited for either way.
 """
 
 from __future__ import annotations
@@ -48,16 +57,84 @@ class AdaptiveWait:
             return self.gap is not None and self.gap < max_wait
 
     def until(
-        self, started: float, max_wait: float, now: float | None = None, *, fixed: bool = False
+        self,
+        started: float,
+        max_wait: float,
+        now: float | None = None,
+        *,
+        fixed: bool = False,
+        alone: bool = False,
     ) -> float:
-        """Seconds a leader that began waiting at ``started`` should still wait (0: go).
-        Call it again after every arrival: the quiet-spell limit moves with them."""
+        """Seconds a leader that began waiting at ``started`` should still wait (0: go);
+        ``alone``: no other caller is in flight (see :class:`Callers`), so none is waited
+        for unless ``fixed``. Call it again after every arrival: the quiet-spell limit
+        moves with them."""
         now = time.monotonic() if now is None else now
         end = started + max_wait
         if not fixed:
+            if alone:
+                return 0.0
             with self._lock:
                 if self.gap is None or self.gap >= max_wait:
                     return 0.0
                 last = self.last if self.last is not None else started
                 end = min(end, max(last, started) + QUIET_GAPS * max(self.gap, 1e-4))
         return max(0.0, end - now)
+
+
+class Ticket:
+    """One caller in flight, from :meth:`Callers.ticket` until :meth:`close` (idempotent).
+    ``with ticket:`` marks the body's thread as running this caller's work, then closes it."""
+
+    __slots__ = ("callers", "closed")
+
+    def __init__(self, callers: Callers) -> None:
+        self.callers = callers
+        self.closed = False
+
+    def close(self) -> None:
+        callers = self.callers
+        with callers._lock:
+            if not self.closed:
+                self.closed = True
+                callers.open -= 1
+
+    def __enter__(self) -> Ticket:
+        self.callers._held().append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.callers._held().remove(self)
+        self.close()
+
+
+class Callers:
+    """The callers in flight in the process that may call a batched tool or model soon
+    (thread-safe). Only the open tickets count; a thread's own are those it runs inside
+    ``with ticket:``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.open = 0  # tickets given and not closed
+
+    def ticket(self) -> Ticket:
+        """A new open ticket (close it, or run its work inside ``with ticket:``)."""
+        with self._lock:
+            self.open += 1
+        return Ticket(self)
+
+    def _held(self) -> list[Ticket]:
+        held = getattr(self._local, "held", None)
+        if held is None:
+            held = self._local.held = []
+        return held
+
+    def alone(self) -> bool:
+        """Whether this thread runs a caller's work and every open ticket is its own: no
+        other caller in flight could join a batch it leads."""
+        mine = sum(not t.closed for t in getattr(self._local, "held", ()))
+        return mine > 0 and self.open <= mine
+
+
+CALLERS = Callers()  # the process's: the executor opens one ticket per group of steps

@@ -18,6 +18,7 @@ from tools import Registry, Tool, ToolContext, tool
 from tools.builtin.logic import count, eval_, result
 from tools.errors import ToolDegraded, ToolErrorCode, ToolOutputError
 from tools.types import Image
+from tools.waiting import CALLERS
 
 
 @tool
@@ -405,3 +406,48 @@ def test_the_step_limit_still_stops_an_inline_step_after_many_fast_ones() -> Non
     assert outcome.errors["B"].code == ErrorCode.TIME_LIMIT and outcome.errors["B"].line == 201
     assert outcome.values["A199"] == 200 and outcome.values["C"] == 201
     assert set(outcome.errors) == {"B"}
+
+
+ALONE: list[tuple[str, bool]] = []
+NOTED = threading.Event()
+
+
+@tool
+def alone(tag: str) -> str:
+    """Note whether this call was the only caller in flight (tools.waiting.CALLERS).
+
+    Args:
+        tag: what to return
+    """
+    ALONE.append((tag, CALLERS.alone()))
+    NOTED.set()
+    return tag
+
+
+@tool
+def after_noted(tag: str) -> str:
+    """Return the tag once an Alone call has noted what it saw (a caller in flight till then).
+
+    Args:
+        tag: what to return
+    """
+    NOTED.wait(timeout=60)
+    return tag
+
+
+def test_each_group_is_a_caller_in_flight_while_it_runs() -> None:
+    """A chain's calls each run alone (a batching leader need not wait for company); two
+    groups made ready together are both in flight before either starts; none is left
+    open after the run."""
+    reg = Registry([alone, after_noted, join])
+    ex = Executor(reg, pool=WorkerPool(4))
+    ALONE.clear()
+    text = "A=Alone(tag='a')\nB=Alone(tag=A)\nC=Join(a=B, b='c')\nD=Alone(tag=C)"
+    outcome = ex.run(check(parse(text), reg, inputs=[]), {}, Trace(program=text))
+    assert outcome.values["D"] == "ac" and ALONE == [("a", True), ("a", True), ("ac", True)]
+    ALONE.clear()
+    NOTED.clear()
+    text = "A=Alone(tag='a')\nB=AfterNoted(tag='b')\nC=Alone(tag=B)"
+    ex.run(check(parse(text), reg, inputs=[]), {}, Trace(program=text))
+    assert ALONE[0] == ("a", False) and ALONE[1] == ("b", True)
+    assert CALLERS.open == 0
