@@ -63,14 +63,16 @@ def run_once(tree: Path, script: str, args: list[str], results: Path) -> dict[st
 
 
 def numbers(data: dict[str, Any]) -> dict[str, float]:
-    """Every number of a report, by a readable key: ``row <identity> <column>`` for the
-    rows (identity: the row's non-numeric values), ``<extra> <key>`` for nested extras."""
+    """Every number of a report, by a readable key: ``<identity> | <column>`` for the rows
+    (identity: the row's first value, e.g. its case or size, and its other text values),
+    ``<extra> | <key>`` for nested extras."""
     out: dict[str, float] = {}
     for row in data.get("rows", []):
-        ident = " ".join(str(v) for v in row.values() if not isinstance(v, float))
-        for k, v in row.items():
-            if isinstance(v, float):
-                out[f"{ident} | {k}"] = v
+        first, *rest = row.items()
+        ident = " ".join([str(first[1]), *(v for _, v in rest if isinstance(v, str))])
+        for k, v in rest:
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out[f"{ident} | {k}"] = float(v)
     for name, value in data.items():
         if name in ("rows", "rounds") or not isinstance(value, dict):
             continue
