@@ -6,8 +6,8 @@ revision ``REV`` (``git archive``) into a temporary directory, puts this checkou
 ``bench/SCRIPT ARGS`` there and here, alternately, ``N`` times each (before, after,
 before, after, ...), each in a new process, so both see the same moments of a shared
 machine. It prints every numeric column of the script's rows as before → after (each
-side's best round, then its range over the rounds) with the after/before ratio of the
-best rounds, and writes ``bench/results/compare-<name>.json`` with every round's rows and
+side's median over the rounds, then its range) with the after/before ratio of the
+medians, and writes ``bench/results/compare-<name>.json`` with every round's rows and
 the load average (1-minute) before and after each run.
 
 Nested values a script reports beside its rows (``report(name, rows, cols, extra={...})``)
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -106,8 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     for key in keys:
         before = [n[key] for n in per_side["before"]]
         after = [n[key] for n in per_side["after"]]
-        rows.append({"figure": key, "before_best": min(before), "after_best": min(after),
-                     "after_vs_before": min(after) / min(before) if min(before) else None,
+        b, a = statistics.median(before), statistics.median(after)
+        rows.append({"figure": key, "before_median": b, "after_median": a,
+                     "after_vs_before": a / b if b else None,
                      "before_range": [min(before), max(before)],
                      "after_range": [min(after), max(after)]})  # fmt: skip
     loads = [x for rs in runs.values() for run in rs for x in run["load"]]
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     width = max(len(r["figure"]) for r in rows) if rows else 10
     for r in rows:
         ratio = "" if r["after_vs_before"] is None else f"×{r['after_vs_before']:.3f}"
-        print(f"{r['figure']:<{width}}  {r['before_best']:>12.4g} → {r['after_best']:<12.4g}"
+        print(f"{r['figure']:<{width}}  {r['before_median']:>12.4g} → {r['after_median']:<12.4g}"
               f"  {ratio:<7}", end="")  # fmt: skip
         print(f"   (rounds {r['before_range'][0]:.4g}–{r['before_range'][1]:.4g} → "
               f"{r['after_range'][0]:.4g}–{r['after_range'][1]:.4g})")  # fmt: skip

@@ -12,7 +12,9 @@ max_stuck`` threads, however many jobs time out. Each job carries a tag (the too
 the executor can refuse new calls to a stuck tool until its call returns.
 
 :class:`Watchdog` puts a deadline on code that runs in the caller's own thread (inline
-tools): past the deadline it raises ``DeadlineExceeded`` inside that thread.
+tools): past the deadline it raises ``DeadlineExceeded`` inside that thread. Its thread
+sleeps until the earliest deadline it knows of (at most ``IDLE_LOOK_S`` when it knows
+none) and is woken only for an earlier one, so short runs back to back never wake it.
 
 Workers are daemon threads, so an abandoned job never blocks interpreter exit.
 """
@@ -195,6 +197,7 @@ class WorkerPool:
 
 
 _NEVER = float("inf")
+IDLE_LOOK_S = 30.0  # with no deadline pending, the watchdog still looks this often
 
 
 class Watchdog:
@@ -209,6 +212,8 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._wake = float("inf")  # when the watchdog thread next looks (monotonic)
         self._slots: set[Slot] = set()  # reusable guards, each held by one thread
+        self.looks = 0  # times the watchdog thread looked at the deadlines
+        self.wakes = 0  # times a guarded thread woke it for an earlier deadline
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[Slot]:
@@ -235,6 +240,7 @@ class Watchdog:
             self._armed[token] = (deadline, threading.current_thread())
             if deadline < self._wake:  # only then does the watchdog need to wake earlier
                 self._wake = deadline
+                self.wakes += 1
                 self._start()
                 self._cond.notify()
         return token
@@ -257,6 +263,7 @@ class Watchdog:
     def _loop(self) -> None:
         with self._cond:
             while True:
+                self.looks += 1
                 now = time.monotonic()
                 for token, (deadline, thread) in list(self._armed.items()):
                     if deadline <= now and token not in self._fired:
@@ -271,8 +278,12 @@ class Watchdog:
                         _raise_in_thread(slot.thread, DeadlineExceeded)
                     elif now < slot.deadline < _NEVER:  # active, or may be again before then
                         pending.append(slot.deadline)
-                self._wake = min(pending, default=_NEVER)
-                self._cond.wait(timeout=None if not pending else max(self._wake - now, 0.001))
+                # Idle, it still looks every IDLE_LOOK_S: a later deadline (the next run's
+                # first step, seconds or minutes ahead) then needs no wake-up. Waking it
+                # costs the guarded thread a hand-off of the interpreter lock, a whole
+                # scheduling quantum when the other cores are busy.
+                self._wake = min(pending, default=now + IDLE_LOOK_S)
+                self._cond.wait(timeout=max(self._wake - now, 0.001))
 
 
 class _Guard:
@@ -321,6 +332,7 @@ class Slot:
                 self.deadline = deadline
                 self.active = True
                 watchdog._wake = min(watchdog._wake, deadline)
+                watchdog.wakes += 1
                 watchdog._start()
                 watchdog._cond.notify()
         else:

@@ -71,3 +71,23 @@ def test_an_idle_slot_does_not_stop_the_watchdog_guarding_others() -> None:
         assert wd._thread is first and first is not None and first.is_alive()  # never died
         with pytest.raises(DeadlineExceeded), slot.until(time.monotonic() + 0.2):
             _spin(HANG_GUARD)
+
+
+def test_short_runs_back_to_back_do_not_wake_the_watchdog() -> None:
+    """A run shorter than the watchdog's reaction gives its slot back before the watchdog
+    looks, so the watchdog often looks while no deadline is pending. The next run's
+    deadline (minutes ahead) must not wake it then: each wake-up is a hand-off of the
+    interpreter lock. Counted, not timed: after an idle look, fifty runs wake it never."""
+    wd = Watchdog()
+    wd._start()
+    while wd.looks < 1:  # it looked and found no deadline
+        time.sleep(0.001)
+    for _ in range(50):
+        with wd.slot() as slot:
+            for _ in range(3):
+                with slot.until(time.monotonic() + 300):
+                    pass
+    assert wd.wakes == 0
+    with wd.slot() as slot, pytest.raises(DeadlineExceeded), slot.until(time.monotonic() + 0.2):
+        _spin(HANG_GUARD)  # an earlier deadline still wakes it, and fires
+    assert wd.wakes == 1
