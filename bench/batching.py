@@ -79,7 +79,7 @@ def main() -> None:
     orch.close()
     if args.only == "vqa":
         columns = ["case", "visprog_loop_s", "vischain_s", "ideal_one_batch_s", "speedup"]
-        report("batching", rows, [*columns, "vs_ideal"], lone_sequential_caller=lone)
+        report("batching-vqa", rows, [*columns, "vs_ideal"], lone_sequential_caller=lone)
         print("lone_sequential_caller", {k: round(v, 4) for k, v in lone.items()})
         return
 

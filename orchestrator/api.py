@@ -195,7 +195,8 @@ class Orchestrator:
         trace = trace or Trace(instruction=instruction)
         try:
             inputs = (image, images, video, values)
-            return self._execute(program, inputs, form, trace_dir, trace)
+            with collector_paused(self.config.executor.gc_pause):  # up to the finished trace
+                return self._execute(program, inputs, form, trace_dir, trace)
         except Exception as exc:  # a bug: still a typed error, and the trace is kept
             return self._failed(trace, exc)
 
@@ -266,16 +267,30 @@ class Orchestrator:
         source = getattr(program, "source", program)
         if isinstance(source, str):
             trace.set_program(source, form)
+        # One pause of the collector over parsing, checking and running (orchestrator.heap):
+        # the executor lifts it while it waits for workers, a Python program while its own
+        # code runs; a gap between pauses would walk the parsed program once more.
+        with collector_paused(self.config.executor.gc_pause):
+            return self._run_program(program, named, trace, form, known, deadline)
+
+    def _run_program(
+        self,
+        program: str | Parsed,
+        named: Mapping[str, Image],
+        trace: Trace,
+        form: str,
+        known: dict[str, Any],
+        deadline: float | None,
+    ) -> RunResult:
         parsed: Parsed | None = None
         try:
-            with collector_paused(self.config.executor.gc_pause):  # CPU work, no waiting
-                parsed = self._parse(program, form)
-                trace.form = parsed.form
-                program_form = form_of(parsed)
-                readable = program_form.readable(parsed, known)
-                inputs = program_form.bind(parsed, {**readable, **named})
-                types = {n: value_type(v) for n, v in inputs.items()}
-                checked = program_form.check(parsed, self.registry, inputs=types)
+            parsed = self._parse(program, form)
+            trace.form = parsed.form
+            program_form = form_of(parsed)
+            readable = program_form.readable(parsed, known)
+            inputs = program_form.bind(parsed, {**readable, **named})
+            types = {n: value_type(v) for n, v in inputs.items()}
+            checked = program_form.check(parsed, self.registry, inputs=types)
         except VisChainError as exc:
             return RunResult(None, parsed, trace, exc, known)
         self._prefetch(program_form.tools_used(parsed))

@@ -18,10 +18,10 @@ scheduler thread under a watchdog that interrupts them at the step deadline (one
 slot per run, given each inline step's deadline in turn), each with a
 context of its own derived from the run's (one cancellation event for the run's inline
 calls, which nothing but their deadline stops). The cyclic garbage collector is paused
-while the scheduler works and runs while it waits for workers (``ExecOptions.pause_gc``,
-see :mod:`orchestrator.heap`). Every value a tool returns is checked
-against its declared output type, and nothing a tool raises leaves the run as anything but a
-typed error on its step.
+while the scheduler works (from building the run's records on) and runs while it waits
+for workers (``ExecOptions.pause_gc``, see :mod:`orchestrator.heap`). Every value a tool
+returns is checked against its declared output type, and nothing a tool raises leaves the
+run as anything but a typed error on its step.
 """
 
 from __future__ import annotations
@@ -176,7 +176,8 @@ class Executor:
     ) -> Outcome:
         """Run ``bound`` on ``inputs`` (values by name), recording into ``trace``; stop at
         the program time limit or ``deadline`` (a ``time.monotonic()`` instant), if sooner."""
-        return _Run(self, bound, inputs, trace, deadline).execute()
+        with collector_paused(self.options.pause_gc):  # building the run is scheduler work
+            return _Run(self, bound, inputs, trace, deadline).execute()
 
 
 class _Run:
@@ -237,14 +238,14 @@ class _Run:
     def execute(self) -> Outcome:
         ready = sorted(self.build(), key=lambda n: self.steps[n].line)
         pause = self.ex.options.pause_gc
-        with watchdog().slot() as self.guard, collector_paused(pause):
+        with watchdog().slot() as self.guard:  # the collector paused (Executor.run)
             while ready or self.running:
                 if ready:
                     ready = self.launch(ready)
                     continue
                 timeout = self.next_deadline()
                 try:
-                    with collector_running(pause):  # while the workers work
+                    with collector_running(pause):  # while the workers work (every pause)
                         group, results, finished = self.done.get(timeout=timeout)
                 except queue.Empty:
                     ready = self.expire()

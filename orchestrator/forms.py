@@ -63,6 +63,7 @@ from tools.types import EXPOSED
 from .errors import RunErrorCode
 from .executor import Executor
 from .grammar import line_grammar
+from .heap import collector_running
 from .python_runner import run_python
 from .trace import StepStatus, Trace
 
@@ -433,6 +434,12 @@ class PythonForm(ProgramForm[PythonProgram, PythonProgram]):
         inputs: Mapping[str, Any],
         machinery: Machinery,
         trace: Trace,
+    ) -> Execution:
+        with collector_running(machinery.executor.options.pause_gc):  # the program's own code
+            return self._run(checked, inputs, machinery, trace)
+
+    def _run(
+        self, checked: PythonProgram, inputs: Mapping[str, Any], machinery: Machinery, trace: Trace
     ) -> Execution:
         output, values, errors = run_python(
             checked,

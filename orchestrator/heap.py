@@ -14,9 +14,14 @@ are still freed by reference counting, only cycles among them are never collecte
 to back (an executor run's inline steps): such a run keeps every step's records alive, so
 the collector's passes would walk them again and again (a few µs a step at 10,000 steps)
 and free nothing. Reference counting still frees everything acyclic at once; cycles made
-meanwhile wait for the next pass. Pauses from several threads nest: the collector runs
-again when the last one ends (:func:`collector_running` lets it run inside one, e.g. while
-the scheduler waits for its workers), and only if it was running when the first began.
+meanwhile wait for the next pass. Pauses nest, in one thread and across threads: the
+collector runs again when the last one ends, and only if it was running when the first
+began. :func:`collector_running` lifts every pause the calling thread holds while its body
+runs (e.g. while a scheduler waits for its workers, or runs a program's own code), so an
+outer pause (a whole ``execute``: parse, check, run, trace) never keeps the collector off
+while that thread waits. One pause over a whole run matters: the run's young objects (its
+parsed program, step records) are walked by the first pass after any pause ends, so every
+gap between pauses costs a pass over all of them.
 When overlapping pauses (many programs at once) have kept it off for over
 :data:`MAX_PAUSE_SECONDS`, the next pause to begin runs one young-generation pass first,
 and every ``gc.get_threshold()[2]``-th such pass is a full one (as the collector's own
@@ -55,11 +60,13 @@ _pauses = 0  # pauses in effect, in any thread
 _restart = False  # whether the collector ran when the first of them began
 _since = 0.0  # when the collector last ran or was turned off by a pause (monotonic)
 _overdue_passes = 0  # young passes run for overdue pauses since the last full one
+_held = threading.local()  # depth: the pauses the current thread holds
 
 
-def _pause() -> None:
+def _pause(n: int = 1) -> None:
     global _pauses, _restart, _since, _overdue_passes
     overdue = 0
+    _held.depth = getattr(_held, "depth", 0) + n
     with _pause_lock:
         if _pauses == 0:
             _restart = gc.isenabled()
@@ -71,15 +78,16 @@ def _pause() -> None:
             overdue = 1
             if _overdue_passes >= max(1, gc.get_threshold()[2]):
                 _overdue_passes, overdue = 0, 2  # the oldest generation's turn
-        _pauses += 1
+        _pauses += n
     if overdue:  # outside the lock: finalizers may run
         gc.collect(overdue)
 
 
-def _unpause() -> None:
+def _unpause(n: int = 1) -> None:
     global _pauses
+    _held.depth -= n
     with _pause_lock:
-        _pauses -= 1
+        _pauses -= n
         if _pauses == 0 and _restart:
             gc.enable()
 
@@ -99,13 +107,14 @@ def collector_paused(pause: bool = True) -> Iterator[None]:
 
 @contextlib.contextmanager
 def collector_running(pause: bool = True) -> Iterator[None]:
-    """Inside :func:`collector_paused`: this body's own pause lifted (``pause=False``: no
-    effect)."""
-    if not pause:
+    """Every pause the calling thread holds lifted while the body runs (other threads'
+    pauses still hold; ``pause=False`` or no pause held: no effect)."""
+    held = getattr(_held, "depth", 0) if pause else 0
+    if not held:
         yield
         return
-    _unpause()
+    _unpause(held)
     try:
         yield
     finally:
-        _pause()
+        _pause(held)

@@ -92,6 +92,64 @@ def test_the_collector_pauses_for_inline_steps_and_runs_while_workers_work(tmp_p
         orch.close()
 
 
+EVENTS: list[str] = []
+
+
+@tool(inline=True)
+def marked() -> bool:
+    """Note that the run reached this step."""
+    EVENTS.append("step")
+    return True
+
+
+def _note_pass(phase: str, info: dict) -> None:
+    if phase == "start":
+        EVENTS.append(f"gc{info['generation']}")
+
+
+def test_a_long_program_runs_without_a_collector_pass(tmp_path) -> None:
+    """Parsing, checking, building the records and running 2,000 inline steps is one pause:
+    no pass walks the run's objects while it works (the gaps between pauses and the
+    building of the records ran dozens, full ones among them). Counted: the passes that
+    start before the program's last step."""
+    cfg = Config(models={"profile": "offline", "cache_dir": tmp_path}, plugins=False,
+                 executor={"gc_freeze": False, "gc_pause": True})  # fmt: skip
+    orch = Orchestrator(cfg, registry=Registry([eval_, marked]))
+    text = "\n".join(f"A{i}=Eval('{i} + 1')" for i in range(2_000)) + "\nM=Marked()"
+    EVENTS.clear()
+    gc.collect()
+    gc.callbacks.append(_note_pass)
+    try:
+        result = orch.execute(text)
+    finally:
+        gc.callbacks.remove(_note_pass)
+        orch.close()
+    assert result.ok and result.values["A1999"] == 2000
+    assert EVENTS.index("step") == 0, EVENTS[:10]  # no pass before the last step ran
+
+
+def test_a_python_programs_own_code_runs_with_the_collector_on(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the orchestrator's work is paused: the interpreter of a Python program (which
+    may loop for minutes making cyclic garbage) runs with the collector on."""
+    from orchestrator import forms
+
+    seen: list[bool] = []
+
+    def run_python(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return 1, {}, {}
+
+    monkeypatch.setattr(forms, "run_python", run_python)
+    orch = _orchestrator(tmp_path, pause=True)
+    try:
+        result = orch.execute("def execute_command():\n    return 1\n", form="python")
+    finally:
+        orch.close()
+    assert seen == [True] and result.output == 1
+
+
 def test_the_pause_is_configured(tmp_path) -> None:
     orch = _orchestrator(tmp_path, pause=False)
     try:
@@ -123,6 +181,21 @@ def test_pauses_from_two_threads_nest() -> None:
     finally:
         release.set()
         thread.join()
+    assert gc.isenabled()
+
+
+def test_running_lifts_every_pause_the_thread_holds() -> None:
+    """An outer pause (a whole execute) and an inner one (the executor's): waiting for
+    workers lifts both, and both hold again afterwards."""
+    assert gc.isenabled()
+    with heap.collector_paused(), heap.collector_paused():
+        assert not gc.isenabled()
+        with heap.collector_running():
+            assert gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with heap.collector_running():  # no pause held: nothing to lift, nothing broken
+        assert gc.isenabled()
     assert gc.isenabled()
 
 
