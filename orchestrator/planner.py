@@ -26,6 +26,7 @@ from sandbox import (
     ProgramInvalid,
     VisChainError,
 )
+from sandbox.hints import apply_fixes
 from tools.backends.llm import Completion, LanguageModel, LLMRequest
 from tools.patch import api_docs
 from tools.registry import Registry
@@ -56,7 +57,7 @@ class PlanningError(VisChainError):
 class Attempt:
     """One LLM call of the planner, as the trace shows it."""
 
-    kind: str  # generate | repair | follow-up
+    kind: str  # generate | repair | follow-up | fix (the checker's fix-its, no LLM call)
     prompt: str
     output: str
     program: str
@@ -424,6 +425,15 @@ class Planner:
             candidate=candidate,
         )
 
+    @staticmethod
+    def _fixed(failed: Attempt, source: str) -> Attempt:
+        """The attempt that applied the checker's fix-its to ``failed``'s program: no LLM
+        call, so no prompt, model or tokens (``kind`` "fix" in the trace)."""
+        return Attempt(
+            kind="fix", prompt="", output=source, program=source, candidate=failed.candidate,
+            started=time.time(),
+        )  # fmt: skip
+
     def check(
         self,
         source: str,
@@ -492,7 +502,9 @@ class Planner:
         current = first
         seen: list[list[dict[str, Any]]] = []
         tried = {_normal(source): why for source, why in (avoid or {}).items()}
-        for round_ in range(self.config.repair_rounds + 1):
+        fixed_from: set[str] = set()  # programs already written by applying fix-its
+        repairs = 0
+        while True:
             try:
                 program, errors, result_type = self._check(current.program, inputs, spec.name)
                 wrong = (
@@ -513,10 +525,19 @@ class Planner:
             current.errors = [e.to_dict() for e in errors]
             if program is not None:
                 return Plan(current.program, program, attempts, form=spec.name)
-            if round_ == self.config.repair_rounds or (
+            fixed = apply_fixes(current.program, errors)
+            if fixed is not None and _normal(fixed) not in fixed_from:
+                # the checker knows the one name meant: try that first, no LLM call (a
+                # small model tends to copy its program unchanged into a repair)
+                fixed_from.add(_normal(fixed))
+                current = self._fixed(current, fixed)
+                attempts.append(current)
+                continue
+            if repairs == self.config.repair_rounds or (
                 self.stop_repeated and current.errors in seen  # the same errors again: stop
             ):
                 break
+            repairs += 1
             seen.append(current.errors)
             listing = "\n".join(f"# {e}" for e in errors)
             repair_prompt = prompt + current.program + fill(template("repair"), errors=listing)
@@ -524,7 +545,7 @@ class Planner:
             wall = time.time()
             # greedy decoding tends to repeat the same mistake: sample a little instead
             temperature = max(self.config.temperature, self.config.repair_temperature)
-            request = spec.request.with_(temperature=temperature, seed=round_ + 1)
+            request = spec.request.with_(temperature=temperature, seed=repairs)
             completion = self.llm.complete(repair_prompt, request)[0]
             current = self._attempt(
                 spec, "repair", repair_prompt, completion, time.perf_counter() - t0, first.candidate

@@ -123,8 +123,15 @@ class _Checker:
             self.errors,
         )
 
-    def error(self, code: ErrorCode, message: str, step: Step, col: int) -> None:
-        self.errors.append(ProgramError(code, message, step.line, col, step.target))
+    def error(
+        self,
+        code: ErrorCode,
+        message: str,
+        step: Step,
+        col: int,
+        fix: tuple[str, str] | None = None,
+    ) -> None:
+        self.errors.append(ProgramError(code, message, step.line, col, step.target, fix))
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -143,8 +150,10 @@ class _Checker:
         assert step.tool is not None
         sig = self.catalog.signature(step.tool)
         if sig is None:
-            hint = self.hints.phrase(step.tool, self.catalog.tool_names())
-            self.error(ErrorCode.UNKNOWN_TOOL, f"unknown tool '{step.tool}'{hint}", step, step.col)
+            hint, fix = self.hints.suggest(step.tool, self.catalog.tool_names())
+            self.error(
+                ErrorCode.UNKNOWN_TOOL, f"unknown tool '{step.tool}'{hint}", step, step.col, fix
+            )
             deps = set()
             for arg in step.args:
                 deps |= value_names(arg.value)
@@ -188,13 +197,14 @@ class _Checker:
                 continue
             param = sig.param(arg.name)
             if param is None:
-                hint = self.hints.phrase(arg.name, [p.name for p in sig.params])
+                hint, fix = self.hints.suggest(arg.name, [p.name for p in sig.params])
                 self.error(
                     ErrorCode.UNKNOWN_ARGUMENT,
                     f"{sig.name} has no argument '{arg.name}'{hint} "
                     f"(its arguments: {_param_list(sig)})",
                     step,
                     arg.col,
+                    fix,
                 )
                 continue
             if param.name in bound:
@@ -318,7 +328,11 @@ class _Checker:
                 known.insert(0, n)
                 if len(known) == 8:
                     break
-        hint = self.hints.phrase(name, self.types)
+        hint, fix = self.hints.suggest(name, self.types)
+        if fix is not None and fix[1] in self.inputs:
+            # a name close to an input's (IMAGE0 beside IMAGE) is more likely a value the
+            # program forgot to compute than a misspelt input: no fix-it to the input
+            fix = None
         listing = ", ".join(known) or "none yet"
         inputs = ", ".join(self.inputs) or "none"
         self.error(
@@ -326,6 +340,7 @@ class _Checker:
             f"'{name}' is not defined{hint} (variables so far: {listing}; inputs: {inputs})",
             step,
             col,
+            fix,
         )
         return None
 

@@ -120,18 +120,24 @@ class ProgramError:
     line: int
     col: int = 0
     step: str | None = None
+    # a fix-it: (the name as written, the one name close to it that is defined), so the
+    # planner can apply it without another LLM call (see :func:`sandbox.hints.apply_fixes`)
+    fix: tuple[str, str] | None = None
 
     def __str__(self) -> str:
         return f"line {self.line}, col {self.col}: [{self.code}] {self.message}"
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "code": str(self.code),
             "message": self.message,
             "line": self.line,
             "col": self.col,
             "step": self.step,
         }
+        if self.fix is not None:
+            out["fix"] = list(self.fix)
+        return out
 
 
 class ProgramInvalid(VisChainError):

@@ -1,4 +1,4 @@
-""" "Did you mean ...?" hints for the checkers, with bounded work.
+""" "Did you mean ...?" hints for the checkers, with bounded work, and their fix-its.
 
 A fuzzy match (:func:`difflib.get_close_matches`) costs about one string comparison per
 candidate, so hinting every error of a program with thousands of near-miss names against
@@ -6,13 +6,20 @@ thousands of defined names is quadratic (minutes). One :class:`Hints` per check 
 hints at most ``max_hints`` errors, each against at most ``max_candidates`` names (those
 closest in length, latest first): the check stays linear in the program's size, and the
 first errors — the ones a repair prompt shows — still get their hints.
+
+A hint with exactly one name is a fix-it (:attr:`ProgramError.fix`): :func:`apply_fixes`
+writes that name in place of the wrong one, so a planner can try the fixed program before
+asking an LLM (a small one tends to copy its program unchanged into a "repair").
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+
+from .errors import ProgramError
 
 MAX_HINTS = 20
 MAX_CANDIDATES = 500
@@ -41,11 +48,44 @@ class Hints:
 
     def phrase(self, name: str, candidates: Collection[str], *, n: int = 3) -> str:
         """``"; did you mean 'A' or 'B'?"``, or an empty string."""
+        return phrase_of(self.close(name, candidates, n=n))
+
+    def suggest(
+        self, name: str, candidates: Collection[str], *, n: int = 3
+    ) -> tuple[str, tuple[str, str] | None]:
+        """The hint's phrase and, when exactly one name is close, the fix-it ``(name,
+        that one)``."""
         close = self.close(name, candidates, n=n)
-        if not close:
-            return ""
-        options = " or ".join(f"'{c}'" for c in close)
-        return f"; did you mean {options}?"
+        return phrase_of(close), (name, close[0]) if len(close) == 1 else None
+
+
+def phrase_of(close: Sequence[str]) -> str:
+    """``"; did you mean 'A' or 'B'?"`` for the close names, or an empty string."""
+    if not close:
+        return ""
+    options = " or ".join(f"'{c}'" for c in close)
+    return f"; did you mean {options}?"
+
+
+def apply_fixes(source: str, errors: Sequence[ProgramError]) -> str | None:
+    """``source`` with every error's fix-it applied — on the error's line, the first whole
+    word (not inside quotes) equal to the wrong name, at or after its column, becomes the
+    suggested one — or None when no fix-it applies. Later columns of a line go first, so
+    earlier ones stay where they were."""
+    lines = source.split("\n")
+    changed = False
+    for error in sorted(errors, key=lambda e: (e.line, -e.col)):
+        if error.fix is None or not 1 <= error.line <= len(lines):
+            continue
+        wrong, right = error.fix
+        text = lines[error.line - 1]
+        word = re.compile(rf"(?<![\w'\"]){re.escape(wrong)}(?![\w'\"])")
+        m = word.search(text, max(error.col - 1, 0)) or word.search(text)
+        if m is None:
+            continue
+        lines[error.line - 1] = text[: m.start()] + right + text[m.end() :]
+        changed = True
+    return "\n".join(lines) if changed else None
 
 
 def _nearest_in_length(name: str, candidates: Sequence[str], limit: int) -> Sequence[str]:

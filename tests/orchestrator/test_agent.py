@@ -137,7 +137,7 @@ def test_a_runtime_error_is_shown_and_a_rewrite_fixes_it(agent) -> None:
 
 def test_a_follow_up_that_does_not_check_is_repaired_like_a_first_program(agent) -> None:
     broken = COUNT_RED.replace("RESULT=N0", "N1=Eval('{N0} / 0')\nRESULT=N1")
-    unchecked = "OBJ0=ColorFind(image=IMAGE, color='red')\nN0=Count(object=OBJX)\nRESULT=N0\n"
+    unchecked = "OBJ0=ColorFind(image=IMAGE, color='red')\nN0=Count(object=REDS)\nRESULT=N0\n"
     orch, llm = agent([broken, "REWRITE", unchecked, COUNT_RED])
     result = orch.run("How many red squares are there?", image=picture())
     assert result.ok and result.output == 1 and len(result.rounds) == 2

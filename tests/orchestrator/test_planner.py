@@ -124,16 +124,15 @@ def test_a_valid_program_is_accepted_first_time_under_the_grammar() -> None:
 
 
 def test_repair_loop_sends_errors_back() -> None:
-    broken = "OBJ0=FaceDetect2(image=IMAGE)\nANSWER0=Count(object=OBJ1)\nRESULT=ANSWER0\n"
+    # names with no one close name to fix them to: the LLM repairs
+    broken = "OBJ0=Gather(image=IMAGE)\nANSWER0=Count(object=PEOPLE)\nRESULT=ANSWER0\n"
     p, llm = planner([broken, GOOD], repair_rounds=2)
     [plan] = p.plan("How many faces?", ["IMAGE"])
     assert plan.ok and len(plan.attempts) == 2
     first, second = plan.attempts
     assert [e["code"] for e in first.errors] == ["unknown-tool", "undefined-name"]
     repair_prompt = llm.prompts[1]
-    assert (
-        "unknown tool 'FaceDetect2'" in repair_prompt and "'OBJ1' is not defined" in repair_prompt
-    )
+    assert "unknown tool 'Gather'" in repair_prompt and "'PEOPLE' is not defined" in repair_prompt
     assert repair_prompt.startswith(llm.prompts[0])  # the same prefix: the LLM's cache is reused
     assert second.kind == "repair" and second.errors == []
 
@@ -169,7 +168,7 @@ def scripted_orchestrator(tmp_path: Path):
 
 
 def test_run_plans_executes_and_traces(scripted_orchestrator, tmp_path: Path) -> None:
-    orch, _llm = scripted_orchestrator(["OBJ0=FaceDet(image=IMAGE)\nRESULT=OBJ1\n", GOOD])
+    orch, _llm = scripted_orchestrator(["OBJ0=FaceDet(image=IMAGE)\nRESULT=FACES\n", GOOD])
     result = orch.run(
         "How many faces are there?", image="sample:astronaut", trace_dir=tmp_path / "t"
     )
@@ -315,3 +314,28 @@ def test_a_result_check_refuses_a_program_for_repair_and_runs_the_last_when_repa
     p, _ = planner(["X=Nope()\n", "X=Nope()\n", "X=Nope()\n"], repair_rounds=2)
     [plan] = p.write(prompt, "How many faces?", ["IMAGE"], form="lines", result_check=only_numbers)
     assert not plan.ok
+
+
+def test_a_fix_it_the_checker_knows_is_applied_without_an_llm_call() -> None:
+    """``Count(text)`` after ``TEXT0=Ocr(...)``: the checker's one close name is written in
+    (an attempt of kind "fix", no LLM call); the planner had one output to give."""
+    broken = "TEXT0=Ocr(image=IMAGE)\nANSWER0=Count(text)\nRESULT=ANSWER0\n"
+    p, llm = planner([broken], repair_rounds=2)
+    [plan] = p.plan("How many lines of text are there?", ["IMAGE"])
+    assert plan.ok and plan.source == broken.replace("Count(text)", "Count(TEXT0)")
+    first, fixed = plan.attempts
+    assert first.errors[0]["fix"] == ["text", "TEXT0"] and len(llm.prompts) == 1
+    assert fixed.kind == "fix" and fixed.errors == [] and fixed.prompt == ""
+
+
+def test_what_a_fix_it_leaves_is_repaired_by_the_llm_from_the_fixed_program() -> None:
+    broken = "OBJ0=FaceDet(image=IMAGE)\nANSWER0=Count(obj0)\nRESULT=FACES\n"
+    p, llm = planner([broken, GOOD], repair_rounds=1)
+    [plan] = p.plan("How many faces?", ["IMAGE"])
+    assert plan.ok and [a.kind for a in plan.attempts] == ["generate", "fix", "repair"]
+    assert llm.prompts[1].endswith(
+        "OBJ0=FaceDet(image=IMAGE)\nANSWER0=Count(OBJ0)\nRESULT=FACES\n"
+        "# That program has errors:\n# line 3, col 8: [undefined-name] 'FACES' is not defined "
+        "(variables so far: OBJ0, ANSWER0; inputs: IMAGE)\n"
+        "# Write the corrected program for the same instruction.\nProgram:\n"
+    )

@@ -15,7 +15,7 @@ from sandbox import (
     diagnose,
     parse,
 )
-from sandbox.hints import MAX_CANDIDATES, MAX_HINTS
+from sandbox.hints import MAX_CANDIDATES, MAX_HINTS, apply_fixes
 from sandbox.python import check_python, parse_python
 from tests.support.catalog import SmallCatalog
 
@@ -151,3 +151,43 @@ def test_checking_is_time_bounded() -> None:
     found = diagnose(parse(text), CAT, inputs=["B"], time_limit=0.0)  # type: ignore[arg-type]
     assert [(e.code, e.line) for e in found] == [(ErrorCode.TIME_LIMIT, 1)]
     assert diagnose(parse(text), CAT, inputs=["B"]) == []  # type: ignore[arg-type]
+
+
+def test_a_hint_with_one_name_is_a_fix_it_that_applies() -> None:
+    """A small planner copies ``Count(text)`` unchanged into its "repair" even when told
+    "did you mean 'TEXT0'": the one close name is a fix-it the planner applies itself."""
+    source = (
+        "TEXT0=Lco(image=IMAGE, object='text')\nN=Count(text)\n"
+        "L=Classify(TEXT0, categories=['a'], tpo=2)\nRESULT=N"
+    )
+    found = diagnose(parse(source), CAT)
+    assert [(e.code, e.fix) for e in found] == [
+        (ErrorCode.UNKNOWN_TOOL, ("Lco", "Loc")),
+        (ErrorCode.UNDEFINED_NAME, ("text", "TEXT0")),
+        (ErrorCode.UNKNOWN_ARGUMENT, ("tpo", "top")),
+    ]
+    assert found[1].to_dict()["fix"] == ["text", "TEXT0"]
+    fixed = apply_fixes(source, found)
+    # the quoted 'text' is a value, not the name: only the reference changes
+    assert fixed == (
+        "TEXT0=Loc(image=IMAGE, object='text')\nN=Count(TEXT0)\n"
+        "L=Classify(TEXT0, categories=['a'], top=2)\nRESULT=N"
+    )
+    assert diagnose(parse(fixed), CAT) == []
+
+
+def test_no_fix_it_without_exactly_one_close_name() -> None:
+    source = "BOX1=Loc(IMAGE, 'a')\nBOX2=Loc(IMAGE, 'b')\nN=Count(BOX3)\nM=Count(PEOPLE)"
+    found = diagnose(parse(source), CAT)
+    assert [e.code for e in found] == [ErrorCode.UNDEFINED_NAME] * 2
+    assert "did you mean 'BOX" in found[0].message and "' or 'BOX" in found[0].message
+    assert [e.fix for e in found] == [None, None]  # two close names; none close
+    assert apply_fixes(source, found) is None
+    assert "fix" not in found[0].to_dict()
+
+
+def test_no_fix_it_to_an_input() -> None:
+    """``RESULT=IMAGE0`` where the edit was never named: returning the input unchanged is
+    not what was meant, so 'IMAGE' is hinted but not written in."""
+    found = diagnose(parse("B=Loc(IMAGE, 'cat')\nRESULT=IMAGE0"), CAT)
+    assert "did you mean 'IMAGE'" in found[0].message and found[0].fix is None
