@@ -14,7 +14,8 @@ Algorithm (one :class:`AgentRun` holds a run's state):
    that needs a tool that exists but cannot run here ends the run at once with a typed
    :class:`~.capability.CapabilityError` naming the tool, its model role and how to get it.
    A program that still does not check after its repairs is a finding like a runtime
-   error: the planner sees it and writes another in the next round (when one is left).
+   error: the next round (when one is left) is a REWRITE at once, without a decision (nothing
+   ran: there is nothing to accept or continue from), told what went wrong.
 3. Execute the round; the checks (:mod:`.checks`) read its step records and its result.
 4. No finding: accept the result (or, with ``decide: always``, ask anyway). Otherwise render
    an observation (:mod:`.observation`) and ask the LLM for a decision (:mod:`.decisions`,
@@ -333,6 +334,14 @@ class AgentRun:
         tokens at most (None: an unreadable answer)."""
         current = self.current
         assert current is not None and current.observation is not None
+        unchecked = current.result is not None and isinstance(current.result.error, PlanningError)
+        if unchecked:
+            # nothing ran, so there is nothing to accept or continue from: a fresh program,
+            # without asking (measured with Qwen2.5-Coder-0.5B: it chose CONTINUE, and the
+            # follow-up written after the failed program copied it)
+            self._decision_meta = {"by": "loop", "why": "the program did not check"}
+            current.decision = Decision(Action.REWRITE)
+            return current.decision
         names = [n for n in self.known_after(current) if not n.startswith("_")]
         prompt = self.base_prompt + (current.program or "")
         if not prompt.endswith("\n"):
@@ -349,12 +358,9 @@ class AgentRun:
         )  # fmt: skip
         if ready:
             offer += fill(template("decision_answer_value"), values=", ".join(ready))
-        unchecked = current.result is not None and isinstance(current.result.error, PlanningError)
-        ran = "could not run that program: it did not check" if unchecked else "ran that program"
         prompt += fill(
             template("decision"),
             round=str(current.index),
-            ran=ran,
             observation=current.observation.text,
             answer=offer,
             variables=", ".join(names) or "none",
@@ -397,7 +403,7 @@ class AgentRun:
         a first program (one that needs a tool that cannot run here is a capability
         error), then run; a follow-up starts from every value computed so far."""
         kind = RoundKind.REWRITE if decision.action is Action.REWRITE else RoundKind.CONTINUE
-        prompt = self._decision_meta["prompt"]
+        prompt = self._decision_meta.get("prompt", "")
         known = self.known_after(self.current) if kind is RoundKind.CONTINUE else {}
         self.close()
         if kind is RoundKind.REWRITE:
@@ -570,9 +576,9 @@ class AgentRun:
         assert current is not None and current.result is not None
         result = current.result
         if current.decision is not None:
-            decision = {**self._decision_meta, **current.decision.to_dict(), "by": "planner"}
+            decision = {"by": "planner", **self._decision_meta, **current.decision.to_dict()}
         elif self._decision_meta:
-            decision = {**self._decision_meta, "by": "planner"}
+            decision = {"by": "planner", **self._decision_meta}
         elif stop is Stop.ACCEPTED:
             decision = {"action": "ANSWER", "by": "checks"}
         elif stop is Stop.CONFIRMED:

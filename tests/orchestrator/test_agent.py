@@ -435,19 +435,22 @@ def test_a_text_question_answered_with_an_image_is_rewritten_to_read_the_labels(
 
 def test_a_program_that_never_checked_gets_another_round(agent) -> None:
     """Round 1's program and its repairs do not check (the same error comes back): that
-    is not the end of the run while a round is left — the planner sees it and rewrites."""
+    is not the end of the run while a round is left — it is rewritten at once, without a
+    decision call (nothing ran: nothing to accept or continue from; a small planner chose
+    CONTINUE and copied the failed program), told what went wrong."""
     undefined = "N0=Count(object=OBJ9)\nRESULT=N0\n"
-    orch, llm = agent([undefined, undefined, "REWRITE", COUNT_RED])
+    orch, llm = agent([undefined, undefined, COUNT_RED])
     result = orch.run("How many red squares are there?", image=picture())
     assert result.ok and result.output == 1
     first, second = result.rounds
     assert first.error["code"] == "planning" and first.program == undefined
     assert [i["check"] for i in first.issues] == ["runtime-error"]
+    assert first.decision == {"by": "loop", "why": "the program did not check",
+                              "action": "REWRITE", "raw": ""}  # fmt: skip
     assert second.kind == "rewrite" and second.accepted
-    assert "'OBJ9' is not defined" in llm.prompts[2]  # the decision saw why
-    # and was not told the program ran
-    assert "# Round 1 could not run that program: it did not check." in llm.prompts[2]
-    assert "ran that program" not in llm.prompts[2]
+    assert len(llm.prompts) == 3 and llm.prompts[2] == second.prompt
+    assert "Decision:" not in llm.prompts[2]
+    assert "# round 1: [planning]" in llm.prompts[2] and "'OBJ9' is not defined" in llm.prompts[2]
     # with no round left, the planning error is the run's error, as before
     orch, _ = agent([undefined, undefined], max_rounds=1)
     result = orch.run("How many red squares are there?", image=picture())
@@ -537,12 +540,12 @@ def test_planning_failures_repeat_only_when_their_errors_do(agent) -> None:
     is, and the loop stops."""
     undefined = "N0=Count(object=OBJ9)\nRESULT=N0\n"
     unknown = "OBJ0=Nope(image=IMAGE)\nN0=Count(object=OBJ0)\nRESULT=N0\n"
-    outputs = [undefined, undefined, "REWRITE", unknown, unknown, "REWRITE", COUNT_RED]
+    outputs = [undefined, undefined, unknown, unknown, COUNT_RED]
     orch, _ = agent(outputs, max_rounds=3)
     result = orch.run("How many red squares are there?", image=picture())
     assert result.ok and result.output == 1 and len(result.rounds) == 3
     assert [r.error["code"] for r in result.rounds[:2]] == ["planning", "planning"]
     again = "N1=Count(object=OBJ8)\nRESULT=N1\n"
-    orch, _ = agent([undefined, undefined, "REWRITE", again, again], max_rounds=3)
+    orch, _ = agent([undefined, undefined, again, again], max_rounds=3)
     result = orch.run("How many red squares are there?", image=picture())
     assert result.trace.meta["stop"] == "repeated" and len(result.rounds) == 2
