@@ -19,7 +19,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from .errors import ProgramError
+from .errors import ErrorCode, ProgramError
 
 MAX_HINTS = 20
 MAX_CANDIDATES = 500
@@ -71,15 +71,20 @@ def apply_fixes(source: str, errors: Sequence[ProgramError]) -> str | None:
     """``source`` with every error's fix-it applied — on the error's line, the first whole
     word (not inside quotes) equal to the wrong name, at or after its column, becomes the
     suggested one — or None when no fix-it applies. Later columns of a line go first, so
-    earlier ones stay where they were."""
+    earlier ones stay where they were. A redefinition's fix-it renames the step it names
+    and the uses after it, up to the next step that assigns the name again (which its
+    own fix-it renames in turn)."""
     lines = source.split("\n")
     changed = False
     for error in sorted(errors, key=lambda e: (e.line, -e.col)):
         if error.fix is None or not 1 <= error.line <= len(lines):
             continue
         wrong, right = error.fix
-        text = lines[error.line - 1]
         word = re.compile(rf"(?<![\w'\"]){re.escape(wrong)}(?![\w'\"])")
+        if error.code is ErrorCode.REDEFINED:
+            changed |= _rename_from(lines, error.line, wrong, right, word)
+            continue
+        text = lines[error.line - 1]
         m = word.search(text, max(error.col - 1, 0)) or word.search(text)
         if m is None:
             continue
@@ -94,3 +99,25 @@ def _nearest_in_length(name: str, candidates: Sequence[str], limit: int) -> Sequ
     size = len(name)
     order = sorted(range(len(candidates)), key=lambda i: (abs(len(candidates[i]) - size), -i))
     return [candidates[i] for i in order[:limit]]
+
+
+_TARGET = re.compile(r"\s*([A-Za-z_]\w*)\s*=(?!=)")
+
+
+def _rename_from(
+    lines: list[str], number: int, wrong: str, right: str, word: re.Pattern[str]
+) -> bool:
+    """Rename the step on line ``number`` that assigns ``wrong`` again, and every use of
+    ``wrong`` after it up to (and in the value of) the next step that assigns it."""
+    head = _TARGET.match(lines[number - 1])
+    if head is None or head.group(1) != wrong:
+        return False
+    text = lines[number - 1]
+    lines[number - 1] = text[: head.start(1)] + right + text[head.end(1) :]
+    for i in range(number, len(lines)):
+        target = _TARGET.match(lines[i])
+        start = target.end() if target else 0
+        lines[i] = lines[i][:start] + word.sub(right, lines[i][start:])
+        if target is not None and target.group(1) == wrong:
+            break
+    return True

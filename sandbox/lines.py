@@ -44,6 +44,7 @@ def parse_lines(text: str, *, limits: Limits | None = None) -> Program:
     errors: list[ProgramError] = []
     steps: list[Step] = []
     defined: dict[str, int] = {}
+    renamed: set[str] = set()  # fresh names the fix-its of redefinitions took
     # split on newlines only: str.splitlines() would also break lines at \x85, \u2028...
     # inside string literals
     for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
@@ -67,14 +68,19 @@ def parse_lines(text: str, *, limits: Limits | None = None) -> Program:
             errors.append(ProgramError(exc.code, exc.message, number, indent + exc.col + 1))
             continue
         if step.target in defined:
+            # the fix-it: a fresh name here and for the uses that follow (what a
+            # sequential reading of the reassignment means)
+            fresh = _fresh_name(step.target, text, renamed)
+            renamed.add(fresh)
             errors.append(
                 ProgramError(
                     ErrorCode.REDEFINED,
                     f"'{step.target}' is already defined on line {defined[step.target]}; "
-                    "give each step a new name",
+                    f"give each step a new name (e.g. {fresh})",
                     number,
                     step.col,
                     step.target,
+                    (step.target, fresh),
                 )
             )
             continue
@@ -95,6 +101,15 @@ def parse_lines(text: str, *, limits: Limits | None = None) -> Program:
     if errors:
         raise ProgramInvalid(errors)
     return Program(steps=tuple(steps), source=text, form="lines")
+
+
+def _fresh_name(name: str, text: str, taken: set[str]) -> str:
+    """``OBJ0`` → the first of ``OBJ1``, ``OBJ2``... that the program never mentions."""
+    stem = name.rstrip("0123456789") or name
+    n = 1
+    while f"{stem}{n}" in taken or re.search(rf"(?<!\w){stem}{n}(?!\w)", text):
+        n += 1
+    return f"{stem}{n}"
 
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"

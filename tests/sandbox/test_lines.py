@@ -245,3 +245,31 @@ def test_fast_path_agrees_with_ast_on_call_shaped_lines(
     args: list[tuple[str, str]], tail: str
 ) -> None:
     _equivalent("A=Tool(" + ", ".join(k + v for k, v in args) + tail + ")")
+
+
+def test_a_redefinition_is_a_fix_it_that_renames_it_and_its_uses() -> None:
+    """A small planner reuses one name (``OBJ0=Loc...``, ``OBJ0=Point(object=OBJ0)``):
+    read in order, each reassignment is a new step; the fix-it gives it a name the program
+    never mentions and renames its uses up to the next reassignment."""
+    from sandbox.hints import apply_fixes
+
+    source = (
+        "OBJ0=Loc(image=IMAGE, object='OBJ0 cat')\nOBJ1X=Count(OBJ0)\n"
+        "OBJ0=Point(image=IMAGE, object=OBJ0)\n"
+        "OBJ0=Eval(\"{OBJ0}[0].label if len({OBJ0}) > 0 else 'none'\")\nRESULT=OBJ0"
+    )
+    with pytest.raises(ProgramInvalid) as info:
+        parse(source)
+    errors = info.value.errors
+    assert [(e.code, e.line, e.fix) for e in errors] == [
+        (ErrorCode.REDEFINED, 3, ("OBJ0", "OBJ1")),
+        (ErrorCode.REDEFINED, 4, ("OBJ0", "OBJ2")),
+    ]
+    assert "give each step a new name (e.g. OBJ1)" in errors[0].message
+    fixed = apply_fixes(source, errors)
+    assert fixed == (
+        "OBJ0=Loc(image=IMAGE, object='OBJ0 cat')\nOBJ1X=Count(OBJ0)\n"  # the text stays
+        "OBJ1=Point(image=IMAGE, object=OBJ0)\n"
+        "OBJ2=Eval(\"{OBJ1}[0].label if len({OBJ1}) > 0 else 'none'\")\nRESULT=OBJ2"
+    )
+    assert [s.target for s in parse(fixed).steps] == ["OBJ0", "OBJ1X", "OBJ1", "OBJ2", "RESULT"]
