@@ -16,18 +16,22 @@ Algorithm (one :class:`AgentRun` holds a run's state):
    A program that still does not check after its repairs is a finding like a runtime
    error: the next round (when one is left) is a REWRITE at once, without a decision (nothing
    ran: there is nothing to accept or continue from), told what went wrong.
+   A line program whose detection finds nothing the instruction names (decided once from
+   its wording, :mod:`.tool_fit`: ``FaceDet`` for "how many wheels?") is sent back for
+   repair the same way as one of the wrong kind (``agent.checks.tool_fit``).
 3. Execute the round; the checks (:mod:`.checks`) read its step records and its result.
 4. No finding: accept the result (or, with ``decide: always``, ask anyway). Otherwise render
    an observation (:mod:`.observation`) and ask the LLM for a decision (:mod:`.decisions`,
    grammar-constrained): ANSWER accepts (not offered after a round without a result, nor
-   for one of the wrong kind: then the prompt says which kind is needed and shows the most
-   similar example program that gives it); ``ANSWER NAME`` (offered when the answer-kind
-   check names computed values of the kind asked for) returns that value through a
-   one-line follow-up; CONTINUE runs a follow-up program that starts from every value
-   computed so far (finished steps are not run again); REWRITE runs a fresh program, written
-   after the planning prompt with what went wrong in each round ahead of the instruction
-   (not after the failed program, which a small planner copies; tool results are
-   memoised, so repeated calls cost nothing).
+   after a tool-fit finding, nor for one of the wrong kind: then the prompt says which
+   kind is needed and shows the most similar example program that gives it); ``ANSWER
+   NAME`` (offered when the answer-kind check names computed values of the kind asked
+   for) returns that value through a one-line follow-up; CONTINUE runs a follow-up
+   program that starts from every value computed so far (finished steps are not run
+   again); REWRITE runs a fresh program, written after the planning prompt with what
+   went wrong in each round ahead of the instruction (not after the failed program,
+   which a small planner copies; tool results are memoised, so repeated calls cost
+   nothing).
 5. A round whose result is the previous round's again, with only soft findings (an empty
    detection, a low score, an unsure answer: what the tools found, or could not tell, may
    simply be so), is accepted: the
@@ -89,6 +93,7 @@ from .observation import Observation, render
 from .planner import PlanningError, ResultCheck, fill
 from .render import summarize
 from .rounds import Round, RoundKind
+from .tool_fit import content, named, program_steps, unfit
 from .trace import StepStatus
 
 if TYPE_CHECKING:
@@ -167,6 +172,7 @@ class AgentRun:
         self.started = time.monotonic()
         self.deadline = self.started + self.config.max_seconds
         self.expected = AnswerKind.ANY
+        self.about: frozenset[str] = frozenset()  # what the instruction names (tool-fit)
         self.form = "lines"
         self.base_prompt = ""  # the planning prompt: decisions extend it (prefix cache)
         self.known: dict[str, Any] = {}
@@ -181,6 +187,9 @@ class AgentRun:
 
     def run(self) -> RunResult:
         self.expected = self.answer_kind()
+        if self.config.checks.tool_fit:
+            self.about = named(self.instruction, self.config.checks.fit_synonyms)
+            self.trace.meta["about"] = sorted(self.about)
         result = self.plan()
         while True:
             stop = self.review(result)
@@ -297,6 +306,9 @@ class AgentRun:
             expected=self.expected,
             config=self.config.checks,
             values={n: v for n, v in result.values.items() if n not in self.named},
+            about=self.about,
+            names=content(self.instruction),
+            queries=current.kind is not RoundKind.CONTINUE,
         )
         if not current.issues and self.config.decide == "issues":
             return Stop.ACCEPTED
@@ -346,14 +358,22 @@ class AgentRun:
         prompt = self.base_prompt + (current.program or "")
         if not prompt.endswith("\n"):
             prompt += "\n"
-        # a round without a result has nothing to accept, and a result of the wrong kind
-        # must not be accepted (a small planner accepts anything): ANSWER is not offered
+        # a round without a result has nothing to accept, and a result of the wrong kind, or
+        # computed with a detection of something the instruction does not name, must not
+        # be accepted (a small planner accepts anything): ANSWER is not offered
         wrong_kind = any(i.check is Check.ANSWER_KIND for i in current.issues)
-        answer = current.result is not None and current.result.error is None and not wrong_kind
+        unfit_tools = any(i.check is Check.TOOL_FIT for i in current.issues)
+        answer = (
+            current.result is not None
+            and current.result.error is None
+            and not wrong_kind
+            and not unfit_tools
+        )
         # values a check found to be of the kind asked for: ANSWER NAME returns one
         ready = tuple(dict.fromkeys(n for i in current.issues for n in i.fits if n in names))
         offer = (
             self.wrong_kind_text() if wrong_kind
+            else template("decision_tool_fit") if unfit_tools
             else template("decision_answer" if answer else "decision_no_answer")
         )  # fmt: skip
         if ready:
@@ -384,9 +404,14 @@ class AgentRun:
         try:
             decision = parse_decision(completion.text)
             if decision.action is Action.ANSWER and decision.value is None and not answer:
-                raise DecisionError("ANSWER was not offered: the round has no result to accept"
-                                    if not wrong_kind else "ANSWER was not offered: the result "
-                                    "is not of the kind asked for")  # fmt: skip
+                raise DecisionError(
+                    "ANSWER was not offered: the result is not of the kind asked for"
+                    if wrong_kind
+                    else "ANSWER was not offered: a detection is not about what the "
+                    "instruction names"
+                    if unfit_tools
+                    else "ANSWER was not offered: the round has no result to accept"
+                )
             if decision.value is not None and decision.value not in ready:
                 # an unconstrained server may name anything: only an offered value is returned
                 raise DecisionError(f"'{decision.value}' was not offered")
@@ -466,12 +491,40 @@ class AgentRun:
         return matches(self.expected, got)
 
     def result_check(self) -> ResultCheck | None:
-        """The check of a program's result type before it runs (``agent.static_kind``)."""
-        if not self.config.static_kind or self.expected is AnswerKind.ANY:
+        """The checks of a program before it runs: its result's type (``agent.static_kind``)
+        and its detections (``agent.checks.tool_fit``)."""
+        kind = self.config.static_kind and self.expected is not AnswerKind.ANY
+        if not kind and not (self.config.checks.tool_fit and self.about):
             return None
         return self.check_result
 
     def check_result(self, type_name: str | None, program: Parsed) -> ProgramError | None:
+        """An error to repair before a program runs: its result, by its type, cannot be of
+        the kind asked for (:meth:`check_kind`), or a detection it depends on finds nothing
+        the instruction names (:mod:`.tool_fit`, line programs: a Python program's calls
+        are judged from its step records after it ran)."""
+        if self.config.static_kind and self.expected is not AnswerKind.ANY:
+            wrong = self.check_kind(type_name, program)
+            if wrong is not None:
+                return wrong
+        if not self.config.checks.tool_fit or not self.about:
+            return None
+        tools = {
+            n: (t.spec.name, t.spec.output)
+            for t in self.planner.registry
+            for n in (t.spec.name, *t.spec.aliases)
+        }
+        checks = self.config.checks
+        follow_up = self.current is not None and self.current.kind is RoundKind.CONTINUE
+        misses = unfit(self.about, program_steps(program, tools), subjects=checks.fit_subjects,
+                       synonyms=checks.fit_synonyms, queries=not follow_up)  # fmt: skip
+        if not misses:
+            return None
+        miss = misses[0]
+        message = miss.message(content(self.instruction))
+        return ProgramError(ErrorCode.ERROR, message, miss.step.line, 1, miss.step.name)
+
+    def check_kind(self, type_name: str | None, program: Parsed) -> ProgramError | None:
         """An error to repair when a program's result, by its type, cannot be of the kind
         asked for (an image for a yes/no question, a count for "find the dogs"). A text
         result may be any kind of answer (what a VLM replies), except an image or objects."""
@@ -624,7 +677,7 @@ class AgentRun:
             chosen = self._best()
             best = self.results[chosen]
             self.rounds[chosen] = _accepted(self.rounds[chosen])
-            if self._round_warnings_only(chosen):
+            if self._round_warnings_only(chosen, at_limit=True):
                 # a computed result of the kind asked for, with only findings a user can
                 # weigh (a low score, an unsure reply): returned, the findings as warnings
                 final = self.orch_result(best.output, None, best)
@@ -701,23 +754,27 @@ class AgentRun:
         """The round to return when none was accepted: no error first, then only findings
         that are warnings at the limit, then the fewest findings, then the latest."""
         scored = [
-            (r.error is None, self._round_warnings_only(i), -len(r.issues), i)
+            (r.error is None, self._round_warnings_only(i, at_limit=True), -len(r.issues), i)
             for i, r in enumerate(self.rounds)
         ]
         return max(scored)[3]
 
-    def _warnings_only(self, error: Any, output: Any, checks: list[str]) -> bool:
+    def _warnings_only(
+        self, error: Any, output: Any, checks: list[str], *, at_limit: bool = False
+    ) -> bool:
         """Whether a result (its error, its output) is computed and its findings (their
-        ``checks``) are all ``warn_at_limit`` ones (so the loop may return it without an
-        error)."""
-        warn = self.config.warn_at_limit
+        ``checks``) are all ``warn_at_limit`` ones — at the limit, ``warn_after_retry`` ones
+        too (so the loop may return it without an error)."""
+        warn = set(self.config.warn_at_limit)
+        if at_limit:
+            warn |= set(self.config.warn_after_retry)
         return error is None and output is not None and all(c in warn for c in checks)
 
-    def _round_warnings_only(self, index: int) -> bool:
+    def _round_warnings_only(self, index: int, *, at_limit: bool = False) -> bool:
         """:meth:`_warnings_only` for closed round ``index`` (0-based)."""
         rnd = self.rounds[index]
         checks = [i["check"] for i in rnd.issues]
-        return self._warnings_only(rnd.error, self.results[index].output, checks)
+        return self._warnings_only(rnd.error, self.results[index].output, checks, at_limit=at_limit)
 
     def _warn(self, final: RunResult, index: int) -> None:
         """Round ``index``'s findings as the result's warnings (and the trace's meta)."""

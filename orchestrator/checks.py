@@ -11,6 +11,10 @@ finding recorded in the trace.
   to a question of that kind (the program asked the right thing; the reply is the model's);
   the finding names the values already computed that are of the right kind
   (:attr:`Issue.fits`), which a decision can return as they are (``ANSWER NAME``);
+- ``tool-fit``: a detection the result depends on finds nothing the instruction names
+  (``FaceDet`` → ``Count`` for "how many wheels?", ``Seg`` of every region, a ``Loc`` query
+  the instruction does not mention) and no step that uses it is told what it names (see
+  :mod:`orchestrator.tool_fit`; ``about``, what the instruction names, is decided once);
 - ``low-confidence``: a tool's best score is under its threshold (per tool, in the config);
 - ``unsure-answer``: a VLM or LLM answered "unknown", "unclear", "cannot tell"...
 
@@ -36,6 +40,7 @@ from .answer_kind import (
     kind_of_value,
 )
 from .render import summarize
+from .tool_fit import record_steps, unfit
 from .trace import StepStatus
 
 if TYPE_CHECKING:
@@ -47,6 +52,7 @@ class Check(StrEnum):
     RUNTIME_ERROR = "runtime-error"
     EMPTY_DETECTION = "empty-detection"
     ANSWER_KIND = "answer-kind"
+    TOOL_FIT = "tool-fit"
     LOW_CONFIDENCE = "low-confidence"
     UNSURE_ANSWER = "unsure-answer"
 
@@ -105,10 +111,16 @@ def run_checks(
     expected: AnswerKind,
     config: AgentChecks,
     values: Mapping[str, Any] | None = None,
+    about: frozenset[str] = frozenset(),
+    names: Sequence[str] = (),
+    queries: bool = True,
 ) -> list[Issue]:
     """Every finding on one round: its step records, its output value and its error;
     ``values`` are the round's computed values by name (inputs left out), which the
-    answer-kind finding searches for values of the kind asked for."""
+    answer-kind finding searches for values of the kind asked for; ``about``: what the
+    instruction names (:func:`orchestrator.tool_fit.named`; empty: tool-fit is not judged),
+    ``names`` its words as written, for the finding's message; ``queries``: whether a
+    detection's query is judged too (not in a follow-up, which may re-phrase it)."""
     issues: list[Issue] = []
     used_by: dict[str, list[StepLike]] = {}
     for s in steps:
@@ -179,6 +191,17 @@ def run_checks(
                     s.step,
                     key=str(s.tool),
                 )
+            )
+    if config.tool_fit and error is None:
+        for miss in unfit(
+            about,
+            record_steps(steps),
+            subjects=config.fit_subjects,
+            synonyms=config.fit_synonyms,
+            queries=queries,
+        ):
+            issues.append(
+                Issue(Check.TOOL_FIT, miss.message(names), miss.step.name, key=str(miss.step.tool))
             )
     if config.answer_kind and error is None and not answered:
         got = kind_of_value(output)

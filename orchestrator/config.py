@@ -118,7 +118,12 @@ class PlannerConfig(BaseModel):
 
 
 CheckName = Literal[
-    "runtime-error", "empty-detection", "answer-kind", "low-confidence", "unsure-answer"
+    "runtime-error",
+    "empty-detection",
+    "answer-kind",
+    "tool-fit",
+    "low-confidence",
+    "unsure-answer",
 ]  # orchestrator.checks.Check's values
 
 
@@ -133,6 +138,23 @@ class AgentChecks(BaseModel):
     # or yes/no question, is a finding too (by default 0 / "no" is the answer)
     empty_counts: bool = False
     answer_kind: bool = True
+    # a detection the result depends on that finds nothing the instruction names (FaceDet
+    # for "how many wheels?"), before the program runs and after (orchestrator.tool_fit)
+    tool_fit: bool = True
+    # what a detector that takes no query finds (tool → words; []: every region, so it
+    # names nothing by itself); a tool not listed is not judged
+    fit_subjects: dict[str, list[str]] = Field(
+        default_factory=lambda: {"FaceDet": ["face", "person"], "Seg": []}
+    )
+    # words that name the same thing, when matching a query (or a subject) to the words
+    # of an instruction: "her", "woman", "face", "person" are one
+    fit_synonyms: list[list[str]] = Field(
+        default_factory=lambda: [
+            "person people man men woman women boy girl child children kid baby lady guy "
+            "human someone somebody he she her him his they them face head player rider "
+            "driver astronaut photographer character crowd worker".split()
+        ]
+    )
     unsure_answer: bool = True
     # a tool's best score under its threshold is a finding (tool name → threshold)
     low_confidence: dict[str, float] = Field(
@@ -175,6 +197,10 @@ class AgentConfig(BaseModel):
     warn_at_limit: list[CheckName] = Field(
         default_factory=lambda: ["low-confidence", "unsure-answer"]
     )
+    # findings that do start another round (a small planner must not accept them), but
+    # that alone on a computed result of the kind asked for at the limit are its warnings,
+    # not an error: the program answered, with a detection that may not fit the instruction
+    warn_after_retry: list[CheckName] = Field(default_factory=lambda: ["tool-fit"])
     # whether warn_at_limit findings on a computed result of the kind asked for start another
     # round (false: the result is accepted at once, the findings as its warnings)
     retry_warnings: bool = False

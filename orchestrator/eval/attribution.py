@@ -53,6 +53,7 @@ class Culprit(StrEnum):
 # the agent's checks (orchestrator.checks) → the culprit they name
 _BY_CHECK = {
     "answer-kind": Culprit.PROGRAM,
+    "tool-fit": Culprit.PROGRAM,
     "empty-detection": Culprit.EMPTY,
     "runtime-error": Culprit.ERROR,
     "low-confidence": Culprit.LOW_CONFIDENCE,

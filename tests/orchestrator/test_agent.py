@@ -164,7 +164,7 @@ def test_an_empty_detection_continues_with_a_rephrased_object(agent) -> None:
     first = "OBJ0=ColorFind(image=IMAGE, color='crimson')\nIMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n"
     follow = "OBJ1=ColorFind(image=IMAGE, color='red')\nIMAGE1=Tag(image=IMAGE, object=OBJ1)\nRESULT=IMAGE1\n"
     orch, llm = agent([first, "CONTINUE", follow])
-    result = orch.run("Tag the red square", image=picture())
+    result = orch.run("Tag the crimson square", image=picture())
     assert result.ok and isinstance(result.output, Image)
     one, two = result.rounds
     assert [i["check"] for i in one.issues] == ["empty-detection"]
@@ -181,7 +181,7 @@ def test_continuation_reads_earlier_values_without_running_them_again(agent) -> 
     )
     follow = "N1=Count(object=OBJ0)\nRESULT=N1\n"
     orch, _ = agent([first, "CONTINUE", follow], checks={"empty_counts": True})
-    result = orch.run("How many red squares are there?", image=picture())
+    result = orch.run("How many red or crimson squares are there?", image=picture())
     assert result.ok and result.output == 1
     assert CALLS == {"red": 1, "crimson": 1}  # OBJ0 was read, not computed again
     assert result.rounds[1].steps == ("N1", "RESULT")
@@ -325,7 +325,7 @@ def test_no_decision_is_started_without_the_time_it_takes(agent) -> None:
 def test_the_tool_call_and_time_bounds(agent) -> None:
     empty = "OBJ0=ColorFind(image=IMAGE, color='crimson')\nIMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n"
     orch, _ = agent([empty], max_tool_calls=1)
-    result = orch.run("Tag the red square", image=picture())
+    result = orch.run("Tag the crimson square", image=picture())
     assert result.error.code == RunErrorCode.AGENT_LIMIT and "max_tool_calls (1)" in str(
         result.error
     )
@@ -350,7 +350,7 @@ def test_a_python_follow_up_gets_earlier_values_as_parameters(agent) -> None:
         [first, "CONTINUE", follow.removeprefix("def execute_command(")],
         checks={"empty_counts": True},
     )
-    result = orch.run("How many red squares are there?", image=picture(), form="python")
+    result = orch.run("How many crimson squares are there?", image=picture(), form="python")
     assert result.ok and result.output == 1
     assert [r.kind for r in result.rounds] == ["plan", "continue"]
     assert "reds = 0 object(s)" in llm.prompts[1].split("# Variables: ")[1]
@@ -426,7 +426,7 @@ def test_a_text_question_answered_with_an_image_is_rewritten_to_read_the_labels(
     name is offered; the rewrite reads the found objects' labels (what Ocr's lines hold)."""
     read = "OBJ0=ColorFind(image=IMAGE, color='red')\nA0=Eval(\"' '.join({OBJ0}.labels)\")\nRESULT=A0\n"
     orch, llm = agent([TAG_RED, "REWRITE", read], static_kind=False)
-    result = orch.run("What colour is written on the square?", image=picture())
+    result = orch.run("What colour is written on the red square?", image=picture())
     assert result.ok and result.output == "red"
     first = result.rounds[0]
     assert [i["check"] for i in first.issues] == ["answer-kind"] and first.issues[0]["fits"] == []
@@ -528,7 +528,7 @@ def test_soft_findings_at_the_limit_are_warnings_hard_ones_errors(agent) -> None
     purple = TAG_RED.replace("'red'", "'purple'")
     orch, llm = agent([TAG_RED, "REWRITE", purple], max_rounds=2, checks=low,
                       retry_warnings=True)  # fmt: skip
-    result = orch.run("Tag the red square", image=picture())
+    result = orch.run("Tag the red or purple square", image=picture())
     assert result.ok and result.rounds[0].accepted and not result.rounds[1].accepted
     assert [i["check"] for i in result.rounds[1].issues] == ["empty-detection"]
     assert "# Check low-confidence:" in llm.prompts[1]
@@ -549,3 +549,57 @@ def test_planning_failures_repeat_only_when_their_errors_do(agent) -> None:
     orch, _ = agent([undefined, undefined, again, again], max_rounds=3)
     result = orch.run("How many red squares are there?", image=picture())
     assert result.trace.meta["stop"] == "repeated" and len(result.rounds) == 2
+
+
+BLUE_COUNT = "OBJ0=ColorFind(image=IMAGE, color='blue')\nN0=Count(object=OBJ0)\nRESULT=N0\n"
+
+
+def test_a_detection_the_instruction_does_not_name_is_repaired_before_it_runs(agent) -> None:
+    """tool-fit before a program runs: counting blue regions for "how many red squares?"
+    gives a number, but not of what was asked; the program is sent back for repair with
+    why, and the repaired one runs — one round, nothing run twice."""
+    orch, llm = agent([BLUE_COUNT, COUNT_RED])
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.ok and result.output == 1 and len(result.rounds) == 1
+    assert CALLS == {"red": 1}  # the blue program never ran
+    assert (
+        "ColorFind finds 'blue' for OBJ0 (line 1), not what the instruction names (red, squares)"
+        in llm.prompts[1]
+    )
+    assert (
+        result.trace.meta["about"] == sorted(result.trace.meta["about"])
+        and "red" in result.trace.meta["about"]
+    )
+    orch, llm = agent([BLUE_COUNT], checks={"tool_fit": False})  # configurable: off, it runs
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.ok and result.output == 0 and len(llm.prompts) == 1
+
+
+PY_COUNT = (
+    "def execute_command(image):\n    found = ColorFind(image, '{}')\n    return Count(found)\n"
+)
+
+
+def test_a_detection_the_instruction_does_not_name_starts_another_round(agent) -> None:
+    """tool-fit after a round (a Python program is judged from its step records): ANSWER is
+    not offered (a small planner accepts anything), the decision prompt says why, and a
+    rewrite that finds what is named is accepted. At the round limit the result is
+    returned with the finding as a warning (``warn_after_retry``), or, with
+    ``warn_after_retry: []``, with the typed agent-limit error."""
+    blue, red = PY_COUNT.format("blue"), PY_COUNT.format("red")
+    opening = "def execute_command("
+    orch, llm = agent([blue, "REWRITE", red.removeprefix(opening)])
+    result = orch.run("How many red squares are there?", image=picture(), form="python")
+    assert result.ok and result.output == 1
+    one, two = result.rounds
+    assert [i["check"] for i in one.issues] == ["tool-fit"] and two.accepted
+    assert llm.requests[1].grammar == decision_grammar(answer=False)
+    assert "# A detection of the program is not about what the instruction names" in llm.prompts[1]
+    assert "# ANSWER if" not in llm.prompts[1]
+    orch, _ = agent([blue], max_rounds=1)
+    result = orch.run("How many red squares are there?", image=picture(), form="python")
+    assert result.ok and result.output == 0
+    assert [w["check"] for w in result.warnings] == ["tool-fit"]
+    orch, _ = agent([blue], max_rounds=1, warn_after_retry=[])
+    result = orch.run("How many red squares are there?", image=picture(), form="python")
+    assert result.error.code == RunErrorCode.AGENT_LIMIT and "tool-fit" in result.error.message

@@ -127,3 +127,32 @@ def test_a_vlms_reply_to_a_question_of_the_kind_asked_is_not_the_programs_fault(
     told = record("X", 1, "Eval", "galloping")  # not an answering model's reply
     told.args = [ArgRecord("question", "Is the horse running?")]
     assert checks([told], output="galloping", expected=AnswerKind.YESNO) == ["answer-kind"]
+
+
+def test_tool_fit_reads_the_step_records() -> None:
+    """A detection the instruction does not name, that nothing later is told about either
+    (FaceDet → Count for "how many wheels?"), is a finding; only with what is named."""
+    from orchestrator.tool_fit import named
+    from orchestrator.trace import ArgRecord
+
+    steps = [record("OBJ0", 1, "FaceDet", FACES), record("N", 2, "Count", 2, deps=["OBJ0"])]
+    about = named("How many wheels are in the photo?")
+    found = run_checks(steps, output=2, error=None, expected=AnswerKind.NUMBER, config=ALL,
+                       about=about, names=["wheels"])  # fmt: skip
+    assert [str(i.check) for i in found] == ["tool-fit"]
+    assert found[0].step == "OBJ0" and found[0].key == "FaceDet" and "(wheels)" in found[0].message
+    off = AgentChecks(tool_fit=False)
+    assert run_checks(steps, output=2, error=None, expected=AnswerKind.NUMBER, config=off,
+                      about=about) == []  # fmt: skip
+    assert checks(steps, output=2, expected=AnswerKind.NUMBER) == []  # nothing named: not judged
+    # a query is read from the step's arguments (a constant, not another step's value)
+    loc = record("BOX0", 1, "Loc", FACES)
+    loc.args = [ArgRecord("image", "IMAGE: image 64x64", "IMAGE"), ArgRecord("object", "wheel")]
+    kept = [loc, record("N", 2, "Count", 2, deps=["BOX0"])]
+    assert run_checks(kept, output=2, error=None, expected=AnswerKind.NUMBER, config=ALL,
+                      about=about) == []  # fmt: skip
+    loc.args[1] = ArgRecord("object", "face")
+    assert [str(i.check) for i in run_checks(kept, output=2, error=None,
+            expected=AnswerKind.NUMBER, config=ALL, about=about)] == ["tool-fit"]  # fmt: skip
+    assert run_checks(kept, output=2, error=None, expected=AnswerKind.NUMBER, config=ALL,
+                      about=about, queries=False) == []  # fmt: skip

@@ -1,0 +1,88 @@
+"""Whether a program's detections are about what the instruction names (tool-fit)."""
+
+from __future__ import annotations
+
+from orchestrator.config import AgentChecks
+from orchestrator.tool_fit import FitStep, content, fold, named, program_steps, unfit, words
+from sandbox import parse
+from tools import default_registry
+
+CHECKS = AgentChecks()
+TOOLS = {
+    n: (t.spec.name, t.spec.output)
+    for t in default_registry(plugins=False)
+    for n in (t.spec.name, *t.spec.aliases)
+}
+
+
+def misses(instruction: str, program: str, **kw) -> list[str]:
+    """The steps of a line program that tool-fit finds, by name."""
+    about = named(instruction, CHECKS.fit_synonyms)
+    found = unfit(about, program_steps(parse(program), TOOLS), subjects=CHECKS.fit_subjects,
+                  synonyms=CHECKS.fit_synonyms, **kw)  # fmt: skip
+    return [m.step.name for m in found]
+
+
+def test_plural_and_possessive_forms_meet() -> None:
+    for a, b in [("wheels", "wheel"), ("horses", "horse"), ("boxes", "box"),
+                 ("ladies", "lady"), ("cat's", "cat"), ("glasses", "glass")]:  # fmt: skip
+        assert fold(a) == fold(b), (a, b)
+    assert fold("bus") == "bus" and fold("this") == "this"
+
+
+def test_what_an_instruction_names() -> None:
+    assert words("How many wheels are in the photo?") == {"wheel"}
+    assert words("What is in the picture?") == frozenset()
+    assert content("Put a sunglasses emoji over her face") == ("sunglasses", "emoji", "her", "face")
+    # a synonym group widens what is named: "her" names a person, and so a face
+    assert {fold("face"), fold("person"), "woman"} <= named(
+        "Is she smiling?", [["she", "face", "person", "woman"]]
+    )
+    assert named("Is she smiling?") == {fold("smiling"), "she"}
+
+
+def test_a_face_detector_for_wheels_does_not_fit() -> None:
+    counted = "OBJ0=FaceDet(image=IMAGE)\nN0=Count(object=OBJ0)\nRESULT=N0"
+    assert misses("How many wheels are in the photo?", counted) == ["OBJ0"]
+    assert misses("How many people are in the photo?", counted) == []  # a person's face
+    assert misses("Put a sunglasses emoji over her face", counted) == []
+
+
+def test_segmenting_every_region_names_nothing_unless_a_later_step_does() -> None:
+    counted = "OBJ0=Seg(image=IMAGE)\nN0=Count(object=OBJ0)\nRESULT=N0"
+    assert misses("How many wheels are in the photo?", counted) == ["OBJ0"]
+    selected = "OBJ0=Seg(image=IMAGE)\nOBJ1=Select(image=IMAGE, object=OBJ0, query='wheel')\nN0=Count(object=OBJ1)\nRESULT=N0"
+    assert misses("How many wheels are in the photo?", selected) == []
+    # boxes from a detector that was told what to find: the segmentation refines them
+    boxed = "BOX0=Loc(image=IMAGE, object='wheel')\nOBJ0=Seg(image=IMAGE, object=BOX0)\nRESULT=OBJ0"
+    assert misses("Find the wheels", boxed) == []
+
+
+def test_a_query_the_instruction_does_not_mention() -> None:
+    found = "BOX0=Loc(image=IMAGE, object='cup')\nRESULT=BOX0"
+    assert misses("Find the saucer", found) == ["BOX0"]
+    assert misses("Find the saucer", found.replace("cup", "saucer")) == []
+    assert misses("Find the saucer", found, queries=False) == []  # a follow-up may re-phrase
+    # a step that uses the detection asks about what is named: the program is about it
+    asked = ("BOX0=Loc(image=IMAGE, object='motorcycle')\nIMAGE0=Crop(image=IMAGE, box=BOX0)\n"
+             "A0=Vqa(image=IMAGE0, question='How many wheels are there?')\nRESULT=A0")  # fmt: skip
+    assert misses("How many wheels are in the photo?", asked) == []
+    # the halves of the picture are places, not objects
+    half = "BOX0=Loc(image=IMAGE, object='TOP')\nIMAGE0=Crop(image=IMAGE, box=BOX0)\nRESULT=IMAGE0"
+    assert misses("Crop the picture to the rocket", half) == []
+
+
+def test_an_instruction_that_names_nothing_is_not_judged() -> None:
+    counted = "OBJ0=FaceDet(image=IMAGE)\nN0=Count(object=OBJ0)\nRESULT=N0"
+    assert misses("How many are there in this picture?", counted) == []
+
+
+def test_unlisted_detectors_are_not_judged_and_the_message_names_the_words() -> None:
+    read = "OBJ0=Ocr(image=IMAGE)\nN0=Count(object=OBJ0)\nRESULT=N0"
+    assert misses("How many wheels are in the photo?", read) == []  # Ocr is not in fit_subjects
+    step = FitStep("OBJ0", 1, "FaceDet", (), (), True)
+    [miss] = unfit(named("How many wheels?"), [step], subjects={"FaceDet": ["face"]})
+    assert miss.message(["wheels"]) == (
+        "FaceDet finds face for OBJ0 (line 1), not what the instruction names (wheels), and "
+        "no step that uses it is told what that is: find it by name"
+    )
