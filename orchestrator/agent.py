@@ -26,7 +26,9 @@ Algorithm (one :class:`AgentRun` holds a run's state):
    after a tool-fit finding, nor for one of the wrong kind: then the prompt says which
    kind is needed and shows the most similar example program that gives it); ``ANSWER
    NAME`` (offered when the answer-kind check names computed values of the kind asked
-   for) returns that value through a one-line follow-up; CONTINUE runs a follow-up
+   for) returns that value through a one-line follow-up (when the planner declines it and
+   its next round still has no result of that kind, or the loop would end in an error,
+   the loop returns it itself, with a warning: ``agent.take_offered``); CONTINUE runs a follow-up
    program that starts from every value computed so far (finished steps are not run
    again); REWRITE runs a fresh program, written after the planning prompt with what
    went wrong in each round ahead of the instruction (not after the failed program,
@@ -182,6 +184,12 @@ class AgentRun:
         self.tool_calls = 0
         self.issues: list[list[Issue]] = []  # each closed round's findings
         self.llm_seconds = 0.0  # the slowest LLM call so far (the next one may take as long)
+        # the latest computed value of the kind asked for that a check named (round, name);
+        # whether the planner was offered one and did not return it; whether the loop did
+        self.offered: tuple[int, str] | None = None
+        self.declined = False
+        self.taken = False
+        self.loop_warnings: list[dict[str, Any]] = []
 
     # --- main loop -----------------------------------------------------------------------
 
@@ -193,10 +201,16 @@ class AgentRun:
         result = self.plan()
         while True:
             stop = self.review(result)
+            if self.should_take(stop):
+                result = self.take(stop)
+                continue
             if stop is not None:
                 return self.end(stop)
             decision = self.decide()
             if decision is None:
+                if self.should_take(Stop.BAD_DECISION):
+                    result = self.take(Stop.BAD_DECISION)
+                    continue
                 return self.end(Stop.BAD_DECISION)
             if decision.action is Action.ANSWER and decision.value is None:
                 return self.end(Stop.ACCEPTED)
@@ -310,6 +324,12 @@ class AgentRun:
             names=content(self.instruction),
             queries=current.kind is not RoundKind.CONTINUE,
         )
+        offered = [
+            n for i in current.issues if i.check is Check.ANSWER_KIND for n in i.fits
+            if not n.startswith("_") and n in result.values
+        ]  # fmt: skip
+        if offered:
+            self.offered = (current.index, offered[0])
         if not current.issues and self.config.decide == "issues":
             return Stop.ACCEPTED
         if (
@@ -417,9 +437,67 @@ class AgentRun:
                 raise DecisionError(f"'{decision.value}' was not offered")
         except DecisionError as exc:
             self._decision_meta.update(action=None, error=exc.message)
+            self.declined = self.declined or bool(ready)
             return None
         current.decision = decision
+        self.declined = self.declined or (bool(ready) and decision.value is None)
         return decision
+
+    def should_take(self, stop: Stop | None) -> bool:
+        """Whether the loop returns the offered value itself (``agent.take_offered``): a
+        value of the kind asked for was computed and named, the round in hand has no
+        result of that kind, and either the loop would end in an error now or the planner
+        already declined such a value once (measured with Qwen2.5-Coder-0.5B on "Find the
+        saucer": it rewrote three times into a text answer instead of returning BOX0)."""
+        current = self.current
+        if not self.config.take_offered or self.taken or self.offered is None or current is None:
+            return False
+        if stop in (Stop.ACCEPTED, Stop.CONFIRMED, Stop.CAPABILITY):
+            return False
+        result = current.result
+        has_none = (
+            result is None
+            or result.error is not None
+            or any(i.check is Check.ANSWER_KIND for i in current.issues)
+        )
+        return has_none and (stop is not None or self.declined)
+
+    def take(self, stop: Stop | None) -> RunResult:
+        """A round of the loop's own that returns the offered value (a one-line follow-up
+        from the round that computed it, no LLM call, no tool call); the result carries a
+        warning that says so."""
+        current = self.current
+        assert current is not None and self.offered is not None
+        index, name = self.offered
+        if index == current.index:
+            values = current.result.values if current.result is not None else {}
+        else:
+            values = self.results[index - 1].values
+        known = {**values, **self.named}
+        why = f"the loop stopped ({stop})" if stop is not None else "the planner declined it"
+        self._decision_meta.update(action="ANSWER", value=name, round=index, by="loop", why=why)
+        self.close()
+        self.taken = True
+        self.start(RoundKind.CONTINUE, None, None)
+        program = get_form(self.form).returning(name)
+        assert self.current is not None
+        self.current.program = program
+        self.loop_warnings.append(
+            Issue(
+                Check.ANSWER_KIND,
+                f"the loop returned {name}, computed in round {index} and of the kind asked "
+                f"for ({describe(self.expected)}): {why}, and no program of the planner's "
+                "ended with one",
+                name,
+                key="taken",
+                fits=(name,),
+            ).to_dict()
+        )
+        # returning a computed value runs no tool: the run's deadline does not stop it
+        result = self.orch.run_program(program, self.named, self.trace, form=self.form,
+                                       known=known)  # fmt: skip
+        result.values = {**known, **result.values}
+        return result
 
     def follow(self, decision: Decision) -> RunResult:
         """The next round: a follow-up (CONTINUE, or ``ANSWER NAME``: a one-line follow-up
@@ -684,6 +762,9 @@ class AgentRun:
                 self._warn(final, chosen)
             else:
                 final = self.orch_result(best.output, self.limit_error(stop, chosen), best)
+        if self.loop_warnings and final.error is None:
+            final.warnings = [*final.warnings, *self.loop_warnings]
+            self.trace.meta["warnings"] = final.warnings
         for rnd in self.rounds:
             self.trace.add_round(rnd.to_dict())
         program = self.rounds[chosen].program

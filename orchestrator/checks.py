@@ -38,6 +38,7 @@ from .answer_kind import (
     kind_by_rules,
     kind_of_summary,
     kind_of_value,
+    matches,
 )
 from .render import summarize
 from .tool_fit import record_steps, unfit
@@ -215,6 +216,8 @@ def run_checks(
             and fits(expected, kind_of_value(value))
         ]
         ready.reverse()  # the latest first: it went furthest towards the answer
+        # of exactly the kind asked for first: boxes for "find the saucer" before a crop
+        ready.sort(key=lambda n: not matches(expected, kind_of_value(values[n])))
         message = f"the instruction asks for {describe(expected)} but the result is {describe(got)}"
         if ready:
             message += "; already computed and of that kind: " + ", ".join(

@@ -201,6 +201,10 @@ class AgentConfig(BaseModel):
     # that alone on a computed result of the kind asked for at the limit are its warnings,
     # not an error: the program answered, with a detection that may not fit the instruction
     warn_after_retry: list[CheckName] = Field(default_factory=lambda: ["tool-fit"])
+    # when a value of the kind asked for was computed and offered (ANSWER NAME) and the
+    # planner did not return it, the loop returns it itself (with a warning saying so) once
+    # the next round still has no result of that kind, or the loop would end in an error
+    take_offered: bool = True
     # whether warn_at_limit findings on a computed result of the kind asked for start another
     # round (false: the result is accepted at once, the findings as its warnings)
     retry_warnings: bool = False

@@ -66,17 +66,19 @@ class Round:
 def returned(rounds: Sequence[Round | Mapping[str, Any]]) -> tuple[int, int] | None:
     """The rounds behind a run's returned result, as 1-based (first, last) indices: the
     accepted round (else the last) and the rounds it continued from, back to the latest
-    fresh program (plan or rewrite). None without rounds (a one-shot run)."""
+    fresh program (plan or rewrite; a value the loop returned, ``"round"`` in the decision
+    before it, continues from the round that computed it). None without rounds (a one-shot
+    run)."""
     records = [r.to_dict() if isinstance(r, Round) else r for r in rounds]
     if not records:
         return None
     chosen = next((r for r in records if r.get("accepted")), records[-1])
     last = int(chosen["index"])
     first = last
-    for r in reversed(records[:last]):
-        first = int(r["index"])
-        if r.get("kind") != RoundKind.CONTINUE:
-            break
+    while first > 1 and records[first - 1].get("kind") == RoundKind.CONTINUE:
+        # a value the loop returned continues from the round that computed it
+        source = (records[first - 2].get("decision") or {}).get("round")
+        first = int(source) if source else first - 1
     return first, last
 
 

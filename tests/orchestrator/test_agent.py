@@ -17,6 +17,7 @@ from orchestrator.answer_kind import kind_by_rules
 from orchestrator.decisions import decision_grammar
 from orchestrator.errors import RunErrorCode
 from orchestrator.grammar import line_grammar
+from orchestrator.rounds import returned
 from programs import Example, load_library
 from sandbox import ErrorCode
 from tests.orchestrator.test_api import TAGGING
@@ -305,11 +306,18 @@ def test_answer_name_in_a_python_program(agent) -> None:
 def test_a_name_that_was_not_offered_is_not_returned(agent) -> None:
     tagged = COUNT_RED.replace("RESULT=N0", "IMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0")
     orch, _ = agent(
-        [tagged, "ANSWER OBJ0\n"], static_kind=False
+        [tagged, "ANSWER OBJ0\n"], static_kind=False, take_offered=False
     )  # an unconstrained server could write this
     result = orch.run("How many red squares are there?", image=picture())
     assert result.error.code == RunErrorCode.AGENT_LIMIT
     assert result.rounds[0].decision["error"] == "'OBJ0' was not offered"
+    # by default the loop returns the offered value itself rather than end in an error
+    orch, _ = agent([tagged, "ANSWER OBJ0\n"], static_kind=False)
+    result = orch.run("How many red squares are there?", image=picture())
+    assert result.ok and result.output == 1 and result.rounds[1].program == "RESULT=N0\n"
+    decision = result.rounds[0].decision
+    assert decision["error"] == "'OBJ0' was not offered" and decision["by"] == "loop"
+    assert decision["value"] == "N0" and "stop" in decision["why"]
 
 
 def test_no_decision_is_started_without_the_time_it_takes(agent) -> None:
@@ -603,3 +611,40 @@ def test_a_detection_the_instruction_does_not_name_starts_another_round(agent) -
     orch, _ = agent([blue], max_rounds=1, warn_after_retry=[])
     result = orch.run("How many red squares are there?", image=picture(), form="python")
     assert result.error.code == RunErrorCode.AGENT_LIMIT and "tool-fit" in result.error.message
+
+
+def test_the_loop_returns_an_offered_value_the_planner_keeps_declining(agent) -> None:
+    """ "Find the red square" answered with text, then (after a REWRITE instead of the
+    offered ``ANSWER OBJ0``) with a count: the planner declined a value of the kind asked
+    for and its next program still gave none, so the loop returns the latest such value
+    itself — a one-line follow-up of the round that computed it, with a warning — rather
+    than spend its rounds and end in an error."""
+    text = "OBJ0=ColorFind(image=IMAGE, color='red')\nA0=Eval(\"' '.join({OBJ0}.labels)\")\nRESULT=A0\n"
+    count = "OBJ1=ColorFind(image=IMAGE, color='red')\nN0=Count(object=OBJ1)\nRESULT=N0\n"
+    orch, llm = agent([text, "REWRITE", count], static_kind=False, max_rounds=5)
+    result = orch.run("Find the red square", image=picture())
+    assert result.ok and isinstance(result.output, ObjectList) and len(result.output) == 1
+    one, two, three = result.rounds
+    assert one.issues[0]["fits"] == ["OBJ0"] and one.decision["action"] == "REWRITE"
+    assert two.decision == {"by": "loop", "action": "ANSWER", "value": "OBJ1", "round": 2,
+                            "why": "the planner declined it"}  # fmt: skip
+    assert three.kind == "continue" and three.program == "RESULT=OBJ1\n" and three.accepted
+    assert [w["key"] for w in result.warnings] == ["taken"] and "OBJ1" in result.warnings[0][
+        "message"
+    ]
+    assert len(llm.prompts) == 3  # no decision was asked after round 2
+    assert returned(result.rounds) == (2, 3)
+    # the value is taken from an earlier round too: the steps behind it start there
+    assert returned([
+        {"index": 1, "kind": "plan", "decision": {"action": "REWRITE"}},
+        {"index": 2, "kind": "rewrite", "decision": {"by": "loop", "round": 1}},
+        {"index": 3, "kind": "continue", "accepted": True},
+    ]) == (1, 3)  # fmt: skip
+    # at the limit the offered value is returned at once; take_offered: false ends in error
+    orch, llm = agent([text], static_kind=False, max_rounds=1)
+    result = orch.run("Find the red square", image=picture())
+    assert result.ok and isinstance(result.output, ObjectList) and len(llm.prompts) == 1
+    assert result.rounds[0].decision["why"] == "the loop stopped (max_rounds)"
+    orch, _ = agent([text], static_kind=False, max_rounds=1, take_offered=False)
+    result = orch.run("Find the red square", image=picture())
+    assert result.error.code == RunErrorCode.AGENT_LIMIT
