@@ -152,7 +152,9 @@ class AgentChecks(BaseModel):
         default_factory=lambda: [
             "person people man men woman women boy girl child children kid baby lady guy "
             "human someone somebody he she her him his they them face head player rider "
-            "driver astronaut photographer character crowd worker".split()
+            "driver astronaut photographer character crowd worker actor actress member "
+            "president celebrity star singer musician band team family friend couple hero "
+            "superhero avenger".split()
         ]
     )
     unsure_answer: bool = True

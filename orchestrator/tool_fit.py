@@ -54,10 +54,13 @@ _HALVES = frozenset({"top", "bottom", "left", "right"})  # Loc's halves of the p
 def fold(word: str) -> str:
     """A word's stem without its possessive and plural ending, the same for both forms:
     "wheels" and "wheel" → "wheel", "horses" and "horse" → "hors", "boxes" and "box" →
-    "box", "ladies" and "lady" → "lady" (a final "e" goes too, so "-es" plurals meet)."""
+    "box", "ladies" and "lady" → "lady", "knives" and "knife" → "knif" (a final "e" goes
+    too, so "-es" plurals meet)."""
     word = word.lower().removesuffix("'s").removesuffix("'")
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
+    if len(word) > 4 and word.endswith("ves"):  # knives, leaves, halves
+        return word[:-3] + "f"
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         word = word[:-1]
     return word[:-1] if len(word) > 3 and word.endswith("e") else word
@@ -158,7 +161,11 @@ def unfit(
             for u in users.get(todo.pop(), []):
                 if u.name not in seen:
                     seen.add(u.name)
-                    if fits(u.texts):
+                    told = [*u.texts]  # and what it reads from a step that is no detection
+                    for d in u.deps:
+                        if d in by_name and not by_name[d].finds:
+                            told += by_name[d].texts
+                    if fits(told):
                         return True
                     todo.append(u.name)
         return False
@@ -194,9 +201,10 @@ def record_steps(records: Sequence[Any]) -> list[FitStep]:
     out = []
     for r in records:
         texts = tuple(
-            str(a.summary).strip("'\" ")
+            t
             for a in getattr(r, "args", None) or []
-            if a.source is None and _is_text(str(a.summary))
+            if a.source is None
+            for t in _summary_texts(str(a.summary))
         )
         kind = (r.output or {}).get("type") if r.output else None
         out.append(
@@ -211,14 +219,32 @@ def program_steps(program: Any, tools: Mapping[str, tuple[str, str]]) -> list[Fi
     out = []
     for s in getattr(program, "steps", ()):
         texts = tuple(
-            a.value.value
-            for a in s.args
-            if isinstance(a.value, Const) and isinstance(a.value.value, str)
+            t for a in s.args if isinstance(a.value, Const) for t in _strings(a.value.value)
         )
         deps = tuple(sorted(n for a in s.args for n in value_names(a.value)))
         tool, output = tools.get(s.tool or "", (s.tool, ""))
         out.append(FitStep(s.target, s.line, tool, texts, deps, output in _OBJECT_TYPES))
     return out
+
+
+def _strings(value: Any) -> list[str]:
+    """The texts in a constant: itself, or the texts of a list (Classify's categories)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+
+
+def _summary_texts(summary: str) -> list[str]:
+    """The texts in an argument's summary: a text, or the quoted items of a list's."""
+    clean = summary.strip()
+    if clean.startswith(("[", "(")):
+        return [a or b for a, b in _QUOTED.findall(clean)]
+    return [clean.strip("'\" ")] if _is_text(clean) else []
 
 
 def _is_text(summary: str) -> bool:

@@ -86,3 +86,24 @@ def test_unlisted_detectors_are_not_judged_and_the_message_names_the_words() -> 
         "FaceDet finds face for OBJ0 (line 1), not what the instruction names (wheels), and "
         "no step that uses it is told what that is: find it by name"
     )
+
+
+def test_no_library_example_is_judged_unfit() -> None:
+    """The library's programs are right for their instructions: none is a finding (category
+    queries refined by a Classify told the names, persons named by their role, "knives"
+    for "knife", a List the Classify reads)."""
+    from programs import load_library
+
+    judged = 0
+    for example in load_library():
+        if example.text.lstrip().startswith("def "):
+            continue  # a Python example: judged from its step records after it runs
+        judged += 1
+        assert misses(example.instruction, example.text) == [], example.instruction
+    assert judged > 100
+    steps = [FitStep("BOX0", 1, "Loc", ("building",), (), True),
+             FitStep("LIST0", 2, "List", ("famous landmarks in Paris",), (), False),
+             FitStep("OBJ0", 3, "Classify", (), ("BOX0", "LIST0"), True)]  # fmt: skip
+    about = named("Identify the famous Paris landmarks")
+    assert unfit(about, steps, subjects={}) == []
+    assert [m.step.name for m in unfit(about, steps[:1], subjects={})] == ["BOX0"]
