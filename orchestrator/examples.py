@@ -88,18 +88,24 @@ class ExampleSelector:
     ) -> list[Example]:
         """Up to ``k`` examples within ``budget_tokens``, least similar first (so the most
         similar sits right before the instruction). ``prefer`` marks examples to rank higher
-        (by :data:`PREFER_BONUS`; e.g. those whose result is of the kind asked for)."""
+        (by :data:`PREFER_BONUS`; e.g. those whose result is of the kind asked for) — only
+        those that read the run's inputs when any example does: a small planner copies the
+        nearest example's input names, so a preferred one-image example before a two-image
+        instruction gives a program that reads IMAGE where LEFT and RIGHT were given)."""
         if k <= 0 or not self.examples:
             return []
         scores = self.similarities(instruction)
         wanted = {i.upper() for i in inputs}
-        bonus = np.array(
-            [0.15 if {i.upper() for i in e.inputs} == wanted else 0.0 for e in self.examples],
-            dtype=np.float32,
-        )
+        same = [{i.upper() for i in e.inputs} == wanted for e in self.examples]
+        bonus = np.array([0.15 if m else 0.0 for m in same], dtype=np.float32)
         if prefer is not None:
+            fits = any(same)
             bonus += np.array(
-                [PREFER_BONUS if prefer(e) else 0.0 for e in self.examples], dtype=np.float32
+                [
+                    PREFER_BONUS if (m or not fits) and prefer(e) else 0.0
+                    for e, m in zip(self.examples, same, strict=True)
+                ],
+                dtype=np.float32,
             )
         order = np.argsort(-(scores + bonus), kind="stable")
         chosen: list[Example] = []

@@ -280,6 +280,18 @@ def test_preferred_examples_rank_first_and_the_result_type_is_the_checkers() -> 
         prefer=lambda e: e.family == "gqa",
     )  # fmt: skip
     assert preferred[-1].family == "gqa"  # the nearest the instruction is a preferred one
+    # only examples that read the run's inputs are preferred (when any does): a one-image
+    # yes/no example before a two-image question was copied with IMAGE for LEFT and RIGHT
+    two = sel.select(
+        "Is there a cat in both images?", k=1, budget_tokens=10_000, inputs=("LEFT", "RIGHT"),
+        prefer=lambda e: e.family == "gqa",
+    )  # fmt: skip
+    assert two[0].family == "nlvr"
+    unmatched = sel.select(
+        "Are there cats in both pictures?", k=1, budget_tokens=10_000, inputs=("PHOTO",),
+        prefer=lambda e: e.family == "edit",
+    )  # fmt: skip
+    assert unmatched[0].family == "edit"  # no example reads PHOTO: the preference stands
     p, _ = planner([])
     assert [p.example_result_type(e) for e in EXAMPLES] == ["ObjectList", "Text", "Text", "Image"]
     broken = Example("x", "?", "A=Nope(image=IMAGE)\nRESULT=A\n", ("IMAGE",))
