@@ -56,6 +56,7 @@ Algorithm (one :class:`AgentRun` holds a run's state):
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -63,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 from programs import template
 from sandbox import ErrorCode, ProgramError, VisChainError
+from sandbox.ir import value_names
 from tools.backends.llm import LLMRequest
 from tools.errors import ToolErrorCode
 from tools.types import value_type
@@ -637,7 +639,54 @@ class AgentRun:
             program = "".join(f"#   {line}\n" for line in example.text.splitlines())
             text += fill(template("decision_kind_example"), kind=kind,
                          instruction=example.instruction, program=program.rstrip("\n"))  # fmt: skip
+            follow = self.follow_up_example(example.text)
+            if follow is not None:
+                name, lines = follow
+                shown = "".join(f"#   {line}\n" for line in lines)
+                text += fill(template("decision_kind_follow_up"), kind=kind, name=name,
+                             program=shown.rstrip("\n"))  # fmt: skip
         return text
+
+    def follow_up_example(self, example: str) -> tuple[str, list[str]] | None:
+        """The example's last step as a follow-up from the round's result (name, lines):
+        when that step makes the kind asked for from a value of the result's type (an
+        Emoji from the faces found, a Count of the boxes), it is shown reading the result
+        instead (``IMAGE0=Emoji(image=IMAGE, object=OBJ1, emoji='smiling_face')``), so a
+        CONTINUE can finish what the round computed. None when it cannot be (a program
+        form without lines, a step that reads other computed values)."""
+        current = self.current
+        if current is None or current.result is None or not current.program:
+            return None
+        form = get_form(self.form)
+        try:
+            ours, theirs = form.parse(current.program), form.parse(example)
+        except VisChainError:
+            return None
+        name = _result_step(ours)
+        if name is None or name not in current.result.values:
+            return None
+        wanted = value_type(current.result.values[name])
+        final = _result_step(theirs)
+        steps = {s.target: s for s in getattr(theirs, "steps", ())}
+        step = steps.get(final or "")
+        if step is None or step.tool is None or step.tool not in self.planner.registry:
+            return None
+        swap: dict[str, str] = {}
+        for ref in {n for a in step.args for n in value_names(a.value)}:
+            source = steps.get(ref)
+            if source is None:  # an input of the example: the run's first input
+                swap[ref] = self.inputs[0]
+            elif source.tool in self.planner.registry and (
+                self.planner.registry.get(source.tool).spec.output == wanted
+            ):
+                swap[ref] = name
+            else:
+                return None
+        if name not in swap.values():
+            return None
+        line = re.sub(r"\b[A-Za-z_]\w*\b", lambda m: swap.get(m.group(0), m.group(0)),
+                      step.text.strip())  # fmt: skip
+        return name, [line, form.returning(step.target).strip()]
 
     def failed(self) -> dict[str, tuple[int, str, int]]:
         """The programs of earlier rounds that failed or had findings: program → (round,
@@ -887,6 +936,20 @@ class AgentRun:
     @staticmethod
     def _signature(issues: list[Issue]) -> list[tuple[str, str]]:
         return sorted(i.signature for i in issues)
+
+
+def _result_step(program: Any) -> str | None:
+    """The step whose value a line program returns (through ``RESULT=X`` aliases)."""
+    steps = {s.target: s for s in getattr(program, "steps", ())}
+    name = getattr(program, "result_name", None)
+    seen: set[str] = set()
+    while name in steps and steps[name].tool is None and name not in seen:
+        seen.add(name)
+        refs = [n for a in steps[name].args for n in value_names(a.value)]
+        if len(refs) != 1:
+            break
+        name = refs[0]
+    return name if name in steps and steps[name].tool is not None else None
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -648,3 +648,25 @@ def test_the_loop_returns_an_offered_value_the_planner_keeps_declining(agent) ->
     orch, _ = agent([text], static_kind=False, max_rounds=1, take_offered=False)
     result = orch.run("Find the red square", image=picture())
     assert result.error.code == RunErrorCode.AGENT_LIMIT
+
+
+def test_an_edit_that_stops_at_objects_is_shown_the_step_that_finishes_it(agent) -> None:
+    """ "Tag the red square" written as a detection only: the wrong-kind decision shows,
+    besides the nearest example that ends with an image, that example's last step as a
+    follow-up reading this round's objects, so a CONTINUE finishes what was computed."""
+    found = "OBJ0=ColorFind(image=IMAGE, color='red')\nRESULT=OBJ0\n"
+    tag = "IMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n"
+    orch, llm = agent([found, "CONTINUE", tag], static_kind=False)
+    result = orch.run("Tag the red square", image=picture())
+    assert result.ok and isinstance(result.output, Image) and CALLS == {"red": 1}
+    prompt = llm.prompts[1]
+    shown = prompt.split("# A follow-up (CONTINUE) that ends with an image from OBJ0, as")[1]
+    first, second = [line.removeprefix("#   ") for line in shown.splitlines()[1:3]]
+    target, call = first.split("=", 1)
+    tool = call.split("(", 1)[0]
+    assert orch.registry.get(tool).spec.output == "Image" and "object=OBJ0" in call
+    assert "image=IMAGE" in call and second == f"RESULT={target}"
+    # the example's step must read only inputs and a value of the result's type
+    run = AgentRun(orch, "Tag the red square", {"IMAGE": to_image(picture())}, Trace(),
+                   voting=1, form=None)  # fmt: skip
+    assert run.follow_up_example("IMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0") is None
