@@ -94,6 +94,7 @@ class _Checker:
         self.errors: list[ProgramError] = []
         self.per_frame = False
         self.frame_steps: set[str] = set()  # steps that hold one result per video frame
+        self.used: set[str] = set()  # the names the steps checked so far read
 
     def run(self) -> tuple[BoundProgram, list[ProgramError]]:
         steps = []
@@ -114,6 +115,7 @@ class _Checker:
                     step.col,
                 )
             bound = self.step(step)
+            self.used |= bound.deps
             self.types[step.target] = bound.output_type
             self.lines[step.target] = step.line
             steps.append(bound)
@@ -333,6 +335,14 @@ class _Checker:
             # a name close to an input's (IMAGE0 beside IMAGE) is more likely a value the
             # program forgot to compute than a misspelt input: no fix-it to the input
             fix = None
+        if fix is None and not step.is_call and step.target == self.program.result_name:
+            # the result names nothing: when exactly one computed value is read by no step,
+            # that is the value the program computed to return (IMAGE0 for an edit whose
+            # step was named OBJ2)
+            unused = [n for n in self.types if n not in self.inputs and n not in self.used]
+            if len(unused) == 1:
+                fix = (name, unused[0])
+                hint = f"; did you mean '{unused[0]}', the one value no step reads?"
         listing = ", ".join(known) or "none yet"
         inputs = ", ".join(self.inputs) or "none"
         self.error(

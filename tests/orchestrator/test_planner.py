@@ -168,7 +168,8 @@ def scripted_orchestrator(tmp_path: Path):
 
 
 def test_run_plans_executes_and_traces(scripted_orchestrator, tmp_path: Path) -> None:
-    orch, _llm = scripted_orchestrator(["OBJ0=FaceDet(image=IMAGE)\nRESULT=FACES\n", GOOD])
+    broken = "OBJ0=FaceDet(image=IMAGE)\nANSWER0=Count(object=FACES)\nRESULT=ANSWER0\n"
+    orch, _llm = scripted_orchestrator([broken, GOOD])
     result = orch.run(
         "How many faces are there?", image="sample:astronaut", trace_dir=tmp_path / "t"
     )
@@ -341,13 +342,13 @@ def test_a_fix_it_the_checker_knows_is_applied_without_an_llm_call() -> None:
 
 
 def test_what_a_fix_it_leaves_is_repaired_by_the_llm_from_the_fixed_program() -> None:
-    broken = "OBJ0=FaceDet(image=IMAGE)\nANSWER0=Count(obj0)\nRESULT=FACES\n"
+    broken = "OBJ0=FaceDet(image=IMAGE)\nANSWER0=Count(obj0)\nN=Count(FACES)\nRESULT=ANSWER0\n"
     p, llm = planner([broken, GOOD], repair_rounds=1)
     [plan] = p.plan("How many faces?", ["IMAGE"])
     assert plan.ok and [a.kind for a in plan.attempts] == ["generate", "fix", "repair"]
     assert llm.prompts[1].endswith(
-        "OBJ0=FaceDet(image=IMAGE)\nANSWER0=Count(OBJ0)\nRESULT=FACES\n"
-        "# That program has errors:\n# line 3, col 8: [undefined-name] 'FACES' is not defined "
+        "OBJ0=FaceDet(image=IMAGE)\nANSWER0=Count(OBJ0)\nN=Count(FACES)\nRESULT=ANSWER0\n"
+        "# That program has errors:\n# line 3, col 9: [undefined-name] 'FACES' is not defined "
         "(variables so far: OBJ0, ANSWER0; inputs: IMAGE)\n"
         "# Write the corrected program for the same instruction.\nProgram:\n"
     )

@@ -189,5 +189,21 @@ def test_no_fix_it_without_exactly_one_close_name() -> None:
 def test_no_fix_it_to_an_input() -> None:
     """``RESULT=IMAGE0`` where the edit was never named: returning the input unchanged is
     not what was meant, so 'IMAGE' is hinted but not written in."""
-    found = diagnose(parse("B=Loc(IMAGE, 'cat')\nRESULT=IMAGE0"), CAT)
+    found = diagnose(parse("B=Loc(IMAGE, 'cat')\nD=Loc(IMAGE, 'dog')\nRESULT=IMAGE0"), CAT)
     assert "did you mean 'IMAGE'" in found[0].message and found[0].fix is None
+
+
+def test_a_result_naming_nothing_is_fixed_to_the_one_value_no_step_reads() -> None:
+    """The 0.5B wrote ``RESULT=IMAGE0`` after an edit it named OBJ2 (items 28, 31): the one
+    computed value nothing reads is what the program computed to return."""
+    source = "B=Loc(IMAGE, 'cat')\nC=Crop(image=IMAGE, box=B)\nRESULT=IMAGE0"
+    [error] = diagnose(parse(source), CAT)
+    assert (
+        error.fix == ("IMAGE0", "C") and "did you mean 'C', the one value no step" in error.message
+    )
+    assert apply_fixes(source, [error]) == source.replace("IMAGE0", "C")
+    # two values nothing reads: which one was meant is not known
+    two = "B=Loc(IMAGE, 'cat')\nD=Loc(IMAGE, 'dog')\nRESULT=IMAGE0"
+    assert [e.fix for e in diagnose(parse(two), CAT)] == [None]
+    # a step (not the result) that reads an undefined name gets no such fix-it
+    assert [e.fix for e in diagnose(parse("B=Loc(IMAGE, 'cat')\nN=Count(WHAT)"), CAT)] == [None]
