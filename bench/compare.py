@@ -1,11 +1,11 @@
 """Before → after: one benchmark script run on two versions of the code, taking turns.
 
-``.venv/bin/python bench/compare.py --base REV [--rounds N] SCRIPT [ARGS...]`` extracts
-revision ``REV`` (``git archive``) into a temporary directory, puts this checkout's
-``bench/`` into it (so both versions run the very same measurement), then runs
-``bench/SCRIPT ARGS`` there and here, alternately, ``N`` times each (before, after,
-before, after, ...), each in a new process, so both see the same moments of a shared
-machine. It prints every numeric column of the script's rows as before → after (each
+``.venv/bin/python bench/compare.py --base REV [--rounds N] 'SCRIPT ARGS' ['SCRIPT2 ARGS']``
+extracts revision ``REV`` (``git archive``) into a temporary directory, puts this
+checkout's ``bench/`` into it (so both versions run the very same measurement), then runs
+each ``bench/SCRIPT ARGS`` there and here, alternately, ``N`` rounds (per round: each
+script before, then after), each in a new process, so both see the same moments of a
+shared machine. It prints every numeric column of the script's rows as before → after (each
 side's median over the rounds, then its range) with the after/before ratio of the
 medians, and writes ``bench/results/compare-<name>.json`` with every round's rows and
 the load average (1-minute) before and after each run.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -70,7 +71,8 @@ def numbers(data: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for row in data.get("rows", []):
         first, *rest = row.items()
-        ident = " ".join([str(first[1]), *(v for _, v in rest if isinstance(v, str))])
+        text = (v for k, v in rest if isinstance(v, str) and "load" not in k)
+        ident = " ".join([str(first[1]), *text])
         for k, v in rest:
             if isinstance(v, int | float) and not isinstance(v, bool):
                 out[f"{ident} | {k}"] = float(v)
@@ -87,21 +89,55 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", required=True, help="the revision measured as 'before'")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("script", help="a script in bench/, e.g. batching.py")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+    parser.add_argument("commands", nargs="+",
+                        help="scripts in bench/ with their arguments, each one quoted string, "
+                             "e.g. 'batching.py --only vqa' throughput.py")  # fmt: skip
     opts = parser.parse_args(argv)
-    runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    commands = [shlex.split(c) for c in opts.commands]
+    runs: dict[int, dict[str, list[dict[str, Any]]]] = {
+        i: {"before": [], "after": []} for i in range(len(commands))
+    }
     with tempfile.TemporaryDirectory(prefix="vischain-compare-") as tmp:
         base = Path(tmp) / "base"
         commit = extract(opts.base, base)
         trees = {"before": base, "after": ROOT}
         for r in range(opts.rounds):
-            for side, tree in trees.items():
-                out = Path(tmp) / f"{side}-{r}"
-                runs[side].append(run_once(tree, opts.script, opts.args, out))
-                print(f"round {r + 1} {side}: {runs[side][-1]['seconds']:.1f} s, load "
-                      f"{runs[side][-1]['load']}", flush=True)  # fmt: skip
-    per_side = {side: [numbers(run["data"]) for run in rs] for side, rs in runs.items()}
+            for i, (script, *args) in enumerate(commands):
+                for side, tree in trees.items():
+                    run = run_once(tree, script, args, Path(tmp) / f"{i}-{side}-{r}")
+                    runs[i][side].append(run)
+                    print(f"round {r + 1} {script} {side}: {run['seconds']:.1f} s, load "
+                          f"{run['load'][0]:.2f} → {run['load'][1]:.2f}", flush=True)  # fmt: skip
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    for i, (script, *args) in enumerate(commands):
+        side_runs = runs[i]
+        rows = compared(side_runs)
+        loads = [x for rs in side_runs.values() for run in rs for x in run["load"]]
+        print(f"\n== {shlex.join([script, *args])}: before {commit} → after this checkout, "
+              f"{opts.rounds} rounds taking turns, load average {min(loads):.1f}-{max(loads):.1f}"
+              " (median of the rounds, then their range) ==")  # fmt: skip
+        width = max((len(r["figure"]) for r in rows), default=10)
+        for r in rows:
+            ratio = "" if r["after_vs_before"] is None else f"×{r['after_vs_before']:.3f}"
+            (b0, b1), (a0, a1) = r["before_range"], r["after_range"]
+            print(f"{r['figure']:<{width}}  {r['before_median']:>10.4g} → "
+                  f"{r['after_median']:<10.4g} {ratio:<7}  ({b0:.4g}–{b1:.4g} → {a0:.4g}–{a1:.4g})")  # fmt: skip
+        name = Path(script).stem + "".join(f"-{a.strip('-')}" for a in args)
+        (results / f"compare-{name}.json").write_text(json.dumps({
+            "script": script, "args": args, "base": commit, "rounds": opts.rounds,
+            "rows": rows, "load": [min(loads), max(loads)],
+            "runs": {side: [{"load": run["load"], "seconds": run["seconds"],
+                             "report": run["data"]} for run in rs]
+                     for side, rs in side_runs.items()},
+            "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }, indent=2, default=str) + "\n")  # fmt: skip
+        print(f"(written to {results / f'compare-{name}.json'})")
+
+
+def compared(side_runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each figure both sides reported in every round: medians, ratio, ranges."""
+    per_side = {side: [numbers(run["data"]) for run in rs] for side, rs in side_runs.items()}
     keys = [k for k in per_side["after"][0] if all(k in n for ns in per_side.values() for n in ns)]
     rows = []
     for key in keys:
@@ -112,27 +148,7 @@ def main(argv: list[str] | None = None) -> None:
                      "after_vs_before": a / b if b else None,
                      "before_range": [min(before), max(before)],
                      "after_range": [min(after), max(after)]})  # fmt: skip
-    loads = [x for rs in runs.values() for run in rs for x in run["load"]]
-    print(f"\n== {opts.script} {' '.join(opts.args)}: before {commit} → after this checkout, "
-          f"{opts.rounds} rounds taking turns, load average {min(loads):.1f}-{max(loads):.1f} ==")  # fmt: skip
-    width = max(len(r["figure"]) for r in rows) if rows else 10
-    for r in rows:
-        ratio = "" if r["after_vs_before"] is None else f"×{r['after_vs_before']:.3f}"
-        print(f"{r['figure']:<{width}}  {r['before_median']:>12.4g} → {r['after_median']:<12.4g}"
-              f"  {ratio:<7}", end="")  # fmt: skip
-        print(f"   (rounds {r['before_range'][0]:.4g}–{r['before_range'][1]:.4g} → "
-              f"{r['after_range'][0]:.4g}–{r['after_range'][1]:.4g})")  # fmt: skip
-    name = Path(opts.script).stem
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / f"compare-{name}.json").write_text(json.dumps({
-        "script": opts.script, "args": opts.args, "base": commit, "rounds": opts.rounds,
-        "rows": rows, "load": [min(loads), max(loads)],
-        "runs": {side: [{"load": run["load"], "seconds": run["seconds"], "report": run["data"]}
-                        for run in rs] for side, rs in runs.items()},
-        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }, indent=2, default=str) + "\n")  # fmt: skip
-    print(f"(written to {results / f'compare-{name}.json'})")
+    return rows
 
 
 if __name__ == "__main__":

@@ -18,6 +18,14 @@ CPU figures are the reliable ones); the load average before and after goes into 
 ``--rounds N`` measures everything N times, the systems taking turns, and reports each
 figure's best round (its least-disturbed measurement, as ``timeit`` does; on a machine
 others share, a busy moment inflates even CPU time) with every round's figures in the JSON.
+``--vischain-only`` leaves VisProg's loop out (for ``bench/compare.py``'s before → after).
+
+``--diagnose`` measures where a run's time goes besides its own work instead (VisChain
+only): per run of 100 steps (50 runs) and of 10,000 steps (3 runs), cold and warm, the
+CPU and wall µs per step, the process's voluntary context switches (waits: a lock, a
+hand-off of the interpreter lock to another thread) and involuntary ones (the OS giving the
+core to another process: what makes wall exceed CPU on a busy machine), and the garbage
+collector's passes by generation with their milliseconds.
 
 ``visprog`` is a minimal re-implementation of VisProg's ``ProgramInterpreter`` for
 EVAL-only programs, written from reading ``engine/utils.py`` and
@@ -180,11 +188,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated step counts out of 100,1000,10000")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--rounds", type=int, default=1, help="measure N times, report the best")
+    parser.add_argument("--diagnose", action="store_true", help="see the module docstring")
+    parser.add_argument("--vischain-only", action="store_true",
+                        help="skip VisProg's loop (its columns are NaN): for before → after "
+                             "comparisons of VisChain (bench/compare.py)")  # fmt: skip
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
     if not set(sizes) <= set(SIZES):
         parser.error(f"sizes must be among {SIZES}")
     load_before = os.getloadavg()
+    if args.diagnose:
+        return diagnose()
     orch = orchestrator(
         "offline",
         memo=False,
@@ -209,7 +223,11 @@ def main(argv: list[str] | None = None) -> None:
         for n in sizes:
             for kind in ("independent", "chained"):
                 ours = measure(vischain, kind, n, "vischain", fresh, args.quick)
-                theirs = measure(visprog, kind, n, "visprog", fresh, args.quick)
+                theirs = (
+                    dict.fromkeys(ours, float("nan"))
+                    if args.vischain_only
+                    else measure(visprog, kind, n, "visprog", fresh, args.quick)
+                )
                 rounds[-1].append({
                     "steps": n,
                     "program": kind,
@@ -233,6 +251,69 @@ def main(argv: list[str] | None = None) -> None:
                "cold_cpu_vs_visprog", "warm_cpu_vs_visprog", "load"]  # fmt: skip
     report("overhead", rows, columns, python=sys.version.split()[0], quick=args.quick,
            load_before=load_before, load_after=os.getloadavg(), rounds=rounds)  # fmt: skip
+
+
+def diagnose() -> None:
+    """See the module docstring (``--diagnose``)."""
+    import gc
+    import resource
+
+    orch = orchestrator("offline", memo=False, registry=Registry([eval_, result]),
+                        limits={"max_program_chars": 2_000_000})  # fmt: skip
+    passes: list[tuple[int, float]] = []
+    began = [0.0]
+
+    def note(phase: str, info: dict) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            passes.append((info["generation"], time.perf_counter() - began[0]))
+
+    fresh = prefixes()
+    rows = []
+    gc.callbacks.append(note)
+    try:
+        for n, runs in ((100, 50), (10_000, 3)):
+            for kind in ("independent", "chained"):
+                for mode in ("cold", "warm"):
+                    warm_text = program(kind, n, next(fresh), "vischain")
+                    orch.execute(warm_text)
+                    wall = cpu = 0.0
+                    voluntary = involuntary = 0
+                    passes.clear()
+                    for _ in range(runs):
+                        text = (
+                            warm_text
+                            if mode == "warm"
+                            else program(kind, n, next(fresh), "vischain")
+                        )
+                        if mode == "cold":
+                            clear_compiled()
+                        r0 = resource.getrusage(resource.RUSAGE_SELF)
+                        w0, c0 = time.perf_counter(), time.process_time()
+                        res = orch.execute(text)
+                        w1, c1 = time.perf_counter(), time.process_time()
+                        r1 = resource.getrusage(resource.RUSAGE_SELF)
+                        assert res.ok, res.error
+                        del res
+                        wall, cpu = wall + w1 - w0, cpu + c1 - c0
+                        voluntary += r1.ru_nvcsw - r0.ru_nvcsw
+                        involuntary += r1.ru_nivcsw - r0.ru_nivcsw
+                    row = {"steps": n, "program": kind, "mode": mode,
+                           "cpu_us": 1e6 * cpu / n / runs, "wall_us": 1e6 * wall / n / runs,
+                           "voluntary_switches": voluntary / runs,
+                           "involuntary_switches": involuntary / runs}  # fmt: skip
+                    for g in (0, 1, 2):
+                        mine = [s for gen, s in passes if gen == g]
+                        row[f"gen{g}_passes"] = len(mine) / runs
+                        row[f"gen{g}_ms"] = 1e3 * sum(mine) / runs
+                    row["load"] = os.getloadavg()[0]
+                    rows.append(row)
+                    print(row, flush=True)
+    finally:
+        gc.callbacks.remove(note)
+        orch.close()
+    report("overhead-diagnose", rows, list(rows[0]))
 
 
 def best(same: tuple[dict, ...]) -> dict:
