@@ -192,6 +192,7 @@ class AgentRun:
         self.declined = False
         self.taken = False
         self.loop_warnings: list[dict[str, Any]] = []
+        self.follow_up_shown = False  # the last decision prompt showed a follow-up example
 
     # --- main loop -----------------------------------------------------------------------
 
@@ -368,6 +369,7 @@ class AgentRun:
         tokens at most (None: an unreadable answer)."""
         current = self.current
         assert current is not None and current.observation is not None
+        self.follow_up_shown = False
         unchecked = current.result is not None and isinstance(current.result.error, PlanningError)
         if unchecked:
             # nothing ran, so there is nothing to accept or continue from: a fresh program,
@@ -514,7 +516,12 @@ class AgentRun:
         if kind is RoundKind.REWRITE:
             prompt = self.rewrite_prompt()
         elif decision.value is None:
-            prompt += program_cue(decision.action)
+            # after a follow-up was shown, a line says the program is one (measured with
+            # Qwen2.5-Coder-0.5B on "Put a sunglasses emoji over her face": without it, its
+            # follow-up repeated the round's Select fifteen times; with it, it ended with
+            # the Emoji step shown)
+            lead = template("decision_follow_up_cue") if self.follow_up_shown else ""
+            prompt += program_cue(decision.action, lead)
         self.start(kind, None, prompt)
         current = self.current
         assert current is not None
@@ -640,6 +647,7 @@ class AgentRun:
             text += fill(template("decision_kind_example"), kind=kind,
                          instruction=example.instruction, program=program.rstrip("\n"))  # fmt: skip
             follow = self.follow_up_example(example.text)
+            self.follow_up_shown = follow is not None
             if follow is not None:
                 name, lines = follow
                 shown = "".join(f"#   {line}\n" for line in lines)

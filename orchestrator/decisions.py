@@ -93,10 +93,11 @@ def decision_grammar(*, answer: bool = True, values: tuple[str, ...] = ()) -> st
     return "root ::= " + " | ".join(words) + "\n"
 
 
-def program_cue(action: Action) -> str:
+def program_cue(action: Action, lead: str = "") -> str:
     """What follows the decision prompt (which ends on the line of its answer) before
-    the program is written: the keyword, then the ``Program:`` cue of the examples."""
-    return f"{action}\nProgram:\n"
+    the program is written: the keyword, ``lead`` (comment lines), then the ``Program:``
+    cue of the examples."""
+    return f"{action}\n{lead}Program:\n"
 
 
 __all__ = [

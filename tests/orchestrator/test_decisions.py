@@ -65,3 +65,4 @@ def test_answer_may_name_an_offered_computed_value() -> None:
 def test_the_program_cue_is_the_keyword_then_the_examples_cue() -> None:
     assert program_cue(Action.REWRITE) == "REWRITE\nProgram:\n"
     assert program_cue(Action.CONTINUE) == "CONTINUE\nProgram:\n"
+    assert program_cue(Action.CONTINUE, "# lead\n") == "CONTINUE\n# lead\nProgram:\n"
