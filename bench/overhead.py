@@ -24,7 +24,8 @@ others share, a busy moment inflates even CPU time) with every round's figures i
 only): per run of 100 steps (50 runs) and of 10,000 steps (3 runs), cold and warm, the
 CPU and wall µs per step, the process's voluntary context switches (waits: a lock, a
 hand-off of the interpreter lock to another thread) and involuntary ones (the OS giving the
-core to another process: what makes wall exceed CPU on a busy machine), and the garbage
+core to another process: what makes wall exceed CPU on a busy machine), the kernel's share
+of the CPU and the page faults (memory growth), the peak RSS so far, and the garbage
 collector's passes by generation with their milliseconds.
 
 ``visprog`` is a minimal re-implementation of VisProg's ``ProgramInterpreter`` for
@@ -279,7 +280,8 @@ def diagnose() -> None:
                     warm_text = program(kind, n, next(fresh), "vischain")
                     orch.execute(warm_text)
                     wall = cpu = 0.0
-                    voluntary = involuntary = 0
+                    voluntary = involuntary = faults = 0
+                    system = 0.0
                     passes.clear()
                     for _ in range(runs):
                         text = (
@@ -299,10 +301,15 @@ def diagnose() -> None:
                         wall, cpu = wall + w1 - w0, cpu + c1 - c0
                         voluntary += r1.ru_nvcsw - r0.ru_nvcsw
                         involuntary += r1.ru_nivcsw - r0.ru_nivcsw
+                        faults += r1.ru_minflt - r0.ru_minflt
+                        system += r1.ru_stime - r0.ru_stime
                     row = {"steps": n, "program": kind, "mode": mode,
                            "cpu_us": 1e6 * cpu / n / runs, "wall_us": 1e6 * wall / n / runs,
                            "voluntary_switches": voluntary / runs,
-                           "involuntary_switches": involuntary / runs}  # fmt: skip
+                           "involuntary_switches": involuntary / runs,
+                           "system_cpu_us": 1e6 * system / n / runs,
+                           "page_faults": faults / runs,
+                           "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
                     for g in (0, 1, 2):
                         mine = [s for gen, s in passes if gen == g]
                         row[f"gen{g}_passes"] = len(mine) / runs
