@@ -338,7 +338,8 @@ class _Run:
         for pname, value in step.args.items():
             args[pname] = self.value(step, value)
             source = value.name if isinstance(value, Ref) else None
-            record.args.append(ArgRecord(pname, _arg_summary(value, args[pname]), source))
+            summary, kind = _arg_summary(value, args[pname])
+            record.args.append(ArgRecord(pname, summary, source, kind))
         if step.tool is not None:
             for v in args.values():
                 if isinstance(v, Image):
@@ -654,9 +655,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _arg_summary(value: Value, resolved: Any) -> str:
-    if isinstance(value, Ref):
-        return f"{value.name}: {summarize(resolved)['text']}"
+def _arg_summary(value: Value, resolved: Any) -> tuple[str, str | None]:
+    """An argument's summary for its record, and its value's type (None for an expression:
+    its summary is its text)."""
     if isinstance(value, Expr):
-        return value.source
-    return summarize(resolved)["text"] if not isinstance(resolved, list) else repr(resolved)
+        return value.source, None
+    summary = summarize(resolved)
+    if isinstance(value, Ref):
+        return f"{value.name}: {summary['text']}", summary["type"]
+    return summary["text"] if not isinstance(resolved, list) else repr(resolved), summary["type"]

@@ -48,6 +48,10 @@ _STOP = frozenset(
 )
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _OBJECT_TYPES = frozenset({"ObjectList", "Object", "PointList", "Point"})
+# argument types whose summaries are what a step is told (None: an expression's text, or a
+# trace written before records kept types); an image or objects passed by value (a Python
+# program's calls) are not
+_TEXT_TYPES = frozenset({"Text", "TextList", "List", None})
 _HALVES = frozenset({"top", "bottom", "left", "right"})  # Loc's halves of the picture
 
 
@@ -203,7 +207,7 @@ def record_steps(records: Sequence[Any]) -> list[FitStep]:
         texts = tuple(
             t
             for a in getattr(r, "args", None) or []
-            if a.source is None
+            if a.source is None and getattr(a, "type", None) in _TEXT_TYPES
             for t in _summary_texts(str(a.summary))
         )
         kind = (r.output or {}).get("type") if r.output else None

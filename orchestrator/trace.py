@@ -48,6 +48,7 @@ class ArgRecord:
     name: str
     summary: str
     source: str | None = None  # the step or input this value came from
+    type: str | None = None  # the value's type as summaries name it (Text, Image, TextList…)
 
 
 @dataclass
@@ -75,7 +76,10 @@ class StepRecord:
         return {
             "step": self.step, "index": self.index, "line": self.line, "text": self.text,
             "tool": self.tool,
-            "args": [{"name": a.name, "summary": a.summary, "source": a.source} for a in self.args],
+            "args": [
+                {"name": a.name, "summary": a.summary, "source": a.source, "type": a.type}
+                for a in self.args
+            ],
             "deps": list(self.deps), "status": str(self.status), "output": self.output,
             "error": self.error, "start": self.start, "end": self.end, "duration": self.duration,
             "batch_size": self.batch_size, "meta": dict(self.meta), "artifact": self.artifact,
@@ -367,7 +371,12 @@ def _load_record(trace: Trace, steps: dict[int, StepRecord], rec: dict[str, Any]
     elif kind == "step":
         values = {k: _typed(rec, k) for k in _STEP_FIELDS if k in rec and k != "args"}
         values["args"] = [
-            ArgRecord(_typed(a, "name", required=True), str(a.get("summary", "")), a.get("source"))
+            ArgRecord(
+                _typed(a, "name", required=True),
+                str(a.get("summary", "")),
+                a.get("source"),
+                a.get("type"),
+            )
             for a in rec.get("args") or []
         ]
         values["deps"] = [str(d) for d in values.get("deps") or []]

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from orchestrator.config import AgentChecks
-from orchestrator.tool_fit import FitStep, content, fold, named, program_steps, unfit, words
+from orchestrator.tool_fit import (
+    FitStep,
+    content,
+    fold,
+    named,
+    program_steps,
+    record_steps,
+    unfit,
+    words,
+)
+from orchestrator.trace import ArgRecord, StepRecord
 from sandbox import parse
 from tools import default_registry
 
@@ -107,3 +117,28 @@ def test_no_library_example_is_judged_unfit() -> None:
     about = named("Identify the famous Paris landmarks")
     assert unfit(about, steps, subjects={}) == []
     assert [m.step.name for m in unfit(about, steps[:1], subjects={})] == ["BOX0"]
+
+
+def test_a_step_is_told_only_its_text_arguments_not_values_passed_to_it() -> None:
+    """A Python program's calls pass values, not references: FaceDet given the picture is
+    not a detector told to find 'image 512×512' (a records' argument types decide)."""
+
+    def record(tool: str, arg: ArgRecord) -> StepRecord:
+        return StepRecord(f"{tool}0", 0, 2, f"{tool}(...)", tool, args=[arg],
+                          output={"type": "ObjectList"})  # fmt: skip
+
+    def found(instruction: str, rec: StepRecord) -> list[str]:
+        about = named(instruction, CHECKS.fit_synonyms)
+        misses = unfit(about, record_steps([rec]), subjects=CHECKS.fit_subjects,
+                       synonyms=CHECKS.fit_synonyms)  # fmt: skip
+        return [m.step.name for m in misses]
+
+    picture = ArgRecord("image", "image 512×512", None, "Image")
+    assert found("How many faces?", record("FaceDet", picture)) == []
+    assert found("How many wheels?", record("FaceDet", picture)) == ["FaceDet0"]
+    assert (
+        found("How many wheels?", record("Loc", ArgRecord("object", "wheel", None, "Text"))) == []
+    )
+    assert found("How many wheels?", record("Loc", ArgRecord("object", "dog", None, "Text"))) == [
+        "Loc0"
+    ]
