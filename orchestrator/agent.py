@@ -596,14 +596,10 @@ class AgentRun:
                 return wrong
         if not self.config.checks.tool_fit or not self.about:
             return None
-        tools = {
-            n: (t.spec.name, t.spec.output)
-            for t in self.planner.registry
-            for n in (t.spec.name, *t.spec.aliases)
-        }
         checks = self.config.checks
         follow_up = self.current is not None and self.current.kind is RoundKind.CONTINUE
-        misses = unfit(self.about, program_steps(program, tools), subjects=checks.fit_subjects,
+        steps = program_steps(program, self.planner.registry)
+        misses = unfit(self.about, steps, subjects=checks.fit_subjects,
                        synonyms=checks.fit_synonyms, queries=not follow_up)  # fmt: skip
         if not misses:
             return None

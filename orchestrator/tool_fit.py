@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox import Const
+from sandbox import Catalog, Const
 from sandbox.ir import value_names
 
 # words that name nothing a detector could find (question words, verbs of asking, the
@@ -217,16 +217,17 @@ def record_steps(records: Sequence[Any]) -> list[FitStep]:
     return out
 
 
-def program_steps(program: Any, tools: Mapping[str, tuple[str, str]]) -> list[FitStep]:
-    """:class:`FitStep` of a line program before it runs (``tools``: a tool's name or alias
-    → its name and output type); a program form without steps gives none."""
+def program_steps(program: Any, catalog: Catalog) -> list[FitStep]:
+    """:class:`FitStep` of a line program before it runs (``catalog``: the tools, looked up
+    by name or alias as the checker does); a program form without steps gives none."""
     out = []
     for s in getattr(program, "steps", ()):
         texts = tuple(
             t for a in s.args if isinstance(a.value, Const) for t in _strings(a.value.value)
         )
         deps = tuple(sorted(n for a in s.args for n in value_names(a.value)))
-        tool, output = tools.get(s.tool or "", (s.tool, ""))
+        sig = catalog.signature(s.tool) if s.tool else None
+        tool, output = (sig.name, sig.output) if sig is not None else (s.tool, "")
         out.append(FitStep(s.target, s.line, tool, texts, deps, output in _OBJECT_TYPES))
     return out
 

@@ -18,11 +18,7 @@ from sandbox import parse
 from tools import default_registry
 
 CHECKS = AgentChecks()
-TOOLS = {
-    n: (t.spec.name, t.spec.output)
-    for t in default_registry(plugins=False)
-    for n in (t.spec.name, *t.spec.aliases)
-}
+TOOLS = default_registry(plugins=False)
 
 
 def misses(instruction: str, program: str, **kw) -> list[str]:
