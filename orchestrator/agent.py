@@ -663,7 +663,8 @@ class AgentRun:
             return None
         form = get_form(self.form)
         try:
-            ours, theirs = form.parse(current.program), form.parse(example)
+            ours = current.result.program or form.parse(current.program)  # parsed to run
+            theirs = form.parse(example)
         except VisChainError:
             return None
         name = _result_step(ours)
