@@ -32,7 +32,7 @@ from sandbox import ErrorCode, LimitExceeded
 
 from .base import Tool, ToolContext
 from .errors import ModelError, ToolError
-from .gather import Entry, Gatherer, slices
+from .gather import Entry, Gatherer, GatherStats, slices
 from .video import expand_frames, gather_frames
 from .waiting import DEFAULT_MAX_WAIT_MS
 
@@ -161,9 +161,13 @@ class Batcher:
 
     def batches(self, tool_name: str) -> int:
         """How many batches a tool has run through its queue (for tests and benchmarks)."""
+        return self.stats(tool_name).batches
+
+    def stats(self, tool_name: str) -> GatherStats:
+        """A copy of a tool's queue statistics (zeros before its first call)."""
         with self._lock:
             q = self._queues.get(tool_name)
-        return 0 if q is None else q.stats.batches
+        return GatherStats() if q is None else replace(q.stats)
 
 
 _DEFAULT = Batcher()

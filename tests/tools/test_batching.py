@@ -66,6 +66,9 @@ def test_concurrent_callers_coalesce_into_one_batch() -> None:
     out = callers(batcher, tool, [["a"], ["b", "c"], ["d"]], max_batch=4)
     assert out == [["A"], ["B", "C"], ["D"]]
     assert tool.batches == [4]
+    stats = batcher.stats("Echo")
+    assert (stats.batches, stats.calls, stats.largest) == (1, 3, 3)  # entries (callers), not rows
+    assert batcher.stats("Nobody").batches == 0
 
 
 def test_batches_are_bounded_and_everyone_is_served() -> None:
