@@ -56,7 +56,6 @@ Algorithm (one :class:`AgentRun` holds a run's state):
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -64,11 +63,11 @@ from typing import TYPE_CHECKING, Any
 
 from programs import template
 from sandbox import ErrorCode, ProgramError, VisChainError
-from sandbox.ir import value_names
 from tools.backends.llm import LLMRequest
 from tools.errors import ToolErrorCode
 from tools.types import value_type
 
+from . import take_offered
 from .answer_kind import (
     AnswerKind,
     describe,
@@ -92,6 +91,7 @@ from .decisions import (
     program_cue,
 )
 from .errors import RunErrorCode
+from .follow_up_example import follow_up_example, wrong_kind_text
 from .forms import get_form
 from .observation import Observation, render
 from .planner import PlanningError, ResultCheck, fill
@@ -448,60 +448,12 @@ class AgentRun:
         return decision
 
     def should_take(self, stop: Stop | None) -> bool:
-        """Whether the loop returns the offered value itself (``agent.take_offered``): a
-        value of the kind asked for was computed and named, the round in hand has no
-        result of that kind, and either the loop would end in an error now or the planner
-        already declined such a value once (measured with Qwen2.5-Coder-0.5B on "Find the
-        saucer": it rewrote three times into a text answer instead of returning BOX0)."""
-        current = self.current
-        if not self.config.take_offered or self.taken or self.offered is None or current is None:
-            return False
-        if stop in (Stop.ACCEPTED, Stop.CONFIRMED, Stop.CAPABILITY):
-            return False
-        result = current.result
-        has_none = (
-            result is None
-            or result.error is not None
-            or any(i.check is Check.ANSWER_KIND for i in current.issues)
-        )
-        return has_none and (stop is not None or self.declined)
+        """Whether the loop returns the offered value itself (:mod:`.take_offered`)."""
+        return take_offered.should_take(self, stop)
 
     def take(self, stop: Stop | None) -> RunResult:
-        """A round of the loop's own that returns the offered value (a one-line follow-up
-        from the round that computed it, no LLM call, no tool call); the result carries a
-        warning that says so."""
-        current = self.current
-        assert current is not None and self.offered is not None
-        index, name = self.offered
-        if index == current.index:
-            values = current.result.values if current.result is not None else {}
-        else:
-            values = self.results[index - 1].values
-        known = {**values, **self.named}
-        why = f"the loop stopped ({stop})" if stop is not None else "the planner declined it"
-        self._decision_meta.update(action="ANSWER", value=name, round=index, by="loop", why=why)
-        self.close()
-        self.taken = True
-        self.start(RoundKind.CONTINUE, None, None)
-        program = get_form(self.form).returning(name)
-        assert self.current is not None
-        self.current.program = program
-        self.loop_warnings.append(
-            Issue(
-                Check.ANSWER_KIND,
-                f"the loop returned {name}, computed in round {index} and of the kind asked "
-                f"for ({describe(self.expected)}): {why}, and no program of the planner's "
-                "ended with one",
-                name,
-                key="taken",
-                fits=(name,),
-            ).to_dict()
-        )
-        # returning a computed value runs no tool: the run's deadline does not stop it
-        result = self.orch.run_program(program, self.named, self.trace, form=self.form,
-                                       known=known)  # fmt: skip
-        result.values = {**known, **result.values}
-        return result
+        """A round of the loop's own that returns the offered value (:mod:`.take_offered`)."""
+        return take_offered.take(self, stop)
 
     def follow(self, decision: Decision) -> RunResult:
         """The next round: a follow-up (CONTINUE, or ``ANSWER NAME``: a one-line follow-up
@@ -634,64 +586,29 @@ class AgentRun:
 
     def wrong_kind_text(self) -> str:
         """What the decision prompt says of a result of the wrong kind: the kind needed,
-        and the most similar example program that gives it."""
-        kind = describe(self.expected)
-        text = fill(template("decision_wrong_kind"), kind=kind)
+        the most similar example program that gives it and, when it can be, that example's
+        last step as a follow-up from the round's result (:mod:`.follow_up_example`)."""
         example = self.planner.nearest_example(self.instruction, self.form, self.shows_kind)
+        follow = None
         if example is not None:
-            program = "".join(f"#   {line}\n" for line in example.text.splitlines())
-            text += fill(template("decision_kind_example"), kind=kind,
-                         instruction=example.instruction, program=program.rstrip("\n"))  # fmt: skip
             follow = self.follow_up_example(example.text)
             self.follow_up_shown = follow is not None
-            if follow is not None:
-                name, lines = follow
-                shown = "".join(f"#   {line}\n" for line in lines)
-                text += fill(template("decision_kind_follow_up"), kind=kind, name=name,
-                             program=shown.rstrip("\n"))  # fmt: skip
-        return text
+        return wrong_kind_text(self.expected, example, follow)
 
     def follow_up_example(self, example: str) -> tuple[str, list[str]] | None:
-        """The example's last step as a follow-up from the round's result (name, lines):
-        when that step makes the kind asked for from a value of the result's type (an
-        Emoji from the faces found, a Count of the boxes), it is shown reading the result
-        instead (``IMAGE0=Emoji(image=IMAGE, object=OBJ1, emoji='smiling_face')``), so a
-        CONTINUE can finish what the round computed. None when it cannot be (a program
-        form without lines, a step that reads other computed values)."""
+        """The example's last step as a follow-up from the round's result (name, lines;
+        :func:`.follow_up_example.follow_up_example`), None when it cannot be."""
         current = self.current
         if current is None or current.result is None or not current.program:
             return None
-        form = get_form(self.form)
-        try:
-            ours = current.result.program or form.parse(current.program)  # parsed to run
-            theirs = form.parse(example)
-        except VisChainError:
-            return None
-        name = _result_step(ours)
-        if name is None or name not in current.result.values:
-            return None
-        wanted = value_type(current.result.values[name])
-        final = _result_step(theirs)
-        steps = {s.target: s for s in getattr(theirs, "steps", ())}
-        step = steps.get(final or "")
-        if step is None or step.tool is None or step.tool not in self.planner.registry:
-            return None
-        swap: dict[str, str] = {}
-        for ref in {n for a in step.args for n in value_names(a.value)}:
-            source = steps.get(ref)
-            if source is None:  # an input of the example: the run's first input
-                swap[ref] = self.inputs[0]
-            elif source.tool in self.planner.registry and (
-                self.planner.registry.get(source.tool).spec.output == wanted
-            ):
-                swap[ref] = name
-            else:
-                return None
-        if name not in swap.values():
-            return None
-        line = re.sub(r"\b[A-Za-z_]\w*\b", lambda m: swap.get(m.group(0), m.group(0)),
-                      step.text.strip())  # fmt: skip
-        return name, [line, form.returning(step.target).strip()]
+        return follow_up_example(
+            example,
+            current.program,
+            current.result,
+            form=get_form(self.form),
+            registry=self.planner.registry,
+            first_input=self.inputs[0],
+        )
 
     def failed(self) -> dict[str, tuple[int, str, int]]:
         """The programs of earlier rounds that failed or had findings: program → (round,
@@ -941,20 +858,6 @@ class AgentRun:
     @staticmethod
     def _signature(issues: list[Issue]) -> list[tuple[str, str]]:
         return sorted(i.signature for i in issues)
-
-
-def _result_step(program: Any) -> str | None:
-    """The step whose value a line program returns (through ``RESULT=X`` aliases)."""
-    steps = {s.target: s for s in getattr(program, "steps", ())}
-    name = getattr(program, "result_name", None)
-    seen: set[str] = set()
-    while name in steps and steps[name].tool is None and name not in seen:
-        seen.add(name)
-        refs = [n for a in steps[name].args for n in value_names(a.value)]
-        if len(refs) != 1:
-            break
-        name = refs[0]
-    return name if name in steps and steps[name].tool is not None else None
 
 
 def _same(a: Any, b: Any) -> bool:

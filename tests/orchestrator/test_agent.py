@@ -669,7 +669,3 @@ def test_an_edit_that_stops_at_objects_is_shown_the_step_that_finishes_it(agent)
     # the program after CONTINUE is cued as a follow-up (the 0.5B otherwise wrote the
     # round's program again, its Select repeated)
     assert llm.prompts[2].endswith("CONTINUE\n# Only the follow-up's own steps:\nProgram:\n")
-    # the example's step must read only inputs and a value of the result's type
-    run = AgentRun(orch, "Tag the red square", {"IMAGE": to_image(picture())}, Trace(),
-                   voting=1, form=None)  # fmt: skip
-    assert run.follow_up_example("IMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0") is None
