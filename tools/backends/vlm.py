@@ -29,6 +29,7 @@ from ..settings import ModelSpec
 from ..types import Image, Point, PointList
 from .base import Placement, token_budgets
 from .hf import HFBackend, redraw, seeded
+from .numbers import NumberVocab, numbers_only
 from .threads import on_model_thread
 
 log = logging.getLogger("vischain.models")
@@ -173,13 +174,15 @@ class _Row:
     """One generation prepared on the caller's thread: the picture, its token budget, its
     prompt's token ids without padding, the other per-token inputs the processor made for
     it (e.g. Molmo2's ``mm_token_type_ids``), and its pixels when the processor gives one
-    row of them per picture (LLaVA's ``pixel_values``)."""
+    row of them per picture (LLaVA's ``pixel_values``), and whether it must write a number
+    (:mod:`tools.backends.numbers`)."""
 
     image: Image
     budget: int
     ids: torch.Tensor  # [L] long
     tokens: dict[str, torch.Tensor]  # name -> [L]
     pixels: torch.Tensor | None
+    number: bool = False
 
 
 @functools.cache
@@ -209,6 +212,8 @@ class _HFVisionLM(HFBackend):
     model_class: ClassVar[str] = ""
     default_model: ClassVar[str] = ""
     supports_pointing: ClassVar[bool] = False
+    # answer(..., numbers=...) makes the rows asked for a count write digits only
+    answers_numbers: ClassVar[bool] = True
     batch_methods: ClassVar[Mapping[str, int]] = {
         "answer": 1,
         "caption": 1,
@@ -227,6 +232,7 @@ class _HFVisionLM(HFBackend):
         # one per prompt length; the attention mask hides the padding.
         self.length_bucket = int(spec.options.get("length_bucket", LENGTH_BUCKET))
         self.max_rows = int(spec.options.get("max_batch", MAX_ROWS))
+        self._number_vocab: NumberVocab | None = None
 
     # --- prompts -----------------------------------------------------------------------------
 
@@ -253,14 +259,20 @@ class _HFVisionLM(HFBackend):
     # --- generation --------------------------------------------------------------------------
 
     def answer(
-        self, requests: Sequence[tuple[Image, str]], *, max_new_tokens: int | Sequence[int] = 32
+        self,
+        requests: Sequence[tuple[Image, str]],
+        *,
+        max_new_tokens: int | Sequence[int] = 32,
+        numbers: Sequence[bool] | None = None,
     ) -> list[str]:
         """Short answers to (image, question) pairs, one batched greedy generation
-        (``max_new_tokens``: one budget for all, or one per pair)."""
+        (``max_new_tokens``: one budget for all, or one per pair; ``numbers``: per pair,
+        whether its answer must be a number — its decoding is then constrained to digits)."""
         return self.generate(
             [image for image, _ in requests],
             [self.question_prompt(question) for _, question in requests],
             max_new_tokens=max_new_tokens,
+            numbers=numbers,
         )
 
     def caption(self, images: Sequence[Image], *, max_new_tokens: int = 48) -> list[str]:
@@ -275,10 +287,12 @@ class _HFVisionLM(HFBackend):
         texts: Sequence[str],
         *,
         max_new_tokens: int | Sequence[int],
+        numbers: Sequence[bool] | None = None,
     ) -> list[str]:
         """Greedy completions of the chat prompts for (image, text) pairs: only the new
         tokens, decoded without special tokens and stripped. ``max_new_tokens`` is one
-        budget or one per pair; a row stops at its end token or its own budget.
+        budget or one per pair; a row stops at its end token or its own budget. A pair
+        whose ``numbers`` entry is true writes a number (digits, perhaps a decimal part).
 
         The prompts are built here, on the caller's thread; the generation runs in the
         model's ``generate`` lane, in one batch with the other callers' rows (Vqa,
@@ -286,14 +300,19 @@ class _HFVisionLM(HFBackend):
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images but {len(texts)} prompts")
         budgets = token_budgets(max_new_tokens, len(images))
+        wants = [False] * len(images) if numbers is None else [bool(n) for n in numbers]
+        if len(wants) != len(images):
+            raise ValueError(f"{len(wants)} number flags for {len(images)} prompts")
         if not images:
             return []
         prompts = [self.chat_prompt(t) for t in texts]
-        rows = functools.partial(self._prepare, list(images), prompts, budgets)
+        rows = functools.partial(self._prepare, list(images), prompts, budgets, wants)
         lanes = self.lanes
         return list(lanes.after("generate", self._generate_rows, rows, max_batch=self.max_rows))
 
-    def _prepare(self, images: list[Image], prompts: list[str], budgets: list[int]) -> list[_Row]:
+    def _prepare(
+        self, images: list[Image], prompts: list[str], budgets: list[int], numbers: list[bool]
+    ) -> list[_Row]:
         """Tokenise the prompts and preprocess the pictures (the processor's CPU work), one
         row per pair, unpadded: the batch pads them again with whatever rows it holds."""
         try:
@@ -320,8 +339,9 @@ class _HFVisionLM(HFBackend):
                 inputs["input_ids"][i][mask[i]],
                 {key: inputs[key][i][mask[i]] for key in per_token},
                 None if pixels is None else pixels[i],
+                number,
             )
-            for i, (image, budget) in enumerate(zip(images, budgets, strict=True))
+            for i, (image, budget, number) in enumerate(zip(images, budgets, numbers, strict=True))
         ]
 
     def _batch_inputs(self, rows: list[_Row], pad: int) -> dict[str, torch.Tensor]:
@@ -346,7 +366,7 @@ class _HFVisionLM(HFBackend):
     def _generate_rows(self, rows: list[_Row]) -> list[str]:
         """One left-padded greedy ``generate`` over prepared rows; each row stops at an end
         token or at its own budget, the batch when every row has."""
-        from transformers import GenerationConfig, StoppingCriteriaList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         eos = self.model.generation_config.eos_token_id
         pad = self.tokenizer.pad_token_id
@@ -369,11 +389,16 @@ class _HFVisionLM(HFBackend):
                 stops = StoppingCriteriaList()
                 if min(budgets) < max(budgets):
                     stops.append(_row_budgets_class()(prompt_length, budgets, self.device))
+                processors = LogitsProcessorList()
+                counted = [i for i, row in enumerate(rows) if row.number]
+                if counted:
+                    processors.append(numbers_only(self.number_vocab(), counted, prompt_length))
                 output = self.model.generate(
                     **inputs,
                     mm_encoder_outputs={"image": features},
                     generation_config=config,
                     stopping_criteria=stops,
+                    logits_processor=processors,
                 )
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ModelError(f"{self.spec.label()} failed: {type(exc).__name__}: {exc}") from exc
@@ -384,6 +409,14 @@ class _HFVisionLM(HFBackend):
         self.stats["generate_calls"] += 1
         texts_out = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return [t.strip() for t in texts_out]
+
+    def number_vocab(self) -> NumberVocab:
+        """The tokens a number is written with (found once, on first use)."""
+        if self._number_vocab is None:
+            eos = self.model.generation_config.eos_token_id
+            ends = [eos] if isinstance(eos, int) else list(eos or [])
+            self._number_vocab = NumberVocab.of(self.tokenizer, ends)
+        return self._number_vocab
 
     @staticmethod
     def _lengths(

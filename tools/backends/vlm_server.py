@@ -36,6 +36,7 @@ from ..types import Image
 from .base import Backend, Located, Placement, is_loopback, token_budgets
 from .llm import LLMRequest
 from .llm_openai import sampling_body
+from .numbers import NUMBER_GRAMMAR
 
 log = logging.getLogger("vischain.models")
 
@@ -63,6 +64,8 @@ class OpenAIVisionBackend(Backend):
 
     family = "openai_vlm"
     supports_pointing: ClassVar[bool] = False
+    # answer(..., numbers=...): a count's reply is constrained by a grammar of digits
+    answers_numbers: ClassVar[bool] = True
     batch_methods: ClassVar[Mapping[str, int]] = {"answer": 1, "caption": 1}
 
     def __init__(
@@ -149,14 +152,23 @@ class OpenAIVisionBackend(Backend):
     # --- requests ----------------------------------------------------------------------------
 
     def answer(
-        self, requests: Sequence[tuple[Image, str]], *, max_new_tokens: int | Sequence[int] = 32
+        self,
+        requests: Sequence[tuple[Image, str]],
+        *,
+        max_new_tokens: int | Sequence[int] = 32,
+        numbers: Sequence[bool] | None = None,
     ) -> list[str]:
-        """Short answers to (image, question) pairs, sent concurrently."""
+        """Short answers to (image, question) pairs, sent concurrently; a pair whose
+        ``numbers`` entry is true is answered under a grammar of numbers
+        (:data:`~tools.backends.numbers.NUMBER_GRAMMAR`, vLLM's ``structured_outputs``)."""
         prompts = [
             f"{q.strip()}\n{self.answer_suffix}" if self.answer_suffix else q.strip()
             for _, q in requests
         ]
-        return self.chat([image for image, _ in requests], prompts, max_new_tokens=max_new_tokens)
+        return self.chat(
+            [image for image, _ in requests], prompts, max_new_tokens=max_new_tokens,
+            grammars=None if numbers is None else [NUMBER_GRAMMAR if n else None for n in numbers],
+        )  # fmt: skip
 
     def caption(self, images: Sequence[Image], *, max_new_tokens: int = 48) -> list[str]:
         """A one-sentence caption per image, sent concurrently."""
@@ -165,17 +177,28 @@ class OpenAIVisionBackend(Backend):
         )
 
     def chat(
-        self, images: Sequence[Image], texts: Sequence[str], *, max_new_tokens: int | Sequence[int]
+        self,
+        images: Sequence[Image],
+        texts: Sequence[str],
+        *,
+        max_new_tokens: int | Sequence[int],
+        grammars: Sequence[str | None] | None = None,
     ) -> list[str]:
         """The model's reply to each (image, text) user turn, stripped, in order
-        (``max_new_tokens``: one budget for all, or one per turn)."""
+        (``max_new_tokens``: one budget for all, or one per turn; ``grammars``: per turn,
+        GBNF that constrains its reply, or None)."""
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images but {len(texts)} prompts")
         budgets = token_budgets(max_new_tokens, len(images))
+        grammars = [None] * len(images) if grammars is None else list(grammars)
+        if len(grammars) != len(images):
+            raise ValueError(f"{len(grammars)} grammars for {len(images)} prompts")
         urls = [self._data_url(image) for image in images]
         futures = [  # greedy: answers, not samples
-            self._executor.submit(self._complete, url, text, LLMRequest(max_tokens=budget))
-            for url, text, budget in zip(urls, texts, budgets, strict=True)
+            self._executor.submit(
+                self._complete, url, text, LLMRequest(max_tokens=budget, grammar=grammar)
+            )
+            for url, text, budget, grammar in zip(urls, texts, budgets, grammars, strict=True)
         ]
         return [f.result() for f in futures]
 

@@ -31,7 +31,13 @@ def answer_budget(ctx: ToolContext, tool: str, question: str) -> int:
 
 class Vqa(BatchTool):
     """Answer a question about an image with a short answer. Yes/no answers come back as
-    'yes'/'no' and counts as digits, ready for Eval."""
+    'yes'/'no' and counts as digits, ready for Eval.
+
+    A question that asks for a number ("How many...", see
+    :func:`sandbox.answers.question_kind`) is answered under a constraint to digits when
+    the model's backend can decode so (``answers_numbers``: the transformers VLMs mask
+    every other token, a server gets a grammar), so a count is a number whatever the model
+    would have written; option ``number_answers: false`` leaves such answers free."""
 
     name = "Vqa"
     aliases = ("Ask", "Query", "SimpleQuery")
@@ -49,7 +55,12 @@ class Vqa(BatchTool):
         vlm = ctx.model("vlm")
         ctx.note(model=vlm.spec.label(), device=vlm.device)
         budgets = [answer_budget(ctx, self.name, c["question"]) for c in calls]
-        raw = vlm.answer([(c["image"], c["question"]) for c in calls], max_new_tokens=budgets)
+        requests = [(c["image"], c["question"]) for c in calls]
+        if getattr(vlm, "answers_numbers", False) and ctx.option(self.name, "number_answers", True):
+            numbers = [question_kind(c["question"]) is QuestionKind.NUMBER for c in calls]
+            raw = vlm.answer(requests, max_new_tokens=budgets, numbers=numbers)
+        else:
+            raw = vlm.answer(requests, max_new_tokens=budgets)
         ctx.note(raw_answers=raw)
         return [short_answer(text, c["question"]) for text, c in zip(raw, calls, strict=True)]
 

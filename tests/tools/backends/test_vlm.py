@@ -4,6 +4,7 @@ the pure Molmo pointing parser on hand-written answers."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -279,6 +280,50 @@ def test_from_objects(cls: type, loaded: dict[str, object]) -> None:
     assert wrapped.device == "cpu" and wrapped.dtype == torch.float32
     requests = list(zip(IMAGES[:2], QUESTIONS[:2], strict=True))
     assert wrapped.answer(requests, max_new_tokens=5) == source.answer(requests, max_new_tokens=5)
+
+
+NUMBER = re.compile(r"\d+(\.\d+)?")
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_rows_asked_for_a_number_write_digits(cls: type, loaded: dict[str, object]) -> None:
+    """Random weights write noise; rows flagged as numbers are decoded under the digits
+    constraint and write one (perhaps cut at the budget), in the batch as alone; the other
+    rows are what they are without any flag."""
+    backend = loaded[cls.family]
+    requests = list(zip(IMAGES, QUESTIONS, strict=True))
+    free = backend.answer(requests, max_new_tokens=10)
+    assert not any(NUMBER.fullmatch(a) for a in free)  # what the constraint changes
+    flags = [False, True, True]
+    answers = backend.answer(requests, max_new_tokens=10, numbers=flags)
+    assert answers[0] == free[0]
+    assert all(NUMBER.fullmatch(a.rstrip(".")) for a in answers[1:]), answers
+    alone = [
+        backend.answer([r], max_new_tokens=10, numbers=[f])[0]
+        for r, f in zip(requests, flags, strict=True)
+    ]
+    assert alone == answers
+    with pytest.raises(ValueError, match="number flags"):
+        backend.answer(requests, max_new_tokens=4, numbers=[True])
+
+
+def test_number_vocab_allows_only_a_number_then_the_end(loaded: dict[str, object]) -> None:
+    backend = loaded["llava"]
+    vocab = backend.number_vocab()
+    ends = set(vocab.ends)
+    assert ends == {backend.model.generation_config.eos_token_id}
+    texts = set(vocab.texts.values())
+    assert {str(d) for d in range(10)} <= texts and "." in texts
+    assert all(NUMBER.fullmatch(t.strip()) or t.strip() in ("", ".") for t in texts)
+
+    def texts_after(written: str) -> set[str]:
+        return {vocab.texts.get(i, "<end>") for i in vocab.allowed(written)}
+
+    assert "<end>" not in texts_after("") and "." not in texts_after("") and " " in texts_after("")
+    assert {"<end>", ".", "7"} <= texts_after("12") and " " not in texts_after("12")
+    assert "<end>" not in texts_after("12.") and "." not in texts_after("12.")
+    assert "." not in texts_after("1.5") and "<end>" in texts_after("1.5")
+    assert vocab.written([vocab.ends[0]]) is None
 
 
 def test_invalid_requests(loaded: dict[str, object]) -> None:

@@ -9,6 +9,7 @@ tests fail rather than skip. One server per module (start-up takes 30-80 s here)
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -150,6 +151,17 @@ def test_answer_and_caption_return_strings(vlm: OpenAIVisionBackend) -> None:
     captions = vlm.caption(IMAGES[:2], max_new_tokens=6)
     assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
     assert vlm.answer([], max_new_tokens=4) == []
+
+
+def test_counts_are_answered_under_the_number_grammar(vlm: OpenAIVisionBackend) -> None:
+    """Random weights write noise; a pair flagged as a number is answered under the grammar
+    of numbers (vLLM's structured outputs) and is digits; the others are as unflagged."""
+    requests = list(zip(IMAGES[:3], QUESTIONS[:3], strict=True))
+    free = vlm.answer(requests, max_new_tokens=6)
+    assert not any(re.fullmatch(r"\d+(\.\d+)?", a) for a in free)
+    answers = vlm.answer(requests, max_new_tokens=6, numbers=[False, True, True])
+    assert answers[0] == free[0]
+    assert all(re.fullmatch(r"\d+(\.\d*)?", a) for a in answers[1:]), answers
 
 
 def test_the_image_reaches_the_model_as_its_image_tokens(

@@ -9,6 +9,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from orchestrator import Config, Orchestrator
+from sandbox import as_number
 from tests.support.scripted_llm import ScriptedLLM
 from tests.support.vision_doubles import DecisiveClip, FixedPointer
 from tools import Box, Image, ObjectList, PointList
@@ -47,11 +48,13 @@ def test_vqa_budgets_tokens_by_the_kind_of_answer(tiny: Orchestrator, monkeypatc
     budget; all in one batch, each row stopping at its own budget."""
     vlm = tiny.pool.get("vlm")
     seen: list[list[int]] = []
+    flags: list[list[bool]] = []
     answer = vlm.answer
 
-    def spy(requests, *, max_new_tokens):
+    def spy(requests, *, max_new_tokens, numbers):
         seen.append(list(max_new_tokens))
-        return answer(requests, max_new_tokens=max_new_tokens)
+        flags.append(list(numbers))
+        return answer(requests, max_new_tokens=max_new_tokens, numbers=numbers)
 
     monkeypatch.setattr(vlm, "answer", spy)
     questions = ["Is the saucer white?", "How many spoons lie here?", "What colour is the rim?",
@@ -60,7 +63,33 @@ def test_vqa_budgets_tokens_by_the_kind_of_answer(tiny: Orchestrator, monkeypatc
     result = tiny.execute(program + "\nRESULT=A0", image="sample:coffee")
     assert result.ok, result.error
     assert seen == [[8, 10, 16, 24]]
+    assert flags == [[False, True, False, False]]  # only the count is decoded as digits
     assert all(isinstance(result.values[f"A{i}"], str) for i in range(4))
+    assert as_number(result.values["A1"]) is not None
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+def test_vqa_counts_are_numbers_that_eval_adds(
+    tiny: Orchestrator, monkeypatch: pytest.MonkeyPatch, constrained: bool
+) -> None:
+    """A count asked of the random tiny VLM comes back as digits (its free answer is noise),
+    so Eval adds two counts into a number; ``number_answers: false`` leaves them free."""
+    monkeypatch.setitem(tiny.config.tools, "Vqa", {"number_answers": constrained})
+    where = "" if constrained else " here"  # other questions: no memo hit across the cases
+    program = f"""\
+ANSWER0=Vqa(image=LEFT, question='How many wheels are in the left image{where}?')
+ANSWER1=Vqa(image=RIGHT, question='How many wheels are in the right image{where}?')
+ANSWER2=Eval('{{ANSWER0}} + {{ANSWER1}}')
+RESULT=ANSWER2
+"""
+    result = tiny.execute(program, images=coffee_pair())
+    assert result.ok, result.error
+    counts = [as_number(result.values[f"ANSWER{i}"]) for i in range(2)]
+    if constrained:
+        assert None not in counts
+        assert result.output == counts[0] + counts[1]
+    else:
+        assert counts == [None, None] and isinstance(result.output, str)
 
 
 def test_tagging_seed_program_with_real_faces(tiny: Orchestrator, provide) -> None:

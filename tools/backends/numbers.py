@@ -1,0 +1,120 @@
+"""Number-constrained decoding for transformers' ``generate``: a row asked for a count writes
+digits and nothing else.
+
+A question such as "How many wheels are there?" wants a number; a model free to write
+anything may answer "several", "There are 2 cups." or, with random weights, noise. For such
+a row the logits of every token that cannot continue a number are masked at each step, so
+greedy decoding picks the most likely way to write one (as a grammar does for a served
+model: :data:`NUMBER_GRAMMAR`). The language of a row is::
+
+    " "? [0-9]+ ("." [0-9]+)?     then the end token
+
+— an optional leading space token (tokenizers that write " 2" as a space then a digit),
+digits, and an optional decimal part; the end token is allowed once a whole number is
+written, so a row stops at its end token or at its token budget (a number cut at the budget
+is still digits). The tokens that may appear are found once per tokenizer
+(:meth:`NumberVocab.of`): those whose text is made of digits, a point or one space.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+# GBNF of the same language, for servers that take a grammar (vLLM's structured outputs)
+NUMBER_GRAMMAR = 'root ::= [0-9]+ ("." [0-9]+)?\n'
+
+_PREFIX = re.compile(r" ?(\d+(\.\d*)?)?")  # what a row may have written so far
+_WHOLE = re.compile(r" ?\d+(\.\d+)?")  # what a row may end with
+_PIECE = re.compile(r" |[\d.]+| [\d.]+")  # a token's text that can be part of a number
+
+
+@dataclass
+class NumberVocab:
+    """The tokens a number is written with (id → the text it adds) and the end tokens;
+    :meth:`allowed` is memoised per text written so far."""
+
+    texts: dict[int, str]
+    ends: tuple[int, ...]
+    _allowed: dict[str, list[int]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, tokenizer: Any, ends: Iterable[int]) -> NumberVocab:
+        """The number tokens of ``tokenizer`` (special tokens excluded); ``ends``: the end
+        tokens that finish a row."""
+        special = set(getattr(tokenizer, "all_special_ids", None) or ())
+        raw = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        texts: dict[int, str] = {}
+        for i, token in enumerate(raw):
+            if i in special or token is None:
+                continue
+            # a cheap filter before decoding: a digit or a point, or a marker of a space
+            if not any(c.isdigit() or c == "." for c in token) and len(token) > 2:
+                continue
+            text = tokenizer.decode([i], clean_up_tokenization_spaces=False)
+            if text and _PIECE.fullmatch(text):
+                texts[i] = text
+        return cls(texts, tuple(e for e in ends if e is not None))
+
+    def written(self, tokens: Sequence[int]) -> str | None:
+        """The text a row's new tokens wrote, or None once it wrote anything else (its end
+        token: the row is finished)."""
+        parts = []
+        for t in tokens:
+            text = self.texts.get(int(t))
+            if text is None:
+                return None
+            parts.append(text)
+        return "".join(parts)
+
+    def allowed(self, written: str) -> list[int]:
+        """The tokens that may follow ``written``: those that keep it a number's prefix,
+        and the end tokens once it is a whole number."""
+        found = self._allowed.get(written)
+        if found is None:
+            found = [i for i, text in self.texts.items() if _PREFIX.fullmatch(written + text)]
+            if _WHOLE.fullmatch(written):
+                found += list(self.ends)
+            self._allowed[written] = found
+        return found
+
+
+@functools.cache
+def _processor_class() -> type:
+    from transformers import LogitsProcessor
+
+    class NumbersOnly(LogitsProcessor):
+        """Masks, in the rows ``rows`` of a batch, every token that cannot continue a number
+        (see the module's docstring); the other rows are left as they are."""
+
+        def __init__(self, vocab: NumberVocab, rows: Sequence[int], prompt_length: int) -> None:
+            self.vocab = vocab
+            self.rows = list(rows)
+            self.prompt_length = prompt_length
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            for row in self.rows:
+                written = self.vocab.written(input_ids[row, self.prompt_length :].tolist())
+                if written is None:
+                    continue  # finished: generate pads it from now on
+                keep = torch.tensor(self.vocab.allowed(written), dtype=torch.long)
+                masked = torch.full_like(scores[row], float("-inf"))
+                masked[keep.to(scores.device)] = scores[row, keep.to(scores.device)]
+                scores[row] = masked
+            return scores
+
+    return NumbersOnly
+
+
+def numbers_only(vocab: NumberVocab, rows: Sequence[int], prompt_length: int) -> Any:
+    """A transformers ``LogitsProcessor`` that makes the rows ``rows`` of a batch (whose
+    prompts are ``prompt_length`` tokens, padding included) write a number."""
+    return _processor_class()(vocab, rows, prompt_length)
+
+
+__all__ = ["NUMBER_GRAMMAR", "NumberVocab", "numbers_only"]
