@@ -39,7 +39,8 @@ Algorithm (one :class:`AgentRun` holds a run's state):
    simply be so), is accepted: the
    re-phrased round confirmed it. Otherwise stop at a capability error, when the same
    findings come back (compared without the program's names and lines; for a program
-   that never checked, its errors' text), at ``max_rounds``,
+   that never checked, its errors' text), when a follow-up's planner ends on an earlier
+   round's program again (refused, so nothing ran: it would fail the same way), at ``max_rounds``,
    ``max_tool_calls`` or ``max_seconds`` — or when less time is left than the slowest LLM
    call so far took, so no generation outlives the run's budget: the best round's result
    is returned with a typed ``agent-limit`` error saying why — unless it computed a result
@@ -94,7 +95,7 @@ from .errors import RunErrorCode
 from .follow_up_example import follow_up_example, wrong_kind_text
 from .forms import get_form
 from .observation import Observation, render
-from .planner import PlanningError, ResultCheck, fill
+from .planner import PlanningError, ResultCheck, fill, normal_source
 from .render import summarize
 from .rounds import Round, RoundKind
 from .tool_fit import content, named, program_steps, unfit
@@ -193,6 +194,7 @@ class AgentRun:
         self.taken = False
         self.loop_warnings: list[dict[str, Any]] = []
         self.follow_up_shown = False  # the last decision prompt showed a follow-up example
+        self.repeated: int | None = None  # the round whose program the planner wrote again
 
     # --- main loop -----------------------------------------------------------------------
 
@@ -327,6 +329,10 @@ class AgentRun:
             names=content(self.instruction),
             queries=current.kind is not RoundKind.CONTINUE,
         )
+        again = self.repeat_of(result)
+        if again is not None:
+            self.repeated = again
+            return Stop.REPEATED
         offered = [
             n for i in current.issues if i.check is Check.ANSWER_KIND for n in i.fits
             if not n.startswith("_") and n in result.values
@@ -363,6 +369,28 @@ class AgentRun:
             count_tokens=self.llm.count_tokens,
         )
         return None
+
+    def repeat_of(self, result: RunResult) -> int | None:
+        """The earlier round whose program this round's planner wrote again (the same text
+        up to blank space), when it ended on that copy: the copy was refused — it would
+        run as that round ran and fail the same way — so nothing ran, and another round
+        would be asked what this one was (measured with Qwen2.5-Coder-0.5B on "How many
+        wheels are there in the two pictures together?": rounds 2 and 3 both wrote round
+        1's program, twice each, after being told it was round 1's program again)."""
+        current = self.current
+        assert current is not None
+        if (
+            current.kind is RoundKind.PLAN
+            or result.program is not None
+            or not isinstance(result.error, PlanningError)
+            or not current.program
+        ):
+            return None
+        mine = normal_source(current.program)
+        return next(
+            (r.index for r in self.rounds if r.program and normal_source(r.program) == mine),
+            None,
+        )
 
     def decide(self) -> Decision | None:
         """Ask the LLM what to do: the keyword alone, under the decision grammar, a few
@@ -787,8 +815,12 @@ class AgentRun:
 
     def limit_error(self, stop: Stop, chosen: int) -> VisChainError:
         rnd = self.rounds[chosen]
+        again = self.repeated
         why = {
-            Stop.REPEATED: "the same problems came back",
+            Stop.REPEATED: f"the planner wrote round {again}'s program again (refused: it "
+            "would fail the same way)"
+            if again
+            else "the same problems came back",
             Stop.MAX_ROUNDS: f"max_rounds ({self.config.max_rounds}) was reached",
             Stop.MAX_TOOL_CALLS: f"max_tool_calls ({self.config.max_tool_calls}) was reached",
             Stop.MAX_SECONDS: f"max_seconds ({self.config.max_seconds:g}) was reached, or "

@@ -501,7 +501,7 @@ class Planner:
         runnable: tuple[Attempt, Parsed] | None = None  # the last that failed result_check only
         current = first
         seen: list[list[dict[str, Any]]] = []
-        tried = {_normal(source): why for source, why in (avoid or {}).items()}
+        tried = {normal_source(source): why for source, why in (avoid or {}).items()}
         fixed_from: set[str] = set()  # programs already written by applying fix-its
         repairs = 0
         while True:
@@ -513,23 +513,23 @@ class Planner:
                     else None
                 )
                 if wrong is not None:  # it runs; only its result's type is refused
-                    if _normal(current.program) not in tried:
+                    if normal_source(current.program) not in tried:
                         runnable = (current, program)
                     program, errors = None, [wrong]
             except CapabilityError as exc:
                 current.errors = [exc.to_dict()]
                 return Plan(current.program, None, attempts, exc, form=spec.name)
-            again = tried.get(_normal(current.program)) if program is not None else None
+            again = tried.get(normal_source(current.program)) if program is not None else None
             if again is not None:  # a program that was tried already: not again
                 program, errors = None, [again]
             current.errors = [e.to_dict() for e in errors]
             if program is not None:
                 return Plan(current.program, program, attempts, form=spec.name)
             fixed = apply_fixes(current.program, errors)
-            if fixed is not None and _normal(fixed) not in fixed_from:
+            if fixed is not None and normal_source(fixed) not in fixed_from:
                 # the checker knows the one name meant: try that first, no LLM call (a
                 # small model tends to copy its program unchanged into a repair)
-                fixed_from.add(_normal(fixed))
+                fixed_from.add(normal_source(fixed))
                 current = self._fixed(current, fixed)
                 attempts.append(current)
                 continue
@@ -565,7 +565,7 @@ class Planner:
         return Plan(current.program or None, None, attempts, error, form=spec.name)
 
 
-def _normal(source: str) -> str:
+def normal_source(source: str) -> str:
     """A program's text without the blank space that does not change it."""
     return "\n".join(line.strip() for line in source.strip().splitlines() if line.strip())
 

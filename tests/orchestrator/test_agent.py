@@ -239,6 +239,23 @@ def test_repeated_findings_stop_early_even_under_other_names(agent) -> None:
     assert len(result.rounds) == 2 and result.trace.meta["stop"] == "repeated"
 
 
+def test_a_rewrite_that_ends_on_an_earlier_program_stops_the_loop(agent) -> None:
+    """The planner told that its rewrite is round 1's program again writes it again (up to
+    blank space): nothing ran, and a third round would be asked the same; the loop stops
+    after round 2 with round 1's result and an error saying why."""
+    copy = COUNT_RED.replace("\n", "  \n")
+    outputs = [COUNT_RED, "REWRITE", COUNT_RED, copy, "N0=Count(object=OBJ0)\nRESULT=N0\n"]
+    orch, llm = agent([*outputs, "REWRITE", COUNT_RED, COUNT_RED], max_rounds=5, static_kind=False)
+    result = orch.run("Is there a red square?", image=picture())
+    assert result.error.code == RunErrorCode.AGENT_LIMIT
+    assert "the planner wrote round 1's program again" in result.error.message
+    assert "answer-kind: the instruction asks for a yes/no answer" in result.error.message
+    assert result.output == 1 and result.rounds[0].accepted  # round 1's result is returned
+    assert len(result.rounds) == 2 and result.trace.meta["stop"] == "repeated"
+    assert result.rounds[1].error["code"] == "planning" and CALLS == {"red": 1}
+    assert len(llm.prompts) == 4
+
+
 def test_an_empty_detection_that_is_only_counted_is_the_answer(agent) -> None:
     """'How many purple squares?' on a picture with none: 0 is the answer, not a failure;
     'Is there one?' counted and compared: 'no'. One round, no decision asked."""
