@@ -10,7 +10,10 @@ finding recorded in the trace.
   once per run, see :mod:`orchestrator.answer_kind`) — unless it is a VLM's or LLM's reply
   to a question of that kind (the program asked the right thing; the reply is the model's);
   the finding names the values already computed that are of the right kind
-  (:attr:`Issue.fits`), which a decision can return as they are (``ANSWER NAME``);
+  (:attr:`Issue.fits`), which a decision can return as they are (``ANSWER NAME``), and the
+  models' replies the result was computed from that are not of the kind their question
+  asked for (an Eval adding two Vqa replies to "How many...?" that are words, not numbers:
+  the model's answers are what went wrong, and a re-planned program would ask the same);
 - ``tool-fit``: a detection the result depends on finds nothing the instruction names
   (``FaceDet`` → ``Count`` for "how many wheels?", ``Seg`` of every region, a ``Loc`` query
   the instruction does not mention) and no step that uses it is told what it names (see
@@ -219,6 +222,11 @@ def run_checks(
         # of exactly the kind asked for first: boxes for "find the saucer" before a crop
         ready.sort(key=lambda n: not matches(expected, kind_of_value(values[n])))
         message = f"the instruction asks for {describe(expected)} but the result is {describe(got)}"
+        for s in _off_kind_replies(steps, output, expected, config)[:2]:
+            message += (
+                f"; {s.tool}'s reply to '{_question(s)}' ({s.step}) is not {describe(expected)}: "
+                f"'{_clip(str(s.output.get('text', '')))}' (the model's answer, not the program's)"
+            )
         if ready:
             message += "; already computed and of that kind: " + ", ".join(
                 f"{n} = {_short(values[n])}" for n in ready[:3]
@@ -241,11 +249,53 @@ def _asked(
     want = summarize(output)
     for s in reversed(steps):
         if s.tool in config.unsure_tools and s.status == StepStatus.OK and s.output == want:
-            args = getattr(s, "args", None) or []
-            question = next((a.summary for a in args if a.name == "question"), None)
-            kind = kind_by_rules(str(question).strip("'\" ")) if question else None
-            return kind is not None and fits(expected, kind)
+            return _asks_for(s, expected)
     return False
+
+
+def _question(step: StepLike) -> str | None:
+    """The question an answering model's step was asked (its ``question`` argument)."""
+    args = getattr(step, "args", None) or []
+    question = next((a.summary for a in args if a.name == "question"), None)
+    return str(question).strip("'\" ") if question else None
+
+
+def _asks_for(step: StepLike, expected: AnswerKind) -> bool:
+    """Whether the step's question, by its wording, asks for an answer of the kind asked."""
+    question = _question(step)
+    kind = kind_by_rules(question) if question else None
+    return kind is not None and fits(expected, kind)
+
+
+def _off_kind_replies(
+    steps: Sequence[StepLike], output: Any, expected: AnswerKind, config: AgentChecks
+) -> list[StepLike]:
+    """The answering models' replies the result was computed from (``unsure_tools``: Vqa,
+    LlmQuery) to questions that ask for the kind asked, which are not of that kind (a VLM
+    that answers "How many wheels?" with a word): why a result combined from them (an Eval
+    of a sum) is not of that kind either — the model's answers, not the program's doing."""
+    by_name = {s.step: s for s in steps}
+    want = summarize(output)
+    last = next(
+        (s for s in reversed(steps) if s.status == StepStatus.OK and s.output == want), None
+    )
+    todo, seen = ([last.step] if last is not None else []), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in by_name:
+            continue
+        seen.add(name)
+        todo.extend(getattr(by_name[name], "deps", None) or [])
+    return [
+        s
+        for s in steps
+        if s.step in seen
+        and s.tool in config.unsure_tools
+        and s.status == StepStatus.OK
+        and s.output is not None
+        and _asks_for(s, expected)
+        and not fits(expected, kind_of_summary(s.output))
+    ]
 
 
 _LOCATION = re.compile(r"line \d+(, col \d+)?:?\s*")
@@ -261,7 +311,11 @@ def _planning_key(message: str) -> str:
 
 
 def _short(value: Any) -> str:
-    text = " ".join(str(summarize(value).get("text", "")).split())
+    return _clip(str(summarize(value).get("text", "")))
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
     return text if len(text) <= 40 else text[:39] + "…"
 
 

@@ -129,6 +129,43 @@ def test_a_vlms_reply_to_a_question_of_the_kind_asked_is_not_the_programs_fault(
     assert checks([told], output="galloping", expected=AnswerKind.YESNO) == ["answer-kind"]
 
 
+def test_the_answer_kind_finding_names_the_model_replies_that_are_not_of_the_kind() -> None:
+    """Two Vqa replies to 'How many wheels...?' that are not numbers, added by an Eval into
+    text: the finding says that the model's answers were not numbers, and which; a reply
+    that is a number, or one the result was not computed from, is not named."""
+    from orchestrator.trace import ArgRecord
+
+    def asked(step: str, line: int, reply: str, question: str):
+        rec = record(step, line, "Vqa", reply)
+        rec.args = [ArgRecord("image", "image 8×8", "IMAGE"), ArgRecord("question", question)]
+        return rec
+
+    count = "How many wheels are in the image?"
+    steps = [
+        asked("ANSWER0", 1, "ca nex", count),
+        asked("ANSWER1", 2, "3", count),
+        asked("ANSWER2", 3, "assq usy", count),
+        asked("ANSWER3", 4, "zz top", count),  # nothing reads it
+        record("ANSWER4", 5, "Eval", "ca nex3assq usy", deps=["ANSWER0", "ANSWER1", "ANSWER2"]),
+        record("RESULT", 6, None, "ca nex3assq usy", deps=["ANSWER4"]),
+    ]
+    [found] = run_checks(steps, output="ca nex3assq usy", error=None,
+                         expected=AnswerKind.NUMBER, config=ALL)  # fmt: skip
+    assert found.check is Check.ANSWER_KIND
+    assert found.message == (
+        "the instruction asks for a number but the result is a text answer; "
+        f"Vqa's reply to '{count}' (ANSWER0) is not a number: 'ca nex' (the model's answer, "
+        f"not the program's); Vqa's reply to '{count}' (ANSWER2) is not a number: "
+        "'assq usy' (the model's answer, not the program's)"
+    )
+    assert found.signature == ("answer-kind", "number<-text")  # repeats as before
+    told = [asked("ANSWER0", 1, "ca nex", "What is in the image?"), steps[-1]]
+    told[-1].deps = ["ANSWER0"]
+    [plain] = run_checks(told, output="ca nex3assq usy", error=None,
+                         expected=AnswerKind.NUMBER, config=ALL)  # fmt: skip
+    assert plain.message == "the instruction asks for a number but the result is a text answer"
+
+
 def test_tool_fit_reads_the_step_records() -> None:
     """A detection the instruction does not name, that nothing later is told about either
     (FaceDet → Count for "how many wheels?"), is a finding; only with what is named."""
