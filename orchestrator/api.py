@@ -109,7 +109,9 @@ class Orchestrator:
         self.limits = self.config.limits.sandbox()
         self.image_limits = self.config.limits.images()
         self.workers = WorkerPool(
-            self.config.executor.workers, max_stuck=self.config.executor.max_stuck
+            self.config.executor.workers,
+            max_stuck=self.config.executor.max_stuck,
+            max_parked=self.config.executor.max_parked,
         )
         self.executor = Executor(
             self.registry,

@@ -83,6 +83,7 @@ class ExecutorConfig(BaseModel):
 
     workers: int = Field(4, ge=1)
     max_stuck: int | None = Field(None, ge=0)  # abandoned calls' threads (None: = workers)
+    max_parked: int = Field(64, ge=0)  # workers lent while others wait in a batch queue
     max_batch: int = Field(32, ge=1)
     memo_mb: int = Field(512, ge=0)  # remembered tool results (0: off)
     gc_freeze: bool = True  # keep the import-time heap out of full GC passes (orchestrator.heap)

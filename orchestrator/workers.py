@@ -11,6 +11,13 @@ max_stuck`` threads, however many jobs time out. Each job carries a tag (the too
 :meth:`WorkerPool.stuck` says how many abandoned jobs with that tag are still running, so
 the executor can refuse new calls to a stuck tool until its call returns.
 
+A worker waiting in a batch queue for another thread's batch (or for company) is *parked*
+(:func:`tools.waiting.parked`): it does no work, so the pool lends another worker for as
+long as it waits, up to ``max_parked`` at once. Without that, ``max_workers`` would cap how
+many programs can join one batch (16 programs at once, 4 workers: batches of 4). A worker
+beyond the pool's current size (``max_workers`` plus the parked ones) retires when it
+finishes its job, or hands the job it just took back to the queue.
+
 :class:`Watchdog` puts a deadline on code that runs in the caller's own thread (inline
 tools): past the deadline it raises ``DeadlineExceeded`` inside that thread. Its thread
 sleeps until the earliest deadline it knows of (at most ``IDLE_LOOK_S`` when it knows
@@ -33,6 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sandbox import ErrorCode, VisChainError
+from tools.waiting import park_with
 
 log = logging.getLogger("vischain.executor")
 
@@ -70,10 +78,14 @@ class _Worker(threading.Thread):
         self.retired = False
 
     def run(self) -> None:
+        park_with(self.pool._park)
         try:
             while not self.retired:
                 job = self.pool._jobs.get()
                 if job is None:
+                    return
+                if self.pool._surplus(self):  # the pool shrank while this one was idle
+                    self.pool._jobs.put(job)
                     return
                 with self.state:
                     if job.abandoned:
@@ -90,23 +102,36 @@ class _Worker(threading.Thread):
                     with self.state:
                         self.current = None
                         job.finished = True
+                if self.pool._surplus(self):
+                    return
         except JobAbandoned:
             pass
         finally:
             self.pool._worker_exited(self)
 
 
+DEFAULT_MAX_PARKED = 64  # workers lent at once for workers parked in batch queues
+
+
 class WorkerPool:
-    """``max_workers`` live workers; at most ``max_stuck`` more that were abandoned while
-    running and have not returned yet (default: as many as ``max_workers``)."""
+    """``max_workers`` live workers, plus one for each worker parked in a batch queue (at
+    most ``max_parked`` more); at most ``max_stuck`` more that were abandoned while running
+    and have not returned yet (default: as many as ``max_workers``)."""
 
     def __init__(
-        self, max_workers: int = 4, name: str = "vischain-worker", *, max_stuck: int | None = None
+        self,
+        max_workers: int = 4,
+        name: str = "vischain-worker",
+        *,
+        max_stuck: int | None = None,
+        max_parked: int = DEFAULT_MAX_PARKED,
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.max_workers = max_workers
         self.max_stuck = max_workers if max_stuck is None else max(0, max_stuck)
+        self.max_parked = max(0, max_parked)
+        self.parked = 0  # workers waiting in a batch queue now
         self.name = name
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -160,15 +185,40 @@ class WorkerPool:
         with self._lock:
             return not self._workers and bool(self._stuck)
 
+    def _size(self) -> int:
+        """How many live workers the pool should have now (under the lock)."""
+        room = self.max_workers + self.max_stuck - len(self._stuck)
+        return min(self.max_workers, room) + min(self.parked, self.max_parked)
+
     def _ensure_workers(self) -> None:
         if self._closed:
             return
         with self._lock:
-            room = self.max_workers + self.max_stuck - len(self._stuck)
-            while len(self._workers) < min(self.max_workers, room):
+            while len(self._workers) < self._size():
                 w = _Worker(self, next(self._counter))
                 self._workers.add(w)
                 w.start()
+
+    def _surplus(self, worker: _Worker) -> bool:
+        """Retire ``worker`` if the pool has more live workers than it should; whether it
+        did."""
+        with self._lock:
+            if worker in self._workers and len(self._workers) > self._size():
+                self._workers.discard(worker)
+                return True
+            return False
+
+    @contextlib.contextmanager
+    def _park(self) -> Iterator[None]:
+        """A worker waits for another thread's work: lend one more meanwhile."""
+        with self._lock:
+            self.parked += 1
+        try:
+            self._ensure_workers()
+            yield
+        finally:
+            with self._lock:
+                self.parked -= 1
 
     def _worker_exited(self, worker: _Worker) -> None:
         with self._lock:
@@ -184,7 +234,7 @@ class WorkerPool:
 
     @property
     def threads(self) -> int:
-        """Every thread the pool holds: live workers and stuck ones."""
+        """Every thread the pool holds: live workers (lent ones too) and stuck ones."""
         with self._lock:
             return len(self._workers) + len(self._stuck)
 

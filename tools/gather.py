@@ -29,11 +29,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import accumulate, pairwise
 from typing import Any
 
-from .waiting import CALLERS, AdaptiveWait, Callers
+from .waiting import CALLERS, AdaptiveWait, Callers, parked
 
 POLL_S = 0.05  # how often waiting callers look for a cancelled leader
 
@@ -104,8 +105,11 @@ class Gatherer:
             self.cond.notify_all()
         try:
             while True:
-                with self.cond:
+                with self.cond, ExitStack() as parking:
+                    waiting = False
                     while not entry.done.is_set() and self._led():
+                        if not waiting:  # parked from the first wait on (waiting.parked)
+                            waiting = parking.enter_context(parked()) or True
                         self.cond.wait(self._poll)
                     if entry.done.is_set():
                         return entry.result
@@ -147,13 +151,15 @@ class Gatherer:
         """Wait as the policy says, take one batch off the queue and run it."""
         started = time.monotonic()
         waited = False
-        with self.cond:
+        with self.cond, ExitStack() as parking:
             while sum(len(e.items) for e in self.pending) < max_batch:
                 fixed_now = fixed or self.coming > 0
                 alone = not fixed_now and self.callers.alone()
                 left = self.wait.until(started, max_wait, fixed=fixed_now, alone=alone)
                 if left <= 0 or self._cancelled(leader) is not None:
                     break
+                if not waited:  # waiting for company: parked (its company may need a worker)
+                    parking.enter_context(parked())
                 waited = True
                 self.cond.wait(timeout=left)
             if self.leader is not leader:  # given up while waiting: another leads now

@@ -20,12 +20,23 @@ open ticket is alone (``until(..., alone=True)``) and goes at once, however ofte
 arrived. Callers the executor does not run (a backend called from the user's own threads)
 hold no ticket and keep the adaptive policy; callers announced with ``Gatherer.expect``
 are waited for either way.
+
+A thread waiting in a queue — a member while another caller's batch runs, a leader while it
+waits for company — does no work, but a pool of worker threads would count it as busy: with
+4 workers, 16 programs at once could never make a batch of more than 4, and a leader waiting
+for company could hold the very workers its company needs. :func:`parked` marks such a wait;
+a pool that lends threads (the executor's, :meth:`orchestrator.workers.WorkerPool`) registers
+a hook for its workers with :func:`park_with` and runs another worker meanwhile. Threads
+without a hook (a user's own) wait as before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 DEFAULT_MAX_WAIT_MS = 5.0  # the longest a batch leader waits for company, by default
@@ -138,3 +149,24 @@ class Callers:
 
 
 CALLERS = Callers()  # the process's: the executor opens one ticket per group of steps
+
+
+_parking = threading.local()
+
+
+def park_with(hook: Callable[[], AbstractContextManager[None]] | None) -> None:
+    """Register, for the calling thread, what :func:`parked` enters while it waits
+    (None: nothing)."""
+    _parking.hook = hook
+
+
+@contextlib.contextmanager
+def parked() -> Iterator[None]:
+    """Mark the calling thread as waiting for another thread's work (see the module
+    docstring); a no-op for threads that registered no hook."""
+    hook = getattr(_parking, "hook", None)
+    if hook is None:
+        yield
+        return
+    with hook():
+        yield

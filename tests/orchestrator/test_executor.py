@@ -15,6 +15,7 @@ from orchestrator.workers import WorkerPool
 from sandbox import ErrorCode, check, parse
 from tests.support.faults import RELEASE, stuck
 from tools import Registry, Tool, ToolContext, tool
+from tools.batching import Batcher
 from tools.builtin.logic import count, eval_, result
 from tools.errors import ToolDegraded, ToolErrorCode, ToolOutputError
 from tools.types import Image
@@ -451,3 +452,30 @@ def test_each_group_is_a_caller_in_flight_while_it_runs() -> None:
     ex.run(check(parse(text), reg, inputs=[]), {}, Trace(program=text))
     assert ALONE[0] == ("a", False) and ALONE[1] == ("b", True)
     assert CALLERS.open == 0
+
+
+def test_programs_waiting_in_a_batch_queue_do_not_cap_the_batch_at_the_worker_count() -> None:
+    """Eight programs at once on two workers: the callers parked in Upper's queue (the
+    leader waiting for company, the members for the leader's batch) lend their workers, so
+    all eight calls make one batch; with the parked callers holding both workers, no batch
+    could hold more than two."""
+    upper = Upper()
+    upper.max_batch = 8  # the leader goes once all eight are queued
+    reg = Registry([upper])
+    wait_long = {"Upper": {"wait": "fixed", "max_wait_ms": 20_000}}
+    pool = WorkerPool(2)
+    ex = Executor(reg, context=lambda: ToolContext(options=wait_long), pool=pool, batcher=Batcher())
+    outcomes: list[Any] = [None] * 8
+
+    def one(i: int) -> None:
+        text = f"A=Upper(text='p{i}')"
+        outcomes[i] = ex.run(check(parse(text), reg, inputs=[]), {}, Trace(program=text))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [o.values["A"] for o in outcomes] == [f"P{i}" for i in range(8)]
+    assert upper.batches == [8]
+    assert pool.parked == 0  # every lent worker was given back

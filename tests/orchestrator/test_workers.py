@@ -1,12 +1,16 @@
-"""The watchdog's reusable slot: each body interrupted at its own deadline, none after."""
+"""The watchdog's reusable slot: each body interrupted at its own deadline, none after; the
+worker pool lending a worker for each one parked in a batch queue."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
-from orchestrator.workers import DeadlineExceeded, Watchdog
+from orchestrator.workers import DeadlineExceeded, Watchdog, WorkerPool
+from tools.waiting import parked
 
 HANG_GUARD = 30.0  # seconds a body loops before the test gives up (the limit never fired)
 
@@ -91,3 +95,60 @@ def test_short_runs_back_to_back_do_not_wake_the_watchdog() -> None:
     with wd.slot() as slot, pytest.raises(DeadlineExceeded), slot.until(time.monotonic() + 0.2):
         _spin(HANG_GUARD)  # an earlier deadline still wakes it, and fires
     assert wd.wakes == 1
+
+
+def _parked_jobs(pool: WorkerPool, n: int) -> tuple[list[int], threading.Event]:
+    """Submit ``n`` jobs that each wait parked until released; the live threads seen."""
+    running: list[int] = []
+    release = threading.Event()
+    lock = threading.Lock()
+
+    def job() -> None:
+        with parked():
+            with lock:
+                running.append(threading.get_ident())
+            release.wait(timeout=HANG_GUARD)
+
+    for _ in range(n):
+        pool.submit(job)
+    return running, release
+
+
+def _settle(check: Callable[[], bool]) -> bool:
+    end = time.monotonic() + HANG_GUARD
+    while not check() and time.monotonic() < end:
+        time.sleep(0.01)
+    return check()
+
+
+def test_a_parked_worker_lends_its_place_up_to_max_parked() -> None:
+    pool = WorkerPool(2, max_parked=3)
+    running, release = _parked_jobs(pool, 8)
+    assert _settle(lambda: len(running) == 5)  # 2 workers + 3 lent while they wait
+    time.sleep(0.2)
+    assert len(running) == 5 and pool.parked == 5
+    release.set()
+    assert _settle(lambda: len(running) == 8)  # the rest ran once the first ones returned
+    done = threading.Event()
+    for _ in range(8):  # jobs after the waits: the lent workers retire as they finish one
+        pool.submit(done.set)
+    assert _settle(lambda: pool.parked == 0 and pool.live_workers == 2)
+    pool.shutdown()
+
+
+def test_a_worker_that_is_not_parked_lends_nothing() -> None:
+    pool = WorkerPool(2)
+    gate, started = threading.Event(), []
+
+    def busy() -> None:
+        started.append(1)
+        gate.wait(timeout=HANG_GUARD)
+
+    for _ in range(4):
+        pool.submit(busy)
+    assert _settle(lambda: len(started) == 2)
+    time.sleep(0.2)
+    assert len(started) == 2 and pool.live_workers == 2
+    gate.set()
+    assert _settle(lambda: len(started) == 4)
+    pool.shutdown()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 import pytest
 
-from tools.waiting import QUIET_GAPS, AdaptiveWait, Callers
+from tools.waiting import QUIET_GAPS, AdaptiveWait, Callers, park_with, parked
 
 
 def test_no_history_and_rare_calls_mean_no_wait() -> None:
@@ -91,3 +93,26 @@ def test_tickets_of_other_threads_are_not_this_threads() -> None:
         thread.join()
         other.close()
     assert seen == [True, False]
+
+
+def test_parked_enters_the_threads_own_hook_only() -> None:
+    entered: list[str] = []
+
+    @contextlib.contextmanager
+    def hook() -> Iterator[None]:
+        entered.append("in")
+        yield
+        entered.append("out")
+
+    with parked():  # no hook registered on this thread: nothing happens
+        pass
+    park_with(hook)
+    try:
+        with parked():
+            assert entered == ["in"]
+        assert entered == ["in", "out"]
+    finally:
+        park_with(None)
+    with parked():
+        pass
+    assert entered == ["in", "out"]
