@@ -27,7 +27,12 @@ from pathlib import Path
 import pytest
 
 _DIR = Path(os.environ.get("GPU_REPORT_DIR", ".")).resolve()
-_TAG = os.environ.get("GPU_REPORT_TAG", "tests")
+# under pytest-xdist each worker process writes files of its own (tests-gw0, ...)
+_TAG = "-".join(
+    x
+    for x in (os.environ.get("GPU_REPORT_TAG", "tests"), os.environ.get("PYTEST_XDIST_WORKER"))
+    if x
+)
 _peaks: dict[str, int] = {}
 _loads: list[str] = []
 _done: list[str] = []
