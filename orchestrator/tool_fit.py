@@ -17,7 +17,13 @@ not from objects another step found:
 
 A detection that fails is still fine when a step that uses it (directly or further on) is
 told something the instruction names (``Loc('motorcycle')`` → ``Crop`` → ``Vqa('how many
-wheels?')``). What is not named anywhere is the finding: :func:`unfit` returns it for the
+wheels?')``), or a step that picks among its objects is (``Seg`` → ``Select('sky')``; a
+query's objects refined by a ``Classify`` told the names). Not every step that reads the
+objects counts: one that acts on them without returning objects (an edit, a count, a crop)
+is told what it does there — ``Replace(prompt='small dog')`` puts a dog where the objects
+are, it does not find one — and a step that picks among a fixed detector's objects still
+returns that detector's things (``FaceDet`` → ``Select('cat')`` picks among faces: no
+cat). What is not named anywhere is the finding: :func:`unfit` returns it for the
 ``tool-fit`` check, on a program's text before it runs (:func:`program_steps`) and on a
 round's step records after (:func:`record_steps`). The wording decides alone: an instruction
 that names nothing the rules can read (only stop words) is not judged.
@@ -158,20 +164,28 @@ def unfit(
     def fits(texts: Iterable[str]) -> bool:
         return any(_widen(words(t), synonyms) & about for t in texts)
 
-    def told_later(name: str) -> bool:
-        seen: set[str] = set()
+    def told_later(name: str, fixed: bool) -> bool:
+        chain: list[FitStep] = []  # the steps that use it, directly or further on
+        inside = {name}
         todo = [name]
         while todo:
             for u in users.get(todo.pop(), []):
-                if u.name not in seen:
-                    seen.add(u.name)
-                    told = [*u.texts]  # and what it reads from a step that is no detection
-                    for d in u.deps:
-                        if d in by_name and not by_name[d].finds:
-                            told += by_name[d].texts
-                    if fits(told):
-                        return True
+                if u.name not in inside:
+                    inside.add(u.name)
+                    chain.append(u)
                     todo.append(u.name)
+        for u in chain:
+            read = [by_name[d] for d in u.deps if d in inside]
+            if all(d.finds and (not u.finds or fixed) for d in read):
+                # it acts on the objects (an edit's text is what it puts there), or picks
+                # among a fixed detector's finds (they stay faces)
+                continue
+            told = [*u.texts]  # and what it reads from a step that is no detection
+            for d in u.deps:
+                if d in by_name and d not in inside and not by_name[d].finds:
+                    told += by_name[d].texts
+            if fits(told):
+                return True
         return False
 
     out = []
@@ -182,6 +196,7 @@ def unfit(
             or any(by_name.get(d, s).finds for d in s.deps if d in by_name)
         ):
             continue  # not a detection, or it refines objects another step found
+        subject: list[str] = []
         if s.texts:
             query = [t for t in s.texts if t.strip().lower() not in _HALVES]
             if not queries or not query or fits(query):
@@ -194,7 +209,7 @@ def unfit(
             what = " or ".join(subject) if subject else "every region (it is not told what)"
         else:
             continue  # a detector of its own kind (text lines...): not judged
-        if not told_later(s.name):
+        if not told_later(s.name, fixed=bool(subject)):
             out.append(Unfit(s, what))
     return out
 

@@ -78,6 +78,34 @@ def test_a_query_the_instruction_does_not_mention() -> None:
     assert misses("Crop the picture to the rocket", half) == []
 
 
+def test_an_edits_text_and_a_pick_among_faces_do_not_say_what_was_found() -> None:
+    """ "Replace the cat with a small dog" written with FaceDet (item 31 of bench/agent.py):
+    the Select among the faces is told 'cat…' and the Replace 'small dog', yet faces are all
+    it can find. An edit's text is what it puts where the objects are, and a pick among a
+    fixed detector's objects returns that detector's things."""
+    replace = "Replace the cat with a small dog"
+    faces = ("OBJ0=FaceDet(image=IMAGE)\n"
+             "OBJ1=Select(image=IMAGE, object=OBJ0, query='cat with a long golden coat')\n"
+             "IMAGE0=Replace(image=IMAGE, object=OBJ1, prompt='small dog')\nRESULT=IMAGE0")  # fmt: skip
+    assert misses(replace, faces) == ["OBJ0"]
+    regions = "OBJ0=Seg(image=IMAGE)\nIMAGE0=Replace(image=IMAGE, object=OBJ0, prompt='small dog')\nRESULT=IMAGE0"
+    assert misses(replace, regions) == ["OBJ0"]
+    # the cat found by name, or picked among every region or a broader query's finds: fine
+    assert (
+        misses(replace, faces.replace("FaceDet(image=IMAGE)", "Loc(image=IMAGE, object='cat')"))
+        == []
+    )
+    assert misses(replace, faces.replace("FaceDet(image=IMAGE)", "Seg(image=IMAGE)")) == []
+    assert (
+        misses(replace, faces.replace("FaceDet(image=IMAGE)", "Loc(image=IMAGE, object='animal')"))
+        == []
+    )
+    # a face crop asked about what is named still is (eyes are in faces)
+    eyes = ("OBJ0=FaceDet(image=IMAGE)\nIMAGE0=Crop(image=IMAGE, box=OBJ0)\n"
+            "A0=Vqa(image=IMAGE0, question='What colour are the eyes?')\nRESULT=A0")  # fmt: skip
+    assert misses("What colour are the eyes?", eyes) == []
+
+
 def test_an_instruction_that_names_nothing_is_not_judged() -> None:
     counted = "OBJ0=FaceDet(image=IMAGE)\nN0=Count(object=OBJ0)\nRESULT=N0"
     assert misses("How many are there in this picture?", counted) == []
