@@ -36,22 +36,23 @@ Algorithm (one :class:`AgentRun` holds a run's state):
    nothing).
 5. A round whose result is the previous round's again, with only soft findings (an empty
    detection, a low score, an unsure answer: what the tools found, or could not tell, may
-   simply be so), is accepted: the
-   re-phrased round confirmed it. Otherwise stop at a capability error, when the same
-   findings come back (compared without the program's names and lines; for a program
-   that never checked, its errors' text), when a follow-up's planner ends on an earlier
-   round's program again (refused, so nothing ran: it would fail the same way), at ``max_rounds``,
-   ``max_tool_calls`` or ``max_seconds`` — or when less time is left than the slowest LLM
-   call so far took, so no generation outlives the run's budget: the best round's result
-   is returned with a typed ``agent-limit`` error saying why — unless it computed a result
-   of the kind asked for whose only findings are ``agent.warn_at_limit`` ones (a low score,
-   an unsure reply: a user can weigh them; by default): it is returned without an error,
-   those findings as ``RunResult.warnings`` (and the trace's meta). Such a round does not
-   even start another unless ``agent.retry_warnings`` (re-phrasing rarely changes a score
-   or a model's doubt, and a small planner's re-plan tends to break a working program);
-   every accepted result carries its round's findings as warnings. The configured fallback
-   still runs when the loop ends in an error. Every round goes to ``RunResult.rounds`` and
-   the trace.
+   simply be so), is accepted: the re-phrased round confirmed it. Otherwise stop at a
+   capability error, when the same findings come back (compared without the program's names
+   and lines; for a program that never checked, its errors' text), when a follow-up's
+   planner ends on an earlier round's program again (refused, so nothing ran: it would fail
+   the same way), at ``max_rounds``, ``max_tool_calls`` or ``max_seconds`` — or when less
+   time is left than the slowest LLM call so far took, so no generation outlives the run's
+   budget (asked before every LLM call the loop and its planner make: the answer-kind
+   question, each decision, each program and each repair; a round left without a program by
+   it ends the loop): the best round's result is returned with a typed ``agent-limit`` error
+   saying why — unless it computed a result of the kind asked for whose only findings are
+   ``agent.warn_at_limit`` ones (a low score, an unsure reply: a user can weigh them; by
+   default): it is returned without an error, those findings as ``RunResult.warnings`` (and
+   the trace's meta). Such a round does not even start another unless
+   ``agent.retry_warnings`` (re-phrasing rarely changes a score or a model's doubt, and a
+   small planner's re-plan tends to break a working program); every accepted result carries
+   its round's findings as warnings. The configured fallback still runs when the loop ends
+   in an error. Every round goes to ``RunResult.rounds`` and the trace.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ from .tool_fit import content, named, program_steps, unfit
 from .trace import StepStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from programs import Example
     from tools.types import Image
@@ -164,7 +165,10 @@ class AgentRun:
         *,
         voting: int,
         form: str | None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` tells the seconds the time budget (``agent.max_seconds``) is counted in
+        (``time.monotonic`` by default)."""
         self.orch = orch
         self.config = orch.config.agent
         self.instruction = instruction
@@ -174,8 +178,10 @@ class AgentRun:
         self.form_choice = form
         self.planner = orch.planner(agent=True)
         self.llm = self.planner.llm
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
         self.deadline = self.started + self.config.max_seconds
+        self.out_of_time = False  # the budget refused an LLM call the round needed
         self.expected = AnswerKind.ANY
         self.about: frozenset[str] = frozenset()  # what the instruction names (tool-fit)
         self.form = "lines"
@@ -229,7 +235,9 @@ class AgentRun:
         mode = self.config.answer_kind
         kind = kind_by_rules(self.instruction) if mode != "planner" else None
         by = "rules"
-        if kind is None and mode != "rules":
+        if kind is None and mode != "rules" and not self.may_call():
+            by = "none (no time was left to ask)"
+        elif kind is None and mode != "rules":
             by = "planner"
             prompt = kind_prompt(self.instruction)
             t0 = time.perf_counter()
@@ -262,6 +270,7 @@ class AgentRun:
                 form=self.form_choice,
                 prefer=self.shows_kind if kind_known else None,
                 result_check=self.result_check(),
+                budget=self.may_call,
             )
         except VisChainError as exc:
             return self.orch_result(None, exc)
@@ -274,6 +283,8 @@ class AgentRun:
         self.form = first.form
         self.base_prompt = first.attempts[0].prompt if first.attempts else ""
         valid = [p for p in plans if p.ok]
+        # no program, and no time to repair one (a runnable one still runs: no LLM call)
+        self.out_of_time = not valid and any(p.out_of_time for p in plans)
         current = self.current
         assert current is not None
         current.form = self.form
@@ -285,7 +296,7 @@ class AgentRun:
         current.program = valid[0].source
         if len(valid) == 1:
             return self.orch.run_program(
-                valid[0].program, self.named, self.trace, deadline=self.deadline
+                valid[0].program, self.named, self.trace, deadline=self.run_deadline()
             )
         result = self.orch.vote(valid, self.named, self.trace)
         current.program = result.trace.program
@@ -309,6 +320,8 @@ class AgentRun:
         if error is not None:
             current.result = self.orch_result(None, error)
             return Stop.CAPABILITY
+        if self.out_of_time:
+            return Stop.MAX_SECONDS  # an LLM call the round needed would outlive the budget
         if (
             result.program is None
             and result.error is not None
@@ -522,7 +535,7 @@ class AgentRun:
             self.trace,
             form=self.form,
             known=known,
-            deadline=self.deadline,
+            deadline=self.run_deadline(),
         )
         if kind is RoundKind.CONTINUE:
             result.values = {**known, **result.values}
@@ -540,7 +553,9 @@ class AgentRun:
             kind="follow-up",
             avoid=self.tried(),
             result_check=self.result_check(),
+            budget=self.may_call,
         )[0]
+        self.out_of_time = plan.out_of_time and plan.program is None
         for attempt in plan.attempts:
             record = attempt.record()
             self._timed(float(record.get("seconds") or 0.0))
@@ -806,9 +821,20 @@ class AgentRun:
             return Stop.MAX_ROUNDS
         if self.tool_calls >= self.config.max_tool_calls:
             return Stop.MAX_TOOL_CALLS
-        if time.monotonic() + self.llm_seconds >= self.deadline:
+        if not self.may_call():
             return Stop.MAX_SECONDS
         return None
+
+    def may_call(self, seconds: float = 0.0) -> bool:
+        """Whether another LLM call may start: more time is left of ``max_seconds`` than
+        the slowest LLM call so far took (``seconds``: the slowest of a planning still
+        under way), so no call outlives the run's budget. Asked before every call the loop
+        and its planner make (decisions, programs, repairs)."""
+        return self.clock() + max(self.llm_seconds, seconds) < self.deadline
+
+    def run_deadline(self) -> float:
+        """The run's deadline as the executor counts it (a ``time.monotonic()`` instant)."""
+        return time.monotonic() + (self.deadline - self.clock())
 
     def _timed(self, seconds: float) -> None:
         self.llm_seconds = max(self.llm_seconds, seconds)
@@ -824,7 +850,7 @@ class AgentRun:
             Stop.MAX_ROUNDS: f"max_rounds ({self.config.max_rounds}) was reached",
             Stop.MAX_TOOL_CALLS: f"max_tool_calls ({self.config.max_tool_calls}) was reached",
             Stop.MAX_SECONDS: f"max_seconds ({self.config.max_seconds:g}) was reached, or "
-            f"too little of it was left for another decision (the slowest LLM call took "
+            f"too little of it was left for another LLM call (the slowest so far took "
             f"{self.llm_seconds:.0f} s)",
             Stop.BAD_DECISION: "the planner's decision could not be read",
         }[stop]

@@ -44,6 +44,9 @@ InputNames = Sequence[str] | Mapping[str, str]
 #: judges a checked program by its result's type name (None: the form cannot say) and the
 #: program: None to accept it, else the error to repair (e.g. an image where a number is asked)
 ResultCheck = Callable[[str | None, Parsed], ProgramError | None]
+#: whether another LLM call may start, told how long the slowest call of this planning took
+#: so far (seconds): the agent loop's time budget (``agent.max_seconds``)
+Budget = Callable[[float], bool]
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
@@ -86,6 +89,7 @@ class Plan:
     attempts: list[Attempt]
     error: VisChainError | None = None
     form: str = "lines"
+    out_of_time: bool = False  # the budget stopped it before an LLM call it needed
 
     @property
     def ok(self) -> bool:
@@ -326,9 +330,11 @@ class Planner:
         form: str | None = None,
         prefer: Callable[[Example], bool] | None = None,
         result_check: ResultCheck | None = None,
+        budget: Budget | None = None,
     ) -> list[Plan]:
         """``n`` candidate programs, each generated, checked and repaired independently
-        (``prefer`` ranks examples, see :meth:`prompt`; ``result_check`` see :meth:`write`)."""
+        (``prefer`` ranks examples, see :meth:`prompt`; ``result_check`` and ``budget`` see
+        :meth:`write`)."""
         if not instruction.strip():
             raise PlanningError("the instruction is empty")
         form = self.choose_form(instruction, form)
@@ -340,10 +346,11 @@ class Planner:
             temp = self.config.voting_temperature
         plans = self.write(
             prompt, instruction, inputs, form=form, n=n, temperature=temp, opening=False,
-            result_check=result_check,
+            result_check=result_check, budget=budget,
         )  # fmt: skip
         for plan in plans:
-            plan.attempts[0].examples = [e.instruction for e in chosen]
+            if plan.attempts:
+                plan.attempts[0].examples = [e.instruction for e in chosen]
         return plans
 
     def write(
@@ -359,6 +366,7 @@ class Planner:
         opening: bool = True,
         avoid: Mapping[str, ProgramError] | None = None,
         result_check: ResultCheck | None = None,
+        budget: Budget | None = None,
     ) -> list[Plan]:
         """``n`` programs of ``form`` written after ``prompt`` (which ends where a program
         begins), each decoded under the form's own request (grammar, stop strings,
@@ -372,8 +380,13 @@ class Planner:
         judges a checked program's result type (see :data:`ResultCheck`): its error is
         repaired like any other, and when the repairs are spent on it alone, the last
         program that failed only it is returned (runnable: its result is checked again after
-        it ran)."""
+        it ran). ``budget`` is asked before every LLM call, the first and each repair: when
+        it refuses, no call is made and the plan so far is returned, ``out_of_time`` (no
+        program when the first call was refused)."""
         spec = self.forms[form]
+        if budget is not None and not budget(0.0):
+            error = PlanningError(f"no time was left to plan a program for: {instruction!r}")
+            return [Plan(None, None, [], error, form=form, out_of_time=True) for _ in range(n)]
         start = get_form(form).opening if opening and spec.grammar is None else ""
         temp = self.config.temperature if temperature is None else temperature
         t0 = time.perf_counter()
@@ -389,7 +402,7 @@ class Planner:
             first.started = wall
             plans.append(
                 self._check_and_repair(
-                    spec, instruction, inputs, prompt, first, avoid or {}, result_check
+                    spec, instruction, inputs, prompt, first, avoid or {}, result_check, budget
                 )
             )
         return plans
@@ -496,8 +509,10 @@ class Planner:
         first: Attempt,
         avoid: Mapping[str, ProgramError] | None = None,
         result_check: ResultCheck | None = None,
+        budget: Budget | None = None,
     ) -> Plan:
         attempts = [first]
+        out_of_time = False
         runnable: tuple[Attempt, Parsed] | None = None  # the last that failed result_check only
         current = first
         seen: list[list[dict[str, Any]]] = []
@@ -537,6 +552,9 @@ class Planner:
                 self.stop_repeated and current.errors in seen  # the same errors again: stop
             ):
                 break
+            if budget is not None and not budget(max(a.seconds for a in attempts)):
+                out_of_time = True  # no time for another LLM call
+                break
             repairs += 1
             seen.append(current.errors)
             listing = "\n".join(f"# {e}" for e in errors)
@@ -553,16 +571,20 @@ class Planner:
             current.started = wall
             attempts.append(current)
         if runnable is not None:
-            return Plan(runnable[0].program, runnable[1], attempts, form=spec.name)
+            return Plan(runnable[0].program, runnable[1], attempts, form=spec.name,
+                        out_of_time=out_of_time)  # fmt: skip
         errors = [
             ProgramError(ErrorCode(e["code"]), e["message"], e["line"], e["col"], e["step"])
             for e in current.errors
         ]
         error = PlanningError(
-            f"no valid program after {len(attempts)} attempt(s) for: {instruction!r}; last errors: "
+            f"no valid program after {len(attempts)} attempt(s) for: {instruction!r}"
+            + ("; no time was left for another" if out_of_time else "")
+            + "; last errors: "
             + "; ".join(str(e) for e in errors[:3])
         )
-        return Plan(current.program or None, None, attempts, error, form=spec.name)
+        return Plan(current.program or None, None, attempts, error, form=spec.name,
+                    out_of_time=out_of_time)  # fmt: skip
 
 
 def normal_source(source: str) -> str:
