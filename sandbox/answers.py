@@ -151,6 +151,15 @@ def asked_kind(text: str) -> QuestionKind | None:
     return None
 
 
+_COUNT = re.compile(r"^(please[ ,]+)?(how many|count)\b|\bnumber of\b")
+
+
+def asks_count(question: str) -> bool:
+    """Whether a question asks for a count — a whole number: "how many…", "count…", "the
+    number of…" (a measurement, "how far/tall/old…", may have a decimal part)."""
+    return bool(_COUNT.search(question.strip().lower()))
+
+
 def question_kind(question: str) -> QuestionKind:
     """The kind of answer a question asks for (:func:`asked_kind`), text when its wording
     does not say."""

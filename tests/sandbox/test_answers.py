@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.answers import QuestionKind, asked_kind, question_kind, short_answer
+from sandbox.answers import QuestionKind, asked_kind, asks_count, question_kind, short_answer
 
 
 @pytest.mark.parametrize(
@@ -32,6 +32,23 @@ from sandbox.answers import QuestionKind, asked_kind, question_kind, short_answe
 )
 def test_question_kind(question: str, kind: QuestionKind) -> None:
     assert question_kind(question) is kind
+
+
+@pytest.mark.parametrize(
+    ("question", "count"),
+    [
+        ("How many people are in the image?", True),
+        ("Please, how many cups are there?", True),
+        ("count the cups", True),
+        ("What is the number of cars?", True),
+        ("How tall is the tower?", False),
+        ("How far is the boat?", False),
+        ("How old is the man?", False),
+        ("Is it daytime?", False),
+    ],
+)
+def test_a_count_is_asked_for_a_whole_number(question: str, count: bool) -> None:
+    assert asks_count(question) is count
 
 
 @pytest.mark.parametrize("text", ["Blur the faces", "A picture of a dog", "", "  ?  "])

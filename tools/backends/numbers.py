@@ -5,14 +5,15 @@ A question such as "How many wheels are there?" wants a number; a model free to 
 anything may answer "several", "There are 2 cups." or, with random weights, noise. For such
 a row the logits of every token that cannot continue a number are masked at each step, so
 greedy decoding picks the most likely way to write one (as a grammar does for a served
-model: :data:`NUMBER_GRAMMAR`). The language of a row is::
+model: :data:`GRAMMARS`). The language of a row is, by its :class:`NumberForm`::
 
-    " "? [0-9]+ ("." [0-9]+)?     then the end token
+    WHOLE (a count):          " "? [0-9]+                   then the end token
+    DECIMAL (a measurement):  " "? [0-9]+ ("." [0-9]+)?     then the end token
 
 — an optional leading space token (tokenizers that write " 2" as a space then a digit),
-digits, and an optional decimal part; the end token is allowed once a whole number is
-written, so a row stops at its end token or at its token budget (a number cut at the budget
-is still digits). The tokens that may appear are found once per tokenizer
+digits, and for a measurement an optional decimal part; the end token is allowed once a
+whole number is written, so a row stops at its end token or at its token budget (a number
+cut at the budget is still digits). The tokens that may appear are found once per tokenizer
 (:meth:`NumberVocab.of`): those whose text is made of digits, a point or one space.
 """
 
@@ -20,18 +21,39 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import torch
 
-# GBNF of the same language, for servers that take a grammar (vLLM's structured outputs)
-NUMBER_GRAMMAR = 'root ::= [0-9]+ ("." [0-9]+)?\n'
 
-_PREFIX = re.compile(r" ?(\d+(\.\d*)?)?")  # what a row may have written so far
-_WHOLE = re.compile(r" ?\d+(\.\d+)?")  # what a row may end with
+class NumberForm(StrEnum):
+    WHOLE = "whole"  # a count: digits
+    DECIMAL = "decimal"  # a measurement: digits, perhaps a decimal part
+
+
+# GBNF of the same languages, for servers that take a grammar (vLLM's structured outputs)
+GRAMMARS = {
+    NumberForm.WHOLE: "root ::= [0-9]+\n",
+    NumberForm.DECIMAL: 'root ::= [0-9]+ ("." [0-9]+)?\n',
+}
+# what a row of each form may have written so far, and what it may end with
+_PREFIX = {
+    NumberForm.WHOLE: re.compile(r" ?(\d+)?"),
+    NumberForm.DECIMAL: re.compile(r" ?(\d+(\.\d*)?)?"),
+}
+_END = {NumberForm.WHOLE: re.compile(r" ?\d+"), NumberForm.DECIMAL: re.compile(r" ?\d+(\.\d+)?")}
 _PIECE = re.compile(r" |[\d.]+| [\d.]+")  # a token's text that can be part of a number
+
+
+def number_form(value: NumberForm | str | bool | None) -> NumberForm | None:
+    """A row's form from what a caller passed: a form (or its name), True for any number
+    (DECIMAL), False or None for a free answer."""
+    if value is None or value is False:
+        return None
+    return NumberForm.DECIMAL if value is True else NumberForm(value)
 
 
 @dataclass
@@ -41,7 +63,7 @@ class NumberVocab:
 
     texts: dict[int, str]
     ends: tuple[int, ...]
-    _allowed: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    _allowed: dict[tuple[NumberForm, str], list[int]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, tokenizer: Any, ends: Iterable[int]) -> NumberVocab:
@@ -72,15 +94,16 @@ class NumberVocab:
             parts.append(text)
         return "".join(parts)
 
-    def allowed(self, written: str) -> list[int]:
-        """The tokens that may follow ``written``: those that keep it a number's prefix,
-        and the end tokens once it is a whole number."""
-        found = self._allowed.get(written)
+    def allowed(self, written: str, form: NumberForm = NumberForm.DECIMAL) -> list[int]:
+        """The tokens that may follow ``written`` in a number of ``form``: those that keep
+        it a prefix of one, and the end tokens once it is one."""
+        found = self._allowed.get((form, written))
         if found is None:
-            found = [i for i, text in self.texts.items() if _PREFIX.fullmatch(written + text)]
-            if _WHOLE.fullmatch(written):
+            prefix = _PREFIX[form]
+            found = [i for i, text in self.texts.items() if prefix.fullmatch(written + text)]
+            if _END[form].fullmatch(written):
                 found += list(self.ends)
-            self._allowed[written] = found
+            self._allowed[(form, written)] = found
         return found
 
 
@@ -89,20 +112,23 @@ def _processor_class() -> type:
     from transformers import LogitsProcessor
 
     class NumbersOnly(LogitsProcessor):
-        """Masks, in the rows ``rows`` of a batch, every token that cannot continue a number
-        (see the module's docstring); the other rows are left as they are."""
+        """Masks, in the rows of a batch named in ``rows`` (row → form), every token that
+        cannot continue a number of the row's form (see the module's docstring); the other
+        rows are left as they are."""
 
-        def __init__(self, vocab: NumberVocab, rows: Sequence[int], prompt_length: int) -> None:
+        def __init__(
+            self, vocab: NumberVocab, rows: Mapping[int, NumberForm], prompt_length: int
+        ) -> None:
             self.vocab = vocab
-            self.rows = list(rows)
+            self.rows = dict(rows)
             self.prompt_length = prompt_length
 
         def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-            for row in self.rows:
+            for row, form in self.rows.items():
                 written = self.vocab.written(input_ids[row, self.prompt_length :].tolist())
                 if written is None:
                     continue  # finished: generate pads it from now on
-                keep = torch.tensor(self.vocab.allowed(written), dtype=torch.long)
+                keep = torch.tensor(self.vocab.allowed(written, form), dtype=torch.long)
                 masked = torch.full_like(scores[row], float("-inf"))
                 masked[keep.to(scores.device)] = scores[row, keep.to(scores.device)]
                 scores[row] = masked
@@ -111,10 +137,11 @@ def _processor_class() -> type:
     return NumbersOnly
 
 
-def numbers_only(vocab: NumberVocab, rows: Sequence[int], prompt_length: int) -> Any:
-    """A transformers ``LogitsProcessor`` that makes the rows ``rows`` of a batch (whose
-    prompts are ``prompt_length`` tokens, padding included) write a number."""
+def numbers_only(vocab: NumberVocab, rows: Mapping[int, NumberForm], prompt_length: int) -> Any:
+    """A transformers ``LogitsProcessor`` that makes each row named in ``rows`` of a batch
+    (whose prompts are ``prompt_length`` tokens, padding included) write a number of its
+    form."""
     return _processor_class()(vocab, rows, prompt_length)
 
 
-__all__ = ["NUMBER_GRAMMAR", "NumberVocab", "numbers_only"]
+__all__ = ["GRAMMARS", "NumberForm", "NumberVocab", "number_form", "numbers_only"]

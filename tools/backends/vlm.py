@@ -29,7 +29,7 @@ from ..settings import ModelSpec
 from ..types import Image, Point, PointList
 from .base import Placement, token_budgets
 from .hf import HFBackend, redraw, seeded
-from .numbers import NumberVocab, numbers_only
+from .numbers import NumberForm, NumberVocab, number_form, numbers_only
 from .threads import on_model_thread
 
 log = logging.getLogger("vischain.models")
@@ -174,15 +174,15 @@ class _Row:
     """One generation prepared on the caller's thread: the picture, its token budget, its
     prompt's token ids without padding, the other per-token inputs the processor made for
     it (e.g. Molmo2's ``mm_token_type_ids``), and its pixels when the processor gives one
-    row of them per picture (LLaVA's ``pixel_values``), and whether it must write a number
-    (:mod:`tools.backends.numbers`)."""
+    row of them per picture (LLaVA's ``pixel_values``), and the form of number it must
+    write, if it must (:mod:`tools.backends.numbers`)."""
 
     image: Image
     budget: int
     ids: torch.Tensor  # [L] long
     tokens: dict[str, torch.Tensor]  # name -> [L]
     pixels: torch.Tensor | None
-    number: bool = False
+    number: NumberForm | None = None
 
 
 @functools.cache
@@ -263,11 +263,12 @@ class _HFVisionLM(HFBackend):
         requests: Sequence[tuple[Image, str]],
         *,
         max_new_tokens: int | Sequence[int] = 32,
-        numbers: Sequence[bool] | None = None,
+        numbers: Sequence[NumberForm | str | bool | None] | None = None,
     ) -> list[str]:
         """Short answers to (image, question) pairs, one batched greedy generation
         (``max_new_tokens``: one budget for all, or one per pair; ``numbers``: per pair,
-        whether its answer must be a number — its decoding is then constrained to digits)."""
+        whether its answer must be a number — a :class:`~tools.backends.numbers.NumberForm`,
+        True for any — its decoding then constrained to digits)."""
         return self.generate(
             [image for image, _ in requests],
             [self.question_prompt(question) for _, question in requests],
@@ -287,12 +288,12 @@ class _HFVisionLM(HFBackend):
         texts: Sequence[str],
         *,
         max_new_tokens: int | Sequence[int],
-        numbers: Sequence[bool] | None = None,
+        numbers: Sequence[NumberForm | str | bool | None] | None = None,
     ) -> list[str]:
         """Greedy completions of the chat prompts for (image, text) pairs: only the new
         tokens, decoded without special tokens and stripped. ``max_new_tokens`` is one
         budget or one per pair; a row stops at its end token or its own budget. A pair
-        whose ``numbers`` entry is true writes a number (digits, perhaps a decimal part).
+        whose ``numbers`` entry is a form (or True) writes a number of that form.
 
         The prompts are built here, on the caller's thread; the generation runs in the
         model's ``generate`` lane, in one batch with the other callers' rows (Vqa,
@@ -300,7 +301,7 @@ class _HFVisionLM(HFBackend):
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images but {len(texts)} prompts")
         budgets = token_budgets(max_new_tokens, len(images))
-        wants = [False] * len(images) if numbers is None else [bool(n) for n in numbers]
+        wants = [None] * len(images) if numbers is None else [number_form(n) for n in numbers]
         if len(wants) != len(images):
             raise ValueError(f"{len(wants)} number flags for {len(images)} prompts")
         if not images:
@@ -311,7 +312,11 @@ class _HFVisionLM(HFBackend):
         return list(lanes.after("generate", self._generate_rows, rows, max_batch=self.max_rows))
 
     def _prepare(
-        self, images: list[Image], prompts: list[str], budgets: list[int], numbers: list[bool]
+        self,
+        images: list[Image],
+        prompts: list[str],
+        budgets: list[int],
+        numbers: list[NumberForm | None],
     ) -> list[_Row]:
         """Tokenise the prompts and preprocess the pictures (the processor's CPU work), one
         row per pair, unpadded: the batch pads them again with whatever rows it holds."""
@@ -390,7 +395,7 @@ class _HFVisionLM(HFBackend):
                 if min(budgets) < max(budgets):
                     stops.append(_row_budgets_class()(prompt_length, budgets, self.device))
                 processors = LogitsProcessorList()
-                counted = [i for i, row in enumerate(rows) if row.number]
+                counted = {i: row.number for i, row in enumerate(rows) if row.number}
                 if counted:
                     processors.append(numbers_only(self.number_vocab(), counted, prompt_length))
                 output = self.model.generate(

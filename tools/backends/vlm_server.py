@@ -36,7 +36,7 @@ from ..types import Image
 from .base import Backend, Located, Placement, is_loopback, token_budgets
 from .llm import LLMRequest
 from .llm_openai import sampling_body
-from .numbers import NUMBER_GRAMMAR
+from .numbers import GRAMMARS, NumberForm, number_form
 
 log = logging.getLogger("vischain.models")
 
@@ -156,18 +156,18 @@ class OpenAIVisionBackend(Backend):
         requests: Sequence[tuple[Image, str]],
         *,
         max_new_tokens: int | Sequence[int] = 32,
-        numbers: Sequence[bool] | None = None,
+        numbers: Sequence[NumberForm | str | bool | None] | None = None,
     ) -> list[str]:
         """Short answers to (image, question) pairs, sent concurrently; a pair whose
-        ``numbers`` entry is true is answered under a grammar of numbers
-        (:data:`~tools.backends.numbers.NUMBER_GRAMMAR`, vLLM's ``structured_outputs``)."""
+        ``numbers`` entry is a :class:`~tools.backends.numbers.NumberForm` (True: any
+        number) is answered under that form's grammar (vLLM's ``structured_outputs``)."""
         prompts = [
             f"{q.strip()}\n{self.answer_suffix}" if self.answer_suffix else q.strip()
             for _, q in requests
         ]
         return self.chat(
             [image for image, _ in requests], prompts, max_new_tokens=max_new_tokens,
-            grammars=None if numbers is None else [NUMBER_GRAMMAR if n else None for n in numbers],
+            grammars=None if numbers is None else [_grammar(number_form(n)) for n in numbers],
         )  # fmt: skip
 
     def caption(self, images: Sequence[Image], *, max_new_tokens: int = 48) -> list[str]:
@@ -246,6 +246,10 @@ class OpenAIVisionBackend(Backend):
         if not response.choices:
             raise ModelError(f"VLM server {self.base_url} returned no choices")
         return (response.choices[0].message.content or "").strip()
+
+
+def _grammar(form: NumberForm | None) -> str | None:
+    return None if form is None else GRAMMARS[form]
 
 
 __all__ = ["OpenAIVisionBackend", "server_url"]

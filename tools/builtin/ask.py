@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sandbox.answers import QuestionKind, question_kind, short_answer
+from sandbox.answers import QuestionKind, asks_count, question_kind, short_answer
+from tools.backends.numbers import NumberForm
 from tools.base import BatchTool, ToolContext
 from tools.errors import NoBackendError
 from tools.types import Image, Point, PointList
@@ -36,8 +37,10 @@ class Vqa(BatchTool):
     A question that asks for a number ("How many...", see
     :func:`sandbox.answers.question_kind`) is answered under a constraint to digits when
     the model's backend can decode so (``answers_numbers``: the transformers VLMs mask
-    every other token, a server gets a grammar), so a count is a number whatever the model
-    would have written; option ``number_answers: false`` leaves such answers free."""
+    every other token, a server gets a grammar) — a whole number for a count ("how
+    many..."), perhaps with a decimal part for a measurement ("how far...") — so it is a
+    number whatever the model would have written; option ``number_answers: false`` leaves
+    such answers free."""
 
     name = "Vqa"
     aliases = ("Ask", "Query", "SimpleQuery")
@@ -57,12 +60,19 @@ class Vqa(BatchTool):
         budgets = [answer_budget(ctx, self.name, c["question"]) for c in calls]
         requests = [(c["image"], c["question"]) for c in calls]
         if getattr(vlm, "answers_numbers", False) and ctx.option(self.name, "number_answers", True):
-            numbers = [question_kind(c["question"]) is QuestionKind.NUMBER for c in calls]
+            numbers = [_number_form(c["question"]) for c in calls]
             raw = vlm.answer(requests, max_new_tokens=budgets, numbers=numbers)
         else:
             raw = vlm.answer(requests, max_new_tokens=budgets)
         ctx.note(raw_answers=raw)
         return [short_answer(text, c["question"]) for text, c in zip(raw, calls, strict=True)]
+
+
+def _number_form(question: str) -> NumberForm | None:
+    """The form of number a question asks for, or None when it asks for something else."""
+    if question_kind(question) is not QuestionKind.NUMBER:
+        return None
+    return NumberForm.WHOLE if asks_count(question) else NumberForm.DECIMAL
 
 
 class PointAt(BatchTool):

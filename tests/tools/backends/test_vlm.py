@@ -13,6 +13,7 @@ import torch
 from tests.support.backends import CPU, noise_image
 from tools.backends import backend_class
 from tools.backends.base import Placement
+from tools.backends.numbers import NumberForm
 from tools.backends.vlm import ANSWER_SUFFIX, LlavaBackend, Molmo2Backend, parse_points
 from tools.errors import ModelError
 from tools.pool import ModelPool
@@ -298,6 +299,8 @@ def test_rows_asked_for_a_number_write_digits(cls: type, loaded: dict[str, objec
     answers = backend.answer(requests, max_new_tokens=10, numbers=flags)
     assert answers[0] == free[0]
     assert all(NUMBER.fullmatch(a.rstrip(".")) for a in answers[1:]), answers
+    whole = backend.answer(requests, max_new_tokens=10, numbers=[None, "whole", "decimal"])
+    assert whole[0] == free[0] and whole[1].isdigit() and whole[2] == answers[2]
     alone = [
         backend.answer([r], max_new_tokens=10, numbers=[f])[0]
         for r, f in zip(requests, flags, strict=True)
@@ -323,6 +326,8 @@ def test_number_vocab_allows_only_a_number_then_the_end(loaded: dict[str, object
     assert {"<end>", ".", "7"} <= texts_after("12") and " " not in texts_after("12")
     assert "<end>" not in texts_after("12.") and "." not in texts_after("12.")
     assert "." not in texts_after("1.5") and "<end>" in texts_after("1.5")
+    whole = {vocab.texts.get(i, "<end>") for i in vocab.allowed("12", NumberForm.WHOLE)}
+    assert "<end>" in whole and "7" in whole and "." not in whole
     assert vocab.written([vocab.ends[0]]) is None
 
 
