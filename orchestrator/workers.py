@@ -16,7 +16,8 @@ A worker waiting in a batch queue for another thread's batch (or for company) is
 long as it waits, up to ``max_parked`` at once. Without that, ``max_workers`` would cap how
 many programs can join one batch (16 programs at once, 4 workers: batches of 4). A worker
 beyond the pool's current size (``max_workers`` plus the parked ones) retires when it
-finishes its job, or hands the job it just took back to the queue.
+finishes its job, when it has been idle for ``IDLE_LOOK_S``, or hands the job it just took
+back to the queue.
 
 :class:`Watchdog` puts a deadline on code that runs in the caller's own thread (inline
 tools): past the deadline it raises ``DeadlineExceeded`` inside that thread. Its thread
@@ -81,7 +82,12 @@ class _Worker(threading.Thread):
         park_with(self.pool._park)
         try:
             while not self.retired:
-                job = self.pool._jobs.get()
+                try:
+                    job = self.pool._jobs.get(timeout=IDLE_LOOK_S)
+                except queue.Empty:  # idle: a worker lent while others were parked retires
+                    if self.pool._surplus(self):
+                        return
+                    continue
                 if job is None:
                     return
                 if self.pool._surplus(self):  # the pool shrank while this one was idle

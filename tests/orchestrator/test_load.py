@@ -100,7 +100,7 @@ def test_two_hundred_concurrent_executes_neither_cross_nor_deadlock(orch: Orches
         assert r.ok, r.error
         assert r.output == w * 1000 + h + 1  # its own image's answer, never another's
     pool = orch.workers
-    assert peak["threads"] <= base + n + pool.max_workers + pool.max_stuck + 2
+    assert peak["threads"] <= base + n + pool.max_workers + pool.max_parked + pool.max_stuck + 2
     assert peak["rss"] - base_rss < 512 * 2**20
     assert orch.executor.batcher.batches("Measure") < n  # calls from programs coalesced
 
@@ -124,5 +124,5 @@ def test_map_over_500_items_with_failures_bounded(orch: Orchestrator, tmp_path: 
         else:
             assert r.ok and r.output == w * 1000 + h + 1
     pool = orch.workers
-    assert peak["threads"] <= base + 64 + pool.max_workers + pool.max_stuck + 2
+    assert peak["threads"] <= base + 64 + pool.max_workers + pool.max_parked + pool.max_stuck + 2
     assert peak["rss"] - base_rss < 512 * 2**20

@@ -152,3 +152,14 @@ def test_a_worker_that_is_not_parked_lends_nothing() -> None:
     gate.set()
     assert _settle(lambda: len(started) == 4)
     pool.shutdown()
+
+
+def test_workers_lent_while_others_waited_retire_when_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("orchestrator.workers.IDLE_LOOK_S", 0.05)
+    pool = WorkerPool(2, max_parked=4)
+    running, release = _parked_jobs(pool, 6)
+    assert _settle(lambda: len(running) == 6)
+    assert pool.live_workers == 6
+    release.set()  # nothing else is submitted: the four lent workers retire idle
+    assert _settle(lambda: pool.live_workers == 2)
+    pool.shutdown()
