@@ -630,12 +630,23 @@ class AgentRun:
     def wrong_kind_text(self) -> str:
         """What the decision prompt says of a result of the wrong kind: the kind needed,
         the most similar example program that gives it and, when it can be, that example's
-        last step as a follow-up from the round's result (:mod:`.follow_up_example`)."""
-        example = self.planner.nearest_example(self.instruction, self.form, self.shows_kind)
-        follow = None
-        if example is not None:
-            follow = self.follow_up_example(example.text)
-            self.follow_up_shown = follow is not None
+        last step as a follow-up from the round's result (:mod:`.follow_up_example`) — the
+        most similar example whose last step can follow up, when any can (however the
+        examples are ranked: by embeddings, or by word overlap where no embedding model is
+        installed)."""
+        nearest = self.planner.nearest_example
+        follows: dict[str, tuple[str, list[str]] | None] = {}
+
+        def follows_on(example: Example) -> bool:  # the example's last step can follow up
+            if example.text not in follows:
+                follows[example.text] = self.follow_up_example(example.text)
+            return self.shows_kind(example) and follows[example.text] is not None
+
+        example = nearest(self.instruction, self.form, follows_on) or nearest(
+            self.instruction, self.form, self.shows_kind
+        )
+        follow = None if example is None else follows.get(example.text)
+        self.follow_up_shown = follow is not None
         return wrong_kind_text(self.expected, example, follow)
 
     def follow_up_example(self, example: str) -> tuple[str, list[str]] | None:

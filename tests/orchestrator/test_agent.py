@@ -16,6 +16,7 @@ from orchestrator.agent import AgentRun
 from orchestrator.answer_kind import kind_by_rules
 from orchestrator.decisions import decision_grammar
 from orchestrator.errors import RunErrorCode
+from orchestrator.examples import ExampleSelector, lexical_similarity
 from orchestrator.grammar import line_grammar
 from orchestrator.rounds import returned
 from programs import Example, load_library
@@ -653,10 +654,21 @@ def test_the_loop_returns_an_offered_value_the_planner_keeps_declining(agent) ->
     assert result.error.code == RunErrorCode.AGENT_LIMIT
 
 
-def test_an_edit_that_stops_at_objects_is_shown_the_step_that_finishes_it(agent) -> None:
+@pytest.mark.parametrize("ranking", ["embeddings", "word overlap"])
+def test_an_edit_that_stops_at_objects_is_shown_the_step_that_finishes_it(
+    agent, ranking: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ "Tag the red square" written as a detection only: the wrong-kind decision shows,
     besides the nearest example that ends with an image, that example's last step as a
-    follow-up reading this round's objects, so a CONTINUE finishes what was computed."""
+    follow-up reading this round's objects, so a CONTINUE finishes what was computed.
+    Without an embedding model (examples ranked by word overlap) the nearest image example
+    ends with a step that cannot read the objects: the nearest one whose step can is shown."""
+    if ranking == "word overlap":
+        monkeypatch.setattr(
+            ExampleSelector,
+            "similarities",
+            lambda self, text: lexical_similarity(text, [e.instruction for e in self.examples]),
+        )
     found = "OBJ0=ColorFind(image=IMAGE, color='red')\nRESULT=OBJ0\n"
     tag = "IMAGE0=Tag(image=IMAGE, object=OBJ0)\nRESULT=IMAGE0\n"
     orch, llm = agent([found, "CONTINUE", tag], static_kind=False)
