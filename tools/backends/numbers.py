@@ -122,17 +122,32 @@ def _processor_class() -> type:
             self.vocab = vocab
             self.rows = dict(rows)
             self.prompt_length = prompt_length
+            # (form, text written, vocabulary size, device) → which logits stay, as a mask
+            self._masks: dict[tuple[NumberForm, str, int, torch.device], torch.Tensor] = {}
 
         def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            if not self.rows:
+                return scores
+            # the new tokens of the batch in one transfer from the device, not one per row
+            new = input_ids[:, self.prompt_length :].tolist()
             for row, form in self.rows.items():
-                written = self.vocab.written(input_ids[row, self.prompt_length :].tolist())
+                written = self.vocab.written(new[row])
                 if written is None:
                     continue  # finished: generate pads it from now on
-                keep = torch.tensor(self.vocab.allowed(written, form), dtype=torch.long)
-                masked = torch.full_like(scores[row], float("-inf"))
-                masked[keep.to(scores.device)] = scores[row, keep.to(scores.device)]
-                scores[row] = masked
+                scores[row].masked_fill_(self._mask(form, written, scores), float("-inf"))
             return scores
+
+        def _mask(self, form: NumberForm, written: str, scores: torch.Tensor) -> torch.Tensor:
+            """True where a logit is masked (built once per text written, on the device)."""
+            size, device = scores.shape[-1], scores.device
+            key = (form, written, size, device)
+            mask = self._masks.get(key)
+            if mask is None:
+                keep = [i for i in self.vocab.allowed(written, form) if i < size]
+                mask = torch.ones(size, dtype=torch.bool)
+                mask[keep] = False
+                mask = self._masks[key] = mask.to(device)
+            return mask
 
     return NumbersOnly
 
