@@ -99,7 +99,7 @@ from .observation import Observation, render
 from .planner import PlanningError, ResultCheck, fill, normal_source
 from .render import summarize
 from .rounds import Round, RoundKind
-from .tool_fit import content, named, program_steps, unfit
+from .tool_fit import content, named, program_steps, proper_names, unfit
 from .trace import StepStatus
 
 if TYPE_CHECKING:
@@ -184,6 +184,7 @@ class AgentRun:
         self.out_of_time = False  # the budget refused an LLM call the round needed
         self.expected = AnswerKind.ANY
         self.about: frozenset[str] = frozenset()  # what the instruction names (tool-fit)
+        self.proper: frozenset[str] = frozenset()  # the names it gives (tool-fit)
         self.form = "lines"
         self.base_prompt = ""  # the planning prompt: decisions extend it (prefix cache)
         self.known: dict[str, Any] = {}
@@ -208,6 +209,7 @@ class AgentRun:
         self.expected = self.answer_kind()
         if self.config.checks.tool_fit:
             self.about = named(self.instruction, self.config.checks.fit_synonyms)
+            self.proper = proper_names(self.instruction)
             self.trace.meta["about"] = sorted(self.about)
         result = self.plan()
         while True:
@@ -341,6 +343,7 @@ class AgentRun:
             about=self.about,
             names=content(self.instruction),
             queries=current.kind is not RoundKind.CONTINUE,
+            proper=self.proper,
         )
         again = self.repeat_of(result)
         if again is not None:
@@ -595,7 +598,8 @@ class AgentRun:
         follow_up = self.current is not None and self.current.kind is RoundKind.CONTINUE
         steps = program_steps(program, self.planner.registry)
         misses = unfit(self.about, steps, subjects=checks.fit_subjects,
-                       synonyms=checks.fit_synonyms, queries=not follow_up)  # fmt: skip
+                       synonyms=checks.fit_synonyms, queries=not follow_up,
+                       proper=self.proper)  # fmt: skip
         if not misses:
             return None
         miss = misses[0]

@@ -118,13 +118,15 @@ def run_checks(
     about: frozenset[str] = frozenset(),
     names: Sequence[str] = (),
     queries: bool = True,
+    proper: frozenset[str] = frozenset(),
 ) -> list[Issue]:
     """Every finding on one round: its step records, its output value and its error;
     ``values`` are the round's computed values by name (inputs left out), which the
     answer-kind finding searches for values of the kind asked for; ``about``: what the
     instruction names (:func:`orchestrator.tool_fit.named`; empty: tool-fit is not judged),
     ``names`` its words as written, for the finding's message; ``queries``: whether a
-    detection's query is judged too (not in a follow-up, which may re-phrase it)."""
+    detection's query is judged too (not in a follow-up, which may re-phrase it);
+    ``proper``: the names the instruction gives (:func:`orchestrator.tool_fit.proper_names`)."""
     issues: list[Issue] = []
     used_by: dict[str, list[StepLike]] = {}
     for s in steps:
@@ -203,6 +205,7 @@ def run_checks(
             subjects=config.fit_subjects,
             synonyms=config.fit_synonyms,
             queries=queries,
+            proper=proper,
         ):
             issues.append(
                 Issue(Check.TOOL_FIT, miss.message(names), miss.step.name, key=str(miss.step.tool))

@@ -23,7 +23,10 @@ objects counts: one that acts on them without returning objects (an edit, a coun
 is told what it does there — ``Replace(prompt='small dog')`` puts a dog where the objects
 are, it does not find one — and a step that picks among a fixed detector's objects still
 returns that detector's things (``FaceDet`` → ``Select('cat')`` picks among faces: no
-cat). What is not named anywhere is the finding: :func:`unfit` returns it for the
+cat) — unless it is told a name the instruction gives a particular one
+(:func:`proper_names`: "Tag Sheldon and Leonard" → ``FaceDet`` → ``Classify(['Sheldon',
+'Leonard'])`` picks the faces of the people named). What is not named anywhere is the
+finding: :func:`unfit` returns it for the
 ``tool-fit`` check, on a program's text before it runs (:func:`program_steps`) and on a
 round's step records after (:func:`record_steps`). The wording decides alone: an instruction
 that names nothing the rules can read (only stop words) is not judged.
@@ -95,6 +98,14 @@ def content(text: str) -> tuple[str, ...]:
     return tuple(seen.values())
 
 
+def proper_names(instruction: str) -> frozenset[str]:
+    """The words an instruction capitalises after its first (folded): the names it gives
+    particular things — people above all ("Sheldon", "Leonard"), whom a fixed detector's
+    objects (faces) may be picked by."""
+    found = re.findall(r"[A-Za-z]+(?:'[A-Za-z]+)?", instruction)[1:]
+    return frozenset(w for w in (fold(t) for t in found if t[0].isupper()) if w not in _STOP_STEMS)
+
+
 def named(instruction: str, synonyms: Iterable[Iterable[str]] = ()) -> frozenset[str]:
     """What an instruction names: its content words, each widened by its synonym group."""
     return _widen(words(instruction), synonyms)
@@ -147,11 +158,13 @@ def unfit(
     subjects: Mapping[str, Sequence[str]],
     synonyms: Iterable[Iterable[str]] = (),
     queries: bool = True,
+    proper: frozenset[str] = frozenset(),
 ) -> list[Unfit]:
     """The source detections of ``steps`` that do not fit an instruction naming ``about``
     (see the module docstring); ``subjects``: what each fixed detector finds; ``queries``
     False leaves detectors told what to find unjudged (a follow-up that re-phrases an
-    object a detection did not find: "plate" for "saucer")."""
+    object a detection did not find: "plate" for "saucer"); ``proper``: the instruction's
+    :func:`proper_names`."""
     if not about:
         return []
     synonyms = [tuple(g) for g in synonyms]
@@ -175,15 +188,18 @@ def unfit(
                     chain.append(u)
                     todo.append(u.name)
         for u in chain:
-            read = [by_name[d] for d in u.deps if d in inside]
-            if all(d.finds and (not u.finds or fixed) for d in read):
-                # it acts on the objects (an edit's text is what it puts there), or picks
-                # among a fixed detector's finds (they stay faces)
-                continue
             told = [*u.texts]  # and what it reads from a step that is no detection
             for d in u.deps:
                 if d in by_name and d not in inside and not by_name[d].finds:
                     told += by_name[d].texts
+            read = [by_name[d] for d in u.deps if d in inside]
+            if all(d.finds and (not u.finds or fixed) for d in read):
+                # it acts on the objects (an edit's text is what it puts there), or picks
+                # among a fixed detector's finds (they stay faces) — by a name the
+                # instruction gives a particular one, it picks the one named
+                if u.finds and fixed and any(words(t) & proper for t in told):
+                    return True
+                continue
             if fits(told):
                 return True
         return False

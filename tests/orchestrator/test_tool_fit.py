@@ -9,6 +9,7 @@ from orchestrator.tool_fit import (
     fold,
     named,
     program_steps,
+    proper_names,
     record_steps,
     unfit,
     words,
@@ -25,7 +26,8 @@ def misses(instruction: str, program: str, **kw) -> list[str]:
     """The steps of a line program that tool-fit finds, by name."""
     about = named(instruction, CHECKS.fit_synonyms)
     found = unfit(about, program_steps(parse(program), TOOLS), subjects=CHECKS.fit_subjects,
-                  synonyms=CHECKS.fit_synonyms, **kw)  # fmt: skip
+                  synonyms=CHECKS.fit_synonyms, proper=proper_names(instruction),
+                  **kw)  # fmt: skip
     return [m.step.name for m in found]
 
 
@@ -166,3 +168,22 @@ def test_a_step_is_told_only_its_text_arguments_not_values_passed_to_it() -> Non
     assert found("How many wheels?", record("Loc", ArgRecord("object", "dog", None, "Text"))) == [
         "Loc0"
     ]
+
+
+def test_faces_picked_by_the_names_the_instruction_gives_fit() -> None:
+    """ "Tag Sheldon and Leonard": faces classified by the names given are the people named,
+    though nothing tells the check they are people; a pick among faces by a word that is no
+    name ("cat") still is not."""
+    assert proper_names("Tag Sheldon and Leonard in the photo") == {"sheldon", "leonard"}
+    assert proper_names("Is the Eiffel Tower lit?") == {"eiffel", "tower"}
+    assert proper_names("How many cats are there?") == frozenset()
+    tag = ("OBJ0=FaceDet(image=IMAGE)\n"
+           "OBJ1=Classify(image=IMAGE, object=OBJ0, categories=['Sheldon', 'Leonard'])\n"
+           "IMAGE0=Tag(image=IMAGE, object=OBJ1)\nRESULT=IMAGE0")  # fmt: skip
+    assert misses("Tag Sheldon and Leonard", tag) == []
+    listed = ("OBJ0=FaceDet(image=IMAGE)\nLIST0=List(query='main characters of The Avengers')\n"
+              "OBJ1=Classify(image=IMAGE, object=OBJ0, categories=LIST0)\n"
+              "IMAGE0=Tag(image=IMAGE, object=OBJ1)\nRESULT=IMAGE0")  # fmt: skip
+    assert misses("Tag the Avengers", listed) == []
+    cat = tag.replace("['Sheldon', 'Leonard']", "['cat', 'dog']")
+    assert misses("Tag the cat and the dog", cat) == ["OBJ0"]
