@@ -273,6 +273,7 @@ class AgentRun:
                 prefer=self.shows_kind if kind_known else None,
                 result_check=self.result_check(),
                 budget=self.may_call,
+                drop_repeats=self.config.drop_repeats,
             )
         except VisChainError as exc:
             return self.orch_result(None, exc)
@@ -557,6 +558,7 @@ class AgentRun:
             avoid=self.tried(),
             result_check=self.result_check(),
             budget=self.may_call,
+            drop_repeats=self.config.drop_repeats,
         )[0]
         self.out_of_time = plan.out_of_time and plan.program is None
         for attempt in plan.attempts:

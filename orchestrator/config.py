@@ -214,6 +214,10 @@ class AgentConfig(BaseModel):
     # an ANSWER-kind check on a program before it runs (agent rounds): a program whose result
     # type cannot be of the kind asked for is sent back for repair instead of being run
     static_kind: bool = True
+    # before a program of an agent round runs, the steps that only repeat their chain's call
+    # (Select on what the same Select chose, a small planner's loop) are dropped without an
+    # LLM call (sandbox.repeats)
+    drop_repeats: bool = True
     checks: AgentChecks = Field(default_factory=AgentChecks)
 
 

@@ -22,11 +22,13 @@ from programs import Example, load_library, template
 from sandbox import (
     ErrorCode,
     Limits,
+    Program,
     ProgramError,
     ProgramInvalid,
     VisChainError,
 )
 from sandbox.hints import apply_fixes
+from sandbox.repeats import repeated_steps
 from tools.backends.llm import Completion, LanguageModel, LLMRequest
 from tools.patch import api_docs
 from tools.registry import Registry
@@ -331,10 +333,11 @@ class Planner:
         prefer: Callable[[Example], bool] | None = None,
         result_check: ResultCheck | None = None,
         budget: Budget | None = None,
+        drop_repeats: bool = False,
     ) -> list[Plan]:
         """``n`` candidate programs, each generated, checked and repaired independently
-        (``prefer`` ranks examples, see :meth:`prompt`; ``result_check`` and ``budget`` see
-        :meth:`write`)."""
+        (``prefer`` ranks examples, see :meth:`prompt`; ``result_check``, ``budget`` and
+        ``drop_repeats`` see :meth:`write`)."""
         if not instruction.strip():
             raise PlanningError("the instruction is empty")
         form = self.choose_form(instruction, form)
@@ -346,7 +349,7 @@ class Planner:
             temp = self.config.voting_temperature
         plans = self.write(
             prompt, instruction, inputs, form=form, n=n, temperature=temp, opening=False,
-            result_check=result_check, budget=budget,
+            result_check=result_check, budget=budget, drop_repeats=drop_repeats,
         )  # fmt: skip
         for plan in plans:
             if plan.attempts:
@@ -367,6 +370,7 @@ class Planner:
         avoid: Mapping[str, ProgramError] | None = None,
         result_check: ResultCheck | None = None,
         budget: Budget | None = None,
+        drop_repeats: bool = False,
     ) -> list[Plan]:
         """``n`` programs of ``form`` written after ``prompt`` (which ends where a program
         begins), each decoded under the form's own request (grammar, stop strings,
@@ -382,7 +386,10 @@ class Planner:
         program that failed only it is returned (runnable: its result is checked again after
         it ran). ``budget`` is asked before every LLM call, the first and each repair: when
         it refuses, no call is made and the plan so far is returned, ``out_of_time`` (no
-        program when the first call was refused)."""
+        program when the first call was refused). With ``drop_repeats``, a checked line
+        program's steps that repeat their chain's call (:func:`sandbox.repeats.repeated_steps`:
+        a small model looping on ``Select``) are dropped by their fix-its before anything
+        else judges it."""
         spec = self.forms[form]
         if budget is not None and not budget(0.0):
             error = PlanningError(f"no time was left to plan a program for: {instruction!r}")
@@ -400,11 +407,11 @@ class Planner:
             share = seconds / max(len(completions), 1)
             first = self._attempt(spec, kind, prompt, completion, share, i)
             first.started = wall
-            plans.append(
-                self._check_and_repair(
-                    spec, instruction, inputs, prompt, first, avoid or {}, result_check, budget
-                )
-            )
+            plan = self._check_and_repair(
+                spec, instruction, inputs, prompt, first, avoid or {}, result_check, budget,
+                drop_repeats,
+            )  # fmt: skip
+            plans.append(plan)
         return plans
 
     def _attempt(
@@ -510,10 +517,11 @@ class Planner:
         avoid: Mapping[str, ProgramError] | None = None,
         result_check: ResultCheck | None = None,
         budget: Budget | None = None,
+        drop_repeats: bool = False,
     ) -> Plan:
         attempts = [first]
         out_of_time = False
-        runnable: tuple[Attempt, Parsed] | None = None  # the last that failed result_check only
+        runnable: tuple[Attempt, Parsed] | None = None  # the last refused only by those checks
         current = first
         seen: list[list[dict[str, Any]]] = []
         tried = {normal_source(source): why for source, why in (avoid or {}).items()}
@@ -522,15 +530,20 @@ class Planner:
         while True:
             try:
                 program, errors, result_type = self._check(current.program, inputs, spec.name)
+                repeats = (
+                    repeated_steps(program, self.catalog)
+                    if drop_repeats and isinstance(program, Program)
+                    else []
+                )
                 wrong = (
                     result_check(result_type, program)
-                    if program is not None and result_check is not None
+                    if program is not None and result_check is not None and not repeats
                     else None
                 )
-                if wrong is not None:  # it runs; only its result's type is refused
+                if repeats or wrong is not None:  # it runs; its repeats or result are refused
                     if normal_source(current.program) not in tried:
                         runnable = (current, program)
-                    program, errors = None, [wrong]
+                    program, errors = None, repeats or [wrong]
             except CapabilityError as exc:
                 current.errors = [exc.to_dict()]
                 return Plan(current.program, None, attempts, exc, form=spec.name)

@@ -40,6 +40,7 @@ class ErrorCode(StrEnum):
     UNDEFINED_NAME = "undefined-name"
     UNKNOWN_ATTRIBUTE = "unknown-attribute"
     BAD_EXPRESSION = "bad-expression"
+    REPEATED_STEP = "repeated-step"  # a call that repeats its chain's (sandbox.repeats)
     # evaluation and execution
     EVAL_ERROR = "eval-error"
     FORBIDDEN = "forbidden"

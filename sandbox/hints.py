@@ -73,9 +73,11 @@ def apply_fixes(source: str, errors: Sequence[ProgramError]) -> str | None:
     suggested one — or None when no fix-it applies. Later columns of a line go first, so
     earlier ones stay where they were. A redefinition's fix-it renames the step it names
     and the uses after it, up to the next step that assigns the name again (which its
-    own fix-it renames in turn)."""
+    own fix-it renames in turn). A repeated step's fix-it (``repeated-step``) removes the
+    step, and its uses up to the next step that assigns its name read the value named."""
     lines = source.split("\n")
     changed = False
+    dropped: set[int] = set()  # the lines of repeated steps, removed once all are fixed
     for error in sorted(errors, key=lambda e: (e.line, -e.col)):
         if error.fix is None or not 1 <= error.line <= len(lines):
             continue
@@ -84,13 +86,20 @@ def apply_fixes(source: str, errors: Sequence[ProgramError]) -> str | None:
         if error.code is ErrorCode.REDEFINED:
             changed |= _rename_from(lines, error.line, wrong, right, word)
             continue
+        if error.code is ErrorCode.REPEATED_STEP:
+            if _rename_from(lines, error.line, wrong, right, word):
+                dropped.add(error.line)
+                changed = True
+            continue
         text = lines[error.line - 1]
         m = word.search(text, max(error.col - 1, 0)) or word.search(text)
         if m is None:
             continue
         lines[error.line - 1] = text[: m.start()] + right + text[m.end() :]
         changed = True
-    return "\n".join(lines) if changed else None
+    if not changed:
+        return None
+    return "\n".join(line for i, line in enumerate(lines, 1) if i not in dropped)
 
 
 def _nearest_in_length(name: str, candidates: Sequence[str], limit: int) -> Sequence[str]:

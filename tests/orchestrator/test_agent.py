@@ -51,6 +51,17 @@ def color_find(image: Image, color: str) -> ObjectList:
     return ObjectList((Object(box, label=color, score=0.9),))
 
 
+@tool(name="ColorKeep")
+def color_keep(object: ObjectList, color: str) -> ObjectList:
+    """Keep the objects labelled with a colour.
+
+    Args:
+        object: the objects
+        color: red, green or blue
+    """
+    return ObjectList(tuple(o for o in object if o.label == color))
+
+
 def picture() -> PILImage.Image:
     pil = PILImage.new("RGB", (64, 64), "white")
     pil.paste((255, 0, 0), (8, 8, 24, 24))
@@ -70,7 +81,7 @@ def agent(tmp_path: Path):
             executor={"memo_mb": 0},
             agent=agent_config,
         )
-        registry = Registry([*default_registry(plugins=False), color_find])
+        registry = Registry([*default_registry(plugins=False), color_find, color_keep])
         orch = Orchestrator(config, registry=registry)
         llm = ScriptedLLM(outputs)
         orch.pool.provide("llm", llm)
@@ -684,3 +695,32 @@ def test_an_edit_that_stops_at_objects_is_shown_the_step_that_finishes_it(
     # the program after CONTINUE is cued as a follow-up (the 0.5B otherwise wrote the
     # round's program again, its Select repeated)
     assert llm.prompts[2].endswith("CONTINUE\n# Only the follow-up's own steps:\nProgram:\n")
+
+
+SELECT_LOOP = "OBJ0=ColorFind(image=IMAGE, color='red')\n" + "".join(
+    f"OBJ{i}=ColorKeep(object=OBJ{i - 1}, color='red')\n" for i in range(1, 5)
+)
+EMOJI_RED = (
+    "OBJ0=ColorFind(image=IMAGE, color='red')\n"
+    "IMAGE0=Emoji(image=IMAGE, object=OBJ0, emoji='ghost')\nRESULT=IMAGE0\n"
+)
+
+
+def test_a_loop_of_repeated_steps_is_dropped_before_the_repair_of_its_kind(agent) -> None:
+    """A small planner's loop (a selection on what the same selection chose, as the 0.5B
+    writes with Select until the step limit):
+    the repeats are dropped without an LLM call, so the repair of the result's kind sees
+    the short program."""
+    orch, llm = agent([SELECT_LOOP + "RESULT=OBJ4\n", EMOJI_RED])
+    result = orch.run("Hide the red square behind a ghost emoji", image=picture())
+    assert result.ok and result.answer.startswith("image") and len(result.rounds) == 1
+    assert len(llm.prompts) == 2  # the plan and one repair: no call to drop the repeats
+    repair = llm.prompts[1]
+    shown = repair[repair.rindex("Instruction: Hide the red square") :]
+    assert shown.count("ColorKeep(") == 1 and "RESULT=OBJ1" in shown
+    kinds = [r["kind"] for r in result.trace.planning]
+    assert kinds == ["generate", "fix", "repair"]
+    # one-shot runs keep the program as written
+    orch, llm = agent([SELECT_LOOP + "RESULT=OBJ4\n"], enabled=False)
+    result = orch.run("Find the red square", image=picture())
+    assert result.ok and result.program.source.count("ColorKeep(") == 4 and len(llm.prompts) == 1

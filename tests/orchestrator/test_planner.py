@@ -352,3 +352,43 @@ def test_what_a_fix_it_leaves_is_repaired_by_the_llm_from_the_fixed_program() ->
         "(variables so far: OBJ0, ANSWER0; inputs: IMAGE)\n"
         "# Write the corrected program for the same instruction.\nProgram:\n"
     )
+
+
+def test_steps_repeating_their_chain_are_dropped_without_an_llm_call_when_asked() -> None:
+    """A 0.5B loop (``Select`` on what the same ``Select`` chose): with ``drop_repeats``
+    the fix-its drop the repeats (an attempt of kind "fix") and the shorter program is the
+    one judged and run; without it the program is kept as written."""
+    loop = (
+        "OBJ0=FaceDet(image=IMAGE)\n"
+        + "".join(
+            f"OBJ{i}=Select(image=IMAGE, object=OBJ{i - 1}, query='face of a man')\n"
+            for i in range(1, 5)
+        )
+        + "RESULT=OBJ4\n"
+    )
+    short = (
+        "OBJ0=FaceDet(image=IMAGE)\n"
+        "OBJ1=Select(image=IMAGE, object=OBJ0, query='face of a man')\nRESULT=OBJ1\n"
+    )
+    p, llm = planner([loop])
+    [plan] = p.plan("Find the man's face", ["IMAGE"], drop_repeats=True)
+    assert plan.ok and plan.source == short and len(llm.prompts) == 1
+    first, fixed = plan.attempts
+    assert [e["code"] for e in first.errors] == ["repeated-step"] * 3
+    assert fixed.kind == "fix" and fixed.errors == []
+    p, _ = planner([loop])
+    [plan] = p.plan("Find the man's face", ["IMAGE"])
+    assert plan.ok and plan.source == loop
+    # what the result check refuses is judged on the shorter program, and repaired from it
+    seen: list[str] = []
+
+    def images_only(type_name, program):
+        seen.append(program.source)
+        if type_name == "Image":
+            return None
+        return ProgramError(ErrorCode.WRONG_TYPE, "the result must be an image", 1, 1)
+
+    p, llm = planner([loop, GOOD], repair_rounds=1)
+    [plan] = p.plan("Hide the man's face", ["IMAGE"], result_check=images_only, drop_repeats=True)
+    assert seen[0].strip() == short.strip()  # judged after the fix, not before
+    assert short + "# That program has errors:" in llm.prompts[1] and loop not in llm.prompts[1]
