@@ -620,11 +620,7 @@ class AgentRun:
         steps = getattr(program, "steps", ())
         name = getattr(program, "result_name", None)
         line = next((s.line for s in steps if s.target == name), 1)
-        giving = [
-            t.spec.name for t in self.planner.registry
-            if kind_of_type(t.spec.output) is not AnswerKind.ANY
-            and matches(self.expected, kind_of_type(t.spec.output))
-        ]  # fmt: skip
+        giving = self.giving(type_name)
         message = (
             f"the result is {describe(got)} ({type_name}), but the instruction asks for "
             f"{describe(self.expected)}: end the program with a value of that kind"
@@ -632,6 +628,36 @@ class AgentRun:
         if giving:
             message += f" (tools that give one: {', '.join(giving[:8])})"
         return ProgramError(ErrorCode.WRONG_TYPE, message, line, 1, name)
+
+    def giving(self, type_name: str | None) -> list[str]:
+        """The tools whose result is of the kind asked for: first those the most similar
+        example of that kind calls (a blur, an emoji: the step such an instruction ends
+        with), then those that take a value of the type the program has (``type_name``),
+        then the rest, each group in the registry's order."""
+        registry = self.planner.registry
+        giving = [
+            t.spec.name for t in registry
+            if kind_of_type(t.spec.output) is not AnswerKind.ANY
+            and matches(self.expected, kind_of_type(t.spec.output))
+        ]  # fmt: skip
+        shown: set[str] = set()
+        example = self.planner.nearest_example(self.instruction, self.form, self.shows_kind)
+        if example is not None:
+            try:
+                form = get_form(example.form)
+                used = form.tools_used(form.parse(example.program))
+            except VisChainError:
+                used = set()
+            shown = {registry.get(n).spec.name for n in used if n in registry}
+        catalog = self.planner.catalog
+
+        def reads(name: str) -> bool:
+            params = registry.get(name).spec.params
+            return type_name is not None and any(
+                p.required and catalog.assignable(type_name, p.type) for p in params
+            )
+
+        return sorted(giving, key=lambda n: (n not in shown, not reads(n)))
 
     def wrong_kind_text(self) -> str:
         """What the decision prompt says of a result of the wrong kind: the kind needed,

@@ -710,7 +710,8 @@ def test_a_loop_of_repeated_steps_is_dropped_before_the_repair_of_its_kind(agent
     """A small planner's loop (a selection on what the same selection chose, as the 0.5B
     writes with Select until the step limit):
     the repeats are dropped without an LLM call, so the repair of the result's kind sees
-    the short program."""
+    the short program, and the tools it is told give an image start with those of the
+    most similar example (Emoji here), which the old list, cut at eight, left out."""
     orch, llm = agent([SELECT_LOOP + "RESULT=OBJ4\n", EMOJI_RED])
     result = orch.run("Hide the red square behind a ghost emoji", image=picture())
     assert result.ok and result.answer.startswith("image") and len(result.rounds) == 1
@@ -718,6 +719,8 @@ def test_a_loop_of_repeated_steps_is_dropped_before_the_repair_of_its_kind(agent
     repair = llm.prompts[1]
     shown = repair[repair.rindex("Instruction: Hide the red square") :]
     assert shown.count("ColorKeep(") == 1 and "RESULT=OBJ1" in shown
+    tools = repair.split("tools that give one: ")[1].split(")")[0].split(", ")
+    assert tools[0] == "Emoji" and "Tag" in tools  # then those that take the objects
     kinds = [r["kind"] for r in result.trace.planning]
     assert kinds == ["generate", "fix", "repair"]
     # one-shot runs keep the program as written
