@@ -66,13 +66,20 @@ def _rule_name(tool_name: str) -> str:
     return "tool-" + re.sub(r"[^a-z0-9]+", "-", tool_name.lower())
 
 
-def line_grammar(registry: Registry, *, max_steps: int = MAX_STEPS) -> str:
-    """GBNF for a line program over ``registry``'s tools."""
+def line_grammar(
+    registry: Registry, *, max_steps: int = MAX_STEPS, first_not: str | None = None
+) -> str:
+    """GBNF for a line program over ``registry``'s tools. With ``first_not`` (a tool's
+    name), the first step may call any tool but that one: the planner resumes a program
+    that looped on a tool from the step before the loop (:mod:`sandbox.repeats`)."""
     rules: dict[str, str] = {
         "root": f"step{{0,{max_steps - 1}}} result",
         "result": '"RESULT=" name "\\n"?',
         "step": 'name "=" call "\\n"',
     }
+    if first_not is not None and max_steps > 1:
+        rules["root"] = f"(first step{{0,{max_steps - 2}}})? result"
+        rules["first"] = 'name "=" call-first "\\n"'
     calls: list[str] = []
     for t in registry:
         spec = t.spec
@@ -94,6 +101,9 @@ def line_grammar(registry: Registry, *, max_steps: int = MAX_STEPS) -> str:
         rules[rule] = " ".join(parts)
         calls.append(rule)
     rules["call"] = " | ".join(calls)
+    if "first" in rules:
+        skip = _rule_name(registry.get(first_not).spec.name) if first_not in registry else None
+        rules["call-first"] = " | ".join(c for c in calls if c != skip)
     rules.update(VALUE_RULES)
     return "\n".join(f"{name} ::= {body}" for name, body in rules.items()) + "\n"
 

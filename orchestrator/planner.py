@@ -38,7 +38,7 @@ from .config import PlannerConfig
 from .errors import RunErrorCode
 from .examples import ExampleSelector, TextEmbedder
 from .forms import FORMS, Parsed, get_form
-from .grammar import gbnf_to_regex
+from .grammar import gbnf_to_regex, line_grammar
 
 log = logging.getLogger("vischain.planner")
 #: the values a program may read: names (images), or names with their type names
@@ -62,7 +62,7 @@ class PlanningError(VisChainError):
 class Attempt:
     """One LLM call of the planner, as the trace shows it."""
 
-    kind: str  # generate | repair | follow-up | fix (the checker's fix-its, no LLM call)
+    kind: str  # generate | repair | follow-up | fix (the checker's fix-its, no LLM call) | resume
     prompt: str
     output: str
     program: str
@@ -445,6 +445,30 @@ class Planner:
             candidate=candidate,
         )
 
+    def _resume(
+        self, spec: _Prompting, attempts: Sequence[Attempt], looped: Attempt, line: int, tool: str
+    ) -> Attempt:
+        """The program ``looped`` up to ``line`` (its first step that repeats its chain's
+        call, see :mod:`sandbox.repeats`), continued by the LLM after the prompt that wrote
+        it, under a grammar whose next step may call any tool but ``tool`` (kind
+        "resume" in the trace)."""
+        asked = next((a.prompt for a in reversed(attempts) if a.prompt), "")
+        kept = [s.strip() for s in looped.program.split("\n")[: line - 1] if s.strip()]
+        prefix = "".join(f"{s}\n" for s in kept)
+        left = max(self.config.max_steps - len(kept), 1)
+        grammar = line_grammar(self.catalog, max_steps=left, first_not=tool)
+        request = spec.request.with_(grammar=grammar, temperature=self.config.temperature)
+        t0 = time.perf_counter()
+        wall = time.time()
+        completion = self.llm.complete(asked + prefix, request)[0]
+        seconds = time.perf_counter() - t0
+        attempt = self._attempt(
+            spec, "resume", asked + prefix, completion, seconds, looped.candidate
+        )
+        attempt.program = prefix + attempt.program
+        attempt.started = wall
+        return attempt
+
     @staticmethod
     def _fixed(failed: Attempt, source: str) -> Attempt:
         """The attempt that applied the checker's fix-its to ``failed``'s program: no LLM
@@ -527,7 +551,9 @@ class Planner:
         tried = {normal_source(source): why for source, why in (avoid or {}).items()}
         fixed_from: set[str] = set()  # programs already written by applying fix-its
         repairs = 0
+        resumed = False  # a loop of repeated steps is resumed from before it once
         while True:
+            loop: tuple[int, str] | None = None  # (line, tool) of the first repeated step
             try:
                 program, errors, result_type = self._check(current.program, inputs, spec.name)
                 repeats = (
@@ -535,6 +561,9 @@ class Planner:
                     if drop_repeats and isinstance(program, Program)
                     else []
                 )
+                if repeats and isinstance(program, Program):
+                    first_repeat = program.step(repeats[0].step or "")
+                    loop = (first_repeat.line, first_repeat.tool or "")
                 wrong = (
                     result_check(result_type, program)
                     if program is not None and result_check is not None and not repeats
@@ -553,6 +582,13 @@ class Planner:
             current.errors = [e.to_dict() for e in errors]
             if program is not None:
                 return Plan(current.program, program, attempts, form=spec.name)
+            if loop is not None and not resumed and spec.grammar is not None:
+                # the loop ate the steps the program was heading for: write them from
+                # before the loop, its tool not allowed next (a greedy model would loop again)
+                resumed = True
+                current = self._resume(spec, attempts, current, *loop)
+                attempts.append(current)
+                continue
             fixed = apply_fixes(current.program, errors)
             if fixed is not None and normal_source(fixed) not in fixed_from:
                 # the checker knows the one name meant: try that first, no LLM call (a

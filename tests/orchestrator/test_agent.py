@@ -706,24 +706,32 @@ EMOJI_RED = (
 )
 
 
-def test_a_loop_of_repeated_steps_is_dropped_before_the_repair_of_its_kind(agent) -> None:
+def test_a_loop_of_repeated_steps_is_resumed_or_dropped_before_the_repair_of_its_kind(
+    agent,
+) -> None:
     """A small planner's loop (a selection on what the same selection chose, as the 0.5B
-    writes with Select until the step limit):
-    the repeats are dropped without an LLM call, so the repair of the result's kind sees
-    the short program, and the tools it is told give an image start with those of the
-    most similar example (Emoji here), which the old list, cut at eight, left out."""
-    orch, llm = agent([SELECT_LOOP + "RESULT=OBJ4\n", EMOJI_RED])
+    writes with Select until the step limit): the program is written again from before the
+    loop, the looping tool not allowed next; when that loops again, the repeats are dropped
+    without an LLM call, so the repair of the result's kind sees the short program, and the
+    tools it is told give an image start with those of the most similar example (Emoji
+    here), which the old list, cut at eight, left out."""
+    loop = SELECT_LOOP + "RESULT=OBJ4\n"
+    ending = "IMAGE0=Emoji(image=IMAGE, object=OBJ1, emoji='ghost')\nRESULT=IMAGE0\n"
+    orch, llm = agent([loop, ending])
     result = orch.run("Hide the red square behind a ghost emoji", image=picture())
     assert result.ok and result.answer.startswith("image") and len(result.rounds) == 1
-    assert len(llm.prompts) == 2  # the plan and one repair: no call to drop the repeats
-    repair = llm.prompts[1]
+    assert [r["kind"] for r in result.trace.planning] == ["generate", "resume"]
+    assert result.program.source.count("ColorKeep(") == 1
+    orch, llm = agent([loop, SELECT_LOOP.split("\n", 2)[2] + "RESULT=OBJ4\n", EMOJI_RED])
+    result = orch.run("Hide the red square behind a ghost emoji", image=picture())
+    assert result.ok and result.answer.startswith("image") and len(result.rounds) == 1
+    assert [r["kind"] for r in result.trace.planning] == ["generate", "resume", "fix", "repair"]
+    repair = llm.prompts[2]
     shown = repair[repair.rindex("Instruction: Hide the red square") :]
     assert shown.count("ColorKeep(") == 1 and "RESULT=OBJ1" in shown
     tools = repair.split("tools that give one: ")[1].split(")")[0].split(", ")
     assert tools[0] == "Emoji" and "Tag" in tools  # then those that take the objects
-    kinds = [r["kind"] for r in result.trace.planning]
-    assert kinds == ["generate", "fix", "repair"]
     # one-shot runs keep the program as written
-    orch, llm = agent([SELECT_LOOP + "RESULT=OBJ4\n"], enabled=False)
+    orch, llm = agent([loop], enabled=False)
     result = orch.run("Find the red square", image=picture())
     assert result.ok and result.program.source.count("ColorKeep(") == 4 and len(llm.prompts) == 1

@@ -102,6 +102,17 @@ def test_grammar_accepts_library_style_programs_and_rejects_others() -> None:
     assert not accepts(g, "import os\nRESULT=X\n")
 
 
+def test_a_grammar_can_refuse_one_tool_for_the_first_step_only() -> None:
+    g = line_grammar(REG, max_steps=3, first_not="Select")
+    select = "OBJ1=Select(image=IMAGE, object=OBJ0, query='man')\n"
+    emoji = "IMAGE0=Emoji(image=IMAGE, object=OBJ1, emoji='ghost')\n"
+    assert not accepts(g, select + "RESULT=OBJ1\n")
+    assert accepts(g, emoji + "RESULT=IMAGE0\n") and accepts(g, "RESULT=OBJ0\n")
+    assert accepts(g, emoji + select + "RESULT=OBJ1\n")  # later steps may call it
+    assert not accepts(g, emoji + emoji + select + "RESULT=OBJ1\n")  # max_steps still holds
+    assert line_grammar(REG, first_not="SELECT") == line_grammar(REG, first_not="Select")
+
+
 def test_plugin_tools_appear_in_grammar_and_docs() -> None:
     @tool(name="Sharpen")
     def sharpen(image: Image, amount: float = 1.0) -> Image:
@@ -354,10 +365,12 @@ def test_what_a_fix_it_leaves_is_repaired_by_the_llm_from_the_fixed_program() ->
     )
 
 
-def test_steps_repeating_their_chain_are_dropped_without_an_llm_call_when_asked() -> None:
-    """A 0.5B loop (``Select`` on what the same ``Select`` chose): with ``drop_repeats``
-    the fix-its drop the repeats (an attempt of kind "fix") and the shorter program is the
-    one judged and run; without it the program is kept as written."""
+def test_a_loop_of_repeated_steps_is_resumed_from_before_it_then_dropped_by_fix_its() -> None:
+    """A 0.5B loop (``Select`` on what the same ``Select`` chose, to the step limit): with
+    ``drop_repeats`` the program is written again from the step before the loop, after the
+    same prompt, under a grammar whose next step may not call the looping tool (kind
+    "resume"); a resumed program that loops again has its repeats dropped by the fix-its
+    (kind "fix", no LLM call). Without ``drop_repeats`` the program is kept as written."""
     loop = (
         "OBJ0=FaceDet(image=IMAGE)\n"
         + "".join(
@@ -366,29 +379,25 @@ def test_steps_repeating_their_chain_are_dropped_without_an_llm_call_when_asked(
         )
         + "RESULT=OBJ4\n"
     )
-    short = (
-        "OBJ0=FaceDet(image=IMAGE)\n"
-        "OBJ1=Select(image=IMAGE, object=OBJ0, query='face of a man')\nRESULT=OBJ1\n"
+    kept = (
+        "OBJ0=FaceDet(image=IMAGE)\nOBJ1=Select(image=IMAGE, object=OBJ0, query='face of a man')\n"
     )
-    p, llm = planner([loop])
-    [plan] = p.plan("Find the man's face", ["IMAGE"], drop_repeats=True)
-    assert plan.ok and plan.source == short and len(llm.prompts) == 1
-    first, fixed = plan.attempts
+    ending = "IMAGE0=Emoji(image=IMAGE, object=OBJ1, emoji='ghost')\nRESULT=IMAGE0\n"
+    p, llm = planner([loop, ending])
+    [plan] = p.plan("Hide the man's face", ["IMAGE"], drop_repeats=True)
+    assert plan.ok and plan.source == kept + ending and len(llm.prompts) == 2
+    first, resumed = plan.attempts
     assert [e["code"] for e in first.errors] == ["repeated-step"] * 3
-    assert fixed.kind == "fix" and fixed.errors == []
+    assert resumed.kind == "resume" and resumed.errors == []
+    assert llm.prompts[1] == llm.prompts[0] + kept
+    assert llm.grammars[1] == line_grammar(REG, max_steps=14, first_not="Select")
+    # a resumed program that loops again: its repeats are dropped, no third LLM call
+    again = "OBJ2=Seg(image=IMAGE, object=OBJ1)\nOBJ3=Select(image=IMAGE, object=OBJ2, query='x')\n"
+    again += "OBJ4=Select(image=IMAGE, object=OBJ3, query='x')\nRESULT=OBJ4\n"
+    p, llm = planner([loop, again])
+    [plan] = p.plan("Find the man's face", ["IMAGE"], drop_repeats=True)
+    assert [a.kind for a in plan.attempts] == ["generate", "resume", "fix"]
+    assert plan.ok and plan.source.endswith("query='x')\nRESULT=OBJ3\n") and len(llm.prompts) == 2
     p, _ = planner([loop])
     [plan] = p.plan("Find the man's face", ["IMAGE"])
     assert plan.ok and plan.source == loop
-    # what the result check refuses is judged on the shorter program, and repaired from it
-    seen: list[str] = []
-
-    def images_only(type_name, program):
-        seen.append(program.source)
-        if type_name == "Image":
-            return None
-        return ProgramError(ErrorCode.WRONG_TYPE, "the result must be an image", 1, 1)
-
-    p, llm = planner([loop, GOOD], repair_rounds=1)
-    [plan] = p.plan("Hide the man's face", ["IMAGE"], result_check=images_only, drop_repeats=True)
-    assert seen[0].strip() == short.strip()  # judged after the fix, not before
-    assert short + "# That program has errors:" in llm.prompts[1] and loop not in llm.prompts[1]
