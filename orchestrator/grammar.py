@@ -15,7 +15,7 @@ constraint.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from tools.registry import Registry
 
@@ -67,17 +67,19 @@ def _rule_name(tool_name: str) -> str:
 
 
 def line_grammar(
-    registry: Registry, *, max_steps: int = MAX_STEPS, first_not: str | None = None
+    registry: Registry, *, max_steps: int = MAX_STEPS, first: Collection[str] | None = None
 ) -> str:
-    """GBNF for a line program over ``registry``'s tools. With ``first_not`` (a tool's
-    name), the first step may call any tool but that one: the planner resumes a program
-    that looped on a tool from the step before the loop (:mod:`sandbox.repeats`)."""
+    """GBNF for a line program over ``registry``'s tools. With ``first`` (tool names), the
+    first step may call only those tools (or the program is its RESULT line alone): the
+    planner resumes a program that looped on a tool from the step before the loop, told to
+    go on with a tool that takes what the loop chose (:mod:`sandbox.repeats`)."""
     rules: dict[str, str] = {
         "root": f"step{{0,{max_steps - 1}}} result",
         "result": '"RESULT=" name "\\n"?',
         "step": 'name "=" call "\\n"',
     }
-    if first_not is not None and max_steps > 1:
+    leading = list(first) if first is not None else []  # ``first`` is reused below
+    if first is not None and max_steps > 1:
         rules["root"] = f"(first step{{0,{max_steps - 2}}})? result"
         rules["first"] = 'name "=" call-first "\\n"'
     calls: list[str] = []
@@ -102,8 +104,12 @@ def line_grammar(
         calls.append(rule)
     rules["call"] = " | ".join(calls)
     if "first" in rules:
-        skip = _rule_name(registry.get(first_not).spec.name) if first_not in registry else None
-        rules["call-first"] = " | ".join(c for c in calls if c != skip)
+        allowed = {_rule_name(registry.get(n).spec.name) for n in leading if n in registry}
+        if allowed:
+            rules["call-first"] = " | ".join(c for c in calls if c in allowed)
+        else:  # no tool may come first: the program is its RESULT line
+            rules["root"] = "result"
+            del rules["first"]
     rules.update(VALUE_RULES)
     return "\n".join(f"{name} ::= {body}" for name, body in rules.items()) + "\n"
 

@@ -450,13 +450,13 @@ class Planner:
     ) -> Attempt:
         """The program ``looped`` up to ``line`` (its first step that repeats its chain's
         call, see :mod:`sandbox.repeats`), continued by the LLM after the prompt that wrote
-        it, under a grammar whose next step may call any tool but ``tool`` (kind
-        "resume" in the trace)."""
+        it, under a grammar whose next step calls a tool other than ``tool`` that takes a
+        value of ``tool``'s result type (what the loop chose; kind "resume" in the trace)."""
         asked = next((a.prompt for a in reversed(attempts) if a.prompt), "")
         kept = [s.strip() for s in looped.program.split("\n")[: line - 1] if s.strip()]
         prefix = "".join(f"{s}\n" for s in kept)
         left = max(self.config.max_steps - len(kept), 1)
-        grammar = line_grammar(self.catalog, max_steps=left, first_not=tool)
+        grammar = line_grammar(self.catalog, max_steps=left, first=self._taking(tool))
         request = spec.request.with_(grammar=grammar, temperature=self.config.temperature)
         t0 = time.perf_counter()
         wall = time.time()
@@ -468,6 +468,18 @@ class Planner:
         attempt.program = prefix + attempt.program
         attempt.started = wall
         return attempt
+
+    def _taking(self, tool: str) -> list[str]:
+        """The tools other than ``tool`` with a parameter that takes its result."""
+        if tool not in self.catalog:
+            return []
+        spec = self.catalog.get(tool).spec
+        return [
+            t.spec.name for t in self.catalog
+            if t.spec.name != spec.name and any(
+                self.catalog.assignable(spec.output, p.type) for p in t.spec.params
+            )
+        ]  # fmt: skip
 
     @staticmethod
     def _fixed(failed: Attempt, source: str) -> Attempt:
@@ -551,11 +563,12 @@ class Planner:
         tried = {normal_source(source): why for source, why in (avoid or {}).items()}
         fixed_from: set[str] = set()  # programs already written by applying fix-its
         repairs = 0
-        resumed = False  # a loop of repeated steps is resumed from before it once
+        looped: tuple[Attempt, list[ProgramError]] | None = None  # a loop, resumed once
         while True:
             loop: tuple[int, str] | None = None  # (line, tool) of the first repeated step
             try:
                 program, errors, result_type = self._check(current.program, inputs, spec.name)
+                checks = program is not None
                 repeats = (
                     repeated_steps(program, self.catalog)
                     if drop_repeats and isinstance(program, Program)
@@ -582,11 +595,18 @@ class Planner:
             current.errors = [e.to_dict() for e in errors]
             if program is not None:
                 return Plan(current.program, program, attempts, form=spec.name)
-            if loop is not None and not resumed and spec.grammar is not None:
+            if loop is not None and looped is None and spec.grammar is not None:
                 # the loop ate the steps the program was heading for: write them from
                 # before the loop, its tool not allowed next (a greedy model would loop again)
-                resumed = True
+                looped = (current, errors)
                 current = self._resume(spec, attempts, current, *loop)
+                attempts.append(current)
+                continue
+            if current.kind == "resume" and not checks and looped is not None:
+                # the resumed program does not check: the loop without its repeats instead
+                source = apply_fixes(looped[0].program, looped[1]) or looped[0].program
+                fixed_from.add(normal_source(source))
+                current = self._fixed(looped[0], source)
                 attempts.append(current)
                 continue
             fixed = apply_fixes(current.program, errors)

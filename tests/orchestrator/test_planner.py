@@ -102,15 +102,17 @@ def test_grammar_accepts_library_style_programs_and_rejects_others() -> None:
     assert not accepts(g, "import os\nRESULT=X\n")
 
 
-def test_a_grammar_can_refuse_one_tool_for_the_first_step_only() -> None:
-    g = line_grammar(REG, max_steps=3, first_not="Select")
+def test_a_grammar_can_allow_only_some_tools_for_the_first_step() -> None:
+    g = line_grammar(REG, max_steps=3, first=["Emoji", "SEG"])
     select = "OBJ1=Select(image=IMAGE, object=OBJ0, query='man')\n"
     emoji = "IMAGE0=Emoji(image=IMAGE, object=OBJ1, emoji='ghost')\n"
     assert not accepts(g, select + "RESULT=OBJ1\n")
     assert accepts(g, emoji + "RESULT=IMAGE0\n") and accepts(g, "RESULT=OBJ0\n")
-    assert accepts(g, emoji + select + "RESULT=OBJ1\n")  # later steps may call it
+    assert accepts(g, "OBJ2=Seg(image=IMAGE, object=OBJ1)\nRESULT=OBJ2\n")  # by its alias
+    assert accepts(g, emoji + select + "RESULT=OBJ1\n")  # later steps may call any
     assert not accepts(g, emoji + emoji + select + "RESULT=OBJ1\n")  # max_steps still holds
-    assert line_grammar(REG, first_not="SELECT") == line_grammar(REG, first_not="Select")
+    none = line_grammar(REG, max_steps=3, first=[])  # no tool may come first: RESULT alone
+    assert accepts(none, "RESULT=OBJ0\n") and not accepts(none, emoji + "RESULT=IMAGE0\n")
 
 
 def test_plugin_tools_appear_in_grammar_and_docs() -> None:
@@ -390,7 +392,14 @@ def test_a_loop_of_repeated_steps_is_resumed_from_before_it_then_dropped_by_fix_
     assert [e["code"] for e in first.errors] == ["repeated-step"] * 3
     assert resumed.kind == "resume" and resumed.errors == []
     assert llm.prompts[1] == llm.prompts[0] + kept
-    assert llm.grammars[1] == line_grammar(REG, max_steps=14, first_not="Select")
+    # the next step takes what the loop chose, with another tool: not Select, nor a tool
+    # that cannot read it (the 0.5B, told only "not Select", wrote SelectAnswer in a loop)
+    grammar = llm.grammars[1]
+    assert grammar is not None and accepts(grammar, ending)
+    assert accepts(grammar, "OBJ2=Seg(image=IMAGE, object=OBJ1)\n" + ending)
+    for step in ("OBJ2=Select(image=IMAGE, object=OBJ1, query='man')\n",
+                 "A=SelectAnswer(question='who?', info='a man')\n"):  # fmt: skip
+        assert not accepts(grammar, step + "RESULT=OBJ1\n")
     # a resumed program that loops again: its repeats are dropped, no third LLM call
     again = "OBJ2=Seg(image=IMAGE, object=OBJ1)\nOBJ3=Select(image=IMAGE, object=OBJ2, query='x')\n"
     again += "OBJ4=Select(image=IMAGE, object=OBJ3, query='x')\nRESULT=OBJ4\n"
@@ -398,6 +407,11 @@ def test_a_loop_of_repeated_steps_is_resumed_from_before_it_then_dropped_by_fix_
     [plan] = p.plan("Find the man's face", ["IMAGE"], drop_repeats=True)
     assert [a.kind for a in plan.attempts] == ["generate", "resume", "fix"]
     assert plan.ok and plan.source.endswith("query='x')\nRESULT=OBJ3\n") and len(llm.prompts) == 2
+    # a resumed program that does not check: the loop without its repeats instead
+    p, llm = planner([loop, "OBJ2=Emoji(image=IMAGE, object=OBJ1, emoji='gh"])
+    [plan] = p.plan("Find the man's face", ["IMAGE"], drop_repeats=True)
+    assert [a.kind for a in plan.attempts] == ["generate", "resume", "fix"]
+    assert plan.ok and plan.source.strip() == kept + "RESULT=OBJ1" and len(llm.prompts) == 2
     p, _ = planner([loop])
     [plan] = p.plan("Find the man's face", ["IMAGE"])
     assert plan.ok and plan.source == loop
