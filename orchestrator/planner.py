@@ -595,7 +595,10 @@ class Planner:
             current.errors = [e.to_dict() for e in errors]
             if program is not None:
                 return Plan(current.program, program, attempts, form=spec.name)
-            if loop is not None and looped is None and spec.grammar is not None:
+            resume = loop is not None and looped is None and spec.grammar is not None
+            if resume and budget is not None and not budget(max(a.seconds for a in attempts)):
+                resume, out_of_time = False, True  # no time for that LLM call: the fix-its
+            if resume and loop is not None:
                 # the loop ate the steps the program was heading for: write them from
                 # before the loop, its tool not allowed next (a greedy model would loop again)
                 looped = (current, errors)

@@ -407,6 +407,13 @@ def test_a_loop_of_repeated_steps_is_resumed_from_before_it_then_dropped_by_fix_
     [plan] = p.plan("Find the man's face", ["IMAGE"], drop_repeats=True)
     assert [a.kind for a in plan.attempts] == ["generate", "resume", "fix"]
     assert plan.ok and plan.source.endswith("query='x')\nRESULT=OBJ3\n") and len(llm.prompts) == 2
+    # no time for the resume's LLM call: the fix-its drop the repeats instead
+    asked: list[float] = []
+    p, llm = planner([loop])
+    [plan] = p.plan("Find the man's face", ["IMAGE"], drop_repeats=True,
+                    budget=lambda s: not asked.append(s) and len(asked) == 1)  # fmt: skip
+    assert [a.kind for a in plan.attempts] == ["generate", "fix"] and len(asked) == 2
+    assert plan.ok and plan.source.strip() == kept + "RESULT=OBJ1"
     # a resumed program that does not check: the loop without its repeats instead
     p, llm = planner([loop, "OBJ2=Emoji(image=IMAGE, object=OBJ1, emoji='gh"])
     [plan] = p.plan("Find the man's face", ["IMAGE"], drop_repeats=True)
