@@ -45,7 +45,14 @@ _PREFIX = {
     NumberForm.DECIMAL: re.compile(r" ?(\d+(\.\d*)?)?"),
 }
 _END = {NumberForm.WHOLE: re.compile(r" ?\d+"), NumberForm.DECIMAL: re.compile(r" ?\d+(\.\d+)?")}
+_DIGITS = re.compile(r"\d+")
 _PIECE = re.compile(r" |[\d.]+| [\d.]+")  # a token's text that can be part of a number
+
+
+def shape(written: str) -> str:
+    """What decides which tokens may follow a number's text: each run of digits as one
+    digit (" 12.05" → " 0.0"), so the memos hold a handful of states, not every number."""
+    return _DIGITS.sub("0", written)
 
 
 def number_form(value: NumberForm | str | bool | None) -> NumberForm | None:
@@ -64,6 +71,7 @@ class NumberVocab:
     texts: dict[int, str]
     ends: tuple[int, ...]
     _allowed: dict[tuple[NumberForm, str], list[int]] = field(default_factory=dict, repr=False)
+    _masks: dict[tuple[Any, ...], torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, tokenizer: Any, ends: Iterable[int]) -> NumberVocab:
@@ -96,7 +104,9 @@ class NumberVocab:
 
     def allowed(self, written: str, form: NumberForm = NumberForm.DECIMAL) -> list[int]:
         """The tokens that may follow ``written`` in a number of ``form``: those that keep
-        it a prefix of one, and the end tokens once it is one."""
+        it a prefix of one, and the end tokens once it is one (memoised by the text's
+        :func:`shape`: "12" and "7" allow the same tokens)."""
+        written = shape(written)
         found = self._allowed.get((form, written))
         if found is None:
             prefix = _PREFIX[form]
@@ -104,6 +114,18 @@ class NumberVocab:
             if _END[form].fullmatch(written):
                 found += list(self.ends)
             self._allowed[(form, written)] = found
+        return found
+
+    def mask(self, written: str, form: NumberForm, size: int, device: torch.device) -> torch.Tensor:
+        """True where a logit must be masked after ``written`` (a vocabulary of ``size``
+        logits on ``device``): built once per shape, form, size and device, for every call."""
+        key = (form, shape(written), size, device)
+        found = self._masks.get(key)
+        if found is None:
+            keep = [i for i in self.allowed(written, form) if i < size]
+            found = torch.ones(size, dtype=torch.bool)
+            found[keep] = False
+            found = self._masks[key] = found.to(device)
         return found
 
 
@@ -122,32 +144,21 @@ def _processor_class() -> type:
             self.vocab = vocab
             self.rows = dict(rows)
             self.prompt_length = prompt_length
-            # (form, text written, vocabulary size, device) → which logits stay, as a mask
-            self._masks: dict[tuple[NumberForm, str, int, torch.device], torch.Tensor] = {}
 
         def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
             if not self.rows:
                 return scores
             # the new tokens of the batch in one transfer from the device, not one per row
             new = input_ids[:, self.prompt_length :].tolist()
+            size, device = scores.shape[-1], scores.device
             for row, form in self.rows.items():
                 written = self.vocab.written(new[row])
                 if written is None:
                     continue  # finished: generate pads it from now on
-                scores[row].masked_fill_(self._mask(form, written, scores), float("-inf"))
+                scores[row].masked_fill_(
+                    self.vocab.mask(written, form, size, device), float("-inf")
+                )
             return scores
-
-        def _mask(self, form: NumberForm, written: str, scores: torch.Tensor) -> torch.Tensor:
-            """True where a logit is masked (built once per text written, on the device)."""
-            size, device = scores.shape[-1], scores.device
-            key = (form, written, size, device)
-            mask = self._masks.get(key)
-            if mask is None:
-                keep = [i for i in self.vocab.allowed(written, form) if i < size]
-                mask = torch.ones(size, dtype=torch.bool)
-                mask[keep] = False
-                mask = self._masks[key] = mask.to(device)
-            return mask
 
     return NumbersOnly
 
@@ -159,4 +170,4 @@ def numbers_only(vocab: NumberVocab, rows: Mapping[int, NumberForm], prompt_leng
     return _processor_class()(vocab, rows, prompt_length)
 
 
-__all__ = ["GRAMMARS", "NumberForm", "NumberVocab", "number_form", "numbers_only"]
+__all__ = ["GRAMMARS", "NumberForm", "NumberVocab", "number_form", "numbers_only", "shape"]

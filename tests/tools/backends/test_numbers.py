@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from tools.backends.numbers import NumberForm, NumberVocab, numbers_only
+from tools.backends.numbers import NumberForm, NumberVocab, numbers_only, shape
 
 # a toy vocabulary: ids 0-3 write numbers, 9 is the end token, the rest are words
 VOCAB = NumberVocab({0: "1", 1: "2", 2: " ", 3: "."}, ends=(9,))
@@ -30,4 +30,16 @@ def test_only_the_rows_asked_for_a_number_are_masked() -> None:
     assert torch.isfinite(out[1]).all()  # a free answer is left as it is
     assert torch.isfinite(out[2]).all()  # a finished row too (generate pads it)
     again = processor(ids, scores.clone())
-    assert torch.equal(again, out) and len(processor._masks) == 1  # one mask per text written
+    assert torch.equal(again, out)
+
+
+def test_numbers_that_allow_the_same_tokens_share_one_mask() -> None:
+    """What may follow depends on the text's shape only, so the masks (kept by the
+    vocabulary, for every call) are a handful, not one per number written."""
+    assert shape(" 12.05") == " 0.0" and shape("7") == shape("12") == "0"
+    cpu = torch.device("cpu")
+    assert VOCAB.mask("12", NumberForm.WHOLE, 12, cpu) is VOCAB.mask("7", NumberForm.WHOLE, 12, cpu)
+    assert VOCAB.allowed("12", NumberForm.WHOLE) == VOCAB.allowed("7", NumberForm.WHOLE)
+    assert not torch.equal(  # a decimal point may follow a measurement, not a count
+        VOCAB.mask("7", NumberForm.WHOLE, 12, cpu), VOCAB.mask("7", NumberForm.DECIMAL, 12, cpu)
+    )
