@@ -669,10 +669,12 @@ class AgentRun:
         nearest = self.planner.nearest_example
         follows: dict[str, tuple[str, list[str]] | None] = {}
 
-        def follows_on(example: Example) -> bool:  # the example's last step can follow up
+        def follows_on(example: Example) -> bool:  # of the kind, and its last step follows up
+            if not self.shows_kind(example):
+                return False  # parsed for a follow-up only when it shows the kind
             if example.text not in follows:
                 follows[example.text] = self.follow_up_example(example.text)
-            return self.shows_kind(example) and follows[example.text] is not None
+            return follows[example.text] is not None
 
         example = nearest(self.instruction, self.form, follows_on) or nearest(
             self.instruction, self.form, self.shows_kind
