@@ -109,7 +109,8 @@ class Gatherer:
                     waiting = False
                     while not entry.done.is_set() and self._led():
                         if not waiting:  # parked from the first wait on (waiting.parked)
-                            waiting = parking.enter_context(parked()) or True
+                            parking.enter_context(parked())
+                            waiting = True
                         self.cond.wait(self._poll)
                     if entry.done.is_set():
                         return entry.result
