@@ -649,15 +649,8 @@ class AgentRun:
             except VisChainError:
                 used = set()
             shown = {registry.get(n).spec.name for n in used if n in registry}
-        catalog = self.planner.catalog
-
-        def reads(name: str) -> bool:
-            params = registry.get(name).spec.params
-            return type_name is not None and any(
-                p.required and catalog.assignable(type_name, p.type) for p in params
-            )
-
-        return sorted(giving, key=lambda n: (n not in shown, not reads(n)))
+        reads = set(registry.taking(type_name, required=True)) if type_name else set()
+        return sorted(giving, key=lambda n: (n not in shown, n not in reads))
 
     def wrong_kind_text(self) -> str:
         """What the decision prompt says of a result of the wrong kind: the kind needed,

@@ -474,12 +474,7 @@ class Planner:
         if tool not in self.catalog:
             return []
         spec = self.catalog.get(tool).spec
-        return [
-            t.spec.name for t in self.catalog
-            if t.spec.name != spec.name and any(
-                self.catalog.assignable(spec.output, p.type) for p in t.spec.params
-            )
-        ]  # fmt: skip
+        return [name for name in self.catalog.taking(spec.output) if name != spec.name]
 
     @staticmethod
     def _fixed(failed: Attempt, source: str) -> Attempt:

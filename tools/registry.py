@@ -118,6 +118,15 @@ class Registry:
     def assignable(self, source: str, target: str) -> bool:
         return vt.assignable(source, target)
 
+    def taking(self, type_name: str, *, required: bool = False) -> list[str]:
+        """The tools (by name, in registry order) with a parameter that takes a value of
+        ``type_name`` (``required``: a required one)."""
+        return [
+            t.spec.name for t in self._tools.values()
+            if any((p.required or not required) and vt.assignable(type_name, p.type)
+                   for p in t.spec.params)
+        ]  # fmt: skip
+
     def literal_error(self, value: Any, target: str) -> str | None:
         return vt.literal_error(value, target)
 

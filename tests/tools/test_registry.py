@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import check, parse
-from tools import Image, Registry, tool
+from tools import Image, Registry, default_registry, tool
 from tools.base import ToolContext
 
 
@@ -98,3 +98,11 @@ def test_plugin_is_discovered_from_an_installed_package(installed_plugin: Path) 
 
     img = Image(PILImage.new("RGB", (4, 2), (255, 255, 255)))
     assert reg.get("Brightness")(img, ctx=ToolContext()) == pytest.approx(1.0)
+
+
+def test_taking_lists_the_tools_a_value_of_a_type_can_be_passed_to() -> None:
+    reg = default_registry(plugins=False)
+    takers = reg.taking("ObjectList")
+    assert "Count" in takers and "Emoji" in takers and "Vqa" not in takers
+    assert set(reg.taking("ObjectList", required=True)) <= set(takers)
+    assert "Count" not in reg.taking("Text")  # Count takes objects, not text
