@@ -26,7 +26,7 @@ from sandbox import (
 )
 from tools import Registry, ToolContext, default_registry
 from tools.cache import ByteLRU
-from tools.convert import to_input
+from tools.convert import to_inputs
 from tools.errors import ToolErrorCode
 from tools.pool import ModelPool
 from tools.progress import bar
@@ -233,10 +233,9 @@ class Orchestrator:
                     code=ToolErrorCode.BAD_INPUT,
                 )
             image, images, video, values = given
-            named = _named_images(image, images, video)
+            named = to_inputs(_named_images(image, images, video), limits=self.image_limits)
             for name, value in named.items():
-                named[name] = to_input(value, name=name, limits=self.image_limits)
-                trace.add_input(name, named[name])
+                trace.add_input(name, value)
             for name, value in _plain_values(values, named).items():
                 named[name] = value
                 trace.add_input(name, value)
@@ -410,10 +409,7 @@ class Orchestrator:
         if self.config.agent.enabled if agent is None else agent:
             return self._run_agent(instruction, image, images, voting, fallback, form, trace)
         try:
-            named = {
-                n: to_input(v, name=n, limits=self.image_limits)
-                for n, v in _named_images(image, images).items()
-            }
+            named = to_inputs(_named_images(image, images), limits=self.image_limits)
             planner = self.planner()
             plans = planner.plan(
                 instruction,
@@ -467,10 +463,9 @@ class Orchestrator:
         try:
             if self._closed:
                 raise OrchestratorClosed("this orchestrator is closed: build a new one")
-            named = _named_images(image, images)
+            named = to_inputs(_named_images(image, images), limits=self.image_limits)
             for name, value in named.items():
-                named[name] = to_input(value, name=name, limits=self.image_limits)
-                trace.add_input(name, named[name])
+                trace.add_input(name, value)
             loop = AgentRun(
                 self, instruction, named, trace,
                 voting=voting or self.config.planner.voting, form=form,

@@ -5,6 +5,10 @@ values. Nothing else in VisChain converts."""
 from __future__ import annotations
 
 import io
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -122,6 +126,57 @@ def to_input(
     if is_video_like(value):
         return to_video(value, name=name, limits=limits)
     return to_image(value, name=name, limits=limits)
+
+
+def to_inputs(
+    values: Mapping[str, Any], *, limits: ImageLimits = IMAGE_LIMITS
+) -> dict[str, Image | Video]:
+    """Every named program input through :func:`to_input`, in the given order, each image
+    with its content hash computed. Two or more that still need decoding are decoded at the
+    same time, the first on the calling thread and the others on a shared pool with a
+    thread per core (PIL's decoders and the hash release the interpreter lock): a pair of
+    NLVR photos takes about the time of the larger one. A failure raises the first failing
+    input's :class:`ImageLoadError` in the given order, as converting one after another
+    would."""
+    pending = [name for name, value in values.items() if not isinstance(value, Image | Video)]
+    futures: dict[str, Future[Image | Video]] = {}
+    if len(pending) > 1:
+        pool = _decoders()
+        futures = {name: pool.submit(_loaded, values[name], name, limits) for name in pending[1:]}
+    loaded = {}
+    for name, value in values.items():  # the first is decoded here while the pool does the rest
+        loaded[name] = futures[name].result() if name in futures else _loaded(value, name, limits)
+    return loaded
+
+
+def _loaded(value: Any, name: str, limits: ImageLimits) -> Image | Video:
+    converted = to_input(value, name=name, limits=limits)
+    if isinstance(converted, Image):
+        converted.hash  # noqa: B018 -- computed here, beside the decoding, not later in turn
+    return converted
+
+
+_DECODERS: ThreadPoolExecutor | None = None
+_DECODERS_LOCK = threading.Lock()
+
+
+def _decoders() -> ThreadPoolExecutor:
+    """The process's input-decoding threads (created on first use, one per core)."""
+    global _DECODERS
+    with _DECODERS_LOCK:
+        if _DECODERS is None:
+            workers = os.cpu_count() or 1
+            _DECODERS = ThreadPoolExecutor(workers, thread_name_prefix="vischain-decode")
+        return _DECODERS
+
+
+def _forget_decoders() -> None:
+    """In a forked child the parent's threads do not exist: start a pool of its own."""
+    global _DECODERS, _DECODERS_LOCK
+    _DECODERS, _DECODERS_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_decoders)
 
 
 def _message(exc: BaseException) -> str:

@@ -4,9 +4,12 @@ decoded or copied, and every unusable input is an ImageLoadError saying why."""
 from __future__ import annotations
 
 import io
+import multiprocessing
 import struct
+import threading
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,8 +17,10 @@ import torch
 from PIL import EpsImagePlugin
 from PIL import Image as PILImage
 
-from tools.convert import IMAGE_LIMITS, ImageLimits, to_image
+from tools import convert
+from tools.convert import IMAGE_LIMITS, ImageLimits, to_image, to_inputs
 from tools.errors import ImageLoadError
+from tools.types import Image
 
 
 def _png(width: int, height: int) -> bytes:
@@ -136,3 +141,81 @@ def test_a_pil_image_is_checked_too() -> None:
 def test_a_list_is_not_an_image_and_the_message_says_what_to_do() -> None:
     with pytest.raises(ImageLoadError, match="images="):
         to_image([io.BytesIO()])
+
+
+def _color_png(color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_several_inputs_are_decoded_at_the_same_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three inputs, each waiting at a barrier for the other two: one after another the
+    barrier would break."""
+    barrier = threading.Barrier(3, timeout=30)
+    threads: dict[str, str] = {}
+    real = convert.to_input
+
+    def meeting(value: object, **kwargs: object) -> object:
+        threads[str(kwargs["name"])] = threading.current_thread().name
+        barrier.wait()
+        return real(value, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(convert, "to_input", meeting)
+    colors = {"LEFT": (255, 0, 0), "RIGHT": (0, 0, 255), "THIRD": (0, 255, 0)}
+    loaded = to_inputs({name: _color_png(color) for name, color in colors.items()})
+    assert list(loaded) == list(colors)  # the given order
+    for name, color in colors.items():
+        image = loaded[name]
+        assert isinstance(image, Image) and image.name == name
+        assert image.pil.getpixel((0, 0)) == color
+        assert image._hash == Image(PILImage.new("RGB", (40, 30), color)).hash  # computed
+    assert threads["LEFT"] == threading.current_thread().name  # the first: on the caller
+    assert len(set(threads.values())) == 3
+
+
+def test_one_input_to_decode_is_decoded_on_the_calling_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+    real = convert.to_input
+
+    def recording(value: object, **kwargs: object) -> object:
+        seen.append(threading.current_thread().name)
+        return real(value, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(convert, "to_input", recording)
+    given = Image(PILImage.new("RGB", (8, 8)))
+    loaded = to_inputs({"IMAGE": _color_png((1, 2, 3)), "MASK": given})
+    assert set(seen) == {threading.current_thread().name}
+    assert loaded["MASK"] is given
+
+
+def test_the_first_failing_input_in_order_is_the_error(tmp_path: Path) -> None:
+    """A later input failing at once does not hide an earlier one's failure, and every
+    input is tried: the error is the one converting one after another raises."""
+    missing = tmp_path / "gone.png"
+    with pytest.raises(ImageLoadError, match=r"image file not found: .*gone\.png"):
+        to_inputs({"A": _color_png((9, 9, 9)), "B": missing, "C": b"not an image"})
+    with pytest.raises(ImageLoadError, match="bytes: not a readable image"):
+        to_inputs({"A": b"not an image", "B": missing})
+
+
+def _decode_two_in_child(results: Any) -> None:
+    loaded = to_inputs({"A": _color_png((1, 1, 1)), "B": _color_png((2, 2, 2))})
+    results.put([loaded["A"].pil.getpixel((0, 0)), loaded["B"].pil.getpixel((0, 0))])
+
+
+def test_a_forked_child_decodes_with_threads_of_its_own() -> None:
+    """The parent's pool has threads; a forked child has none of them and must not wait
+    on them forever."""
+    to_inputs({"A": _color_png((5, 5, 5)), "B": _color_png((6, 6, 6))})  # the parent's pool exists
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_decode_two_in_child, args=(results,))
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    assert results.get(timeout=5) == [(1, 1, 1), (2, 2, 2)]
