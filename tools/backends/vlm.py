@@ -29,6 +29,7 @@ from ..settings import ModelSpec
 from ..types import Image, Point, PointList
 from .base import Placement, token_budgets
 from .hf import HFBackend, redraw, seeded
+from .image_processing import with_distinct_pictures
 from .numbers import NumberForm, NumberVocab, number_form, numbers_only
 from .threads import on_model_thread
 
@@ -222,7 +223,8 @@ class _HFVisionLM(HFBackend):
     }
 
     def __init__(self, spec: ModelSpec, placement: Placement, model: Any, processor: Any) -> None:
-        super().__init__(spec, placement, model, processor)
+        # six questions about two photos preprocess two pictures, not six
+        super().__init__(spec, placement, model, with_distinct_pictures(processor))
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.answer_suffix = str(spec.options.get("answer_suffix", ANSWER_SUFFIX))
@@ -320,11 +322,10 @@ class _HFVisionLM(HFBackend):
     ) -> list[_Row]:
         """Tokenise the prompts and preprocess the pictures (the processor's CPU work), one
         row per pair, unpadded: the batch pads them again with whatever rows it holds."""
+        pictures: dict[str, Any] = {}  # equal pixels: one PIL object, preprocessed once
+        pils = [pictures.setdefault(image.hash, image.pil) for image in images]
         try:
-            inputs = self.processor(
-                images=[image.pil for image in images], text=prompts, padding=True,
-                return_tensors="pt",
-            )  # fmt: skip
+            inputs = self.processor(images=pils, text=prompts, padding=True, return_tensors="pt")
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ModelError(f"{self.spec.label()} failed: {type(exc).__name__}: {exc}") from exc
         mask = inputs["attention_mask"].bool()
