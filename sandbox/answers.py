@@ -55,10 +55,10 @@ def as_number(value: object) -> int | float | None:
     if t in _WORDS:
         return _WORDS[t]
     if _NUMBER.match(t):
+        if "." not in t and "e" not in t:  # a whole number: exact, however many digits
+            return int(t)
         number = float(t)
-        if not math.isfinite(number):
-            return None
-        return int(number) if number.is_integer() and "e" not in t and "." not in t else number
+        return number if math.isfinite(number) else None
     return None
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.answers import QuestionKind, asked_kind, asks_count, question_kind, short_answer
+from sandbox.answers import (
+    QuestionKind,
+    as_number,
+    asked_kind,
+    asks_count,
+    question_kind,
+    short_answer,
+)
 
 
 @pytest.mark.parametrize(
@@ -61,3 +68,21 @@ def test_short_answers_take_the_number_only_for_counting_questions() -> None:
     assert short_answer("There are 3 boats.", "How many boats are there?") == "3"
     assert short_answer("There are 3 boats.", "What is in the water?") == "There are 3 boats"
     assert short_answer("Yes, it is.", "Is it daytime?") == "yes"
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("12345678901234567890123", 12345678901234567890123),  # every digit kept
+        ("-98765432109876543210", -98765432109876543210),
+        ("1,000,000,000,000,000,001", 1_000_000_000_000_000_001),
+        ("007", 7),
+        ("3.5", 3.5),
+        ("1e3", 1000.0),
+        ("1e999", None),  # not finite: not a number answer
+        ("two", 2),
+    ],
+)
+def test_as_number_keeps_whole_numbers_exact(text: str, number: float | None) -> None:
+    value = as_number(text)
+    assert value == number and type(value) is type(number)
