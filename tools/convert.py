@@ -143,13 +143,14 @@ def to_inputs(
     if len(pending) > 1:
         pool = _decoders()
         futures = {name: pool.submit(_loaded, values[name], name, limits) for name in pending[1:]}
-    loaded = {}
+    loaded: dict[str, Image | Video] = {}
     for name, value in values.items():  # the first is decoded here while the pool does the rest
         loaded[name] = futures[name].result() if name in futures else _loaded(value, name, limits)
     return loaded
 
 
 def _loaded(value: Any, name: str, limits: ImageLimits) -> Image | Video:
+    """One input converted, an image's content hash computed on the same thread."""
     converted = to_input(value, name=name, limits=limits)
     if isinstance(converted, Image):
         converted.hash  # noqa: B018 -- computed here, beside the decoding, not later in turn
