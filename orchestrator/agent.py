@@ -8,9 +8,9 @@ Algorithm (one :class:`AgentRun` holds a run's state):
    the examples whose result is of the kind asked for ranked first (their result type as
    the checker knows it, else their wording: a small planner copies a pattern that returns
    the right kind). Every program the loop writes is checked for its result's type before
-   it runs (``agent.static_kind``): one that cannot give the kind asked for (an image for a
-   yes/no question) is sent back for repair, not run (when the repairs are spent on that
-   alone, it runs, and its result is checked after). A program
+   it runs (``agent.static_kind``, :mod:`.wrong_kind`): one that cannot give the kind
+   asked for (an image for a yes/no question) is sent back for repair, not run (when the
+   repairs are spent on that alone, it runs, and its result is checked after). A program
    that needs a tool that exists but cannot run here ends the run at once with a typed
    :class:`~.capability.CapabilityError` naming the tool, its model role and how to get it.
    A program that still does not check after its repairs is a finding like a runtime
@@ -70,18 +70,7 @@ from tools.errors import ToolErrorCode
 from tools.types import value_type
 
 from . import take_offered
-from .answer_kind import (
-    AnswerKind,
-    describe,
-    example_kind,
-    fits,
-    kind_by_rules,
-    kind_grammar,
-    kind_of_type,
-    kind_prompt,
-    matches,
-    parse_kind,
-)
+from .answer_kind import AnswerKind, kind_by_rules, kind_grammar, kind_prompt, parse_kind
 from .capability import CapabilityError, capability_error
 from .checks import SOFT, Check, Issue, run_checks
 from .decisions import (
@@ -93,7 +82,6 @@ from .decisions import (
     program_cue,
 )
 from .errors import RunErrorCode
-from .follow_up_example import follow_up_example, wrong_kind_text
 from .forms import get_form
 from .observation import Observation, render
 from .planner import PlanningError, ResultCheck, fill, normal_source
@@ -101,11 +89,11 @@ from .render import summarize
 from .rounds import Round, RoundKind
 from .tool_fit import content, named, program_steps, proper_names, unfit
 from .trace import StepStatus
+from .wrong_kind import KindAsked
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from programs import Example
     from tools.types import Image
 
     from .api import Orchestrator, RunResult
@@ -270,7 +258,7 @@ class AgentRun:
                 inputs,
                 n=self.voting,
                 form=self.form_choice,
-                prefer=self.shows_kind if kind_known else None,
+                prefer=self.kind_asked.shows_kind if kind_known else None,
                 result_check=self.result_check(),
                 budget=self.may_call,
                 drop_repeats=self.config.drop_repeats,
@@ -440,11 +428,14 @@ class AgentRun:
         )
         # values a check found to be of the kind asked for: ANSWER NAME returns one
         ready = tuple(dict.fromkeys(n for i in current.issues for n in i.fits if n in names))
-        offer = (
-            self.wrong_kind_text() if wrong_kind
-            else template("decision_tool_fit") if unfit_tools
-            else template("decision_answer" if answer else "decision_no_answer")
-        )  # fmt: skip
+        if wrong_kind:
+            offer, self.follow_up_shown = self.kind_asked.wrong_kind_text(
+                current.program, current.result, self.inputs[0]
+            )
+        elif unfit_tools:
+            offer = template("decision_tool_fit")
+        else:
+            offer = template("decision_answer" if answer else "decision_no_answer")
         if ready:
             offer += fill(template("decision_answer_value"), values=", ".join(ready))
         prompt += fill(
@@ -569,13 +560,11 @@ class AgentRun:
 
     # --- the kind of answer asked for ------------------------------------------------------
 
-    def shows_kind(self, example: Example) -> bool:
-        """Whether an example's program gives the kind of answer asked for (its result's
-        type as the checker knows it; for a text or untyped result, its instruction's
-        wording): in agent runs such examples rank first, so a small planner copies a
-        pattern that returns the right kind."""
-        got = example_kind(self.planner.example_result_type(example), example.instruction)
-        return matches(self.expected, got)
+    @property
+    def kind_asked(self) -> KindAsked:
+        """The kind of answer asked for, judged against the run's planner, instruction and
+        form as they are now (:mod:`.wrong_kind`): its examples, checks and prompt text."""
+        return KindAsked(self.planner, self.expected, self.instruction, self.form)
 
     def result_check(self) -> ResultCheck | None:
         """The checks of a program before it runs: its result's type (``agent.static_kind``)
@@ -587,11 +576,11 @@ class AgentRun:
 
     def check_result(self, type_name: str | None, program: Parsed) -> ProgramError | None:
         """An error to repair before a program runs: its result, by its type, cannot be of
-        the kind asked for (:meth:`check_kind`), or a detection it depends on finds nothing
-        the instruction names (:mod:`.tool_fit`, line programs: a Python program's calls
-        are judged from its step records after it ran)."""
+        the kind asked for (:meth:`.wrong_kind.KindAsked.check_kind`), or a detection it
+        depends on finds nothing the instruction names (:mod:`.tool_fit`, line programs: a
+        Python program's calls are judged from its step records after it ran)."""
         if self.config.static_kind and self.expected is not AnswerKind.ANY:
-            wrong = self.check_kind(type_name, program)
+            wrong = self.kind_asked.check_kind(type_name, program)
             if wrong is not None:
                 return wrong
         if not self.config.checks.tool_fit or not self.about:
@@ -607,89 +596,6 @@ class AgentRun:
         miss = misses[0]
         message = miss.message(content(self.instruction))
         return ProgramError(ErrorCode.ERROR, message, miss.step.line, 1, miss.step.name)
-
-    def check_kind(self, type_name: str | None, program: Parsed) -> ProgramError | None:
-        """An error to repair when a program's result, by its type, cannot be of the kind
-        asked for (an image for a yes/no question, a count for "find the dogs"). A text
-        result may be any kind of answer (what a VLM replies), except an image or objects."""
-        got = kind_of_type(type_name)
-        if fits(self.expected, got) or (
-            got is AnswerKind.TEXT and self.expected not in (AnswerKind.IMAGE, AnswerKind.OBJECTS)
-        ):
-            return None
-        steps = getattr(program, "steps", ())
-        name = getattr(program, "result_name", None)
-        line = next((s.line for s in steps if s.target == name), 1)
-        giving = self.giving(type_name)
-        message = (
-            f"the result is {describe(got)} ({type_name}), but the instruction asks for "
-            f"{describe(self.expected)}: end the program with a value of that kind"
-        )
-        if giving:
-            message += f" (tools that give one: {', '.join(giving[:8])})"
-        return ProgramError(ErrorCode.WRONG_TYPE, message, line, 1, name)
-
-    def giving(self, type_name: str | None) -> list[str]:
-        """The tools whose result is of the kind asked for: first those the most similar
-        example of that kind calls (a blur, an emoji: the step such an instruction ends
-        with), then those that take a value of the type the program has (``type_name``),
-        then the rest, each group in the registry's order."""
-        registry = self.planner.registry
-        giving = [
-            t.spec.name for t in registry
-            if kind_of_type(t.spec.output) is not AnswerKind.ANY
-            and matches(self.expected, kind_of_type(t.spec.output))
-        ]  # fmt: skip
-        shown: set[str] = set()
-        example = self.planner.nearest_example(self.instruction, self.form, self.shows_kind)
-        if example is not None:
-            try:
-                form = get_form(example.form)
-                used = form.tools_used(form.parse(example.program))
-            except VisChainError:
-                used = set()
-            shown = {registry.get(n).spec.name for n in used if n in registry}
-        reads = set(registry.taking(type_name, required=True)) if type_name else set()
-        return sorted(giving, key=lambda n: (n not in shown, n not in reads))
-
-    def wrong_kind_text(self) -> str:
-        """What the decision prompt says of a result of the wrong kind: the kind needed,
-        the most similar example program that gives it and, when it can be, that example's
-        last step as a follow-up from the round's result (:mod:`.follow_up_example`) — the
-        most similar example whose last step can follow up, when any can (however the
-        examples are ranked: by embeddings, or by word overlap where no embedding model is
-        installed)."""
-        nearest = self.planner.nearest_example
-        follows: dict[str, tuple[str, list[str]] | None] = {}
-
-        def follows_on(example: Example) -> bool:  # of the kind, and its last step follows up
-            if not self.shows_kind(example):
-                return False  # parsed for a follow-up only when it shows the kind
-            if example.text not in follows:
-                follows[example.text] = self.follow_up_example(example.text)
-            return follows[example.text] is not None
-
-        example = nearest(self.instruction, self.form, follows_on) or nearest(
-            self.instruction, self.form, self.shows_kind
-        )
-        follow = None if example is None else follows.get(example.text)
-        self.follow_up_shown = follow is not None
-        return wrong_kind_text(self.expected, example, follow)
-
-    def follow_up_example(self, example: str) -> tuple[str, list[str]] | None:
-        """The example's last step as a follow-up from the round's result (name, lines;
-        :func:`.follow_up_example.follow_up_example`), None when it cannot be."""
-        current = self.current
-        if current is None or current.result is None or not current.program:
-            return None
-        return follow_up_example(
-            example,
-            current.program,
-            current.result,
-            form=get_form(self.form),
-            registry=self.planner.registry,
-            first_input=self.inputs[0],
-        )
 
     def failed(self) -> dict[str, tuple[int, str, int]]:
         """The programs of earlier rounds that failed or had findings: program → (round,

@@ -524,8 +524,8 @@ def test_agent_runs_prefer_examples_that_give_the_kind_asked_for(agent) -> None:
         text = prompt.rsplit("Instruction: ", 2)[-2].split("\n", 1)[0]
         return next(e for e in load_library() if e.instruction == text)
 
-    assert run.shows_kind(last_example(agent_prompt))
-    assert not run.shows_kind(last_example(one_shot))  # the similar one tags: an image
+    assert run.kind_asked.shows_kind(last_example(agent_prompt))
+    assert not run.kind_asked.shows_kind(last_example(one_shot))  # the similar one tags: an image
 
 
 def test_soft_findings_at_the_limit_are_warnings_hard_ones_errors(agent) -> None:
