@@ -174,15 +174,16 @@ MAX_ROWS = 16  # rows per generate batch (options["max_batch"])
 class _Row:
     """One generation prepared on the caller's thread: the picture, its token budget, its
     prompt's token ids without padding, the other per-token inputs the processor made for
-    it (e.g. Molmo2's ``mm_token_type_ids``), and its pixels when the processor gives one
-    row of them per picture (LLaVA's ``pixel_values``), and the form of number it must
+    it (e.g. Molmo2's ``mm_token_type_ids``), its share of the processor's picture inputs
+    (``_HFVisionLM._pictures``: LLaVA's ``pixel_values`` row, Molmo2's crops), so the
+    vision encoder never preprocesses the picture again, and the form of number it must
     write, if it must (:mod:`tools.backends.numbers`)."""
 
     image: Image
     budget: int
     ids: torch.Tensor  # [L] long
     tokens: dict[str, torch.Tensor]  # name -> [L]
-    pixels: torch.Tensor | None
+    pixels: Any  # None: the processor's layout is not one the family can split
     number: NumberForm | None = None
 
 
@@ -335,16 +336,14 @@ class _HFVisionLM(HFBackend):
             if key not in pixel_keys | {"input_ids", "attention_mask"}
             and isinstance(value, torch.Tensor) and value.shape[:2] == mask.shape
         ]  # fmt: skip
-        pixels = inputs.get("pixel_values")
-        if not (isinstance(pixels, torch.Tensor) and len(pixels) == len(images)):
-            pixels = None
+        pictures = self._pictures(inputs, len(images))
         return [
             _Row(
                 image,
                 budget,
                 inputs["input_ids"][i][mask[i]],
                 {key: inputs[key][i][mask[i]] for key in per_token},
-                None if pixels is None else pixels[i],
+                None if pictures is None else pictures[i],
                 number,
             )
             for i, (image, budget, number) in enumerate(zip(images, budgets, numbers, strict=True))
@@ -380,8 +379,8 @@ class _HFVisionLM(HFBackend):
         budgets = [row.budget for row in rows]
         try:
             with torch.inference_mode():
-                pixels = [row.pixels for row in rows]
-                given = {} if None in pixels else {"pixel_values": torch.stack(pixels)}
+                pictures = [row.pixels for row in rows]
+                given = None if any(p is None for p in pictures) else pictures
                 features = self._image_features([row.image for row in rows], given)
                 inputs = {k: v.to(self.device) for k, v in self._batch_inputs(rows, pad).items()}
                 config = GenerationConfig(
@@ -442,20 +441,38 @@ class _HFVisionLM(HFBackend):
     def _pixel_keys(self) -> list[str]:
         return list(getattr(self.processor.image_processor, "model_input_names", ["pixel_values"]))
 
-    def _image_features(self, images: list[Image], inputs: Any) -> Any:
+    def _image_features(self, images: list[Image], pictures: list[Any] | None) -> Any:
         """The projected image tokens of every image (a BaseModelOutputWithPooling whose
         ``pooler_output`` holds one tensor per image), encoding only images not cached."""
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         def encode(first: list[int]) -> list[torch.Tensor]:
             self.stats["image_encoder"] += len(first)
-            return [feats.clone() for feats in self._encode(images, first, inputs)]
+            return [feats.clone() for feats in self._encode(images, first, pictures)]
 
         keys = [(f"{self.family}_image", image.hash) for image in images]
         return BaseModelOutputWithPooling(pooler_output=tuple(self.cached_many(keys, encode)))
 
-    def _encode(self, images: list[Image], which: list[int], inputs: Any) -> list[torch.Tensor]:
-        """Image-token features for ``images[i]``, i in ``which``, in one vision forward."""
+    def _pictures(self, inputs: Mapping[str, Any], n: int) -> list[Any] | None:
+        """Each of ``n`` rows' share of the processor's picture inputs, which
+        :meth:`_encode` takes instead of preprocessing the picture again; None when the
+        processor's layout is not one the family knows. Here one ``pixel_values`` entry
+        per picture (LLaVA's [3, H, W])."""
+        pixels = inputs.get("pixel_values")
+        if isinstance(pixels, torch.Tensor) and len(pixels) == n:
+            return list(pixels)
+        return None
+
+    def _preprocess(self, images: list[Image]) -> Any:
+        """The image processor's inputs for ``images`` alone (when the rows' own are not
+        known: :meth:`_pictures` gave None)."""
+        return self.processor.image_processor(images=[i.pil for i in images], return_tensors="pt")
+
+    def _encode(
+        self, images: list[Image], which: list[int], pictures: list[Any] | None
+    ) -> list[torch.Tensor]:
+        """Image-token features for ``images[i]``, i in ``which``, in one vision forward,
+        from ``pictures[i]`` (:meth:`_pictures`) when given."""
         raise NotImplementedError
 
 
@@ -471,9 +488,15 @@ class LlavaBackend(_HFVisionLM):
         token = getattr(self.processor, "image_token", "<image>")
         return f"USER: {token}\n{text} ASSISTANT:"
 
-    def _encode(self, images: list[Image], which: list[int], inputs: Any) -> list[torch.Tensor]:
+    def _encode(
+        self, images: list[Image], which: list[int], pictures: list[Any] | None
+    ) -> list[torch.Tensor]:
         config = self.model.config
-        pixels = inputs["pixel_values"][torch.tensor(which)].to(self.device, self.dtype)
+        if pictures is None:
+            pixels = self._preprocess([images[i] for i in which])["pixel_values"]
+        else:
+            pixels = torch.stack([pictures[i] for i in which])
+        pixels = pixels.to(self.device, self.dtype)
         features = self.model.get_image_features(
             pixel_values=pixels,
             vision_feature_layer=config.vision_feature_layer,
@@ -562,6 +585,31 @@ MOLMO2_IMAGE_TOKENS = [
 ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Molmo2Picture:
+    """One picture's share of Molmo2's image inputs: its crops [C, P, D], its pooling rows
+    [R, K] indexing its own crops' patches (−1: none) and its grid row [1, 4]."""
+
+    crops: torch.Tensor
+    pooling: torch.Tensor
+    grid: torch.Tensor
+
+    @staticmethod
+    def join(
+        pictures: Sequence[_Molmo2Picture],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The image processor's (pixel_values, image_token_pooling, image_grids) for these
+        pictures together: crops and rows concatenated, each picture's indices moved past
+        the patches before it."""
+        pools, offset = [], 0
+        for picture in pictures:
+            pooling = picture.pooling
+            pools.append(torch.where(pooling >= 0, pooling + offset, pooling))
+            offset += picture.crops.shape[0] * picture.crops.shape[1]
+        crops = torch.cat([p.crops for p in pictures])
+        return crops, torch.cat(pools), torch.cat([p.grid for p in pictures])
+
+
 class Molmo2Backend(_HFVisionLM):
     """Molmo2: answers, captions and points (``<points coords="...">label</points>``)."""
 
@@ -590,14 +638,48 @@ class Molmo2Backend(_HFVisionLM):
             for text, (image, obj) in zip(texts, requests, strict=True)
         ]
 
-    def _encode(self, images: list[Image], which: list[int], inputs: Any) -> list[torch.Tensor]:
-        pixels = self.processor.image_processor(
-            images=[images[i].pil for i in which], return_tensors="pt"
-        )
+    def _pictures(self, inputs: Mapping[str, Any], n: int) -> list[Any] | None:
+        """Molmo2's image processor concatenates every picture's crops ``pixel_values``
+        [C, P, D] (``image_num_crops`` per picture) and pooling rows
+        ``image_token_pooling`` [R, K] (``h·w + h'·w'`` of its ``image_grids`` row per
+        picture), whose entries index patches of the concatenation (−1: none). Each
+        picture's share keeps its own crops and rows, the indices made its own."""
+        pixels, pooling = inputs.get("pixel_values"), inputs.get("image_token_pooling")
+        grids, counts = inputs.get("image_grids"), inputs.get("image_num_crops")
+        tensors = (pixels, pooling, grids, counts)
+        if (
+            not all(isinstance(t, torch.Tensor) for t in tensors)
+            or not len(grids) == len(counts) == n
+            or grids.ndim != 2
+            or grids.shape[1] != 4
+            or pixels.ndim < 2
+        ):
+            return None
+        rows = (grids[:, 0] * grids[:, 1] + grids[:, 2] * grids[:, 3]).tolist()
+        if sum(rows) != len(pooling) or int(counts.sum()) != len(pixels):
+            return None
+        patches = pixels.shape[1]
+        shares, crop, row = [], 0, 0
+        for i, (c, r) in enumerate(zip(counts.tolist(), rows, strict=True)):
+            own = pooling[row : row + r]
+            own = torch.where(own >= 0, own - crop * patches, own)
+            shares.append(_Molmo2Picture(pixels[crop : crop + c], own, grids[i : i + 1]))
+            crop, row = crop + c, row + r
+        return shares
+
+    def _encode(
+        self, images: list[Image], which: list[int], pictures: list[Any] | None
+    ) -> list[torch.Tensor]:
+        if pictures is None:
+            given = self._preprocess([images[i] for i in which])
+            crops, pooling = given["pixel_values"], given["image_token_pooling"]
+            grids = given["image_grids"]
+        else:
+            crops, pooling, grids = _Molmo2Picture.join([pictures[i] for i in which])
         features = self.model.get_image_features(
-            pixel_values=pixels["pixel_values"].to(self.device, self.dtype),
-            image_token_pooling=pixels["image_token_pooling"].to(self.device),
-            image_grids=pixels["image_grids"].to(self.device),
+            pixel_values=crops.to(self.device, self.dtype),
+            image_token_pooling=pooling.to(self.device),
+            image_grids=grids.to(self.device),
         ).pooler_output
         return list(features)
 

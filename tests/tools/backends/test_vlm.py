@@ -104,7 +104,8 @@ def test_prompt_holds_question_suffix_and_image_tokens(
     # the processor expands the placeholder into one token per image feature
     inputs = backend.processor(images=[IMAGES[1].pil], text=[prompt], return_tensors="pt")
     with torch.inference_mode():
-        features = backend._image_features([IMAGES[1]], inputs).pooler_output[0]
+        pictures = backend._pictures(inputs, 1)
+        features = backend._image_features([IMAGES[1]], pictures).pooler_output[0]
     image_token_id = backend.model.config.image_token_id
     assert int((inputs["input_ids"] == image_token_id).sum()) == features.shape[0] > 1
     assert "What color is the bus?" in backend.tokenizer.decode(inputs["input_ids"][0])
@@ -272,6 +273,77 @@ def test_images_are_encoded_once(cls: type, specs: dict[str, ModelSpec], tmp_pat
     assert again == first
     backend.answer([(IMAGES[2], "What?")], max_new_tokens=4)
     assert backend.stats["image_encoder"] == 3
+
+
+class _CountingImageProcessor:
+    """Wraps a processor's image processor, counting the pictures each call preprocesses."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls: list[int] = []
+
+    def __getattr__(self, name: str) -> object:
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __call__(self, images: object = None, *args: object, **kwargs: object) -> object:
+        self.calls.append(len(images) if isinstance(images, list) else 1)
+        return self.inner(images, *args, **kwargs)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+@pytest.mark.parametrize("which", [[0, 1, 2], [2, 0], [1], [0, 2]])
+def test_each_rows_share_of_the_picture_inputs_is_the_processors_own(
+    cls: type, loaded: dict[str, object], which: list[int]
+) -> None:
+    """The processor's picture inputs for a batch, split per row and joined again for any
+    of its pictures, are exactly what the image processor gives those pictures alone
+    (LLaVA: a pixel row each; Molmo2: crops, pooling rows and grids, with the pooling's
+    patch indices moved)."""
+    backend = loaded[cls.family]
+    prompts = [backend.chat_prompt(q) for q in QUESTIONS]
+    inputs = backend.processor(
+        images=[i.pil for i in IMAGES], text=prompts, padding=True, return_tensors="pt"
+    )
+    shares = backend._pictures(inputs, len(IMAGES))
+    assert shares is not None and len(shares) == len(IMAGES)
+    alone = backend._preprocess([IMAGES[i] for i in which])
+    if cls is LlavaBackend:
+        assert torch.equal(torch.stack([shares[i] for i in which]), alone["pixel_values"])
+    else:
+        crops, pooling, grids = type(shares[0]).join([shares[i] for i in which])
+        assert torch.equal(crops, alone["pixel_values"])
+        assert torch.equal(pooling, alone["image_token_pooling"])
+        assert torch.equal(grids, alone["image_grids"])
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_a_new_picture_is_preprocessed_once(cls: type, loaded: dict[str, object]) -> None:
+    """The vision encoder takes the rows' own picture inputs: a batch of new pictures
+    calls the image processor once (for the prompts), not again to encode them."""
+    backend = loaded[cls.family]
+    wrapper = backend.processor.image_processor
+    counter = _CountingImageProcessor(wrapper.inner)
+    requests = [(noise_image(40 + i, 48, 40 + 8 * i), q) for i, q in enumerate(QUESTIONS)]
+    expected = backend.answer(requests, max_new_tokens=5)
+    wrapper.inner = counter
+    try:
+        assert backend.answer(requests, max_new_tokens=5) == expected
+    finally:
+        wrapper.inner = counter.inner
+    assert counter.calls == [len(requests)]
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_pictures_of_a_layout_not_known_are_preprocessed_for_the_encoder(
+    cls: type, loaded: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = loaded[cls.family]
+    requests = list(zip(IMAGES, QUESTIONS, strict=True))
+    expected = backend.answer(requests, max_new_tokens=6)
+    monkeypatch.setattr(backend, "_pictures", lambda inputs, n: None)
+    assert backend.answer(requests, max_new_tokens=6) == expected
 
 
 @pytest.mark.parametrize("cls", FAMILIES)
