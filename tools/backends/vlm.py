@@ -29,7 +29,7 @@ from ..settings import ModelSpec
 from ..types import Image, Point, PointList
 from .base import Placement, token_budgets
 from .hf import HFBackend, redraw, seeded
-from .image_processing import with_distinct_pictures
+from .image_processing import MOLMO2_CROPS, PER_PICTURE, PictureLayout, with_distinct_pictures
 from .numbers import NumberForm, NumberVocab, number_form, numbers_only
 from .threads import on_model_thread
 
@@ -214,6 +214,8 @@ class _HFVisionLM(HFBackend):
     model_class: ClassVar[str] = ""
     default_model: ClassVar[str] = ""
     supports_pointing: ClassVar[bool] = False
+    # how the image processor's outputs hold each picture's part (tools.backends.image_processing)
+    picture_layout: ClassVar[PictureLayout] = PER_PICTURE
     # answer(..., numbers=...) makes the rows asked for a count write digits only
     answers_numbers: ClassVar[bool] = True
     batch_methods: ClassVar[Mapping[str, int]] = {
@@ -225,7 +227,8 @@ class _HFVisionLM(HFBackend):
 
     def __init__(self, spec: ModelSpec, placement: Placement, model: Any, processor: Any) -> None:
         # six questions about two photos preprocess two pictures, not six
-        super().__init__(spec, placement, model, with_distinct_pictures(processor))
+        processor = with_distinct_pictures(processor, self.picture_layout)
+        super().__init__(spec, placement, model, processor)
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.answer_suffix = str(spec.options.get("answer_suffix", ANSWER_SUFFIX))
@@ -454,25 +457,29 @@ class _HFVisionLM(HFBackend):
         return BaseModelOutputWithPooling(pooler_output=tuple(self.cached_many(keys, encode)))
 
     def _pictures(self, inputs: Mapping[str, Any], n: int) -> list[Any] | None:
-        """Each of ``n`` rows' share of the processor's picture inputs, which
-        :meth:`_encode` takes instead of preprocessing the picture again; None when the
-        processor's layout is not one the family knows. Here one ``pixel_values`` entry
-        per picture (LLaVA's [3, H, W])."""
-        pixels = inputs.get("pixel_values")
-        if isinstance(pixels, torch.Tensor) and len(pixels) == n:
-            return list(pixels)
-        return None
-
-    def _preprocess(self, images: list[Image]) -> Any:
-        """The image processor's inputs for ``images`` alone (when the rows' own are not
-        known: :meth:`_pictures` gave None)."""
-        return self.processor.image_processor(images=[i.pil for i in images], return_tensors="pt")
+        """Each of ``n`` rows' share of the processor's picture inputs (its image
+        processor's ``model_input_names``, split by :attr:`picture_layout`), which
+        :meth:`_encode` takes instead of preprocessing the picture again; None when they
+        are not laid out as the layout knows."""
+        pictures = {key: inputs[key] for key in self._pixel_keys() if key in inputs}
+        return self.picture_layout.split(pictures, n) if pictures else None
 
     def _encode(
         self, images: list[Image], which: list[int], pictures: list[Any] | None
     ) -> list[torch.Tensor]:
         """Image-token features for ``images[i]``, i in ``which``, in one vision forward,
-        from ``pictures[i]`` (:meth:`_pictures`) when given."""
+        from their rows' shares (:meth:`_pictures`) when known, else preprocessed here."""
+        if pictures is None:
+            given = self.processor.image_processor(
+                images=[images[i].pil for i in which], return_tensors="pt"
+            )
+        else:
+            given = self.picture_layout.join([pictures[i] for i in which])
+        return list(self._vision(given))
+
+    def _vision(self, given: Mapping[str, Any]) -> Any:
+        """The projected image tokens, one tensor per picture, of the image processor's
+        outputs ``given``."""
         raise NotImplementedError
 
 
@@ -488,21 +495,13 @@ class LlavaBackend(_HFVisionLM):
         token = getattr(self.processor, "image_token", "<image>")
         return f"USER: {token}\n{text} ASSISTANT:"
 
-    def _encode(
-        self, images: list[Image], which: list[int], pictures: list[Any] | None
-    ) -> list[torch.Tensor]:
+    def _vision(self, given: Mapping[str, Any]) -> Any:
         config = self.model.config
-        if pictures is None:
-            pixels = self._preprocess([images[i] for i in which])["pixel_values"]
-        else:
-            pixels = torch.stack([pictures[i] for i in which])
-        pixels = pixels.to(self.device, self.dtype)
-        features = self.model.get_image_features(
-            pixel_values=pixels,
+        return self.model.get_image_features(
+            pixel_values=given["pixel_values"].to(self.device, self.dtype),
             vision_feature_layer=config.vision_feature_layer,
             vision_feature_select_strategy=config.vision_feature_select_strategy,
         ).pooler_output
-        return list(features)
 
     @classmethod
     def tiny_spec(cls, directory: Path) -> ModelSpec:
@@ -585,31 +584,6 @@ MOLMO2_IMAGE_TOKENS = [
 ]  # fmt: skip
 
 
-@dataclass(frozen=True)
-class _Molmo2Picture:
-    """One picture's share of Molmo2's image inputs: its crops [C, P, D], its pooling rows
-    [R, K] indexing its own crops' patches (−1: none) and its grid row [1, 4]."""
-
-    crops: torch.Tensor
-    pooling: torch.Tensor
-    grid: torch.Tensor
-
-    @staticmethod
-    def join(
-        pictures: Sequence[_Molmo2Picture],
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The image processor's (pixel_values, image_token_pooling, image_grids) for these
-        pictures together: crops and rows concatenated, each picture's indices moved past
-        the patches before it."""
-        pools, offset = [], 0
-        for picture in pictures:
-            pooling = picture.pooling
-            pools.append(torch.where(pooling >= 0, pooling + offset, pooling))
-            offset += picture.crops.shape[0] * picture.crops.shape[1]
-        crops = torch.cat([p.crops for p in pictures])
-        return crops, torch.cat(pools), torch.cat([p.grid for p in pictures])
-
-
 class Molmo2Backend(_HFVisionLM):
     """Molmo2: answers, captions and points (``<points coords="...">label</points>``)."""
 
@@ -617,6 +591,7 @@ class Molmo2Backend(_HFVisionLM):
     model_class = "Molmo2ForConditionalGeneration"
     default_model = "allenai/Molmo2-4B"
     supports_pointing = True
+    picture_layout = MOLMO2_CROPS
 
     def _plain_prompt(self, text: str) -> str:
         token = getattr(self.processor, "image_token", "<|image|>")
@@ -638,50 +613,12 @@ class Molmo2Backend(_HFVisionLM):
             for text, (image, obj) in zip(texts, requests, strict=True)
         ]
 
-    def _pictures(self, inputs: Mapping[str, Any], n: int) -> list[Any] | None:
-        """Molmo2's image processor concatenates every picture's crops ``pixel_values``
-        [C, P, D] (``image_num_crops`` per picture) and pooling rows
-        ``image_token_pooling`` [R, K] (``h·w + h'·w'`` of its ``image_grids`` row per
-        picture), whose entries index patches of the concatenation (−1: none). Each
-        picture's share keeps its own crops and rows, the indices made its own."""
-        pixels, pooling = inputs.get("pixel_values"), inputs.get("image_token_pooling")
-        grids, counts = inputs.get("image_grids"), inputs.get("image_num_crops")
-        tensors = (pixels, pooling, grids, counts)
-        if (
-            not all(isinstance(t, torch.Tensor) for t in tensors)
-            or not len(grids) == len(counts) == n
-            or grids.ndim != 2
-            or grids.shape[1] != 4
-            or pixels.ndim < 2
-        ):
-            return None
-        rows = (grids[:, 0] * grids[:, 1] + grids[:, 2] * grids[:, 3]).tolist()
-        if sum(rows) != len(pooling) or int(counts.sum()) != len(pixels):
-            return None
-        patches = pixels.shape[1]
-        shares, crop, row = [], 0, 0
-        for i, (c, r) in enumerate(zip(counts.tolist(), rows, strict=True)):
-            own = pooling[row : row + r]
-            own = torch.where(own >= 0, own - crop * patches, own)
-            shares.append(_Molmo2Picture(pixels[crop : crop + c], own, grids[i : i + 1]))
-            crop, row = crop + c, row + r
-        return shares
-
-    def _encode(
-        self, images: list[Image], which: list[int], pictures: list[Any] | None
-    ) -> list[torch.Tensor]:
-        if pictures is None:
-            given = self._preprocess([images[i] for i in which])
-            crops, pooling = given["pixel_values"], given["image_token_pooling"]
-            grids = given["image_grids"]
-        else:
-            crops, pooling, grids = _Molmo2Picture.join([pictures[i] for i in which])
-        features = self.model.get_image_features(
-            pixel_values=crops.to(self.device, self.dtype),
-            image_token_pooling=pooling.to(self.device),
-            image_grids=grids.to(self.device),
+    def _vision(self, given: Mapping[str, Any]) -> Any:
+        return self.model.get_image_features(
+            pixel_values=given["pixel_values"].to(self.device, self.dtype),
+            image_token_pooling=given["image_token_pooling"].to(self.device),
+            image_grids=given["image_grids"].to(self.device),
         ).pooler_output
-        return list(features)
 
     @classmethod
     def tiny_spec(cls, directory: Path) -> ModelSpec:

@@ -1,5 +1,5 @@
 """Each distinct picture of a VLM batch preprocessed once, on the tiny LLaVA (one entry per
-picture) and Molmo2 (one entry per crop: passed through) processors."""
+picture) and Molmo2 (crops concatenated) processors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ import torch
 from PIL import Image as PILImage
 
 from tests.support.backends import noise_image
-from tools.backends.image_processing import DistinctPictures, with_distinct_pictures
+from tools.backends.image_processing import (
+    MOLMO2_CROPS,
+    PER_PICTURE,
+    DistinctPictures,
+    with_distinct_pictures,
+)
 from tools.backends.vlm import LlavaBackend, Molmo2Backend
 from tools.types import Image
 
@@ -46,7 +51,7 @@ def _processors(backend: Any) -> tuple[Any, Any, Counting]:
     assert isinstance(inner, DistinctPictures)
     counter = Counting(inner.inner)
     wrapped = copy.copy(backend.processor)
-    wrapped.image_processor = DistinctPictures(counter)
+    wrapped.image_processor = DistinctPictures(counter, inner.layout)
     plain = copy.copy(backend.processor)
     plain.image_processor = inner.inner
     return wrapped, plain, counter
@@ -75,12 +80,26 @@ def test_a_batch_with_repeated_pictures_gets_the_processors_own_inputs(
     for _ in range(2):
         ours = wrapped(images=pils, text=prompts, padding=True, return_tensors="pt")
         _same(ours, plain(images=pils, text=prompts, padding=True, return_tensors="pt"))
-    if cls is LlavaBackend:  # one pixel tensor per picture: the two photos, twice
-        assert counter.calls == [2, 2]
-        assert wrapped.image_processor.per_picture
-    else:  # one per crop: found out on the first batch, which is done again as given
-        assert counter.calls == [2, 6, 6]
-        assert not wrapped.image_processor.per_picture
+    assert counter.calls == [2, 2]  # the two photos, for each batch
+    assert wrapped.image_processor.per_picture
+
+
+def test_outputs_not_laid_out_as_the_layout_knows_are_made_as_given(
+    loaded: dict[str, object],
+) -> None:
+    """Molmo2's crops read as if one entry per picture: the first batch with repeats is
+    found out and done again as given, and later calls pass straight through."""
+    backend = loaded["molmo2"]
+    _, plain, counter = _processors(backend)
+    wrapped = copy.copy(plain)
+    wrapped.image_processor = DistinctPictures(counter)  # the default layout, PER_PICTURE
+    pils = [PICTURES[i].pil for i in ROWS]
+    prompts = [backend.chat_prompt(f"question {i}?") for i in range(len(ROWS))]
+    for _ in range(2):
+        ours = wrapped(images=pils, text=prompts, padding=True, return_tensors="pt")
+        _same(ours, plain(images=pils, text=prompts, padding=True, return_tensors="pt"))
+    assert counter.calls == [2, 6, 6]
+    assert not wrapped.image_processor.per_picture
 
 
 def test_pictures_without_repeats_and_other_inputs_pass_straight_through(
@@ -144,3 +163,17 @@ def test_the_callers_processor_is_left_as_it_was(loaded: dict[str, object]) -> N
     assert isinstance(backend.processor.image_processor, DistinctPictures)
     assert not isinstance(plain.image_processor, DistinctPictures)
     assert with_distinct_pictures(backend.processor) is backend.processor  # not twice
+
+
+def test_molmo2_layout_refuses_outputs_it_does_not_know(loaded: dict[str, object]) -> None:
+    inner = loaded["molmo2"].processor.image_processor.inner
+    outputs = dict(inner(images=[p.pil for p in PICTURES], return_tensors="pt"))
+    shares = MOLMO2_CROPS.split(outputs, 2)
+    assert shares is not None
+    joined = MOLMO2_CROPS.join(shares)
+    assert all(torch.equal(joined[key], outputs[key]) for key in outputs)
+    assert MOLMO2_CROPS.split({**outputs, "image_sizes": torch.ones(2, 2)}, 2) is None
+    assert MOLMO2_CROPS.split(outputs, 3) is None  # not that many pictures
+    fewer = {**outputs, "image_num_crops": outputs["image_num_crops"] - 1}
+    assert MOLMO2_CROPS.split(fewer, 2) is None  # the crops do not add up
+    assert PER_PICTURE.split(outputs, 2) is None  # crops, not pictures, on the first axis
