@@ -6,7 +6,9 @@ A lone program asking six questions one after another (each question names the l
 answer, so nothing can batch), and one calling a 1 ms batched tool 50 times one after
 another: seconds per program, and how often a batch's leader waited for company (none can
 come).
-``--only vqa`` runs just the Vqa cases (seconds, not minutes).
+``--only vqa`` runs just the Vqa cases (seconds, not minutes), with the image
+preprocessing of six rows over two photos: every row's picture, against each distinct one
+once (real checkpoints' processor settings, LLaVA-1.5 and Molmo2).
 
 Two more measurements on the CLIP model's device: preparing Select's 30 mask regions crop
 by crop (PIL) against one tensor op (``tools.backends.regions``), and Select and Classify
@@ -77,10 +79,13 @@ def main() -> None:
                  "ideal_one_batch_s": ideal, "speedup": base / ours, "vs_ideal": ours / ideal})  # fmt: skip
     lone = lone_sequential(orch, images, counter)
     orch.close()
+    pictures = distinct_pictures()
     if args.only == "vqa":
         columns = ["case", "visprog_loop_s", "vischain_s", "ideal_one_batch_s", "speedup"]
-        report("batching-vqa", rows, [*columns, "vs_ideal"], lone_sequential_caller=lone)
+        report("batching-vqa", rows, [*columns, "vs_ideal"], lone_sequential_caller=lone,
+               distinct_pictures=pictures)  # fmt: skip
         print("lone_sequential_caller", {k: round(v, 4) for k, v in lone.items()})
+        print("distinct_pictures", {k: round(v, 4) for k, v in pictures.items()})
         return
 
     # --- Classify over 20 faces and Select over 30 masks, CLIP ViT-B-32 ---------------------
@@ -165,6 +170,7 @@ def main() -> None:
                  "ideal_one_batch_s": ideal, "speedup": base / ours, "vs_ideal": ours / ideal})  # fmt: skip
     extra = {
         "lone_sequential_caller": lone,
+        "distinct_pictures": pictures,
         "region_preparation": regions_vs_crops(clip, grid, masks),
         "select_and_classify_together": together_vs_apart(orch, clip, grid, faces, masks),
         "two_callers_at_an_idle_model": two_callers(orch, clip, grid, faces),
@@ -235,6 +241,40 @@ def lone_sequential(orch, images: dict[str, str], counter: _WaitCounter) -> dict
     seconds = median_time(lambda: fast.execute(chain), repeats=runs, warmup=0)
     fast.close()
     out |= {"fast_chain_50_s": seconds, "fast_chain_waits_per_run": (counter.waits - before) / runs}
+    return out
+
+
+def distinct_pictures() -> dict:
+    """Seconds of image preprocessing for six VLM rows over two 640x480 photos (NLVR's
+    shape) with two real checkpoints' processor settings, built from their classes'
+    defaults (no weights needed): every row's picture preprocessed, as a transformers
+    processor does (Molmo2's vision encoder then preprocessed the new pictures again),
+    against each distinct picture once (``tools.backends.image_processing``)."""
+    import numpy as np
+    from PIL import Image as PILImage
+    from transformers import CLIPImageProcessor, Molmo2ImageProcessor
+
+    from tools.backends.image_processing import MOLMO2_CROPS, PER_PICTURE, DistinctPictures
+
+    rng = np.random.default_rng(0)
+    photos = [PILImage.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+              for _ in range(2)]  # fmt: skip
+    rows = [photos[i % 2] for i in range(6)]
+    llava = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    out = {}
+    for name, processor, layout, again in (("llava_1_5_336px", llava, PER_PICTURE, False),
+                                           ("molmo2_378px_crops", Molmo2ImageProcessor(),
+                                            MOLMO2_CROPS, True)):  # fmt: skip
+        once = DistinctPictures(processor, layout)
+
+        def every_row(processor=processor, again=again) -> None:
+            processor(images=rows, return_tensors="pt")
+            if again:
+                processor(images=photos, return_tensors="pt")
+
+        out[f"{name}_every_row_s"] = median_time(every_row)
+        out[f"{name}_once_s"] = median_time(lambda once=once: once(rows, return_tensors="pt"))
+        out[f"{name}_ratio"] = out[f"{name}_every_row_s"] / out[f"{name}_once_s"]
     return out
 
 
