@@ -31,7 +31,7 @@ from sandbox import ErrorCode, ProgramError, VisChainError
 
 from .answer_kind import AnswerKind, describe, example_kind, fits, kind_of_type, matches
 from .follow_up_example import follow_up_example, wrong_kind_text
-from .forms import get_form
+from .forms import form_of, get_form
 
 if TYPE_CHECKING:
     from programs import Example
@@ -72,7 +72,7 @@ class KindAsked:
         steps = getattr(program, "steps", ())
         name = getattr(program, "result_name", None)
         line = next((s.line for s in steps if s.target == name), 1)
-        giving = self.giving(type_name)
+        giving = self.giving(type_name, form_of(program).name)
         message = (
             f"the result is {describe(got)} ({type_name}), but the instruction asks for "
             f"{describe(self.expected)}: end the program with a value of that kind"
@@ -81,11 +81,12 @@ class KindAsked:
             message += f" (tools that give one: {', '.join(giving[:8])})"
         return ProgramError(ErrorCode.WRONG_TYPE, message, line, 1, name)
 
-    def giving(self, type_name: str | None) -> list[str]:
+    def giving(self, type_name: str | None, form: str | None = None) -> list[str]:
         """The tools whose result is of the kind asked for: first those the most similar
         example of that kind calls (a blur, an emoji: the step such an instruction ends
-        with), then those that take a value of the type the program has (``type_name``),
-        then the rest, each group in the registry's order."""
+        with; among the examples of ``form``, the program's own, else the run's), then
+        those that take a value of the type the program has (``type_name``), then the
+        rest, each group in the registry's order."""
         registry = self.planner.registry
         giving = [
             t.spec.name for t in registry
@@ -93,7 +94,7 @@ class KindAsked:
             and matches(self.expected, kind_of_type(t.spec.output))
         ]  # fmt: skip
         shown: set[str] = set()
-        example = self.planner.nearest_example(self.instruction, self.form, self.shows_kind)
+        example = self.planner.nearest_example(self.instruction, form or self.form, self.shows_kind)
         if example is not None:
             try:
                 form = get_form(example.form)

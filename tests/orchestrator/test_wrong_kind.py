@@ -9,6 +9,7 @@ import pytest
 from orchestrator.answer_kind import AnswerKind
 from orchestrator.config import PlannerConfig
 from orchestrator.follow_up_example import follow_up_example, wrong_kind_text
+from orchestrator.forms import get_form
 from orchestrator.planner import Planner
 from orchestrator.wrong_kind import KindAsked
 from programs import Example
@@ -120,6 +121,45 @@ def test_the_tools_that_give_the_kind_start_with_the_nearest_examples() -> None:
     # no example of the kind: the registry's order alone
     bare = asked(AnswerKind.IMAGE, examples=(COUNT,)).giving(None)
     assert bare == sorted(images, key=order.index)
+
+
+PY_TAG = Example(  # the Python form's nearest example of an image: it crops, it does not tag
+    "python",
+    "Tag the faces in the photo",
+    "def execute_command(image):\n    image_patch = ImagePatch(image)\n"
+    "    return image_patch.crop(0, 0, 10, 10)\n",
+    ("IMAGE",),
+    form="python",
+)
+
+
+def test_the_tools_hint_comes_from_examples_of_the_programs_own_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Python program is told the tools the nearest *Python* example of the kind uses,
+    whatever form the run was in when it was checked (the first round's is only known
+    once the planner has written)."""
+    kind = asked(AnswerKind.IMAGE, "Tag the faces in the photo", (EMOJI, TAG, PY_TAG))
+    assert kind.form == "lines"
+    consulted: list[str] = []
+    nearest = kind.planner.nearest_example
+
+    def spying(instruction: str, form: str, accept: object) -> object:
+        consulted.append(form)
+        return nearest(instruction, form, accept)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kind.planner, "nearest_example", spying)
+    python = get_form("python").parse(
+        "def execute_command(image):\n    image_patch = ImagePatch(image)\n"
+        "    return len(image_patch.find('face'))\n"
+    )
+    error = kind.check_kind("Number", python)
+    assert error is not None and error.code == ErrorCode.WRONG_TYPE
+    assert consulted == ["python"]
+    assert "(tools that give one: Tag" not in error.message  # not the line example's Tag
+    lines_error = kind.check_kind("ObjectList", LINES.parse(FOUND))
+    assert consulted == ["python", "lines"]
+    assert "(tools that give one: Tag" in lines_error.message
 
 
 def test_the_wrong_kind_text_shows_the_nearest_example_and_its_follow_up() -> None:
