@@ -6,9 +6,12 @@ A lone program asking six questions one after another (each question names the l
 answer, so nothing can batch), and one calling a 1 ms batched tool 50 times one after
 another: seconds per program, and how often a batch's leader waited for company (none can
 come).
-``--only vqa`` runs just the Vqa cases (seconds, not minutes), with the image
-preprocessing of six rows over two photos: every row's picture, against each distinct one
-once (real checkpoints' processor settings, LLaVA-1.5 and Molmo2).
+
+NLVR's three figures are measured taking turns (``--repeats`` rounds, default 9), so a
+slow moment of the machine falls on all three. ``--only vqa`` runs just the Vqa cases
+(seconds, not minutes), with the image preprocessing of six rows over two photos: every
+row's picture, against each distinct one once (real checkpoints' processor settings,
+LLaVA-1.5 and Molmo2).
 
 Two more measurements on the CLIP model's device: preparing Select's 30 mask regions crop
 by crop (PIL) against one tensor op (``tools.backends.regions``), and Select and Classify
@@ -19,7 +22,15 @@ from __future__ import annotations
 
 import time
 
-from common import faces_grid, median_time, orchestrator, realistic_clip, report, sequential
+from common import (
+    faces_grid,
+    interleaved_medians,
+    median_time,
+    orchestrator,
+    realistic_clip,
+    report,
+    sequential,
+)
 
 from tools import Tool
 from tools.types import Box, Mask, Object, ObjectList
@@ -60,21 +71,28 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["vqa"], help="run only the Vqa cases")
+    parser.add_argument("--repeats", type=int, default=9,
+                        help="NLVR: measured rounds, VisChain, the loop and the ideal taking turns")  # fmt: skip
     args = parser.parse_args()
     rows = []
     counter = _WaitCounter()
     # --- six Vqa calls, tiny LLaVA ------------------------------------------------------
     orch = orchestrator("tiny", memo=False)
     images = {"LEFT": "sample:coffee", "RIGHT": "sample:chelsea"}
-    ours = median_time(lambda: orch.execute(NLVR, images=images))
-    base = median_time(lambda: sequential(orch, NLVR, images))
     vlm = orch.pool.get("vlm")
     from tools.convert import to_image
 
     pairs = [
         (to_image(images["LEFT" if i % 2 == 0 else "RIGHT"]), f"question {i}?") for i in range(6)
     ]
-    ideal = median_time(lambda: vlm.answer(pairs, max_new_tokens=24))
+    ours, base, ideal = interleaved_medians(
+        [
+            lambda: orch.execute(NLVR, images=images),
+            lambda: sequential(orch, NLVR, images),
+            lambda: vlm.answer(pairs, max_new_tokens=24),
+        ],
+        repeats=args.repeats,
+    )
     rows.append({"case": "NLVR: 6 x Vqa (tiny LLaVA)", "visprog_loop_s": base, "vischain_s": ours,
                  "ideal_one_batch_s": ideal, "speedup": base / ours, "vs_ideal": ours / ideal})  # fmt: skip
     lone = lone_sequential(orch, images, counter)

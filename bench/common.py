@@ -37,6 +37,24 @@ def median_time(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1) -> 
     return statistics.median(times)
 
 
+def interleaved_medians(
+    fns: list[Callable[[], Any]], *, repeats: int = 9, warmup: int = 1
+) -> list[float]:
+    """Median wall time of each of ``fns`` in seconds, measured taking turns (one call of
+    each per round, after ``warmup`` unmeasured rounds), so a machine's slow moments fall
+    on all of them alike and their ratios hold where each alone would swing."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, spent in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - t0)
+    return [statistics.median(spent) for spent in times]
+
+
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
