@@ -1,10 +1,10 @@
-"""Where backend tests load models, the noise pictures they feed them, and a backend whose
-loads a test can hold and watch."""
+"""Where backend tests load models, the noise pictures they feed them, a backend whose
+loads a test can hold and watch, and an image processor that counts what it preprocesses."""
 
 from __future__ import annotations
 
 import threading
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,6 +21,24 @@ def noise_image(seed: int, width: int = 32, height: int = 32) -> Image:
     """A ``width``×``height`` RGB picture of uniform noise, the same for the same seed."""
     rng = np.random.default_rng(seed)
     return Image(PILImage.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)))
+
+
+class CountingImageProcessor:
+    """Wraps a transformers image processor, recording how many pictures each call
+    preprocessed (``calls``); attribute reads go to the wrapped one."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (copy, pickle): never recurse
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __call__(self, images: Any = None, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(len(images) if isinstance(images, list) else 1)
+        return self.inner(images, *args, **kwargs)
 
 
 class GatedBackend(Backend):

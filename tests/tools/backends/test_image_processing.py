@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
-from tests.support.backends import noise_image
+from tests.support.backends import CountingImageProcessor, noise_image
 from tools.backends.image_processing import (
     MOLMO2_CROPS,
     PER_PICTURE,
@@ -27,29 +27,12 @@ PICTURES = [noise_image(10, 50, 40), noise_image(11, 64, 100)]
 ROWS = [0, 1, 0, 0, 1, 1]  # six questions over two photos, as an NLVR program asks them
 
 
-class Counting:
-    """An image processor that records how many pictures each call preprocessed."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: list[int] = []
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def __call__(self, images: Any = None, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append(len(images) if isinstance(images, list) else 1)
-        return self.inner(images, *args, **kwargs)
-
-
-def _processors(backend: Any) -> tuple[Any, Any, Counting]:
+def _processors(backend: Any) -> tuple[Any, Any, CountingImageProcessor]:
     """(wrapped, plain, counter): copies of the backend's processor, the wrapped one's
     image processor counting what reaches the real one."""
     inner = backend.processor.image_processor
     assert isinstance(inner, DistinctPictures)
-    counter = Counting(inner.inner)
+    counter = CountingImageProcessor(inner.inner)
     wrapped = copy.copy(backend.processor)
     wrapped.image_processor = DistinctPictures(counter, inner.layout)
     plain = copy.copy(backend.processor)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support.backends import CPU, noise_image
+from tests.support.backends import CPU, CountingImageProcessor, noise_image
 from tools.backends import backend_class
 from tools.backends.base import Placement
 from tools.backends.numbers import NumberForm
@@ -275,23 +275,6 @@ def test_images_are_encoded_once(cls: type, specs: dict[str, ModelSpec], tmp_pat
     assert backend.stats["image_encoder"] == 3
 
 
-class _CountingImageProcessor:
-    """Wraps a processor's image processor, counting the pictures each call preprocesses."""
-
-    def __init__(self, inner: object) -> None:
-        self.inner = inner
-        self.calls: list[int] = []
-
-    def __getattr__(self, name: str) -> object:
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def __call__(self, images: object = None, *args: object, **kwargs: object) -> object:
-        self.calls.append(len(images) if isinstance(images, list) else 1)
-        return self.inner(images, *args, **kwargs)  # type: ignore[operator]
-
-
 @pytest.mark.parametrize("cls", FAMILIES)
 @pytest.mark.parametrize("which", [[0, 1, 2], [2, 0], [1], [0, 2]])
 def test_each_rows_share_of_the_picture_inputs_is_the_processors_own(
@@ -323,7 +306,7 @@ def test_a_new_picture_is_preprocessed_once(cls: type, loaded: dict[str, object]
     calls the image processor once (for the prompts), not again to encode them."""
     backend = loaded[cls.family]
     wrapper = backend.processor.image_processor
-    counter = _CountingImageProcessor(wrapper.inner)
+    counter = CountingImageProcessor(wrapper.inner)
     requests = [(noise_image(40 + i, 48, 40 + 8 * i), q) for i, q in enumerate(QUESTIONS)]
     expected = backend.answer(requests, max_new_tokens=5)
     wrapper.inner = counter
