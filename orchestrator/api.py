@@ -233,9 +233,11 @@ class Orchestrator:
                     code=ToolErrorCode.BAD_INPUT,
                 )
             image, images, video, values = given
-            named = to_inputs(_named_images(image, images, video), limits=self.image_limits)
-            for name, value in named.items():
-                trace.add_input(name, value)
+            named = to_inputs(
+                _named_images(image, images, video),
+                limits=self.image_limits,
+                on_loaded=trace.add_input,
+            )
             for name, value in _plain_values(values, named).items():
                 named[name] = value
                 trace.add_input(name, value)
@@ -463,9 +465,9 @@ class Orchestrator:
         try:
             if self._closed:
                 raise OrchestratorClosed("this orchestrator is closed: build a new one")
-            named = to_inputs(_named_images(image, images), limits=self.image_limits)
-            for name, value in named.items():
-                trace.add_input(name, value)
+            named = to_inputs(
+                _named_images(image, images), limits=self.image_limits, on_loaded=trace.add_input
+            )
             loop = AgentRun(
                 self, instruction, named, trace,
                 voting=voting or self.config.planner.voting, form=form,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,15 +129,19 @@ def to_input(
 
 
 def to_inputs(
-    values: Mapping[str, Any], *, limits: ImageLimits = IMAGE_LIMITS
+    values: Mapping[str, Any],
+    *,
+    limits: ImageLimits = IMAGE_LIMITS,
+    on_loaded: Callable[[str, Image | Video], None] | None = None,
 ) -> dict[str, Image | Video]:
     """Every named program input through :func:`to_input`, in the given order, each image
     with its content hash computed. Two or more that still need decoding are decoded at the
     same time, the first on the calling thread and the others on a shared pool with a
     thread per core (PIL's decoders and the hash release the interpreter lock): a pair of
-    NLVR photos takes about the time of the larger one. A failure raises the first failing
-    input's :class:`ImageLoadError` in the given order, as converting one after another
-    would."""
+    NLVR photos takes about the time of the larger one. ``on_loaded(name, value)`` is
+    called for each in the given order (a trace records them). A failure raises the first
+    failing input's :class:`ImageLoadError` in the given order, after ``on_loaded`` has
+    seen every input before it, as converting one after another would."""
     pending = [name for name, value in values.items() if not isinstance(value, Image | Video)]
     futures: dict[str, Future[Image | Video]] = {}
     if len(pending) > 1:
@@ -146,6 +150,8 @@ def to_inputs(
     loaded: dict[str, Image | Video] = {}
     for name, value in values.items():  # the first is decoded here while the pool does the rest
         loaded[name] = futures[name].result() if name in futures else _loaded(value, name, limits)
+        if on_loaded is not None:
+            on_loaded(name, loaded[name])
     return loaded
 
 

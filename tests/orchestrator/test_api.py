@@ -164,6 +164,19 @@ def test_unusable_images_are_typed_errors(offline: Orchestrator, make, says: str
     assert says in str(result.error)
 
 
+def test_inputs_loaded_before_an_unusable_one_stay_in_the_trace(
+    offline: Orchestrator, tmp_path: Path
+) -> None:
+    """LEFT and RIGHT are decoded at the same time; the error names the missing file and
+    the trace keeps what was loaded before it, in order."""
+    missing = tmp_path / "gone.png"
+    images = {"LEFT": "sample:coffee", "MIDDLE": "sample:chelsea", "RIGHT": missing}
+    result = offline.execute("A=Eval('1')", images=images)
+    assert result.error is not None and result.error.code == ToolErrorCode.BAD_INPUT
+    assert "gone.png" in str(result.error)
+    assert [record.name for record in result.trace.inputs] == ["LEFT", "MIDDLE"]
+
+
 @pytest.mark.parametrize("program", [None, 42, b"A=Eval('1')", ["A=Eval('1')"]])
 def test_execute_returns_an_error_for_any_program_value(offline: Orchestrator, program) -> None:
     result = offline.execute(program)  # type: ignore[arg-type]

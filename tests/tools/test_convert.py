@@ -201,6 +201,19 @@ def test_the_first_failing_input_in_order_is_the_error(tmp_path: Path) -> None:
         to_inputs({"A": b"not an image", "B": missing})
 
 
+def test_each_input_is_handed_on_in_order_up_to_the_first_failing_one(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+    values = {"A": _color_png((1, 1, 1)), "B": _color_png((2, 2, 2)), "C": tmp_path / "gone.png",
+              "D": _color_png((4, 4, 4))}  # fmt: skip
+    with pytest.raises(ImageLoadError, match="gone"):
+        to_inputs(values, on_loaded=lambda name, value: seen.append((name, value.name)))
+    assert seen == [("A", "A"), ("B", "B")]
+    seen.clear()
+    del values["C"]
+    loaded = to_inputs(values, on_loaded=lambda name, value: seen.append((name, value.name)))
+    assert seen == [("A", "A"), ("B", "B"), ("D", "D")] and list(loaded) == ["A", "B", "D"]
+
+
 def _decode_two_in_child(results: Any) -> None:
     loaded = to_inputs({"A": _color_png((1, 1, 1)), "B": _color_png((2, 2, 2))})
     results.put([loaded["A"].pil.getpixel((0, 0)), loaded["B"].pil.getpixel((0, 0))])
