@@ -4,6 +4,7 @@ values. Nothing else in VisChain converts."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import threading
@@ -68,16 +69,38 @@ def sample_names() -> list[str]:
             "motorcycle", "page", "text"]  # fmt: skip
 
 
-def _sample(name: str) -> PILImage.Image:
+# the samples whose picture is their file's pixels, read like any file (tested equal to
+# scikit-image's loaders); horse's is built from its file's alpha, so scikit-image makes it
+_SAMPLE_FILES = {
+    "astronaut": "astronaut.png", "coffee": "coffee.png", "chelsea": "chelsea.png",
+    "cat": "chelsea.png", "rocket": "rocket.jpg", "camera": "camera.png",
+    "motorcycle": "motorcycle_left.png", "page": "page.png", "text": "text.png",
+}  # fmt: skip
+
+
+def _sample(name: str, limits: ImageLimits = IMAGE_LIMITS) -> PILImage.Image:
+    if name not in sample_names():
+        raise ImageLoadError(f"unknown sample image '{name}' (known: {', '.join(sample_names())})")
+    path = _sample_file(name)
+    if path is not None:
+        return _open(path, limits)
     from skimage import data
 
     loaders = {
         "motorcycle": lambda: data.stereo_motorcycle()[0],
     }
-    if name not in sample_names():
-        raise ImageLoadError(f"unknown sample image '{name}' (known: {', '.join(sample_names())})")
     array = loaders[name]() if name in loaders else getattr(data, name)()
-    return array_to_pil(np.asarray(array))
+    return array_to_pil(np.asarray(array), limits)
+
+
+def _sample_file(name: str) -> Path | None:
+    """The file scikit-image ships ``name``'s picture in, found without importing it (None:
+    not a plain picture file, or not shipped by this version)."""
+    spec = importlib.util.find_spec("skimage")
+    if name not in _SAMPLE_FILES or spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "data" / _SAMPLE_FILES[name]
+    return path if path.is_file() else None
 
 
 def to_image(value: Any, *, name: str | None = None, limits: ImageLimits = IMAGE_LIMITS) -> Image:
@@ -96,7 +119,7 @@ def to_image(value: Any, *, name: str | None = None, limits: ImageLimits = IMAGE
         if isinstance(value, (str, Path)):
             text = str(value)
             if text.startswith(SAMPLE_PREFIX):
-                return Image(_sample(text[len(SAMPLE_PREFIX) :]), name=text)
+                return Image(_sample(text[len(SAMPLE_PREFIX) :], limits), name=text)
             return Image(_open(Path(text), limits), name=name or Path(text).name)
         if isinstance(value, (bytes, bytearray, memoryview)):
             data = memoryview(value)

@@ -232,3 +232,30 @@ def test_a_forked_child_decodes_with_threads_of_its_own() -> None:
         child.kill()
     assert child.exitcode == 0
     assert results.get(timeout=5) == [(1, 1, 1), (2, 2, 2)]
+
+
+@pytest.mark.parametrize("name", convert.sample_names())
+def test_each_sample_picture_is_scikit_images_own(name: str) -> None:
+    """Samples read from their files (like any file, through the same checks) have
+    exactly the pixels scikit-image's loaders give."""
+    from skimage import data
+
+    loaded = to_image(f"sample:{name}")
+    expected = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
+    assert np.array_equal(loaded.array, np.asarray(convert.array_to_pil(np.asarray(expected))))
+    assert loaded.name == f"sample:{name}"
+    assert (convert._sample_file(name) is None) == (name == "horse")
+
+
+def test_an_unknown_sample_names_the_known_ones() -> None:
+    with pytest.raises(ImageLoadError, match=r"unknown sample image 'zebra' .*coffee"):
+        to_image("sample:zebra")
+
+
+def test_samples_meet_the_limits_like_any_file() -> None:
+    tight = ImageLimits(max_pixels=100_000)
+    with pytest.raises(ImageLoadError, match="image too large"):
+        to_image("sample:astronaut", limits=tight)  # 512 x 512
+    with pytest.raises(ImageLoadError, match="image too large"):
+        to_image("sample:horse", limits=tight)  # 400 x 328, made by scikit-image
+    assert to_image("sample:chelsea", limits=ImageLimits(max_pixels=200_000)).size == (451, 300)
