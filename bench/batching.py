@@ -103,7 +103,8 @@ def main() -> None:
         report("batching-vqa", rows, [*columns, "vs_ideal"], lone_sequential_caller=lone,
                distinct_pictures=pictures)  # fmt: skip
         print("lone_sequential_caller", {k: round(v, 4) for k, v in lone.items()})
-        print("distinct_pictures", {k: round(v, 4) for k, v in pictures.items()})
+        print("distinct_pictures", {k: round(v, 4) if isinstance(v, float) else v
+                                    for k, v in pictures.items()})  # fmt: skip
         return
 
     # --- Classify over 20 faces and Select over 30 masks, CLIP ViT-B-32 ---------------------
@@ -272,7 +273,10 @@ def distinct_pictures() -> dict:
     from PIL import Image as PILImage
     from transformers import CLIPImageProcessor, Molmo2ImageProcessor
 
-    from tools.backends.image_processing import MOLMO2_CROPS, PER_PICTURE, DistinctPictures
+    try:
+        from tools.backends.image_processing import MOLMO2_CROPS, PER_PICTURE, DistinctPictures
+    except ImportError:  # an older revision (bench/compare.py runs this script on it)
+        return {"skipped": "no tools.backends.image_processing in this revision"}
 
     rng = np.random.default_rng(0)
     photos = [PILImage.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
