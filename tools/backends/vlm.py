@@ -183,7 +183,7 @@ class _Row:
     budget: int
     ids: torch.Tensor  # [L] long
     tokens: dict[str, torch.Tensor]  # name -> [L]
-    pixels: Any  # None: the processor's layout is not one the family can split
+    picture: Any  # None: the processor's outputs are not laid out as the family's layout knows
     number: NumberForm | None = None
 
 
@@ -326,8 +326,8 @@ class _HFVisionLM(HFBackend):
     ) -> list[_Row]:
         """Tokenise the prompts and preprocess the pictures (the processor's CPU work), one
         row per pair, unpadded: the batch pads them again with whatever rows it holds."""
-        pictures: dict[str, Any] = {}  # equal pixels: one PIL object, preprocessed once
-        pils = [pictures.setdefault(image.hash, image.pil) for image in images]
+        by_hash: dict[str, Any] = {}  # equal pixels: one PIL object, preprocessed once
+        pils = [by_hash.setdefault(image.hash, image.pil) for image in images]
         try:
             inputs = self.processor(images=pils, text=prompts, padding=True, return_tensors="pt")
         except (RuntimeError, ValueError, IndexError) as exc:
@@ -382,7 +382,7 @@ class _HFVisionLM(HFBackend):
         budgets = [row.budget for row in rows]
         try:
             with torch.inference_mode():
-                pictures = [row.pixels for row in rows]
+                pictures = [row.picture for row in rows]
                 given = None if any(p is None for p in pictures) else pictures
                 features = self._image_features([row.image for row in rows], given)
                 inputs = {k: v.to(self.device) for k, v in self._batch_inputs(rows, pad).items()}
