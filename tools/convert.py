@@ -4,6 +4,7 @@ values. Nothing else in VisChain converts."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import os
@@ -94,13 +95,20 @@ def _sample(name: str, limits: ImageLimits = IMAGE_LIMITS) -> PILImage.Image:
 
 
 def _sample_file(name: str) -> Path | None:
-    """The file scikit-image ships ``name``'s picture in, found without importing it (None:
-    not a plain picture file, or not shipped by this version)."""
-    spec = importlib.util.find_spec("skimage")
-    if name not in _SAMPLE_FILES or spec is None or spec.origin is None:
+    """The file scikit-image ships ``name``'s picture in (None: not a plain picture file,
+    or not shipped by this version)."""
+    folder = _sample_folder()
+    if name not in _SAMPLE_FILES or folder is None:
         return None
-    path = Path(spec.origin).parent / "data" / _SAMPLE_FILES[name]
+    path = folder / _SAMPLE_FILES[name]
     return path if path.is_file() else None
+
+
+@functools.cache
+def _sample_folder() -> Path | None:
+    """scikit-image's data folder, found once and without importing scikit-image."""
+    spec = importlib.util.find_spec("skimage")
+    return None if spec is None or spec.origin is None else Path(spec.origin).parent / "data"
 
 
 def to_image(value: Any, *, name: str | None = None, limits: ImageLimits = IMAGE_LIMITS) -> Image:
