@@ -102,9 +102,9 @@ _AUXILIARY = frozenset(
     "is are am was were do does did can could has have had will would should shall may might "
     "must isn't aren't wasn't weren't don't doesn't didn't can't couldn't hasn't haven't".split()
 )
-_COUNTING = re.compile(
-    r"^(how (many|much|old|far|tall|long|big|wide|heavy|high)|count|what (is|'s) the "
-    r"(number|count|total|sum|age))\b"
+_COUNTING = re.compile(  # group "whole": a count of things, the rest: a measurement or a sum
+    r"^(?:(?P<whole>how many|count|what (?:is|'s) the (?:number|count))|"
+    r"how (?:much|old|far|tall|long|big|wide|heavy|high)|what (?:is|'s) the (?:total|sum|age))\b"
 )
 _NUMBER_OF = re.compile(r"\bnumber of\b")
 _ALTERNATIVES = re.compile(r"\bor\b(?! not\b)")
@@ -115,6 +115,19 @@ _LONG = re.compile(
 )
 _TELLING = frozenset({"describe", "explain", "read", "transcribe", "why"})
 _WORD = re.compile(r"[a-z']+")
+
+
+def _wording(text: str) -> tuple[str, str] | None:
+    """A question lowered, without a leading "please", and its first word; None when it
+    has no words."""
+    lowered = text.strip().lower()
+    words = _WORD.findall(lowered)
+    if not words:
+        return None
+    if words[0] == "please" and len(words) > 1:
+        lowered = lowered[lowered.index("please") + len("please") :].lstrip(" ,")
+        words = words[1:]
+    return lowered, words[0]
 
 
 def asked_kind(text: str) -> QuestionKind | None:
@@ -130,14 +143,10 @@ def asked_kind(text: str) -> QuestionKind | None:
     - a label: any other what/which/who/where question ("What colour is the car?").
 
     A leading "please" is skipped; case and surrounding space do not matter."""
-    lowered = text.strip().lower()
-    words = _WORD.findall(lowered)
-    if not words:
+    wording = _wording(text)
+    if wording is None:
         return None
-    if words[0] == "please" and len(words) > 1:
-        lowered = lowered[lowered.index("please") + len("please") :].lstrip(" ,")
-        words = words[1:]
-    first = words[0]
+    lowered, first = wording
     if _COUNTING.match(lowered):
         return QuestionKind.NUMBER
     if first in _AUXILIARY:
@@ -151,13 +160,19 @@ def asked_kind(text: str) -> QuestionKind | None:
     return None
 
 
-_COUNT = re.compile(r"^(please[ ,]+)?(how many|count)\b|\bnumber of\b")
-
-
 def asks_count(question: str) -> bool:
-    """Whether a question asks for a count — a whole number: "how many…", "count…", "the
-    number of…" (a measurement, "how far/tall/old…", may have a decimal part)."""
-    return bool(_COUNT.search(question.strip().lower()))
+    """Whether a question asks for a count — a whole number: "how many…", "count…", "what
+    is the number/count of…", or "the number of" in a question :func:`asked_kind` takes
+    for a number ("Is the number of cats two?" asks yes or no). A measurement or a sum,
+    "how far/tall/old…", "what is the total…", may have a decimal part."""
+    wording = _wording(question)
+    if wording is None:
+        return False
+    lowered, first = wording
+    counting = _COUNTING.match(lowered)
+    if counting and counting.group("whole"):
+        return True
+    return first not in _AUXILIARY and bool(_NUMBER_OF.search(lowered))
 
 
 def question_kind(question: str) -> QuestionKind:

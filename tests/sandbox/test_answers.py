@@ -52,6 +52,13 @@ def test_question_kind(question: str, kind: QuestionKind) -> None:
         ("How far is the boat?", False),
         ("How old is the man?", False),
         ("Is it daytime?", False),
+        ("What is the count of dogs?", True),
+        ("What is the total number of cars?", True),
+        ("Please tell me the number of dogs", True),
+        ("Is the number of cats larger than two?", False),
+        ("What is the total price?", False),
+        ("How much does it cost?", False),
+        ("", False),
     ],
 )
 def test_a_count_is_asked_for_a_whole_number(question: str, count: bool) -> None:
