@@ -28,7 +28,7 @@ values, nothing else.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -249,11 +249,23 @@ def _asked(
     reply is the unsure-answer check's)."""
     if output is None:
         return False
+    step = _result_step(steps, output, among=config.unsure_tools)
+    return step is not None and _asks_for(step, expected)
+
+
+def _result_step(
+    steps: Sequence[StepLike], output: Any, among: Collection[str] | None = None
+) -> StepLike | None:
+    """The last step that ended with the result (of one of the tools ``among``, if given)."""
     want = summarize(output)
-    for s in reversed(steps):
-        if s.tool in config.unsure_tools and s.status == StepStatus.OK and s.output == want:
-            return _asks_for(s, expected)
-    return False
+    return next(
+        (
+            s
+            for s in reversed(steps)
+            if (among is None or s.tool in among) and s.status == StepStatus.OK and s.output == want
+        ),
+        None,
+    )
 
 
 def _question(step: StepLike) -> str | None:
@@ -278,10 +290,7 @@ def _off_kind_replies(
     that answers "How many wheels?" with a word): why a result combined from them (an Eval
     of a sum) is not of that kind either — the model's answers, not the program's doing."""
     by_name = {s.step: s for s in steps}
-    want = summarize(output)
-    last = next(
-        (s for s in reversed(steps) if s.status == StepStatus.OK and s.output == want), None
-    )
+    last = _result_step(steps, output)
     todo, seen = ([last.step] if last is not None else []), set()
     while todo:
         name = todo.pop()
