@@ -8,6 +8,7 @@ import functools
 import importlib.util
 import io
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -217,6 +218,21 @@ def _forget_decoders() -> None:
 os.register_at_fork(after_in_child=_forget_decoders)
 
 
+def _past_pil_bound(exc: PILImage.DecompressionBombError, limits: ImageLimits) -> str:
+    """Which bound an image PIL refused on opening is past: ours where the count its header
+    declares is over it, else PIL's (twice ``PIL.Image.MAX_IMAGE_PIXELS``, when a
+    configured limit is above that)."""
+    declared = re.search(r"\((\d+) pixels\)", str(exc))
+    if declared is None or int(declared.group(1)) > limits.max_pixels:
+        count = f"{int(declared.group(1)):,} pixels; " if declared else ""
+        return f"{count}the limit is {limits.max_pixels:,}"
+    bound = 2 * (PILImage.MAX_IMAGE_PIXELS or 0)
+    return (
+        f"{int(declared.group(1)):,} pixels; within the configured limit, but PIL refuses "
+        f"more than {bound:,}: raise PIL.Image.MAX_IMAGE_PIXELS to admit it"
+    )
+
+
 def _message(exc: BaseException) -> str:
     try:
         return f"{type(exc).__name__}: {exc}"
@@ -251,6 +267,8 @@ def _decode(stream: BinaryIO, where: str, limits: ImageLimits = IMAGE_LIMITS) ->
             return im.convert("RGB")
     except ImageLoadError:
         raise
+    except PILImage.DecompressionBombError as exc:  # PIL's own bound, before ours saw it
+        raise ImageLoadError(f"{where}: image too large ({_past_pil_bound(exc, limits)})") from exc
     except UnidentifiedImageError as exc:
         raise ImageLoadError(
             f"{where}: not a readable image in an allowed format ({', '.join(limits.formats)})"
@@ -260,7 +278,6 @@ def _decode(stream: BinaryIO, where: str, limits: ImageLimits = IMAGE_LIMITS) ->
         SyntaxError,
         ValueError,
         MemoryError,
-        PILImage.DecompressionBombError,
     ) as exc:
         raise ImageLoadError(f"{where}: not a readable image ({_message(exc)})") from exc
 

@@ -23,8 +23,9 @@ from tools.errors import ImageLoadError
 from tools.types import Image
 
 
-def _png(width: int, height: int) -> bytes:
-    """A valid grey PNG of any size, built row by row (never the whole pixel buffer)."""
+def _png(width: int, height: int, rows: int | None = None) -> bytes:
+    """A valid grey PNG of any size, built row by row (never the whole pixel buffer); with
+    ``rows``, only that many rows of pixel data follow the header (enough to open it)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
@@ -32,7 +33,7 @@ def _png(width: int, height: int) -> bytes:
 
     z = zlib.compressobj()
     row = b"\x00" + bytes(width)
-    data = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    data = b"".join(z.compress(row) for _ in range(height if rows is None else rows)) + z.flush()
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
@@ -53,6 +54,22 @@ def test_a_hundred_million_pixel_strip_is_refused_by_its_header() -> None:
     data = _png(100_000_000, 1)
     with pytest.raises(ImageLoadError, match="too large"):
         to_image(data)
+
+
+def test_a_header_past_pils_own_bound_is_refused_with_our_limit() -> None:
+    # 20000x20000: PIL refuses it on opening (over twice its MAX_IMAGE_PIXELS), before the
+    # limits see its size; the message is still ours, with the declared count
+    data = _png(20_000, 20_000, rows=1)
+    with pytest.raises(
+        ImageLoadError, match=r"image too large \(400,000,000 pixels; the limit is 64,000,000\)"
+    ):
+        to_image(data)
+
+
+def test_a_configured_limit_above_pils_bound_names_pils() -> None:
+    limits = ImageLimits(max_pixels=500_000_000, max_side=30_000)
+    with pytest.raises(ImageLoadError, match=r"400,000,000 pixels; within the configured limit, but PIL refuses more than"):  # fmt: skip
+        to_image(_png(20_000, 20_000, rows=1), limits=limits)
 
 
 def test_an_oversized_file_is_refused_before_it_is_read(
