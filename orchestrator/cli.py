@@ -21,7 +21,7 @@ from sandbox import ProgramInvalid, VisChainError
 
 from .capability import role_help
 from .config import Config
-from .forms import FORMS
+from .forms import FORMS, form_of
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -166,9 +166,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     finally:
         orch.close()
-    sys.stdout.write(
-        f"ok: {len(bound.steps)} steps, result {bound.result}, inputs {', '.join(bound.inputs)}\n"
-    )
+    sys.stdout.write(f"ok: {form_of(bound).summary(bound)}\n")
     return EXIT_OK
 
 

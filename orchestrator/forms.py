@@ -259,6 +259,10 @@ class ProgramForm(ABC, Generic[P, C]):
         program runs ('Image', 'ObjectList', 'Text', 'Any'...; None: this form cannot say)."""
         return None
 
+    def summary(self, checked: C) -> str:
+        """One line on a checked program: what ``vischain check`` prints after "ok: "."""
+        return f"a {self.name} program"
+
     def defines(self, program: P) -> set[str]:
         """The names the program assigns at its top level: an earlier value of the same
         name (an agent round's state) is replaced, not read as an input."""
@@ -315,6 +319,10 @@ class LineForm(ProgramForm[Program, BoundProgram]):
 
     def result_type(self, checked: BoundProgram) -> str | None:
         return checked.step(checked.result).output_type if checked.result else None
+
+    def summary(self, checked: BoundProgram) -> str:
+        inputs = ", ".join(checked.inputs) or "none"
+        return f"{len(checked.steps)} steps, result {checked.result}, inputs {inputs}"
 
     def extract(self, output: str) -> str:
         return extract_program(output)
@@ -424,6 +432,10 @@ class PythonForm(ProgramForm[PythonProgram, PythonProgram]):
 
     def extract(self, output: str) -> str:
         return extract_function(output)
+
+    def summary(self, checked: PythonProgram) -> str:
+        tools = ", ".join(sorted(self.tools_used(checked))) or "none"
+        return f"{checked.function.name}({', '.join(checked.params)}), tools {tools}"
 
     def returning(self, name: str) -> str:
         return f"{self.opening}{name}):\n    return {name}\n"

@@ -74,6 +74,23 @@ def test_check_command(offline_env: Path, capsys: pytest.CaptureFixture[str]) ->
     assert f"{bad}:1:" in capsys.readouterr().out
 
 
+def test_check_command_on_a_python_program(
+    offline_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = offline_env / "good.py"
+    good.write_text(
+        "def execute_command(image, question):\n"
+        "    patch = ImagePatch(image)\n"
+        "    return patch.simple_query(question)\n"
+    )
+    assert main(["check", str(good)]) == 0
+    assert "ok: execute_command(image, question), tools Vqa" in capsys.readouterr().out
+    bad = offline_env / "bad.py"
+    bad.write_text("def execute_command(image):\n    return image.__class__\n")
+    assert main(["check", str(bad)]) == 1
+    assert f"{bad}:2:" in capsys.readouterr().out
+
+
 def test_python_dash_m_and_console_script(offline_env: Path) -> None:
     program = offline_env / "prog.txt"
     program.write_text(PROGRAM)
