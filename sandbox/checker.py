@@ -22,6 +22,7 @@ VIDEO = "Video"
 
 
 CHECK_SECONDS = 10.0
+_QUOTED = 120  # characters of an expression an error quotes
 
 
 def check(
@@ -299,7 +300,8 @@ class _Checker:
         try:
             compiled = compile_expression(source)
         except VisChainError as exc:
-            self.error(ErrorCode.BAD_EXPRESSION, f"in '{source}': {exc.message}", step, arg.col)
+            quoted = source if len(source) <= _QUOTED else source[: _QUOTED - 1] + "…"
+            self.error(ErrorCode.BAD_EXPRESSION, f"in '{quoted}': {exc.message}", step, arg.col)
             return Expr(source, frozenset())
         for name in sorted(compiled.names):
             self.ref_type(name, step, arg, None)

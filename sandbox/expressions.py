@@ -31,7 +31,7 @@ from functools import lru_cache
 
 from .errors import ErrorCode, EvalError, LimitExceeded, VisChainError
 from .evaluator import Evaluator
-from .limits import Budget, Limits, parse_bounded
+from .limits import Budget, Limits, parse_bounded, unparsable
 from .safe_builtins import SAFE_FUNCTIONS, XOR_FUNCTION, Exposed, is_dunder
 from .validation import free_names, validate_tree, walk
 from .visprog import PLAIN_TEXT, prepare_visprog
@@ -273,5 +273,5 @@ def parse_expression_text(text: str) -> ast.Expression:
         ) from exc
     except (ValueError, RecursionError, MemoryError) as exc:
         raise EvalError(
-            f"invalid expression: {type(exc).__name__}", code=ErrorCode.BAD_EXPRESSION
+            f"invalid expression: {unparsable(exc)}", code=ErrorCode.BAD_EXPRESSION
         ) from exc

@@ -175,6 +175,19 @@ class NestingTooDeep(RecursionError):
     """Program text nests deeper than :data:`MAX_SYNTAX_DEPTH` syntax levels."""
 
 
+def unparsable(exc: BaseException) -> str:
+    """Why :func:`parse_bounded` gave up on text, for an error message: a ``RecursionError``
+    (its own depth bound, or the compiler's) or a ``MemoryError`` (the parser's stack) is
+    text nested too deeply; a ``ValueError`` is a null byte."""
+    if isinstance(exc, RecursionError | MemoryError):
+        return (
+            f"nested too deeply ({exc})"
+            if str(exc)
+            else f"nested too deeply ({type(exc).__name__})"
+        )
+    return str(exc) or type(exc).__name__
+
+
 @overload
 def parse_bounded(text: str, mode: Literal["exec"]) -> ast.Module: ...
 @overload

@@ -22,7 +22,7 @@ import re
 
 from .errors import ErrorCode, ForbiddenError, ProgramError, ProgramInvalid
 from .ir import Arg, Const, Expr, ListOf, Program, Ref, Step, Value
-from .limits import Limits, admit_program, parse_bounded
+from .limits import Limits, admit_program, parse_bounded, unparsable
 from .safe_builtins import is_dunder
 from .validation import free_names, validate_tree
 
@@ -198,9 +198,7 @@ def _parse_line(line: str, number: int, indent: int) -> Step:
     except SyntaxError as exc:
         raise _syntax_error(exc) from None
     except (ValueError, RecursionError, MemoryError) as exc:
-        raise _LineError(
-            ErrorCode.SYNTAX, f"cannot parse this line ({type(exc).__name__})"
-        ) from None
+        raise _LineError(ErrorCode.SYNTAX, f"cannot parse this line: {unparsable(exc)}") from None
     if len(module.body) != 1:
         raise _LineError(ErrorCode.NOT_A_STEP, "write exactly one step per line")
     stmt = module.body[0]

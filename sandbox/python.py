@@ -31,7 +31,7 @@ from .evaluator import CAUGHT, ChainEnv, Evaluator, error_message
 from .formatting import safe_format
 from .hints import Hints
 from .lazy import force, force_deep
-from .limits import Budget, Limits, admit_program, parse_bounded
+from .limits import Budget, Limits, admit_program, parse_bounded, unparsable
 from .numeric import EXPOSED_NUMERIC, NAMESPACES
 from .safe_builtins import BUILTIN_METHODS, SAFE_FUNCTIONS, Exposed, check_renderable, is_dunder
 from .validation import ALLOWED_NODES
@@ -71,6 +71,20 @@ def _error(code: ErrorCode, message: str, node: ast.AST | None) -> ProgramError:
     return ProgramError(code, message, line, col)
 
 
+def _too_deep_line(text: str) -> int:
+    """The first line that is nested too deeply on its own (the parser names no line for
+    that), else 1: each line is parsed alone, and one that only fails as part of a block
+    (``if x:``) is a syntax error, not this."""
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            parse_bounded(line.strip(), "exec")
+        except (RecursionError, MemoryError):
+            return number
+        except (SyntaxError, ValueError):
+            continue
+    return 1
+
+
 def parse_python(text: str, *, limits: Limits | None = None) -> PythonProgram:
     """Parse a Python-form program and refuse what the sandbox never runs; raise
     :class:`ProgramInvalid` listing every problem."""
@@ -87,9 +101,9 @@ def parse_python(text: str, *, limits: Limits | None = None) -> PythonProgram:
             ]
         ) from None
     except (ValueError, RecursionError, MemoryError) as exc:
-        raise ProgramInvalid(
-            [ProgramError(ErrorCode.SYNTAX, f"cannot parse the program ({type(exc).__name__})", 1)]
-        ) from None
+        line = 1 if isinstance(exc, ValueError) else _too_deep_line(text)
+        message = f"cannot parse the program: {unparsable(exc)}"
+        raise ProgramInvalid([ProgramError(ErrorCode.SYNTAX, message, line)]) from None
     errors: list[ProgramError] = []
     functions = []
     for node in tree.body:

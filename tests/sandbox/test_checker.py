@@ -113,6 +113,22 @@ def test_messages_are_fit_for_a_repair_prompt() -> None:
     assert "B is ObjectList (from line 1)" in message
 
 
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("-" * 9000 + "1", "nested too deeply"),  # the parser's own stack overflows
+        ("(" * 4000 + "1" + ")" * 4000, "too many nested parentheses"),
+    ],
+)
+def test_a_pathological_expression_is_named_and_quoted_short(expression: str, reason: str) -> None:
+    diagnosed = diagnose(parse(f"A=Eval('{expression}')"), CAT)
+    assert [(e.code, e.line) for e in diagnosed] == [(ErrorCode.BAD_EXPRESSION, 1)]
+    message = diagnosed[0].message
+    assert reason in message
+    assert f"in '{expression[:119]}…':" in message
+    assert len(message) < 250
+
+
 def _count_ratios(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls = [0]
     ratio = difflib.SequenceMatcher.ratio

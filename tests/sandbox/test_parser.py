@@ -7,6 +7,7 @@ import pytest
 
 from sandbox import (
     Budget,
+    ErrorCode,
     Limits,
     ProgramInvalid,
     VisChainError,
@@ -81,6 +82,31 @@ def test_deep_python_programs_give_typed_errors(text: str) -> None:
     interpreter = PythonInterpreter(Budget(Limits(time_limit=5)))
     with pytest.raises(VisChainError):
         interpreter.run(program, {"image": None})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "start"),
+    [
+        (
+            "A=Eval('1')\nB=Loc(image=IMAGE, object=" + "-" * 9000 + "1)\n",
+            2,
+            "cannot parse this line",
+        ),
+        (
+            "def execute_command(image):\n    x = 1\n    return " + "-" * 100_000 + "1\n",
+            3,
+            "cannot parse the program",
+        ),
+    ],
+)
+def test_text_past_the_parsers_stack_is_named_nested_too_deeply_on_its_line(
+    text: str, line: int, start: str
+) -> None:
+    with pytest.raises(ProgramInvalid) as info:
+        parse(text)
+    [error] = info.value.errors
+    assert (error.code, error.line) == (ErrorCode.SYNTAX, line)
+    assert error.message.startswith(f"{start}: nested too deeply (")
 
 
 def test_a_byte_order_mark_is_not_part_of_the_program() -> None:
