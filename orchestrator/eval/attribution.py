@@ -6,7 +6,9 @@ For an item answered wrongly (or not at all), :func:`attribute` names one culpri
    checks still found on the round it returned — ``program`` (answer-kind), ``empty``
    (empty-detection), ``error`` (runtime-error, with the failed step), ``low-confidence``
    or ``unsure`` — rather than on a generic error;
-1. ``planning`` — no program came out of planning;
+1. ``input`` — the item's own inputs could not be used (an image missing, corrupt or past
+   the limits: a ``bad-input`` error before any step ran): no program is to blame;
+   ``planning`` — no program came out of planning;
 2. ``program`` — the program ran but does not do what was asked: its result is not of the
    kind the instruction asks for (a count asked, an image returned), judged with the
    agent loop's answer-kind check (:mod:`orchestrator.answer_kind`);
@@ -29,6 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from tools import Registry
+from tools.errors import ToolErrorCode
 from tools.types import assignable, value_type
 
 from ..answer_kind import AnswerKind, fits, kind_by_rules, kind_of_value
@@ -40,6 +43,7 @@ _EMPTY_TYPES = ("ObjectList", "PointList")
 
 
 class Culprit(StrEnum):
+    INPUT = "input"
     PLANNING = "planning"
     PROGRAM = "program"
     ERROR = "error"
@@ -125,6 +129,8 @@ def attribute(
                 return Attribution(culprit, f"{issue['check']}: {issue['message']}", name, tool)
     if not steps and not trace.program:
         message = (trace.error or {}).get("message", "no program")
+        if (trace.error or {}).get("code") == ToolErrorCode.BAD_INPUT:
+            return Attribution(Culprit.INPUT, str(message))
         return Attribution(Culprit.PLANNING, str(message))
     if ok:
         wanted = expected_kind(instruction, kind)

@@ -11,6 +11,7 @@ from PIL import Image as PILImage
 from orchestrator.eval.attribution import Culprit, attribute, expected_kind
 from orchestrator.trace import StepRecord, Trace
 from tools import default_registry
+from tools.errors import ImageLoadError
 from tools.types import Box, Image, Object, ObjectList
 
 REGISTRY = default_registry(plugins=False)
@@ -37,6 +38,13 @@ def test_no_program_is_planning() -> None:
     trace.finish(error=ValueError("the planner wrote nothing valid"))
     found = attribute(trace, instruction="How many?", output=None, ok=False)
     assert found.culprit is Culprit.PLANNING and "nothing valid" in found.reason
+
+
+def test_an_unusable_input_is_the_input_not_planning() -> None:
+    trace = Trace(instruction="How many?")
+    trace.finish(error=ImageLoadError("image file not found: x.jpg"))
+    found = attribute(trace, instruction="How many?", output=None, ok=False)
+    assert found.culprit is Culprit.INPUT and "x.jpg" in found.reason
 
 
 def test_a_result_of_the_wrong_kind_is_the_program() -> None:
