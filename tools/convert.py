@@ -121,6 +121,7 @@ def to_image(value: Any, *, name: str | None = None, limits: ImageLimits = IMAGE
     if isinstance(value, Image):
         return value
     kind = type(value).__name__
+    where = f"{name}: " if name else ""
     try:
         if isinstance(value, PILImage.Image):
             limits.check_size(value.width, value.height, name or "image")
@@ -142,11 +143,12 @@ def to_image(value: Any, *, name: str | None = None, limits: ImageLimits = IMAGE
     except ImageLoadError:
         raise
     except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
-        raise ImageLoadError(f"cannot use {kind} as an image: {_message(exc)}") from exc
+        raise ImageLoadError(f"{where}cannot use {kind} as an image: {_message(exc)}") from exc
+    a = "an" if kind[:1].lower() in "aeiou" else "a"
     if isinstance(value, (list, tuple)):
-        raise ImageLoadError(f"cannot use a {kind} as an image (give one image, or a dict of "
-                             "named images as images=)")  # fmt: skip
-    raise ImageLoadError(f"cannot use a {kind} as an image")
+        raise ImageLoadError(f"{where}cannot use {a} {kind} as an image (give one image, or a "
+                             "dict of named images as images=)")  # fmt: skip
+    raise ImageLoadError(f"{where}cannot use {a} {kind} as an image")
 
 
 def to_input(

@@ -155,7 +155,8 @@ def test_images_given_as_a_list_is_a_typed_error(offline: Orchestrator) -> None:
             ),
             "nested tensor",
         ),
-        (lambda: object(), "cannot use a object as an image"),
+        (lambda: object(), "IMAGE: cannot use an object as an image"),
+        (lambda: [0, 1], "IMAGE[0]: cannot use an int as an image"),  # a video's frame
     ],
 )
 def test_unusable_images_are_typed_errors(offline: Orchestrator, make, says: str) -> None:
