@@ -347,7 +347,7 @@ class Orchestrator:
         if trace.directory is not None:
             try:
                 trace.save(trace.directory)
-            except OSError as exc:  # the run's result matters more than its report
+            except Exception as exc:  # the run's result matters more than its report
                 log.warning("could not save the trace to %s: %s", trace.directory, exc)
         return RunResult(output, program, trace, error, values, errors, list(rounds))
 

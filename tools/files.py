@@ -15,11 +15,12 @@ from pathlib import Path
 
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write ``data`` (text as UTF-8, or bytes) to ``path`` atomically, creating nothing
-    else: the folder must exist. Raises ``OSError`` as the file system does."""
+    else: the folder must exist. Raises ``OSError`` as the file system does. A lone
+    surrogate in the text, which UTF-8 cannot carry, is written as its escape (``\\ud800``)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:32]}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.write(data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -165,6 +165,29 @@ def test_unusable_images_are_typed_errors(offline: Orchestrator, make, says: str
     assert says in str(result.error)
 
 
+def test_a_lone_surrogate_in_a_value_keeps_the_answer_and_its_trace(
+    offline: Orchestrator, tmp_path: Path
+) -> None:
+    result = offline.execute(
+        "A=Eval('{S} + \"!\"')\nRESULT=A", values={"S": "a\ud800b"}, trace_dir=tmp_path
+    )
+    assert result.ok and result.output == "a\ud800b!"
+    assert "a\\ud800b!" in (tmp_path / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_trace_that_cannot_be_saved_keeps_the_answer(
+    offline: Orchestrator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.trace import Trace
+
+    def broken(self: Trace, directory: Path, **kwargs: object) -> None:
+        raise ValueError("a writer's bug")
+
+    monkeypatch.setattr(Trace, "save", broken)
+    result = offline.execute("A=Eval('1 + 2')\nRESULT=A", trace_dir=tmp_path)
+    assert result.ok and result.output == 3
+
+
 def test_inputs_loaded_before_an_unusable_one_stay_in_the_trace(
     offline: Orchestrator, tmp_path: Path
 ) -> None:

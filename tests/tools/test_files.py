@@ -20,6 +20,11 @@ def test_text_and_bytes_are_written_whole(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.bin"]
 
 
+def test_a_lone_surrogate_is_written_as_its_escape(tmp_path: Path) -> None:
+    write_atomic(tmp_path / "page.html", "é a\ud800b")  # UTF-8 cannot encode U+D800
+    assert (tmp_path / "page.html").read_bytes() == "é a\\ud800b".encode()
+
+
 def test_a_failed_rename_keeps_the_old_file_and_leaves_no_temporary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
