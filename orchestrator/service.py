@@ -28,6 +28,7 @@ import binascii
 import hmac
 import json
 import logging
+import math
 import mimetypes
 import re
 import tempfile
@@ -54,7 +55,32 @@ FILE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 IMAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 log = logging.getLogger("vischain.service")
 
-app = FastAPI(title="VisChain", description="Visual programs over vision models, as a service.")
+
+class Reply(JSONResponse):
+    """JSON every client parses, whatever a run computed: a non-finite number (an Eval's
+    ``1e308 * 10``) is the text ``"inf"``, ``"-inf"`` or ``"nan"`` (JSON has none), and text
+    is escaped to ASCII, so a lone surrogate in a value (``'\\ud800'`` in a program's string,
+    which UTF-8 cannot carry) reaches the client as the escape JSON allows."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(_finite(content), allow_nan=False, separators=(",", ":")).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+app = FastAPI(
+    title="VisChain",
+    description="Visual programs over vision models, as a service.",
+    default_response_class=Reply,
+)
 
 
 class ExecuteRequest(BaseModel):
@@ -119,14 +145,14 @@ class Service:
     # --- endpoints -------------------------------------------------------------------------
 
     @app.post("/execute")
-    async def execute(self, request: Request) -> JSONResponse:
+    async def execute(self, request: Request) -> Reply:
         fields, images = await self._admit(request, ExecuteRequest, text_field="program")
         return await self._answer(
             self.orchestrator.execute, fields.program, images=images, form=fields.form
         )
 
     @app.post("/run")
-    async def run(self, request: Request) -> JSONResponse:
+    async def run(self, request: Request) -> Reply:
         fields, images = await self._admit(request, RunRequest, text_field="instruction")
         return await self._answer(
             self.orchestrator.run,
@@ -137,10 +163,10 @@ class Service:
         )
 
     @app.get("/tools")
-    async def tools(self, request: Request) -> JSONResponse:
+    async def tools(self, request: Request) -> Reply:
         self._authorize(request)
         status = await asyncio.to_thread(self.orchestrator.tool_status)
-        return JSONResponse(
+        return Reply(
             [
                 {
                     "name": t.spec.name,
@@ -155,14 +181,14 @@ class Service:
         )
 
     @app.get("/runs/{run_id}")
-    async def trace(self, run_id: str, request: Request) -> JSONResponse:
+    async def trace(self, run_id: str, request: Request) -> Reply:
         self._authorize(request)
         path = self._run_dir(run_id) / TRACE_FILE
         if not path.is_file():
             raise HTTPException(404, f"run {run_id} has no trace")
         text = await asyncio.to_thread(path.read_text, encoding="utf-8")
         records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        return JSONResponse({"run_id": run_id, "records": records})
+        return Reply({"run_id": run_id, "records": records})
 
     @app.get("/runs/{run_id}/{name:path}")
     async def run_file(self, run_id: str, name: str, request: Request) -> Any:
@@ -179,12 +205,12 @@ class Service:
         media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return FileResponse(path, media_type=media)
 
-    async def _answer(self, method: Any, text: str, **kwargs: Any) -> JSONResponse:
+    async def _answer(self, method: Any, text: str, **kwargs: Any) -> Reply:
         """Run ``method(text, ...)`` (execute or run) off the event loop, tracing into a new
         run folder, and answer with its result."""
         run_id = uuid.uuid4().hex
         result = await asyncio.to_thread(method, text, trace_dir=self.runs / run_id, **kwargs)
-        return JSONResponse(_result_json(run_id, result))
+        return Reply(_result_json(run_id, result))
 
     # --- admission -------------------------------------------------------------------------
 

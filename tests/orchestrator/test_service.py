@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import httpx
 import pytest
@@ -88,6 +89,32 @@ def test_execute_with_a_multipart_upload(service: httpx.Client) -> None:
     )
     assert reply.status_code == 200, reply.text
     assert reply.json()["ok"]
+
+
+def test_answers_json_has_no_word_for_are_sent_as_text(service: httpx.Client) -> None:
+    """An infinite number and a lone surrogate (from an escape in a Python program's
+    string) are answers like any other: 200 with the answer, its trace and its page."""
+    for program, answer in [
+        ("A=Eval('1e308 * 10')", "inf"),
+        ("def execute_command():\n    return 'a\\ud800b'\n", "a\ud800b"),
+    ]:
+        reply = service.post("/execute", json={"program": program})
+        assert reply.status_code == 200, reply.text
+        data = reply.json()
+        assert data["ok"] and data["answer"] == answer, data["error"]
+        assert service.get(data["trace"]).status_code == 200
+        assert service.get(data["page"]).status_code == 200
+
+
+def test_a_reply_renders_what_json_cannot_hold() -> None:
+    from orchestrator.service import Reply
+
+    content = {"n": [float("inf"), -float("inf"), 2.0], "s": "x\ud800", "d": {"v": float("nan")}}
+    assert json.loads(Reply(content).body) == {
+        "n": ["inf", "-inf", 2.0],
+        "s": "x\ud800",
+        "d": {"v": "nan"},
+    }
 
 
 def test_bad_images_and_programs_are_typed_errors(service: httpx.Client) -> None:
