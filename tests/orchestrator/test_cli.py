@@ -63,6 +63,15 @@ def test_exec_reports_errors_with_lines(
     assert "unknown-tool" in out and "line 1" in out
 
 
+def test_an_answer_utf8_cannot_carry_is_printed_escaped(
+    offline_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    program = offline_env / "surrogate.py"
+    program.write_text("def execute_command():\n    return 'a\\ud800b'\n")
+    assert main(["exec", str(program)]) == 0
+    assert "answer: a\\ud800b" in capsys.readouterr().out
+
+
 def test_check_command(offline_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = offline_env / "good.txt"
     good.write_text(PROGRAM)
