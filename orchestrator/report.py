@@ -71,7 +71,9 @@ def write_report(
     with (out / REPORT_JSONL).open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps({**asdict(row), "correct": row.correct}) + "\n")
-    (out / REPORT_HTML).write_text(_html(rows, out, title), encoding="utf-8")
+    (out / REPORT_HTML).write_text(
+        _html(rows, out, title), encoding="utf-8", errors="backslashreplace"
+    )
     return out / REPORT_HTML
 
 

@@ -61,3 +61,13 @@ def test_the_report_escapes_what_items_hold(tmp_path: Path) -> None:
     page = write_report(tmp_path, summarize([row], plan), [row]).read_text()
     assert "<script" not in page and "<img" not in page and "<svg" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_report_writes_text_utf8_cannot_carry_as_its_escape(tmp_path: Path) -> None:
+    row = {"id": "1", "type": "t", "instruction": "q", "prediction": "a\ud800b", "expected": "b",
+           "score": 0.0, "correct": False, "ok": True, "error": None, "seconds": 0.1,
+           "pairs": None, "attribution": None, "trace": None}  # fmt: skip
+    plan = {"dataset": "d", "data": "d", "split": None, "limit": None, "seed": 0, "items": 1,
+            "ids_sha256": "0"}  # fmt: skip
+    page = write_report(tmp_path, summarize([row], plan), [row]).read_text(encoding="utf-8")
+    assert "a\\ud800b" in page
