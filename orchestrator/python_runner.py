@@ -290,12 +290,38 @@ def _variables(env: Mapping[str, Any], params: set[str]) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """Results a user can use: a patch becomes its pixels, a video segment its frames."""
-    value = force_deep(value)
-    if isinstance(value, ImagePatch):
-        return force(value.cropped_image)
-    if isinstance(value, VideoSegment):
-        return value.video
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+    """Results a user can use: a patch becomes its pixels, a video segment its frames, in
+    lists, tuples and dict values too. Each distinct container is converted once and only
+    copied when it holds something to convert, so what a program shares stays shared: a
+    result ``[a] * 30`` of ``a = [[0] * 1000] * 1000`` is 1,000 values to look at, not 30
+    million to copy."""
+    return _Plain().convert(force_deep(value))
+
+
+class _Plain:
+    def __init__(self) -> None:
+        self.done: dict[int, Any] = {}  # id of a container seen → what it became
+
+    def convert(self, value: Any) -> Any:
+        if isinstance(value, ImagePatch):
+            return force(value.cropped_image)
+        if isinstance(value, VideoSegment):
+            return value.video
+        if not isinstance(value, list | tuple | dict):
+            return value
+        key = id(value)
+        if key in self.done:
+            return self.done[key]
+        self.done[key] = value  # a container that holds itself ends here
+        items = list(value.values()) if isinstance(value, dict) else value
+        converted = [self.convert(v) for v in items]
+        if all(a is b for a, b in zip(converted, items, strict=True)):
+            return value
+        if isinstance(value, dict):
+            made: Any = dict(zip(value, converted, strict=True))
+        elif isinstance(value, tuple):
+            made = type(value)(converted) if type(value) is tuple else type(value)(*converted)
+        else:
+            made = converted
+        self.done[key] = made
+        return made

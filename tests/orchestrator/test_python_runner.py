@@ -13,6 +13,7 @@ from sandbox import ErrorCode, ProgramInvalid
 from tools import Registry, default_registry, tool
 from tools.builtin.logic import count, result
 from tools.errors import ToolErrorCode
+from tools.types import Image
 
 
 @tool
@@ -153,6 +154,22 @@ def test_left_and_right_bind_to_pairs(tiny: Orchestrator) -> None:
     source = "def execute_command(left, right):\n    return ImagePatch(left).width + ImagePatch(right).width\n"
     result = tiny.execute(source, images={"LEFT": "sample:coffee", "RIGHT": "sample:astronaut"})
     assert result.ok and result.output == 600 + 512
+
+
+def test_a_result_shares_what_the_program_shared(tiny: Orchestrator) -> None:
+    """Converting a result (patches to pictures) keeps one value per distinct container:
+    ``[a] * 30`` of a 1000 x 1000 aliased ``a`` is not copied out to 30 million values."""
+    source = (
+        "def execute_command(image):\n"
+        "    a = [[0] * 1000] * 1000\n"
+        "    patches = [ImagePatch(image)]\n"
+        "    return {'many': [a] * 30, 'pictures': (patches, patches)}\n"
+    )
+    result = tiny.execute(source, image="sample:coffee")
+    assert result.ok, result.error
+    many, (first, second) = result.output["many"], result.output["pictures"]
+    assert many[0] is many[29] and many[0][0] is many[0][999] and len(many[0][0]) == 1000
+    assert first is second and isinstance(first[0], Image) and first[0].width == 600
 
 
 def test_python_traces_save_like_line_programs(tiny: Orchestrator, tmp_path: Path) -> None:
