@@ -4,6 +4,7 @@ writer's business (``orchestrator.writer``)."""
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -103,8 +104,17 @@ def summarize(value: Any) -> dict[str, Any]:
             "items": items,
             "text": ", ".join(items)[:MAX_TEXT],
         }
-    text = str(value)
+    text = _SHORT.repr(value) if isinstance(value, _CONTAINERS) else str(value)
     return {"type": kind if kind != "Any" else type(value).__name__, "text": text[:MAX_TEXT]}
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+# a container's text is written only as far as it is shown: str() of ``[a] * 30`` with
+# ``a = [[0] * 1000] * 1000`` would write 30 million numbers to show 2,000 characters
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel = 6
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = _SHORT.maxfrozenset = MAX_ITEMS
+_SHORT.maxstring = _SHORT.maxother = 200
 
 
 def _bool(value: bool) -> dict[str, Any]:
