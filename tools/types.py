@@ -523,7 +523,8 @@ def coerce(value: object, target: str) -> object:
     """Convert a runtime value to the ``target`` type along the implicit conversions.
 
     Values already of an accepted type pass through unchanged; anything else raises
-    ``TypeError`` with a message naming both types.
+    ``TypeError`` with a message naming both types. An empty list is a list of every kind
+    (it reads as a TextList first).
     """
     targets = target.split("|")
     if ANY in targets:
@@ -550,6 +551,15 @@ def _convert(value: object, source: str, target: str) -> object:
         return ObjectList((value,))
     if target == "PointList" and isinstance(value, Point):
         return PointList((value,))
+    # a list a program built (a comprehension keeping some of a tool's objects): empty, it
+    # is an empty list of any kind; of objects (or points) only, their list — like a single
+    # object, in the original picture's coordinates
+    if target == "ObjectList" and isinstance(value, list | tuple):
+        if all(isinstance(v, Object) for v in value):
+            return ObjectList(tuple(value))
+    if target == "PointList" and isinstance(value, list | tuple):
+        if all(isinstance(v, Point) for v in value):
+            return PointList(tuple(value))
     if target == "Text" and isinstance(value, (bool, int, float)):
         return to_text(value)
     if target == "Number" and isinstance(value, str):

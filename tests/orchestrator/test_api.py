@@ -52,6 +52,17 @@ def test_every_seed_program_checks(offline: Orchestrator, name: str) -> None:
     assert offline.check(text).inputs.keys() == set(inputs)  # inferred when not given
 
 
+def test_a_list_of_objects_an_eval_kept_is_an_object_list(offline: Orchestrator) -> None:
+    program = (
+        "OBJ0=FaceDet(image=IMAGE)\n"
+        "KEPT=Eval('[o for o in {OBJ0} if o.score > 0]')\nN=Count(object=KEPT)\n"
+        "NONE=Eval('[o for o in {OBJ0} if o.score > 2]')\nZ=Count(object=NONE)\n"
+        "RESULT=Eval('{N} * 10 + {Z}')\n"
+    )
+    result = offline.execute(program, image="sample:astronaut")  # one face
+    assert result.ok and result.output == 10, result.error
+
+
 def test_model_tools_without_models_fail_with_a_clear_no_backend_error(
     offline: Orchestrator,
 ) -> None:

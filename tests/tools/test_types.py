@@ -73,6 +73,18 @@ def test_coercion_at_run_time() -> None:
     assert value_type(["a"]) == "TextList" and value_type(True) == "Bool"
 
 
+def test_a_list_a_program_built_is_the_list_of_its_kind() -> None:
+    objects = [Object(Box(0, 0, 1, 1), label="cup"), Object(Box(2, 2, 3, 3), label="cup")]
+    assert coerce(objects, "ObjectList|PointList") == ObjectList(tuple(objects))
+    assert coerce(tuple(objects), "ObjectList") == ObjectList(tuple(objects))
+    assert coerce([Point(1, 2)], "ObjectList|PointList") == PointList((Point(1, 2),))
+    assert coerce([], "ObjectList|PointList") == ObjectList(())
+    assert coerce((), "PointList") == PointList(())
+    assert coerce([], "TextList") == []
+    with pytest.raises(TypeError, match="expected ObjectList, got Any"):
+        coerce([objects[0], Point(1, 2)], "ObjectList")
+
+
 def test_image_hash_depends_on_pixels_only() -> None:
     a = Image(PILImage.new("RGB", (8, 8), (10, 20, 30)), name="a")
     b = Image(PILImage.new("RGBA", (8, 8), (10, 20, 30, 255)), name="b")
