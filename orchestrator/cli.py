@@ -20,7 +20,7 @@ from typing import Any
 from sandbox import ProgramInvalid, VisChainError
 
 from .capability import role_help
-from .config import Config
+from .config import Config, ConfigError
 from .forms import FORMS, form_of
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -413,6 +413,6 @@ def main(argv: list[str] | None = None) -> int:
     except VisChainError as exc:
         sys.stderr.write(f"vischain: {exc}\n")
         return EXIT_FAILED
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ConfigError) as exc:
         sys.stderr.write(f"vischain: {exc}\n")
         return EXIT_USAGE

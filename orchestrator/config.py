@@ -23,7 +23,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -42,23 +43,28 @@ CONFIG_ENV = "VISCHAIN_CONFIG"
 _FILE: ContextVar[Path | None] = ContextVar("vischain_config_file", default=None)
 
 
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names where it came from, each
+    setting at fault and why."""
+
+
 class LimitsConfig(BaseModel):
     """Time and size limits for programs (all enforced)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    step_seconds: float | None = 300.0
-    program_seconds: float | None = 1800.0
-    eval_seconds: float = 10.0
-    python_seconds: float = 600.0
-    max_program_chars: int = 200_000
-    max_steps: int = 20_000
-    max_ops: int = 2_000_000
-    max_tool_calls: int = 2_000
-    image_mb: float = 256.0  # input image file or bytes
-    image_pixels: int = 64_000_000
-    image_side: int = 16_384  # longer side, pixels
-    image_aspect: float = 64.0  # longer side / shorter side
+    step_seconds: float | None = Field(300.0, gt=0)  # None: no limit
+    program_seconds: float | None = Field(1800.0, gt=0)
+    eval_seconds: float = Field(10.0, gt=0)
+    python_seconds: float = Field(600.0, gt=0)
+    max_program_chars: int = Field(200_000, ge=1)
+    max_steps: int = Field(20_000, ge=1)
+    max_ops: int = Field(2_000_000, ge=1)
+    max_tool_calls: int = Field(2_000, ge=1)
+    image_mb: float = Field(256.0, gt=0)  # input image file or bytes
+    image_pixels: int = Field(64_000_000, ge=1)
+    image_side: int = Field(16_384, ge=1)  # longer side, pixels
+    image_aspect: float = Field(64.0, ge=1)  # longer side / shorter side
 
     def images(self) -> ImageLimits:
         """What an input image may be (checked before it is decoded)."""
@@ -308,8 +314,40 @@ class Config(BaseSettings):
         file = Path(chosen).expanduser() if chosen else None
         if file is not None and not file.is_file():
             raise FileNotFoundError(f"config file not found: {file}")
+        if file is not None and file.suffix.lower() != ".toml":
+            _yaml_mapping(file)
         token = _FILE.set(file)
+        where = f"{file} with " if file is not None else ""
+        where += "the VISCHAIN_* environment and the arguments given"
         try:
             return cls(**overrides)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'the whole file'}: {e['msg']}"
+                f" (got {_shown(e.get('input'))})"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"bad configuration ({where}): {problems}") from None
+        except (ValueError, TypeError, OSError, yaml.YAMLError) as exc:  # syntax, not a mapping…
+            raise ConfigError(f"unreadable configuration ({where}): {exc}") from None
         finally:
             _FILE.reset(token)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _yaml_mapping(file: Path) -> None:
+    """Refuse a YAML file that is not a mapping of settings, naming what it is instead."""
+    try:
+        with file.open(encoding="utf-8") as stream:  # named in YAML's messages
+            data = yaml.safe_load(stream)
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"unreadable configuration file {file}: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(
+            f"configuration file {file} holds a {type(data).__name__}, not a mapping of "
+            "settings (models:, limits:, planner:, …)"
+        )
