@@ -240,6 +240,8 @@ class Service:
                 data = json.loads(body or b"{}")
             except ValueError as exc:
                 raise HTTPException(400, f"the body is not JSON: {exc}") from None
+            except RecursionError:  # '[[[[…' past the decoder's depth
+                raise HTTPException(400, "the body is JSON nested too deeply") from None
             if not isinstance(data, dict):
                 raise HTTPException(400, "the body must be a JSON object")
             images = {}

@@ -129,6 +129,10 @@ def test_bad_images_and_programs_are_typed_errors(service: httpx.Client) -> None
     assert not data["ok"] and data["error"]["code"] == "unknown-tool"
     bad = service.post("/execute", json={"program": PROGRAM, "images": {"IMAGE": "%%%"}})
     assert bad.status_code == 400 and "base64" in bad.json()["detail"]
+    deep = service.post(
+        "/execute", content=b"[" * 100_000, headers={"content-type": "application/json"}
+    )
+    assert deep.status_code == 400 and "nested too deeply" in deep.json()["detail"]
 
 
 def test_run_plans_with_the_served_llm(service: httpx.Client) -> None:
