@@ -50,7 +50,7 @@ def _values(specs: list[str]) -> dict[str, object]:
             raise SystemExit(f"vischain: value {name} given twice")
         try:
             values[name] = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON (or nested past its depth): text
             values[name] = text
     return values
 

@@ -19,6 +19,8 @@ def json_objects(
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise fail(n, f"not JSON ({exc})") from None
+        except RecursionError:  # '[[[[…' past the decoder's depth
+            raise fail(n, "JSON nested too deeply") from None
         if not isinstance(record, dict):
             raise fail(n, "not a JSON object")
         yield n, record

@@ -114,6 +114,8 @@ def _json(path: Path) -> Any:
             return json.load(f)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path} is not readable JSON: {exc}") from None
+    except RecursionError:
+        raise DatasetError(f"{path} is not readable JSON: nested too deeply") from None
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -72,6 +72,16 @@ def test_an_answer_utf8_cannot_carry_is_printed_escaped(
     assert "answer: a\\ud800b" in capsys.readouterr().out
 
 
+def test_a_value_that_is_not_json_is_text(
+    offline_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    program = offline_env / "length.txt"
+    program.write_text("A=Eval('len({Q})')\nRESULT=A\n")
+    deep = "[" * 100_000  # past the JSON decoder's depth
+    assert main(["exec", str(program), "--value", f"Q={deep}", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] == "100000"
+
+
 def test_check_command(offline_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = offline_env / "good.txt"
     good.write_text(PROGRAM)

@@ -150,6 +150,7 @@ def test_tagging_and_generic_jsonl(tmp_path: Path) -> None:
     ("line", "message"),
     [
         ("not json", "line 2: not JSON"),
+        ("[" * 100_000, "line 2: JSON nested too deeply"),
         ('{"image": "a.png", "answer": "x"}', "line 2: no 'instruction'"),
         ('{"instruction": "q", "answer": "x", "metric": "bleu"}', "metric 'bleu'"),
         ('{"instruction": "q", "metric": "box", "answer": [1, 2]}', "a box is"),
@@ -160,6 +161,13 @@ def test_bad_lines_name_the_file_and_line(tmp_path: Path, line: str, message: st
     path.write_text('{"instruction": "q", "answer": "a"}\n' + line + "\n")
     with pytest.raises(DatasetError, match=message):
         load("jsonl", Source(path))
+
+
+def test_a_json_file_nested_too_deeply_is_a_dataset_error(tmp_path: Path) -> None:
+    path = tmp_path / "questions.json"
+    path.write_text("[" * 100_000)
+    with pytest.raises(DatasetError, match="not readable JSON: nested too deeply"):
+        load("gqa", Source(path))
 
 
 def test_unknown_dataset_and_missing_file(tmp_path: Path) -> None:
