@@ -3,9 +3,11 @@
 Every program in the process hands its ready calls for a batched tool to that tool's
 queue (a :class:`~tools.gather.Gatherer`: the first caller leads and runs one
 ``run_batch`` over up to ``max_batch`` queued calls; ``tools: {Name: {wait: fixed}}``
-always waits ``max_wait_ms`` for company). A failing call fails only its caller; a batch
-that raises fails the calls in it. The model steps inside ``run_batch`` batch again across
-tools (:mod:`tools.backends.coalesce`): Select and Classify share CLIP's batches.
+always waits ``max_wait_ms`` for company). A failing call fails only its caller; after a
+batch of several calls raises, each call runs alone, so one bad input (a question too long
+for the model) fails only its own call, not another program's. The model steps inside
+``run_batch`` batch again across tools (:mod:`tools.backends.coalesce`): Select and Classify
+share CLIP's batches.
 
 A batch runs under its leader's cancellation: when the leader's step is cancelled (its
 time limit fired) the batch stops at its next ``ctx.check()``, the leader's calls get a
@@ -45,8 +47,11 @@ def _cancelled(name: str, entry: Entry) -> list[LimitExceeded] | None:
     """A cancelled caller's results (None while its step may still run)."""
     if not entry.owner.cancel.is_set():
         return None
-    error = LimitExceeded(f"{name}: the call was cancelled", code=ErrorCode.CANCELLED)
-    return [error] * len(entry.items)
+    return [_cancellation(name)] * len(entry.items)
+
+
+def _cancellation(name: str) -> LimitExceeded:
+    return LimitExceeded(f"{name}: the call was cancelled", code=ErrorCode.CANCELLED)
 
 
 def _run_batch(tool: Tool, leader: Entry, batch: list[Entry]) -> list[list[Any]]:
@@ -65,10 +70,33 @@ def _run_batch(tool: Tool, leader: Entry, batch: list[Entry]) -> list[list[Any]]
     except Exception as exc:
         if leader.owner.cancel.is_set():
             raise
-        results = [exc] * len(calls)
+        if len(calls) == 1:
+            results = [exc]
+        else:  # one bad input must not fail the others' calls: each runs alone
+            results = []
+            for e in batch:
+                own = replace(e.owner, meta={})
+                results += calls_alone(tool, own, e.items)
+                e.owner.meta.update(own.meta)
     for e in batch:
         e.owner.meta.update(ctx.meta)
     return slices(results, batch)
+
+
+def calls_alone(tool: Tool, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
+    """Each call in a ``run_batch`` of its own, its exception its result: after a batch of
+    them raised, so that one bad input (a question too long for the model) fails only its
+    own call. Calls left when ``ctx`` is cancelled get a ``cancelled`` error."""
+    results: list[Any] = []
+    for call in calls:
+        if ctx.cancel.is_set():
+            results.append(_cancellation(tool.name))
+            continue
+        try:
+            results += run_calls(tool, ctx, [call])
+        except Exception as exc:
+            results.append(exc)
+    return results
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -150,7 +178,12 @@ class Batcher:
         max_batch = int(ctx.option(tool.name, "max_batch", tool.max_batch))
         max_wait = float(ctx.option(tool.name, "max_wait_ms", DEFAULT_MAX_WAIT_MS)) / 1000.0
         if tool.max_batch <= 1 or max_batch <= 1 or max_wait <= 0:
-            return run_calls(tool, ctx, calls)
+            try:
+                return run_calls(tool, ctx, calls)
+            except Exception:
+                if len(calls) == 1 or ctx.cancel.is_set():
+                    raise
+                return calls_alone(tool, ctx, calls)
         fixed = ctx.option(tool.name, "wait", "adaptive") == "fixed"
         entry = Entry(list(calls), ctx)
         results = self.queue(tool).join(

@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from sandbox import ErrorCode, LimitExceeded
 from tools import Tool, ToolContext
 from tools.batching import Batcher
@@ -85,6 +87,34 @@ def test_a_bad_call_fails_only_its_caller() -> None:
     assert out[0] == ["OK"] and out[2] == ["FINE"]
     assert isinstance(out[1][0], ValueError)
     assert tool.batches == [3]
+
+
+class Brittle(Echo):
+    """Like Echo, but a batch holding 'boom' raises as a whole (a model refusing one row
+    fails its batch)."""
+
+    def run_batch(self, ctx: ToolContext, calls: list[dict[str, Any]]) -> list[Any]:
+        results = super().run_batch(ctx, calls)
+        if any(c["text"] == "boom" for c in calls):
+            raise ValueError("a row the model refuses")
+        return results
+
+
+def test_a_batch_that_raises_runs_each_call_alone() -> None:
+    tool, batcher = Brittle(), Batcher()
+    out = callers(batcher, tool, [["ok"], ["boom"], ["fine", "also"]], max_batch=4)
+    assert out[0] == ["OK"] and out[2] == ["FINE", "ALSO"]
+    assert isinstance(out[1][0], ValueError) and "refuses" in str(out[1][0])
+    assert tool.batches == [4, 1, 1, 1, 1]
+
+
+def test_uncoalesced_calls_that_raise_together_run_alone() -> None:
+    tool, batcher = Brittle(), Batcher()
+    ctx = ToolContext(options={"Echo": {"max_wait_ms": 0}})
+    out = batcher.run(tool, ctx, [{"text": "ok"}, {"text": "boom"}])
+    assert out[0] == "OK" and isinstance(out[1], ValueError)
+    with pytest.raises(ValueError, match="refuses"):
+        batcher.run(tool, ctx, [{"text": "boom"}])  # alone, it raises as before
 
 
 def test_no_wait_means_no_coalescing() -> None:
