@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, ToolInputError
 from ..settings import ModelSpec
 from ..types import Image, Point, PointList
 from .base import Placement, token_budgets
@@ -333,6 +333,13 @@ class _HFVisionLM(HFBackend):
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ModelError(f"{self.spec.label()} failed: {type(exc).__name__}: {exc}") from exc
         mask = inputs["attention_mask"].bool()
+        limit = self._context_limit()
+        for held, budget in zip(mask.sum(dim=1).tolist(), budgets, strict=True):
+            if limit is not None and held + budget > limit:  # refused here, on its own call
+                raise ToolInputError(
+                    f"{self.spec.label()} holds {limit:,} tokens; this prompt takes {held:,} "
+                    f"and its answer up to {budget}: shorten the question"
+                )
         pixel_keys = set(self._pixel_keys())
         per_token = [
             key for key, value in inputs.items()
@@ -351,6 +358,18 @@ class _HFVisionLM(HFBackend):
             )
             for i, (image, budget, number) in enumerate(zip(images, budgets, numbers, strict=True))
         ]
+
+    def _context_limit(self) -> int | None:
+        """The most tokens a row may hold, prompt and answer together: the spec's option
+        ``max_context``, else the text model's ``max_position_embeddings`` (None: no
+        bound known)."""
+        given = self.spec.options.get("max_context")
+        if given is not None:
+            return int(given)
+        config = self.model.config
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        limit = getattr(text, "max_position_embeddings", None)
+        return limit if isinstance(limit, int) and limit > 0 else None
 
     def _batch_inputs(self, rows: list[_Row], pad: int) -> dict[str, torch.Tensor]:
         """The rows left-padded together to a multiple of ``length_bucket`` tokens (so a

@@ -15,7 +15,7 @@ from tools.backends import backend_class
 from tools.backends.base import Placement
 from tools.backends.numbers import NumberForm
 from tools.backends.vlm import ANSWER_SUFFIX, LlavaBackend, Molmo2Backend, parse_points
-from tools.errors import ModelError
+from tools.errors import ModelError, ToolInputError
 from tools.pool import ModelPool
 from tools.settings import ModelSettings, ModelSpec
 from tools.types import Point, PointList
@@ -182,6 +182,19 @@ def test_token_limit(cls: type, loaded: dict[str, object]) -> None:
         assert len(requests) <= generated <= len(requests) * limit
     with pytest.raises(ValueError):
         backend.answer(requests, max_new_tokens=0)
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_a_prompt_past_the_models_context_is_refused_before_generating(
+    cls: type, loaded: dict[str, object]
+) -> None:
+    backend = loaded[cls.family]
+    limit = backend.model.config.get_text_config().max_position_embeddings
+    calls = backend.stats["generate_calls"]
+    with pytest.raises(ToolInputError, match=f"holds {limit:,} tokens; this prompt takes"):
+        backend.answer([(IMAGES[0], "why " * limit)], max_new_tokens=4)
+    assert backend.stats["generate_calls"] == calls  # refused before the model ran
+    assert len(backend.answer([(IMAGES[0], "why " * 8)], max_new_tokens=4)) == 1
 
 
 @pytest.mark.parametrize("cls", FAMILIES)
