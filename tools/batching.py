@@ -70,8 +70,8 @@ def _run_batch(tool: Tool, leader: Entry, batch: list[Entry]) -> list[list[Any]]
     except Exception as exc:
         if leader.owner.cancel.is_set():
             raise
-        if len(calls) == 1:
-            results = [exc]
+        if len(calls) == 1 or isinstance(exc, ResultCountError):
+            results = [exc] * len(calls)
         else:  # one bad input must not fail the others' calls: each runs alone
             results = []
             for e in batch:
@@ -106,6 +106,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
+class ResultCountError(ToolError):
+    """``run_batch`` returned another number of results than it was given calls: the tool
+    is at fault, not one of the inputs, so its calls are not run again one by one."""
+
+
 def run_calls(tool: Tool, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
     """``tool.run_batch(ctx, calls)``, checked for one result per call, under the tool's
     out-of-memory policy; every other exception passes through."""
@@ -124,7 +129,7 @@ def _run_calls(tool: Tool, ctx: ToolContext, calls: Sequence[dict[str, Any]]) ->
         return _retreat(tool, ctx, calls, policy, exc)
     if len(results) != len(calls):
         n, k = len(results), len(calls)
-        raise ToolError(f"{tool.name}.run_batch returned {n} results for {k} calls")
+        raise ResultCountError(f"{tool.name}.run_batch returned {n} results for {k} calls")
     failed = [i for i, r in enumerate(results) if isinstance(r, Exception) and is_out_of_memory(r)]
     if failed:  # calls that ran out of memory one by one
         again = _retreat(tool, ctx, [calls[i] for i in failed], policy, results[failed[0]])
@@ -180,8 +185,8 @@ class Batcher:
         if tool.max_batch <= 1 or max_batch <= 1 or max_wait <= 0:
             try:
                 return run_calls(tool, ctx, calls)
-            except Exception:
-                if len(calls) == 1 or ctx.cancel.is_set():
+            except Exception as exc:
+                if len(calls) == 1 or ctx.cancel.is_set() or isinstance(exc, ResultCountError):
                     raise
                 return calls_alone(tool, ctx, calls)
         fixed = ctx.option(tool.name, "wait", "adaptive") == "fixed"
