@@ -34,7 +34,7 @@ from .lazy import force, force_deep
 from .limits import Budget, Limits, admit_program, parse_bounded, unparsable
 from .numeric import EXPOSED_NUMERIC, NAMESPACES
 from .safe_builtins import BUILTIN_METHODS, SAFE_FUNCTIONS, Exposed, check_renderable, is_dunder
-from .validation import ALLOWED_NODES
+from .validation import ALLOWED_NODES, describe_node
 
 ENTRY = "execute_command"
 
@@ -43,15 +43,6 @@ _STATEMENTS: tuple[type[ast.AST], ...] = (
     ast.Continue, ast.Return, ast.Expr, ast.Pass,
 )  # fmt: skip
 _EXPRESSIONS: tuple[type[ast.AST], ...] = (*ALLOWED_NODES, ast.Lambda, ast.arguments, ast.arg)
-_NAMES = {
-    "Import": "imports", "ImportFrom": "imports", "ClassDef": "class definitions",
-    "FunctionDef": "nested function definitions", "AsyncFunctionDef": "async functions",
-    "Global": "'global'", "Nonlocal": "'nonlocal'", "Try": "try/except", "With": "'with'",
-    "Raise": "'raise'", "Delete": "'del'", "Assert": "'assert'", "Match": "'match'",
-    "AsyncFor": "async loops", "AsyncWith": "'async with'", "NamedExpr": "':='",
-    "Yield": "'yield'", "YieldFrom": "'yield from'", "Await": "'await'", "Starred": "'*' unpacking",
-    "TryStar": "try/except*",
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -117,8 +108,9 @@ def parse_python(text: str, *, limits: Limits | None = None) -> PythonProgram:
             message = f"only {ENTRY} may be defined, not '{node.name}'"
             errors.append(_error(ErrorCode.FORBIDDEN, message, node))
         else:
-            kind = _NAMES.get(type(node).__name__, f"'{type(node).__name__}' statements")
-            errors.append(_error(ErrorCode.FORBIDDEN, f"{kind} are not allowed", node))
+            errors.append(
+                _error(ErrorCode.FORBIDDEN, f"{describe_node(node)} is not allowed", node)
+            )
     if not functions:
         errors.append(
             ProgramError(ErrorCode.NOT_A_STEP, f"define the function {ENTRY}(image, ...)", 1, 1)
@@ -162,8 +154,8 @@ def _validate_function(fn: ast.FunctionDef) -> list[ProgramError]:
             bad_statement = isinstance(node, ast.stmt) and not isinstance(node, _STATEMENTS)
             bad_expression = isinstance(node, ast.expr) and not isinstance(node, _EXPRESSIONS)
             if bad_statement or bad_expression:
-                kind = _NAMES.get(type(node).__name__, f"'{type(node).__name__}'")
-                errors.append(_error(ErrorCode.FORBIDDEN, f"{kind} are not allowed", node))
+                message = f"{describe_node(node)} is not allowed"
+                errors.append(_error(ErrorCode.FORBIDDEN, message, node))
             name = None
             if isinstance(node, ast.Name):
                 name = node.id
@@ -418,7 +410,7 @@ class PythonInterpreter(Evaluator):
             elif isinstance(stmt, ast.Pass):
                 pass
             else:
-                raise ForbiddenError(f"'{type(stmt).__name__}' statements are not allowed")
+                raise ForbiddenError(f"{describe_node(stmt)} is not allowed")
         except VisChainError as exc:
             if exc.line is None:
                 exc.line = stmt.lineno

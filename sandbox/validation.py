@@ -91,14 +91,22 @@ def _check_for(kind: type, allowed: tuple[type[ast.AST], ...]) -> object:
     return _CONSTANT if issubclass(kind, ast.Constant) else _PLAIN
 
 
+_NODE_NAMES = {
+    "Lambda": "lambda", "NamedExpr": "':=' assignment", "Starred": "'*' unpacking",
+    "Await": "'await'", "Yield": "'yield'", "YieldFrom": "'yield from'", "Import": "import",
+    "ImportFrom": "import", "Global": "'global'", "Nonlocal": "'nonlocal'",
+    "ClassDef": "a class definition", "FunctionDef": "a nested function definition",
+    "AsyncFunctionDef": "an async function", "Try": "try/except", "TryStar": "try/except*",
+    "With": "'with'", "AsyncWith": "'async with'", "Raise": "'raise'", "Delete": "'del'",
+    "Assert": "'assert'", "Match": "'match'", "AsyncFor": "an async loop",
+    "Slice": "assigning to a slice (x[a:b] = ...)",
+}  # fmt: skip
+
+
 def describe_node(node: ast.AST) -> str:
-    names = {
-        "Lambda": "lambda", "NamedExpr": "':=' assignment", "Starred": "'*' unpacking",
-        "Await": "await", "Yield": "yield", "YieldFrom": "yield from", "Import": "import",
-        "ImportFrom": "import", "Global": "global", "Nonlocal": "nonlocal",
-    }  # fmt: skip
+    """What a syntax node is, for "… is not allowed" (its class name when not listed)."""
     kind = type(node).__name__
-    return names.get(kind, f"'{kind}'")
+    return _NODE_NAMES.get(kind, f"'{kind}'")
 
 
 def free_names(

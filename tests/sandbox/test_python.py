@@ -145,6 +145,30 @@ def test_hostile_programs_are_refused_before_running(source: str, code: ErrorCod
 
 
 @pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "try:\n        return 1\n    except ValueError:\n        return 2",
+            "try/except is not allowed",
+        ),
+        ("a, *b = [1, 2]\n    return b", "'*' unpacking is not allowed"),
+        ("import math\n    return 1", "import is not allowed"),
+        ("global g\n    return 1", "'global' is not allowed"),
+        ("class A:\n        pass\n    return 1", "a class definition is not allowed"),
+    ],
+)
+def test_what_is_refused_is_named_in_a_sentence(body: str, message: str) -> None:
+    with pytest.raises(ProgramInvalid) as info:
+        parse_python(f"def execute_command(image):\n    {body}\n")
+    assert message in [e.message for e in info.value.errors]
+
+
+def test_assigning_to_a_slice_is_named() -> None:
+    with pytest.raises(ForbiddenError, match=r"assigning to a slice \(x\[a:b\] = \.\.\.\) is not allowed"):  # fmt: skip
+        run("def execute_command(image):\n    x = [1, 2, 3]\n    x[0:1] = [9]\n    return x\n", image=None)  # fmt: skip
+
+
+@pytest.mark.parametrize(
     "body",
     [
         "return getattr(image, 'x')",
