@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import normalize_for_eval
+from tools.files import write_atomic
 
 from .templating import render_template
 from .writer import HTML_FILE
@@ -71,9 +72,7 @@ def write_report(
     with (out / REPORT_JSONL).open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps({**asdict(row), "correct": row.correct}) + "\n")
-    (out / REPORT_HTML).write_text(
-        _html(rows, out, title), encoding="utf-8", errors="backslashreplace"
-    )
+    write_atomic(out / REPORT_HTML, _html(rows, out, title))
     return out / REPORT_HTML
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from tools.files import write_atomic
+
 from ..templating import render_template
 from .metrics import PairCounts
 
@@ -78,7 +80,7 @@ def write_report(out: Path, summary: dict[str, Any], rows: list[dict[str, Any]])
     ]
     page = render_template("eval.html.j2", summary=summary, rows=rows, attribution=attribution)
     path = out / REPORT
-    path.write_text(page, encoding="utf-8", errors="backslashreplace")
+    write_atomic(path, page)
     return path
 
 
@@ -120,7 +122,7 @@ def compare(a: str | Path, b: str | Path, *, out: str | Path | None = None) -> d
             for i in ids
         ]
         page = render_template("compare.html.j2", cmp=result, flips=flips)
-        (folder / COMPARE).write_text(page, encoding="utf-8", errors="backslashreplace")
+        write_atomic(folder / COMPARE, page)
     return result
 
 
