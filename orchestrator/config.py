@@ -314,8 +314,6 @@ class Config(BaseSettings):
         file = Path(chosen).expanduser() if chosen else None
         if file is not None and not file.is_file():
             raise FileNotFoundError(f"config file not found: {file}")
-        if file is not None and file.suffix.lower() != ".toml":
-            _yaml_mapping(file)
         token = _FILE.set(file)
         where = f"{file} with " if file is not None else ""
         where += "the VISCHAIN_* environment and the arguments given"
@@ -329,6 +327,8 @@ class Config(BaseSettings):
             )
             raise ConfigError(f"bad configuration ({where}): {problems}") from None
         except (ValueError, TypeError, OSError, yaml.YAMLError) as exc:  # syntax, not a mapping…
+            if file is not None and file.suffix.lower() != ".toml":
+                _yaml_mapping(file)  # YAML's own message, or what the file holds instead
             raise ConfigError(f"unreadable configuration ({where}): {exc}") from None
         finally:
             _FILE.reset(token)
@@ -340,7 +340,8 @@ def _shown(value: Any) -> str:
 
 
 def _yaml_mapping(file: Path) -> None:
-    """Refuse a YAML file that is not a mapping of settings, naming what it is instead."""
+    """Refuse a YAML file that does not parse or is not a mapping of settings, naming what
+    it holds instead (read again only after loading it failed)."""
     try:
         with file.open(encoding="utf-8") as stream:  # named in YAML's messages
             data = yaml.safe_load(stream)
