@@ -238,6 +238,7 @@ class _HFVisionLM(HFBackend):
         # one per prompt length; the attention mask hides the padding.
         self.length_bucket = int(spec.options.get("length_bucket", LENGTH_BUCKET))
         self.max_rows = int(spec.options.get("max_batch", MAX_ROWS))
+        self.max_context = self._context_limit()  # tokens a row may hold (None: unknown)
         self._number_vocab: NumberVocab | None = None
 
     # --- prompts -----------------------------------------------------------------------------
@@ -333,7 +334,7 @@ class _HFVisionLM(HFBackend):
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ModelError(f"{self.spec.label()} failed: {type(exc).__name__}: {exc}") from exc
         mask = inputs["attention_mask"].bool()
-        limit = self._context_limit()
+        limit = self.max_context
         for held, budget in zip(mask.sum(dim=1).tolist(), budgets, strict=True):
             if limit is not None and held + budget > limit:  # refused here, on its own call
                 raise ToolInputError(
