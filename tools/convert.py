@@ -224,13 +224,14 @@ def _past_pil_bound(exc: PILImage.DecompressionBombError, limits: ImageLimits) -
     """Which bound an image PIL refused on opening is past: ours where the count its header
     declares is over it, else PIL's (twice ``PIL.Image.MAX_IMAGE_PIXELS``, when a
     configured limit is above that)."""
-    declared = re.search(r"\((\d+) pixels\)", str(exc))
-    if declared is None or int(declared.group(1)) > limits.max_pixels:
-        count = f"{int(declared.group(1)):,} pixels; " if declared else ""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    declared = int(found.group(1)) if found else None
+    if declared is None or declared > limits.max_pixels:
+        count = "" if declared is None else f"{declared:,} pixels; "
         return f"{count}the limit is {limits.max_pixels:,}"
     bound = 2 * (PILImage.MAX_IMAGE_PIXELS or 0)
     return (
-        f"{int(declared.group(1)):,} pixels; within the configured limit, but PIL refuses "
+        f"{declared:,} pixels; within the configured limit, but PIL refuses "
         f"more than {bound:,}: raise PIL.Image.MAX_IMAGE_PIXELS to admit it"
     )
 
