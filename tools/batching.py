@@ -76,14 +76,14 @@ def _run_batch(tool: Tool, leader: Entry, batch: list[Entry]) -> list[list[Any]]
             results = []
             for e in batch:
                 own = replace(e.owner, meta={})
-                results += calls_alone(tool, own, e.items)
+                results += _calls_alone(tool, own, e.items)
                 e.owner.meta.update(own.meta)
     for e in batch:
         e.owner.meta.update(ctx.meta)
     return slices(results, batch)
 
 
-def calls_alone(tool: Tool, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
+def _calls_alone(tool: Tool, ctx: ToolContext, calls: Sequence[dict[str, Any]]) -> list[Any]:
     """Each call in a ``run_batch`` of its own, its exception its result: after a batch of
     them raised, so that one bad input (a question too long for the model) fails only its
     own call. Calls left when ``ctx`` is cancelled get a ``cancelled`` error."""
@@ -188,7 +188,7 @@ class Batcher:
             except Exception as exc:
                 if len(calls) == 1 or ctx.cancel.is_set() or isinstance(exc, ResultCountError):
                     raise
-                return calls_alone(tool, ctx, calls)
+                return _calls_alone(tool, ctx, calls)
         fixed = ctx.option(tool.name, "wait", "adaptive") == "fixed"
         entry = Entry(list(calls), ctx)
         results = self.queue(tool).join(
